@@ -1,0 +1,29 @@
+# FeedMood service image: web (gunicorn), Celery worker and beat all run from it.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=feedmood.settings
+
+# libpq for psycopg is bundled by psycopg[binary]; OpenCV headless needs libgl-free libs only.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+RUN useradd --create-home --uid 10001 feedmood \
+    && mkdir -p /data/media /app/staticfiles \
+    && chown -R feedmood:feedmood /data /app/staticfiles
+USER feedmood
+
+ENV MEDIA_ROOT=/data/media \
+    STATIC_ROOT=/app/staticfiles
+EXPOSE 8000
+
+CMD ["gunicorn", "feedmood.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "60", "--access-logfile", "-"]

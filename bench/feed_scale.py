@@ -1,0 +1,397 @@
+"""Feed scale benchmark: seed PostgreSQL, serve with gunicorn (DEBUG=0), load ``GET /api/feed/``.
+
+For each scale (number of posts) it:
+
+1. creates a fresh database ``<db-prefix>_<posts>``, migrates it and seeds it with
+   ``manage.py seed_feed`` (COPY; timings recorded);
+2. runs ``bench/feed_micro.py`` (candidate strategies, mood state vs readings,
+   pure ranking time, EXPLAIN);
+3. starts gunicorn (``--workers`` x ``--threads`` gthread, DEBUG=0, Redis cache)
+   and drives it with a threaded keep-alive HTTP client: closed loop at each
+   ``--concurrency`` (page 1 of the feed for rotating bench users, mood stage
+   on), a page-2 (cursor) run, and an open-loop run at a fixed rate;
+4. records latency percentiles, requests/s, server CPU ms per request and
+   ``os.getloadavg()`` (a training job shares the 2 cores), then stops gunicorn.
+
+Results: ``bench/results/feed_scale.json`` and ``.md``.  Verify small first::
+
+    .venv/bin/python bench/feed_scale.py --scales 20000 --users 1000 --duration 5 --out /tmp/feed_small
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def sh(cmd: list[str], env: dict[str, str], **kw: Any) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, env=env, check=True, text=True, capture_output=True, **kw)
+
+
+def psql(admin_url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime+stime of a process and its live children (gunicorn master + workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {}
+    s = sorted(samples)
+
+    def pct(q: float) -> float:
+        return round(s[min(len(s) - 1, int(q * len(s)))], 2)
+
+    return {"p50_ms": pct(0.50), "p90_ms": pct(0.90), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "max_ms": round(s[-1], 2), "mean_ms": round(statistics.fmean(s), 2)}
+
+
+# --- load client -------------------------------------------------------------------------------
+
+
+class Client(threading.Thread):
+    """One keep-alive connection issuing requests until ``deadline``.
+
+    Closed loop when ``interval`` is None; otherwise open loop: request k is due
+    at ``start + k * interval`` and its latency is measured from that due time
+    (no coordinated omission).
+    """
+
+    def __init__(self, port: int, tokens: list[str], deadline: float, mode: str, interval: float | None,
+                 start_at: float, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.tokens, self.deadline, self.mode = port, tokens, deadline, mode
+        self.interval, self.start_at = interval, start_at
+        self.rng = random.Random(seed)
+        self.latencies: list[float] = []
+        self.errors: dict[str, int] = {}
+        self.cursors: dict[str, str] = {}
+
+    def _get(self, conn: http.client.HTTPConnection, path: str, token: str) -> tuple[int, bytes]:
+        conn.request("GET", path, headers={"Authorization": f"Token {token}", "Host": "127.0.0.1"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        k = 0
+        while True:
+            due = self.start_at + k * self.interval if self.interval else time.perf_counter()
+            if due >= self.deadline:
+                break
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            token = self.tokens[self.rng.randrange(len(self.tokens))]
+            path = "/api/feed/"
+            if self.mode == "page2":
+                cursor = self.cursors.get(token)
+                if cursor is None:  # fetch page 1 once to get this user's cursor (not timed)
+                    status, body = self._safe_get(conn, "/api/feed/", token)
+                    if status == 200:
+                        nxt = json.loads(body)["next"]
+                        self.cursors[token] = cursor = nxt.split("cursor=", 1)[1] if nxt else ""
+                    due = time.perf_counter()
+                path = f"/api/feed/?cursor={cursor}" if cursor else "/api/feed/"
+            status, _ = self._safe_get(conn, path, token)
+            end = time.perf_counter()
+            if status == 200:
+                self.latencies.append((end - due) * 1000.0)
+            else:
+                self.errors[str(status)] = self.errors.get(str(status), 0) + 1
+                if status == 0:
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            k += 1
+        conn.close()
+
+    def _safe_get(self, conn: http.client.HTTPConnection, path: str, token: str) -> tuple[int, bytes]:
+        try:
+            return self._get(conn, path, token)
+        except (OSError, http.client.HTTPException):
+            return 0, b""
+
+
+def run_load(port: int, tokens: list[str], *, seconds: float, concurrency: int, mode: str = "page1",
+             rate: float | None = None, server_pid: int | None = None) -> dict[str, Any]:
+    start = time.perf_counter() + 0.05
+    deadline = start + seconds
+    interval = concurrency / rate if rate else None
+    cpu0 = proc_cpu_seconds(server_pid) if server_pid else 0.0
+    client_cpu0 = time.process_time()
+    la0 = loadavg()
+    clients = [Client(port, tokens, deadline, mode, interval, start, seed=i) for i in range(concurrency)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join()
+    elapsed = time.perf_counter() - start
+    lat = [x for c in clients for x in c.latencies]
+    errors: dict[str, int] = {}
+    for c in clients:
+        for k, v in c.errors.items():
+            errors[k] = errors.get(k, 0) + v
+    server_cpu = (proc_cpu_seconds(server_pid) - cpu0) if server_pid else 0.0
+    return {
+        "mode": mode,
+        "concurrency": concurrency,
+        "target_rate_rps": rate,
+        "seconds": round(elapsed, 2),
+        "requests": len(lat),
+        "errors": errors,
+        "throughput_rps": round(len(lat) / elapsed, 1),
+        **percentiles(lat),
+        "server_cpu_ms_per_request": round(server_cpu * 1000.0 / max(len(lat), 1), 2),
+        "client_cpu_ms_per_request": round((time.process_time() - client_cpu0) * 1000.0 / max(len(lat), 1), 2),
+        "loadavg_before": la0,
+        "loadavg_after": loadavg(),
+    }
+
+
+# --- one scale ---------------------------------------------------------------------------------------
+
+
+def bench_scale(args: argparse.Namespace, posts: int, base_env: dict[str, str]) -> dict[str, Any]:
+    db = f"{args.db_prefix}_{posts}"
+    admin = f"{args.pg}/postgres"
+    db_url = f"{args.pg}/{db}"
+    env = {**base_env, "DATABASE_URL": db_url}
+    result: dict[str, Any] = {"posts": posts, "database": db}
+    print(f"== {posts} posts: database {db}", flush=True)
+
+    psql(admin, f'DROP DATABASE IF EXISTS "{db}"')
+    psql(admin, f'CREATE DATABASE "{db}"')
+    sh([PY, "manage.py", "migrate", "-v0"], env)
+    tokens_path = Path(f"/tmp/{db}_tokens.json")
+    t0 = time.perf_counter()
+    seeded = sh([PY, "manage.py", "seed_feed", "--users", str(args.users), "--posts", str(posts),
+                 "--follows-per-user", str(args.follows_per_user), "--readings", str(args.readings),
+                 "--bench-users", str(args.bench_users), "--bench-follows", str(args.bench_follows),
+                 "--tokens-out", str(tokens_path)], env, timeout=3600)  # fmt: skip
+    result["seed_wall_s"] = round(time.perf_counter() - t0, 1)
+    seed_info = json.loads(tokens_path.read_text())
+    result["seed"] = {k: seed_info[k] for k in ("counts", "timings", "seconds")}
+    print(seeded.stdout.strip().splitlines()[-1], flush=True)
+    with __import__("psycopg").connect(db_url) as conn:
+        result["db_size"] = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+
+    micro = sh([PY, "bench/feed_micro.py", str(tokens_path), str(args.micro_repeat)], env, timeout=1800)
+    result["micro"] = json.loads(micro.stdout.strip().splitlines()[-1])
+    print("micro:", json.dumps({k: result["micro"][k] for k in ("candidates_lateral", "candidates_redis_zset",
+                                                                 "mood_from_state", "rank_pipeline")}), flush=True)
+
+    tokens = [b["token"] for b in seed_info["bench_users"]]
+    log = open(f"/tmp/{db}_gunicorn.log", "w")
+    server = subprocess.Popen(
+        [PY, "-m", "gunicorn", "feedmood.wsgi:application", "-b", f"127.0.0.1:{args.port}",
+         "-w", str(args.workers), "-k", "gthread", "--threads", str(args.threads),
+         "--keep-alive", "30", "--backlog", "256", "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_ready(args.port, server)
+        check = check_feed(args.port, tokens[0])
+        result["sample_response"] = check
+        run_load(args.port, tokens, seconds=args.warmup, concurrency=4, server_pid=server.pid)  # warm-up
+        runs = []
+        for c in args.concurrency:
+            print(f"   closed loop c={c} ...", flush=True)
+            runs.append(run_load(args.port, tokens, seconds=args.duration, concurrency=c, server_pid=server.pid))
+            print("   ", json.dumps({k: runs[-1][k] for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms",
+                                                             "server_cpu_ms_per_request", "loadavg_after")}), flush=True)
+        runs.append(run_load(args.port, tokens, seconds=args.duration, concurrency=args.concurrency[0],
+                             mode="page2", server_pid=server.pid))
+        print("    page2", json.dumps({k: runs[-1][k] for k in ("throughput_rps", "p50_ms", "p95_ms")}), flush=True)
+        sequential = run_load(args.port, tokens, seconds=args.duration / 2, concurrency=1, server_pid=server.pid)
+        runs.append(sequential)
+        closed = runs[0]["throughput_rps"]
+        for share in args.open_loop:
+            rate = max(1.0, round(closed * share, 1))
+            runs.append(run_load(args.port, tokens, seconds=args.duration, concurrency=args.concurrency[0],
+                                 rate=rate, server_pid=server.pid))
+            print(f"    open loop {rate} rps:", json.dumps({k: runs[-1][k] for k in ("throughput_rps", "p50_ms",
+                                                                                   "p95_ms")}), flush=True)
+        result["runs"] = runs
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+    if not args.keep_db:
+        psql(admin, f'DROP DATABASE IF EXISTS "{db}"')
+    return result
+
+
+def wait_ready(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {server.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/api/health/", headers={"Host": "127.0.0.1"})
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("gunicorn did not become ready")
+
+
+def check_feed(port: int, token: str) -> dict[str, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/api/feed/", headers={"Authorization": f"Token {token}", "Host": "127.0.0.1"})
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    if resp.status != 200 or not body["policy"]["applied"]:
+        raise RuntimeError(f"unexpected feed response {resp.status}: {str(body)[:500]}")
+    return {"status": resp.status, "mood": body["mood"], "policy": body["policy"], "items": len(body["results"]),
+            "first_reasons": [i["reason"] for i in body["results"][:5]],
+            "sources": sorted({i["ranking"]["source"] for i in body["results"]})}
+
+
+# --- report -------------------------------------------------------------------------------------------------
+
+
+def write_markdown(path: Path, data: dict[str, Any]) -> None:
+    lines = [
+        "# Feed scale benchmark",
+        "",
+        f"Generated by `bench/feed_scale.py` on {data['started']} ({data['machine']['cpus']} CPUs, "
+        f"Python {data['machine']['python']}); gunicorn {data['params']['workers']} workers x "
+        f"{data['params']['threads']} threads (gthread), DEBUG=0, PostgreSQL + Redis on the same host. "
+        f"A model-training job shared the CPUs: load average is recorded for every run.",
+        "",
+        f"Graph: {data['params']['users']} users, ~{data['params']['follows_per_user']} follows each; "
+        f"bench users follow {data['params']['bench_follows']} accounts, consent, and have a recent sad or "
+        f"angry mood (mood stage on, policy repair, strength 0.5). Requests: `GET /api/feed/` page 1 "
+        f"(a new ranked snapshot each time) for rotating bench users.",
+        "",
+        "| posts | seed s | DB size | conc. | req/s | p50 ms | p95 ms | p99 ms | server CPU ms/req | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in data["scales"]:
+        for r in s.get("runs", []):
+            label = r["concurrency"] if r["mode"] == "page1" and not r["target_rate_rps"] else (
+                f"{r['concurrency']} ({r['mode']})" if not r["target_rate_rps"] else
+                f"{r['concurrency']} @ {r['target_rate_rps']} rps")
+            lines.append(
+                f"| {s['posts']:,} | {s['seed']['seconds']} | {s['db_size']} | {label} | {r['throughput_rps']} | "
+                f"{r.get('p50_ms')} | {r.get('p95_ms')} | {r.get('p99_ms')} | {r['server_cpu_ms_per_request']} | "
+                f"{r['loadavg_after'][0]} |"
+            )
+    lines += ["", "## Parts (median / p95 ms, in-process)", "",
+              "| posts | candidates LATERAL | candidates window | candidates Redis ZSET + pk | mood state | "
+              "mood from readings | rank pipeline (n) | LATERAL exec (EXPLAIN) | fan-out ZADD/post avg (max) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for s in data["scales"]:
+        m = s["micro"]
+
+        def f(x: dict[str, Any]) -> str:
+            return f"{x['median_ms']} / {x['p95_ms']}"
+
+        lines.append(
+            f"| {s['posts']:,} | {f(m['candidates_lateral'])} | {f(m['candidates_window'])} | "
+            f"{f(m['candidates_redis_zset'])} | {f(m['mood_from_state'])} | {f(m['mood_from_readings'])} | "
+            f"{f(m['rank_pipeline'])} ({m['rank_pipeline']['candidates']}) | {m['lateral_explain']['execution_ms']} | "
+            f"{m['fanout']['zadd_per_post_avg']} ({m['fanout']['zadd_per_post_max']}) |"
+        )
+    lines += ["", "Raw figures: `feed_scale.json` next to this file.", ""]
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scales", default="100000,1000000", help="comma-separated post counts")
+    p.add_argument("--users", type=int, default=10_000)
+    p.add_argument("--follows-per-user", type=int, default=50)
+    p.add_argument("--readings", type=int, default=3)
+    p.add_argument("--bench-users", type=int, default=50)
+    p.add_argument("--bench-follows", type=int, default=500)
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per load run")
+    p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--concurrency", default="8,16")
+    p.add_argument("--open-loop", default="0.5,0.8", help="open-loop rates as shares of the c=first throughput")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--micro-repeat", type=int, default=30)
+    p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--db-prefix", default="feedmood_bench")
+    p.add_argument("--keep-db", action="store_true")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "feed_scale"))
+    args = p.parse_args()
+    args.concurrency = [int(x) for x in args.concurrency.split(",")]
+    args.open_loop = [float(x) for x in args.open_loop.split(",") if x]
+
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "PYTEST"))}
+    base_env.update(
+        DJANGO_SETTINGS_MODULE="feedmood.settings", PYTHONPATH=str(ROOT), DEBUG="0",
+        SECRET_KEY="feed-scale-bench-secret-key-not-for-production-0123456789",
+        ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="0", SECURE_HSTS_SECONDS="0",
+        REDIS_URL=args.redis, CELERY_BROKER_URL=args.redis, CONN_MAX_AGE="600", LOG_LEVEL="WARNING",
+        FEEDMOOD_THROTTLE_USER="10000000/min",
+    )  # fmt: skip
+    data: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": loadavg()},
+        "params": {k: v for k, v in vars(args).items() if k not in ("pg", "redis")},
+        "scales": [],
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for posts in [int(x) for x in args.scales.split(",")]:
+        data["scales"].append(bench_scale(args, posts, base_env))
+        data["machine"]["loadavg_end"] = loadavg()
+        out.with_suffix(".json").write_text(json.dumps(data, indent=2))
+        write_markdown(out.with_suffix(".md"), data)
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()

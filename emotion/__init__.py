@@ -1,0 +1,1 @@
+"""Emotion app (owned by its own team; the foundation only registers it)."""

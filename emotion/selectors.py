@@ -1,0 +1,93 @@
+"""Read operations of the emotion app (HackSoft style).
+
+Every selector that takes a ``user`` only ever returns that user's rows: no
+user can see another user's analyses or readings.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import F, Prefetch, QuerySet
+from django.http import Http404
+
+from emotion.models import FaceReading, ImageAnalysis, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+# --- Model versions ------------------------------------------------------------------------
+
+
+def active_model_version() -> ModelVersion | None:
+    """The active model version.
+
+    On a fresh install (no ModelVersion at all) the artifact at
+    ``settings.FEEDMOOD_MODEL_DIR`` is registered and activated first, so
+    ``make run`` works without a manual ``register_model``.  Returns ``None``
+    when versions exist but none is active, or nothing can be registered.
+    """
+    version = ModelVersion.objects.filter(is_active=True).first()
+    if version is not None or ModelVersion.objects.exists():
+        return version
+    from emotion.services import model_version_register_default
+
+    return model_version_register_default()
+
+
+def model_version_get(*, name: str) -> ModelVersion:
+    """A model version by name; raises ``ModelVersion.DoesNotExist``."""
+    return ModelVersion.objects.get(name=name)
+
+
+# --- Analyses and readings ---------------------------------------------------------------
+
+
+def current_readings(analysis: ImageAnalysis) -> QuerySet[FaceReading]:
+    """Readings of the model version that produced the analysis' current result."""
+    return analysis.readings.filter(model_version_id=analysis.model_version_id).order_by("face_index")
+
+
+def analysis_get_for_owner(*, user: AbstractBaseUser, analysis_id: int) -> ImageAnalysis:
+    """One of ``user``'s analyses with its current readings; 404 for anyone else's."""
+    current = Prefetch(
+        "readings",
+        queryset=FaceReading.objects.filter(model_version_id=F("analysis__model_version_id")).order_by("face_index"),
+        to_attr="current_readings",
+    )
+    analysis = (
+        ImageAnalysis.objects.select_related("model_version")
+        .prefetch_related(current)
+        .filter(owner=user, pk=analysis_id)
+        .first()
+    )
+    if analysis is None:
+        raise Http404("No such analysis.")
+    return analysis
+
+
+def analysis_status(*, analysis_id: int) -> str | None:
+    """The status of an analysis (``None`` if it no longer exists); a cheap poll."""
+    return ImageAnalysis.objects.filter(pk=analysis_id).values_list("status", flat=True).first()
+
+
+def readings_for_user(*, user: AbstractBaseUser, source: str | None = None) -> QuerySet[FaceReading]:
+    """The user's current face readings, newest first (one per face, current model only)."""
+    qs = FaceReading.objects.filter(
+        analysis__owner=user, model_version_id=F("analysis__model_version_id")
+    ).select_related("analysis", "model_version")
+    if source:
+        qs = qs.filter(analysis__source=source)
+    return qs.order_by("-analysis__created_at", "-analysis_id", "face_index")
+
+
+def analyses_for_export(*, user: AbstractBaseUser) -> QuerySet[ImageAnalysis]:
+    """All of the user's analyses with every reading of every model version, oldest first."""
+    readings = FaceReading.objects.select_related("model_version").order_by("model_version_id", "face_index")
+    return (
+        ImageAnalysis.objects.filter(owner=user)
+        .select_related("model_version")
+        .prefetch_related(Prefetch("readings", queryset=readings))
+        .order_by("created_at", "id")
+    )

@@ -1,0 +1,456 @@
+"""Write operations of the emotion app (HackSoft style: all writes go through here).
+
+Privacy rules enforced here:
+
+- selfies are only accepted from users who opted in (``Profile.emotion_consent``);
+- a selfie file is deleted as soon as its analysis is final, unless
+  ``settings.FEEDMOOD_RETAIN_SELFIES`` is on;
+- ``readings_erase`` removes every analysis, reading and stored selfie of a
+  user (also run when consent is withdrawn);
+- nothing leaves the process: the model runs locally.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from emotion import pipeline, selectors, signals
+from emotion.inference import get_classifier, load_classifier
+from emotion.models import FaceReading, ImageAnalysis, ModelVersion
+from feedmood.images import read_upload, validate_image_upload
+from feedmood.models import Post
+from feedmood.services import profile_get_or_create
+from feedmood.tasks_utils import enqueue_on_commit, run_on_commit
+
+logger = logging.getLogger(__name__)
+
+CONSENT_ENDPOINT = "/api/me/"
+CARD_NAME = "model_card.json"
+
+
+class ConsentRequired(PermissionDenied):
+    """The user has not opted in to emotion analysis (the API answers 403)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Emotion analysis is off for your account. Opt in with "
+            f'PATCH {CONSENT_ENDPOINT} {{"emotion_consent": true}} to analyse selfies; '
+            "you can withdraw at any time and your readings are then erased."
+        )
+
+
+# --- Model versions ---------------------------------------------------------------------
+
+
+def _read_card(directory: Path) -> dict[str, Any]:
+    card_path = directory / CARD_NAME
+    if not card_path.is_file():
+        raise ValidationError(f"{card_path} not found: {directory} is not an exported model artifact.")
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValidationError(f"{card_path} is not readable JSON ({exc}).") from None
+    if not isinstance(card, dict):
+        raise ValidationError(f"{card_path} must hold a JSON object.")
+    return card
+
+
+def public_test_metrics(card: dict[str, Any]) -> dict[str, Any]:
+    """The card's PublicTest metrics (``metrics.PublicTest`` or a flat ``metrics`` dict)."""
+    metrics = card.get("metrics")
+    if not isinstance(metrics, dict):
+        return {}
+    for key in ("PublicTest", "public_test", "publictest", "val", "validation"):
+        if isinstance(metrics.get(key), dict):
+            return metrics[key]
+    return metrics
+
+
+@transaction.atomic
+def model_version_activate(version: ModelVersion) -> ModelVersion:
+    """Make ``version`` the only active model; new analyses use it.
+
+    Kept as the single entry point for activation so a later issue can add
+    batch rescoring of existing images here.  Sends ``model_activated`` on commit.
+    """
+    list(ModelVersion.objects.select_for_update().filter(is_active=True))  # serialise activations
+    ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+    if not version.is_active:
+        version.is_active = True
+        version.activated_at = timezone.now()
+        version.save(update_fields=["is_active", "activated_at"])
+    run_on_commit(lambda: signals.model_activated.send(sender=ModelVersion, version=version))
+    return version
+
+
+def model_version_register(
+    *, path: str | Path, name: str | None = None, activate: bool = False, smoke_test: bool = True
+) -> tuple[ModelVersion, bool]:
+    """Register the artifact at ``path`` (a directory with model_card.json).
+
+    The artifact must load with ``ml.runtime.EmotionClassifier`` and (with
+    ``smoke_test``) answer a prediction.  Idempotent for the same name and
+    path.  Returns ``(version, created)``; raises ``ValidationError``.
+    """
+    directory = Path(path).expanduser().resolve()
+    if directory.name == CARD_NAME:
+        directory = directory.parent
+    card = _read_card(directory)
+    try:
+        classifier = load_classifier(directory)
+        if smoke_test:
+            import numpy as np
+
+            probs = classifier.predict_proba(np.full((1, pipeline.FACE_SIDE, pipeline.FACE_SIDE), 128, np.uint8))
+            if probs.shape != (1, len(classifier.labels)):
+                raise ValueError(f"prediction has shape {probs.shape}")
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ValidationError(f"The model at {directory} does not load: {exc}") from None
+    name = (name or str(card.get("name") or directory.name)).strip()
+    if not name or len(name) > ModelVersion._meta.get_field("name").max_length:
+        raise ValidationError(f"Invalid model version name {name!r}.")
+
+    existing = ModelVersion.objects.filter(name=name).first()
+    if existing is not None:
+        if Path(existing.artifact_path) != directory:
+            raise ValidationError(f"A model version named {name!r} already exists at {existing.artifact_path}.")
+        if activate:
+            model_version_activate(existing)
+        return existing, False
+    try:
+        with transaction.atomic():
+            version = ModelVersion.objects.create(
+                name=name,
+                labels=list(classifier.labels),
+                artifact_path=str(directory),
+                card=card,
+                metrics=public_test_metrics(card),
+            )
+            if activate:
+                model_version_activate(version)
+    except IntegrityError:  # a concurrent registration of the same name won
+        version = ModelVersion.objects.get(name=name)
+        return version, False
+    return version, True
+
+
+def model_version_register_default() -> ModelVersion | None:
+    """Register and activate ``settings.FEEDMOOD_MODEL_DIR`` if no version exists (fresh install)."""
+    directory = Path(settings.FEEDMOOD_MODEL_DIR)
+    if not (directory / CARD_NAME).is_file():
+        logger.warning("No emotion model registered and none at FEEDMOOD_MODEL_DIR=%s", directory)
+        return None
+    try:
+        version, _ = model_version_register(path=directory, activate=True, smoke_test=False)
+    except ValidationError as exc:
+        logger.error("Could not register the default emotion model: %s", " ".join(exc.messages))
+        return None
+    if not version.is_active:  # lost a race against another registration: use whatever is active
+        return ModelVersion.objects.filter(is_active=True).first()
+    return version
+
+
+# --- Submitting images ------------------------------------------------------------------------
+
+
+def selfie_submit(*, user: AbstractBaseUser, uploaded_file: IO[bytes] | None) -> ImageAnalysis:
+    """Accept a selfie for analysis: consent check, decode validation, private storage.
+
+    Raises ``ConsentRequired`` (403) without consent and ``ValidationError``
+    (400) for anything that is not an acceptable image.  The analysis is
+    queued on the ``fer`` queue once the transaction commits.
+    """
+    if not profile_get_or_create(user=user).emotion_consent:
+        raise ConsentRequired()
+    try:
+        validated = validate_image_upload(uploaded_file)
+    except ValidationError as exc:
+        raise ValidationError({"image": exc.messages}) from None
+
+    analysis = ImageAnalysis(
+        owner=user,
+        source=ImageAnalysis.Source.SELFIE,
+        image_width=validated.info.width,
+        image_height=validated.info.height,
+    )
+    analysis.image.save(validated.filename, ContentFile(validated.data), save=False)
+    stored_name = analysis.image.name
+    try:
+        with transaction.atomic():
+            analysis.save()
+            _enqueue(analysis)
+    except Exception:
+        _delete_file_quietly(stored_name)  # no row, so no orphan file either
+        raise
+    return analysis
+
+
+def post_image_submit(*, post: Post) -> ImageAnalysis | None:
+    """Queue an analysis of a post's image (read in place, never copied); ``None`` if it has none."""
+    if not post.image:
+        return None
+    with transaction.atomic():
+        analysis = ImageAnalysis.objects.create(
+            owner_id=post.author_id,
+            source=ImageAnalysis.Source.POST,
+            post=post,
+            image_width=post.image_width,
+            image_height=post.image_height,
+        )
+        _enqueue(analysis)
+    return analysis
+
+
+def _enqueue(analysis: ImageAnalysis) -> None:
+    from emotion.tasks import analyze_image
+
+    enqueue_on_commit(analyze_image, analysis.pk)
+
+
+# --- Running an analysis ------------------------------------------------------------------------
+
+
+def _read_image_bytes(analysis: ImageAnalysis) -> bytes:
+    """The bytes to analyse: the stored selfie, or the post's image in place."""
+    if analysis.source == ImageAnalysis.Source.POST:
+        field = analysis.post.image if analysis.post_id else None
+    else:
+        field = analysis.image
+    if not field:
+        raise pipeline.PipelineError("The image is no longer stored (it was deleted after an earlier analysis).", "gone")
+    try:
+        with field.storage.open(field.name, "rb") as handle:
+            return read_upload(handle)
+    except FileNotFoundError:
+        raise pipeline.PipelineError("The image file is missing from storage.", "gone") from None
+    except ValidationError as exc:
+        raise pipeline.PipelineError(" ".join(exc.messages), "too_large") from None
+
+
+def _claim(analysis_id: int, version: ModelVersion | None) -> ImageAnalysis | None:
+    """Lock the row and mark it processing; ``None`` if nothing is to be done."""
+    with transaction.atomic():
+        analysis = (
+            ImageAnalysis.objects.select_for_update().select_related("post").filter(pk=analysis_id).first()
+        )
+        if analysis is None:
+            return None  # erased in the meantime
+        if analysis.is_final and version is not None and analysis.model_version_id == version.pk:
+            return None  # already done with this model: idempotent no-op
+        now = timezone.now()
+        if analysis.started_at is None:
+            analysis.queue_wait_ms = max(0.0, (now - analysis.created_at).total_seconds() * 1000.0)
+        analysis.status = ImageAnalysis.Status.PROCESSING
+        analysis.started_at = now
+        analysis.attempts += 1
+        analysis.save(update_fields=["status", "started_at", "queue_wait_ms", "attempts"])
+        return analysis
+
+
+def analysis_run(analysis_id: int, *, model_version: ModelVersion | None = None) -> ImageAnalysis | None:
+    """Run the FER pipeline for one analysis and store its readings.
+
+    Idempotent: an analysis already final for the model version is left
+    alone, and readings for ``(analysis, model_version)`` are replaced in one
+    transaction, so redelivered or repeated tasks never duplicate them.  Bad
+    input ends as ``failed`` / ``no_face`` (never an exception); database
+    errors propagate so the task can retry.  Returns the analysis, or
+    ``None`` if it was already final or no longer exists.
+    """
+    version = model_version or selectors.active_model_version()
+    claimed = _claim(analysis_id, version)
+    if claimed is None:
+        return None
+    if version is None:
+        return _finish(
+            claimed, None, None,
+            error="No emotion model is installed: register one with `manage.py register_model PATH --activate`.",
+        )  # fmt: skip
+
+    started = timezone.now()
+    result: pipeline.PipelineResult | None = None
+    error = ""
+    try:
+        data = _read_image_bytes(claimed)
+        result = pipeline.analyze_bytes(data, get_classifier(version.artifact_path))
+    except pipeline.PipelineError as exc:
+        error = exc.message
+    except Exception as exc:  # noqa: BLE001 - a model/runtime fault must not loop: record it
+        logger.exception("Emotion analysis %s failed unexpectedly", analysis_id)
+        error = f"Internal error while analysing the image ({type(exc).__name__})."
+    elapsed_ms = (timezone.now() - started).total_seconds() * 1000.0
+    return _finish(claimed, version, result, error=error, elapsed_ms=elapsed_ms)
+
+
+def _finish(
+    claimed: ImageAnalysis,
+    version: ModelVersion | None,
+    result: pipeline.PipelineResult | None,
+    *,
+    error: str = "",
+    elapsed_ms: float | None = None,
+) -> ImageAnalysis | None:
+    """Store the outcome atomically; send ``analysis_finished`` and drop the selfie on commit."""
+    with transaction.atomic():
+        analysis = ImageAnalysis.objects.select_for_update().filter(pk=claimed.pk).first()
+        if analysis is None:
+            return None  # erased while we were working: store nothing
+        if version is not None:
+            FaceReading.objects.filter(analysis=analysis, model_version=version).delete()
+        if result is not None:
+            FaceReading.objects.bulk_create(
+                FaceReading(
+                    analysis=analysis,
+                    model_version=version,
+                    face_index=face.index,
+                    x=face.box.x,
+                    y=face.box.y,
+                    w=face.box.w,
+                    h=face.box.h,
+                    probabilities=face.probabilities,
+                    dominant_emotion=face.dominant,
+                    confidence=face.confidence,
+                    valence=face.valence,
+                    arousal=face.arousal,
+                )
+                for face in result.faces
+            )
+            analysis.status = ImageAnalysis.Status.DONE if result.faces else ImageAnalysis.Status.NO_FACE
+            analysis.error = ""
+            analysis.face_count = result.face_count
+            analysis.image_width, analysis.image_height = result.width, result.height
+            analysis.decode_ms = round(result.decode_ms, 3)
+            analysis.detect_ms = round(result.detect_ms, 3)
+            analysis.classify_ms = round(result.classify_ms, 3)
+        else:
+            analysis.status = ImageAnalysis.Status.FAILED
+            analysis.error = error or "The image could not be analysed."
+            analysis.face_count = 0
+            analysis.decode_ms = analysis.detect_ms = analysis.classify_ms = None
+        analysis.model_version = version
+        analysis.total_ms = round(elapsed_ms, 3) if elapsed_ms is not None else None
+        analysis.finished_at = timezone.now()
+        selfie_name = ""
+        if analysis.image and not settings.FEEDMOOD_RETAIN_SELFIES:
+            selfie_name, analysis.image = analysis.image.name, ""
+        analysis.save()
+        if selfie_name:
+            run_on_commit(lambda: _delete_file_quietly(selfie_name))
+        run_on_commit(lambda: signals.analysis_finished.send(sender=ImageAnalysis, analysis=analysis))
+    return analysis
+
+
+def analysis_mark_failed(*, analysis_id: int, error: str) -> None:
+    """Best effort: mark a non-final analysis failed (a task gave up after its retries)."""
+    with transaction.atomic():
+        analysis = ImageAnalysis.objects.select_for_update().filter(pk=analysis_id).first()
+        if analysis is None or analysis.is_final:
+            return
+        analysis.status = ImageAnalysis.Status.FAILED
+        analysis.error = error[:1000]
+        analysis.finished_at = timezone.now()
+        analysis.save(update_fields=["status", "error", "finished_at"])
+        run_on_commit(lambda: signals.analysis_finished.send(sender=ImageAnalysis, analysis=analysis))
+
+
+# --- Privacy: erase and export ---------------------------------------------------------------------
+
+
+def readings_erase(*, user: AbstractBaseUser) -> int:
+    """Delete all of ``user``'s analyses, readings and stored selfies; returns the analyses deleted.
+
+    Files are removed and ``readings_erased`` is sent after commit.
+    """
+    with transaction.atomic():
+        analyses = ImageAnalysis.objects.select_for_update().filter(owner=user)
+        count = analyses.count()
+        analyses.delete()  # readings cascade; selfie files go on commit (analysis_deleted)
+        run_on_commit(lambda: signals.readings_erased.send(sender=ImageAnalysis, user=user))
+    return count
+
+
+def readings_export(*, user: AbstractBaseUser) -> dict[str, Any]:
+    """Everything the emotion app stores about ``user``, as a JSON-ready dict."""
+    analyses = []
+    for analysis in selectors.analyses_for_export(user=user):
+        analyses.append(
+            {
+                "id": analysis.pk,
+                "source": analysis.source,
+                "post_id": analysis.post_id,
+                "status": analysis.status,
+                "error": analysis.error,
+                "model_version": analysis.model_version.name if analysis.model_version else None,
+                "selfie_stored": bool(analysis.image),
+                "image_width": analysis.image_width,
+                "image_height": analysis.image_height,
+                "face_count": analysis.face_count,
+                "attempts": analysis.attempts,
+                "timings_ms": timings_of(analysis),
+                "created_at": _iso(analysis.created_at),
+                "started_at": _iso(analysis.started_at),
+                "finished_at": _iso(analysis.finished_at),
+                "readings": [
+                    {
+                        "model_version": reading.model_version.name,
+                        "face_index": reading.face_index,
+                        "box": {"x": reading.x, "y": reading.y, "w": reading.w, "h": reading.h},
+                        "probabilities": reading.probabilities,
+                        "dominant_emotion": reading.dominant_emotion,
+                        "confidence": reading.confidence,
+                        "valence": reading.valence,
+                        "arousal": reading.arousal,
+                        "created_at": _iso(reading.created_at),
+                    }
+                    for reading in analysis.readings.all()
+                ],
+            }
+        )
+    profile = profile_get_or_create(user=user)
+    return {
+        "user": user.get_username(),
+        "exported_at": _iso(timezone.now()),
+        "emotion_consent": profile.emotion_consent,
+        "emotion_consent_at": _iso(profile.emotion_consent_at),
+        "selfies_retained": bool(settings.FEEDMOOD_RETAIN_SELFIES),
+        "analyses": analyses,
+    }
+
+
+def timings_of(analysis: ImageAnalysis) -> dict[str, float | None]:
+    return {
+        "queue_wait": analysis.queue_wait_ms,
+        "decode": analysis.decode_ms,
+        "detect": analysis.detect_ms,
+        "classify": analysis.classify_ms,
+        "total": analysis.total_ms,
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def analysis_deleted(*, analysis: ImageAnalysis) -> None:
+    """However an analysis is deleted (erase, user or post deletion, admin), its selfie goes too."""
+    if analysis.image:
+        name = analysis.image.name
+        run_on_commit(lambda: _delete_file_quietly(name))
+
+
+def _delete_file_quietly(name: str) -> None:
+    try:
+        default_storage.delete(name)
+    except OSError:
+        logger.warning("Could not delete media file %s", name, exc_info=True)

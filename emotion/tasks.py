@@ -1,0 +1,57 @@
+"""Celery tasks of the emotion app (routed to the ``fer`` queue).
+
+Tasks are thin: they call a service.  Bad input is a *result* (the analysis
+ends ``failed``/``no_face``); only transient infrastructure errors (database
+or Redis unavailable) are retried, with exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+from django.db import InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from emotion import services
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError, KombuOperationalError)
+MAX_RETRIES = 5
+
+
+class AnalysisTask(Task):
+    """Marks the analysis failed when the task gives up (retries exhausted)."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        analysis_id = args[0] if args else kwargs.get("analysis_id")
+        if analysis_id is None:
+            return
+        try:
+            services.analysis_mark_failed(
+                analysis_id=analysis_id, error=f"Analysis could not complete: {type(exc).__name__}. Please try again."
+            )
+        except Exception:  # noqa: BLE001 - the database may be what is failing
+            logger.warning("Could not mark analysis %s failed", analysis_id, exc_info=True)
+
+
+@shared_task(
+    bind=True,
+    base=AnalysisTask,
+    name="emotion.tasks.analyze_image",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+def analyze_image(self: Task, analysis_id: int) -> str | None:
+    """Analyse one image; returns the final status (``None`` if nothing was to be done)."""
+    analysis = services.analysis_run(analysis_id)
+    return analysis.status if analysis is not None else None

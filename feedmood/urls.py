@@ -1,0 +1,34 @@
+"""Root URLconf: admin, the API (social core + optional apps), schema and docs."""
+
+from importlib.util import find_spec
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+
+def _optional_api_includes() -> list:
+    """``emotion.urls`` / ``recommender.urls`` are mounted under api/ once they exist."""
+    patterns = []
+    for module in ("emotion.urls", "recommender.urls"):
+        if find_spec(module) is not None:
+            patterns.append(path("api/", include(module)))
+    return patterns
+
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include("feedmood.api_urls")),
+    *_optional_api_includes(),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="feedmood/redoc.html"),
+        name="redoc",
+    ),
+]
+
+handler400 = "feedmood.views.bad_request"
+handler404 = "feedmood.views.page_not_found"
+handler500 = "feedmood.views.server_error"

@@ -1,0 +1,56 @@
+"""Training-time augmentation as the reference FER projects used it, as one batched affine warp.
+
+Random rotation of +-15 degrees, width/height shift of +-10 %, zoom 0.9-1.1 and horizontal flip
+are folded into a single projective transform per image, so a batch costs one
+`ImageProjectiveTransformV3` op. Pixels are rescaled to [0, 1] by the model, not here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    rotation_deg: float = 15.0
+    shift: float = 0.10
+    zoom: tuple[float, float] = (0.9, 1.1)
+    hflip: bool = True
+
+
+def random_affine(images: tf.Tensor, config: AugmentConfig = AugmentConfig(), seed: tf.Tensor | None = None) -> tf.Tensor:
+    """Warp a float batch (B, H, W, C) with independent random affine transforms (edge pixels repeat)."""
+    batch = tf.shape(images)[0]
+    height = tf.cast(tf.shape(images)[1], tf.float32)
+    width = tf.cast(tf.shape(images)[2], tf.float32)
+
+    def uniform(low: float, high: float) -> tf.Tensor:
+        return tf.random.uniform([batch], low, high)
+
+    angle = uniform(-config.rotation_deg, config.rotation_deg) * (math.pi / 180.0)
+    scale = uniform(*config.zoom)
+    tx = uniform(-config.shift, config.shift) * width
+    ty = uniform(-config.shift, config.shift) * height
+    flip = tf.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0) if config.hflip else tf.ones([batch])
+
+    # The op maps each *output* pixel to an input pixel: build the inverse of
+    # (flip, rotate, zoom about the centre, then shift).
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    a0, a1 = cos * flip, sin * flip
+    b0, b1 = -sin, cos
+    ox, oy = cx + tx, cy + ty
+    a2 = cx - a0 * ox - a1 * oy
+    b2 = cy - b0 * ox - b1 * oy
+    zeros = tf.zeros([batch])
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+    )

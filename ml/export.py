@@ -1,0 +1,396 @@
+"""Export a trained checkpoint as a service artifact: `python -m ml.export --checkpoint runs/x/best.keras --out ml/artifacts/NAME --head ferplus`.
+
+Steps: slice the chosen head out of a (multi-head) checkpoint; convert it to each candidate runtime
+format (TFLite float32, TFLite int8 with ~500 Training faces as representative data, ONNX when
+tf2onnx/onnxruntime are installed, Keras as the fallback); score every candidate on PublicTest and
+time it (faces/s at batch 64, ms for one face) through `ml.runtime`, the code the service runs;
+with `--format auto` keep the fastest candidate whose PublicTest accuracy is within 0.3 points of
+the Keras float model. Temperature scaling is then fitted on PublicTest: 2-fold cross-calibration
+(fit T on one half, ECE on the other) gives the honest before/after ECE reported in the card, and the
+T fitted on all PublicTest rows is what ships. The artifact directory gets the one model file,
+`model_card.json`, `metrics.json` and `confusion_matrix.png`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ml import cli
+from ml import data as D
+from ml import metrics as M
+from ml.evaluate import (DEFAULT_PROTOCOL, PROTOCOLS, choose_head, head_sizes, load_checkpoint, load_eval_split,
+                         resolve_label_mode, single_head_model)
+from ml.runtime import BATCH, CARD_NAME, EmotionClassifier, default_threads
+from ml.train import DEFAULT_DATA, positive_int
+
+FORMAT_FILES = {"tflite": "model.tflite", "tflite-int8": "model_int8.tflite", "onnx": "model.onnx", "keras": "model.keras"}
+CANDIDATES = ("keras", "tflite", "tflite-int8", "onnx")
+REFERENCE = "keras"
+ACCURACY_TOLERANCE = 0.003  # 0.3 percentage points
+INPUT_SPEC = {"shape": [48, 48], "dtype": "uint8", "color": "grayscale", "range": [0, 255]}
+PREPROCESSING = ("face crop (detector box) -> grayscale -> resize to 48x48 with cv2.INTER_AREA -> uint8 array "
+                 "(N, 48, 48), pixel values 0..255 unnormalised (the model rescales internally)")
+
+
+# --------------------------------------------------------------------------- conversion
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the converters' chatter on stdout (stderr is left alone for real errors)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _saved_model(model, directory: Path) -> Path:
+    path = directory / "saved_model"
+    with _quiet():
+        model.export(str(path), format="tf_saved_model", verbose=False)
+    return path
+
+
+def to_tflite(model, path: Path, representative: np.ndarray | None = None) -> Path:
+    """Convert a single-output Keras model to TFLite (float32, or full-int8 with uint8 input when
+    `representative` uint8 faces are given). Goes through a SavedModel, which works with Keras 3."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(_saved_model(model, Path(tmp))))
+        if representative is not None:
+            faces = representative[..., None].astype(np.float32).copy()
+            faces[0, 0, 0, 0], faces[0, 0, 1, 0] = 0.0, 255.0  # pin the input range so uint8 input maps 1:1
+
+            def dataset():
+                for face in faces:
+                    yield [face[None]]
+
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = dataset
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.float32
+        with _quiet():
+            blob = converter.convert()
+    path.write_bytes(blob)
+    return path
+
+
+def to_onnx(model, path: Path) -> Path:
+    """Convert with tf2onnx (raises ImportError when tf2onnx is not installed)."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, 48, 48, 1), tf.float32, name="face"),)
+    with _quiet():
+        tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(path))
+    return path
+
+
+def save_format(model, fmt: str, directory: Path, representative: np.ndarray | None = None) -> Path:
+    """Write `model` in runtime format `fmt` into `directory`; returns the model file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / FORMAT_FILES[fmt]
+    if fmt == "keras":
+        model.save(path)
+    elif fmt == "tflite":
+        to_tflite(model, path)
+    elif fmt == "tflite-int8":
+        if representative is None:
+            raise ValueError("tflite-int8 needs representative faces")
+        to_tflite(model, path, representative)
+    elif fmt == "onnx":
+        to_onnx(model, path)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMAT_FILES)}")
+    return path
+
+
+def write_card(directory: Path, card: dict) -> Path:
+    path = directory / CARD_NAME
+    path.write_text(json.dumps(card, indent=2, default=str) + "\n")
+    return path
+
+
+def minimal_card(name: str, head: str, labels, fmt: str, tta: bool, temperature: float = 1.0, **extra) -> dict:
+    return {"name": name, "head": head, "labels": list(labels), "input": INPUT_SPEC, "preprocessing": PREPROCESSING,
+            "format": fmt, "file": FORMAT_FILES[fmt], "temperature": temperature, "tta": tta, **extra}
+
+
+def make_artifact(model, fmt: str, directory: Path, *, name: str, head: str, labels, tta: bool = False,
+                  temperature: float = 1.0, representative: np.ndarray | None = None, **extra) -> Path:
+    """Write a loadable artifact (model file + minimal card) for a single-output model."""
+    save_format(model, fmt, directory, representative)
+    write_card(directory, minimal_card(name, head, labels, fmt, tta, temperature, **extra))
+    return directory
+
+
+# --------------------------------------------------------------------------- measurement
+
+def measure_speed(clf: EmotionClassifier, faces: np.ndarray, batch_runs: int = 10, latency_runs: int = 50) -> dict:
+    """faces/s at batch 64 (median over `batch_runs` calls) and ms for one face (median over `latency_runs`)."""
+    batch = faces[:BATCH]
+    if len(batch) < BATCH:
+        batch = np.resize(faces, (BATCH, *faces.shape[1:]))
+    clf.predict_proba(batch)  # warm-up: builds the interpreter / traces the function
+    clf.predict_proba(batch[:1])
+    times = []
+    for _ in range(batch_runs):
+        start = time.perf_counter()
+        clf.predict_proba(batch)
+        times.append(time.perf_counter() - start)
+    single = []
+    for i in range(latency_runs):
+        face = batch[i % BATCH: i % BATCH + 1]
+        start = time.perf_counter()
+        clf.predict_proba(face)
+        single.append(time.perf_counter() - start)
+    return {
+        "faces_per_s_b64": round(BATCH / statistics.median(times), 1),
+        "ms_per_face_b1": round(1000 * statistics.median(single), 3),
+        "batch_runs": batch_runs, "latency_runs": latency_runs,
+    }
+
+
+def choose_format(rows: dict[str, dict], prefer: str = "throughput", tolerance: float = ACCURACY_TOLERANCE) -> str:
+    """Fastest working format whose accuracy is within `tolerance` of the Keras reference."""
+    ok = {f: r for f, r in rows.items() if r.get("status") == "ok"}
+    if REFERENCE not in ok:
+        raise ValueError("the Keras reference model could not be evaluated")
+    floor = ok[REFERENCE]["accuracy"] - tolerance - 1e-12
+    eligible = [f for f, r in ok.items() if r["accuracy"] >= floor]
+    if prefer == "latency":
+        return min(eligible, key=lambda f: ok[f]["ms_per_face_b1"])
+    return max(eligible, key=lambda f: ok[f]["faces_per_s_b64"])
+
+
+def training_info(checkpoint: Path) -> dict:
+    """What the run directory of `checkpoint` says about training (train_meta.json, wall_seconds.json, log.csv)."""
+    run = checkpoint.parent
+    info: dict = {"checkpoint": str(checkpoint), "checkpoint_mtime": dt.datetime.fromtimestamp(
+        checkpoint.stat().st_mtime, dt.timezone.utc).isoformat(timespec="seconds")}
+    meta_path = run / "train_meta.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError:
+            meta = {}
+        args = meta.get("args", {})
+        info.update({
+            "command": meta.get("command"),
+            "model": meta.get("model"),
+            "label_modes": meta.get("label_modes"),
+            "epochs_run": meta.get("epochs_run"),
+            "epochs_planned": args.get("epochs"),
+            "train_wall_seconds_total": meta.get("train_wall_seconds_total"),
+            "data": meta.get("data"),
+            "model_args": {k: args.get(k) for k in ("model", "width", "weights", "base_size", "batch_size", "lr",
+                                                     "optimizer", "weight_decay", "label_smoothing", "class_weights",
+                                                     "precision", "seed", "freeze_epochs", "finetune_lr") if k in args},
+            "tf_version": meta.get("tf_version"), "keras_version": meta.get("keras_version"),
+        })
+    else:
+        info["note"] = "no train_meta.json next to the checkpoint (training still running or run copied without it)"
+    wall_path = run / "wall_seconds.json"
+    if wall_path.is_file():
+        with contextlib.suppress(json.JSONDecodeError, KeyError):
+            info["wall_seconds"] = json.loads(wall_path.read_text())["seconds"]
+    log_path = run / "log.csv"
+    if log_path.is_file():
+        rows = [line for line in log_path.read_text().splitlines()[1:] if line.strip()]
+        info["epochs_logged"] = len(rows)
+    return info
+
+
+def _versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "tensorflow": tf.__version__,
+                "keras": keras.__version__}
+    for module in ("ai_edge_litert", "onnxruntime", "tf2onnx"):
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version
+
+            versions[module] = version(module.replace("_", "-"))
+    return versions
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ml.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help=".keras checkpoint written by ml.train")
+    p.add_argument("--out", required=True, help="artifact directory to (re)create, e.g. ml/artifacts/feednet-ferplus")
+    p.add_argument("--head", choices=("fer2013", "ferplus"), default=None,
+                   help="head to export (default: the one --labels scores, else ferplus when present)")
+    p.add_argument("--labels", choices=D.LABEL_MODES, default=None,
+                   help="evaluation protocol (default: fer2013 for the fer2013 head, ferplus-majority for ferplus)")
+    p.add_argument("--format", choices=("auto", *CANDIDATES), default="auto",
+                   help="runtime format; auto = fastest within 0.3 accuracy points of the Keras float model")
+    p.add_argument("--prefer", choices=("throughput", "latency"), default="throughput",
+                   help="what 'fastest' means for --format auto: faces/s at batch 64, or ms for one face")
+    p.add_argument("--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv]")
+    p.add_argument("--tta", action="store_true", help="ship with horizontal-flip test-time augmentation")
+    p.add_argument("--name", default=None, help="model name in the card (default: the --out directory name)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N PublicTest rows (smoke runs)")
+    p.add_argument("--calibration-faces", type=positive_int, default=500, help="Training faces for int8 quantisation")
+    p.add_argument("--bench-runs", type=positive_int, default=10, help="timed batch-64 calls per format")
+    p.add_argument("--latency-runs", type=positive_int, default=50, help="timed single-face calls per format")
+    p.add_argument("--seed", type=int, default=0, help="seed for the calibration split and int8 sample")
+    return p
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CARD_NAME).is_file())):
+        raise ValueError(f"{out} exists and is not a model artifact directory; refusing to overwrite it")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    argv_used = sys.argv[1:] if argv is None else list(argv)
+    checkpoint, out = Path(args.checkpoint), Path(args.out)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} not found")
+    _check_out(out)
+    name = args.name or out.resolve().name
+    started = time.time()
+
+    model = load_checkpoint(checkpoint)
+    sizes = head_sizes(model)
+    head = choose_head(sizes, args.head, args.labels)
+    mode = resolve_label_mode(head, args.labels)
+    sub = single_head_model(model, head)
+    public = load_eval_split(args.data, mode, "PublicTest", head, args.limit)
+    names = public.labels[head]
+    targets = public.targets[head]
+    y = targets.argmax(axis=1)
+    rng = np.random.default_rng(args.seed)
+
+    formats = CANDIDATES if args.format == "auto" else tuple(dict.fromkeys((REFERENCE, args.format)))
+    representative = None
+    if "tflite-int8" in formats:
+        train_images = D.load_split(args.data, mode, "Training").images
+        pick = rng.choice(len(train_images), size=min(args.calibration_faces, len(train_images)), replace=False)
+        representative = train_images[np.sort(pick)]
+
+    print(f"exporting head {head} of {checkpoint} ({len(names)} classes); PublicTest {len(public)} rows, protocol {mode}",
+          flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict] = {}
+    raw: dict[str, np.ndarray] = {}
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        work = Path(tmp)
+        for fmt in formats:
+            directory = work / fmt
+            t0 = time.time()
+            try:
+                make_artifact(sub, fmt, directory, name=name, head=head, labels=names, tta=args.tta,
+                              representative=representative, label_mode=mode)
+                clf = EmotionClassifier.load(directory, temperature=1.0)
+                raw[fmt] = clf.predict_proba(public.images)
+                speed = measure_speed(clf, public.images, args.bench_runs, args.latency_runs)
+                del clf
+            except Exception as exc:  # noqa: BLE001 - a failed candidate is reported, not fatal
+                if fmt == REFERENCE or fmt == args.format:
+                    raise
+                rows[fmt] = {"format": fmt, "status": f"failed: {type(exc).__name__}: {str(exc)[:300]}"}
+                print(f"  {fmt:<12} FAILED ({type(exc).__name__}: {str(exc)[:120]})", flush=True)
+                continue
+            file = directory / FORMAT_FILES[fmt]
+            rows[fmt] = {"format": fmt, "status": "ok", "file": file.name, "size_bytes": file.stat().st_size,
+                         "accuracy": M.accuracy(raw[fmt], y), **speed, "convert_and_measure_s": round(time.time() - t0, 1)}
+            r = rows[fmt]
+            print(f"  {fmt:<12} acc {100 * r['accuracy']:6.2f}%  {r['faces_per_s_b64']:8.1f} faces/s @b64  "
+                  f"{r['ms_per_face_b1']:7.2f} ms/face @b1  {r['size_bytes'] / 1e6:6.2f} MB", flush=True)
+        for fmt, r in rows.items():
+            if r.get("status") == "ok":
+                r["accuracy_delta_vs_keras_points"] = round(100 * (r["accuracy"] - rows[REFERENCE]["accuracy"]), 3)
+        chosen = choose_format(rows, args.prefer) if args.format == "auto" else args.format
+        print(f"chosen format: {chosen}", flush=True)
+
+        # Calibration on the chosen format's raw probabilities.
+        probs = raw[chosen]
+        cross = M.cross_calibrate(probs, y, folds=2, seed=args.seed)
+        temperature = M.fit_temperature(probs, y)
+
+        stage = work / "artifact"
+        stage.mkdir()
+        model_file = shutil.copy2(work / chosen / FORMAT_FILES[chosen], stage / FORMAT_FILES[chosen])
+        card = minimal_card(name, head, names, chosen, args.tta, temperature, label_mode=mode)
+        write_card(stage, card)
+        final = EmotionClassifier.load(stage)
+        calibrated = final.predict_proba(public.images)
+        result = M.evaluate_probs(calibrated, targets, names)
+        uncalibrated = M.evaluate_probs(probs, targets, names)
+        metrics = {
+            "split": "PublicTest", "label_mode": mode, "protocol": PROTOCOLS[mode], "limit": args.limit,
+            "tta": args.tta, "temperature": temperature, **{k: v for k, v in result.items()},
+            "loss_uncalibrated": uncalibrated["loss"],
+            "ece_uncalibrated": uncalibrated["ece"],
+            "ece_calibrated_in_sample": result["ece"],
+            "cross_calibration": cross,
+            "ece_before_calibration": cross["ece_before"],
+            "ece_after_calibration": cross["ece_after"],
+            "note": ("ece_before/after_calibration are 2-fold cross-calibrated on PublicTest (T fitted on one half, "
+                     "ECE measured on the other, averaged): the honest estimate. The shipped temperature is fitted on "
+                     "all PublicTest rows, so 'ece' / ece_calibrated_in_sample is optimistic. PublicTest also chose "
+                     "the checkpoint during training; PrivateTest is the untouched test set."),
+        }
+        del metrics["ece"]
+        card.update({
+            "schema_version": 1,
+            "file_bytes": Path(model_file).stat().st_size,
+            "file_sha256": _sha256(Path(model_file)),
+            "output": "calibrated probabilities: softmax(log(p) / temperature) of the model's softmax p "
+                      "(p averaged with the horizontally flipped face first when tta is true)",
+            "metrics": metrics,
+            "formats": [rows[f] for f in formats],
+            "format_selection": {
+                "mode": args.format, "prefer": args.prefer, "reference": REFERENCE,
+                "tolerance_points": 100 * ACCURACY_TOLERANCE,
+                "rule": "fastest format whose PublicTest accuracy is within 0.3 points of the Keras float model"
+                if args.format == "auto" else "format chosen explicitly with --format",
+                "timing_host": {"cpu_count": os.cpu_count(), "threads": default_threads(),
+                                "loadavg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()]},
+            },
+            "training": training_info(checkpoint),
+            "export_command": "python -m ml.export " + shlex.join(argv_used),
+            "export_argv": ["python", "-m", "ml.export", *argv_used],
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": _versions(),
+        })
+        write_card(stage, card)
+        (stage / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        M.save_confusion_png(result["confusion_matrix"], names, stage / "confusion_matrix.png",
+                             f"{name} ({chosen}) {head} on PublicTest ({mode}): acc {100 * result['accuracy']:.1f}%")
+        if out.exists():
+            shutil.rmtree(out)
+        stage.rename(out)
+
+    print(M.format_report(result, f"{name}: {chosen}, head {head}, PublicTest ({mode}), T={temperature:.3f}, "
+                                   f"tta={'on' if args.tta else 'off'}"))
+    print(f"ECE (2-fold cross-calibrated on PublicTest): before {cross['ece_before']:.4f} -> after {cross['ece_after']:.4f}")
+    print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))}) in {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,47 @@
+"""tf.data input pipelines for training and evaluation."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from ml.augment import random_affine
+from ml.data import class_weights
+
+
+def sample_weights(targets: np.ndarray, valid: np.ndarray, kind: str) -> np.ndarray:
+    """Per-sample loss weights: the class weight of each row's label, 0 for rows invalid for this head."""
+    per_class = class_weights(targets, valid, kind)
+    return (per_class[targets.argmax(axis=1)] * valid).astype(np.float32)
+
+
+def make_dataset(
+    images: np.ndarray,
+    targets: dict[str, np.ndarray],
+    weights: dict[str, np.ndarray],
+    batch_size: int,
+    *,
+    shuffle: bool,
+    augment: bool,
+    seed: int = 0,
+    single_output: bool = True,
+) -> tf.data.Dataset:
+    """(x, y, sample_weight) batches; x is float32 (B, 48, 48, 1) in 0..255, augmented when asked.
+
+    With `single_output` the only head's arrays are passed bare, else as dicts keyed by head.
+    Augmentation runs batched and in parallel so both cores stay busy.
+    """
+    x = images[..., None] if images.ndim == 3 else images
+    y = next(iter(targets.values())) if single_output else dict(targets)
+    w = next(iter(weights.values())) if single_output else dict(weights)
+    ds = tf.data.Dataset.from_tensor_slices((x, y, w))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def prepare(xb, yb, wb):
+        xb = tf.cast(xb, tf.float32)
+        if augment:
+            xb = random_affine(xb)
+        return xb, yb, wb
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

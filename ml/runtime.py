@@ -1,0 +1,284 @@
+"""Inference runtime the FeedMood service uses: load an exported artifact, predict emotion probabilities.
+
+    from ml.runtime import EmotionClassifier
+    clf = EmotionClassifier.load("ml/artifacts/feednet-ferplus")
+    probs = clf.predict_proba(faces)          # faces: uint8 (N, 48, 48) grayscale crops
+    dict(zip(clf.labels, probs[0]))
+
+An artifact is a directory with `model_card.json` (see :mod:`ml.export`) and one model file.
+TFLite artifacts need only numpy + ai_edge_litert, ONNX ones numpy + onnxruntime; TensorFlow/Keras
+are imported lazily and only for `keras`-format artifacts. The interpreter is created on first use and re-created whenever the
+process id changes, so a classifier loaded in a Celery prefork parent is safe to use in the
+forked children (each child builds its own interpreter). Instances are thread-safe (one lock each).
+This module never imports Django and holds no module-level state besides constants.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CARD_NAME = "model_card.json"
+FACE_SIDE = 48
+BATCH = 64
+FORMATS = ("tflite", "tflite-int8", "onnx", "keras")
+THREADS_ENV = "FEEDMOOD_INFER_THREADS"
+MAX_INTERPRETERS = 4  # one per batch size in use (64 plus the odd remainders); oldest evicted
+
+
+def default_threads() -> int:
+    """Inference threads: $FEEDMOOD_INFER_THREADS, else the CPU count capped at 2."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        try:
+            threads = int(value)
+        except ValueError:
+            raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}") from None
+        if threads < 1:
+            raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+        return threads
+    return max(1, min(os.cpu_count() or 1, 2))
+
+
+def as_faces(faces: Any) -> np.ndarray:
+    """Validate and normalise input to a C-contiguous uint8 array (N, 48, 48)."""
+    if not isinstance(faces, np.ndarray):
+        faces = np.asarray(faces)
+    if faces.dtype != np.uint8:
+        raise ValueError(
+            f"faces must be uint8 grayscale pixels 0..255, got dtype {faces.dtype} "
+            "(convert with np.clip(x, 0, 255).astype(np.uint8) after checking the range)"
+        )
+    if faces.ndim == 2:
+        faces = faces[None]
+    elif faces.ndim == 4 and faces.shape[-1] == 1:
+        faces = faces[..., 0]
+    if faces.ndim != 3 or faces.shape[1:] != (FACE_SIDE, FACE_SIDE):
+        raise ValueError(
+            f"faces must have shape (N, {FACE_SIDE}, {FACE_SIDE}), ({FACE_SIDE}, {FACE_SIDE}) or "
+            f"(N, {FACE_SIDE}, {FACE_SIDE}, 1), got {faces.shape}"
+        )
+    return np.ascontiguousarray(faces)
+
+
+def _softmax_log(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log(p) / T) row-wise, float32."""
+    logits = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class _TFLiteBackend:
+    """LiteRT interpreters keyed by batch size, created lazily in the current process."""
+
+    def __init__(self, model_path: Path, threads: int):
+        self.model_path = model_path
+        self.threads = threads
+        self._content: bytes | None = None
+        self._interpreters: dict[int, Any] = {}
+        self._abandoned: list[Any] = []
+        self.created = 0  # interpreters built so far (tests and diagnostics)
+
+    def reset(self) -> None:
+        # After fork the parent's interpreters (and their thread pools) are unusable here. Do not run
+        # their destructors in the child (a thread pool may wait for threads that only exist in the
+        # parent); the pages are shared copy-on-write with the parent anyway.
+        self._abandoned.extend(self._interpreters.values())
+        self._interpreters = {}
+
+    def _interpreter(self, batch: int):
+        interp = self._interpreters.pop(batch, None)
+        if interp is None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            if self._content is None:
+                self._content = self.model_path.read_bytes()
+            interp = Interpreter(model_content=self._content, num_threads=self.threads)
+            detail = interp.get_input_details()[0]
+            if list(detail["shape"]) != [batch, FACE_SIDE, FACE_SIDE, 1]:
+                interp.resize_tensor_input(detail["index"], [batch, FACE_SIDE, FACE_SIDE, 1], strict=False)
+            interp.allocate_tensors()
+            self.created += 1
+            if len(self._interpreters) >= MAX_INTERPRETERS:
+                self._interpreters.pop(next(iter(self._interpreters)))
+        self._interpreters[batch] = interp  # re-insert = most recently used last
+        return interp
+
+    def __call__(self, faces: np.ndarray) -> np.ndarray:
+        interp = self._interpreter(len(faces))
+        inp = interp.get_input_details()[0]
+        out = interp.get_output_details()[0]
+        x = faces[..., None]
+        if inp["dtype"] == np.float32:
+            x = x.astype(np.float32)
+        else:  # quantised input: q = x / scale + zero_point
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x.astype(np.float32) / scale + zero), info.min, info.max).astype(inp["dtype"])
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        y = interp.get_tensor(out["index"])
+        if out["dtype"] != np.float32:
+            scale, zero = out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return np.array(y, dtype=np.float32, copy=True)
+
+
+class _OnnxBackend:
+    """An onnxruntime session (dynamic batch), created lazily in the current process."""
+
+    def __init__(self, model_path: Path, threads: int):
+        self.model_path = model_path
+        self.threads = threads
+        self._session = None
+        self._abandoned: list[Any] = []
+        self.created = 0
+
+    def reset(self) -> None:
+        if self._session is not None:
+            self._abandoned.append(self._session)  # see _TFLiteBackend.reset
+        self._session = None
+
+    def __call__(self, faces: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            self._session = ort.InferenceSession(str(self.model_path), sess_options=options,
+                                                 providers=["CPUExecutionProvider"])
+            self._input = self._session.get_inputs()[0].name
+            self.created += 1
+        (y,) = self._session.run(None, {self._input: faces[..., None].astype(np.float32)})[:1]
+        return np.asarray(y, dtype=np.float32)
+
+
+class _KerasBackend:
+    """A single-output Keras model (TensorFlow imported on first use)."""
+
+    def __init__(self, model_path: Path, threads: int):
+        self.model_path = model_path
+        self.threads = threads
+        self._model = None
+        self.created = 0
+
+    def reset(self) -> None:
+        self._model = None
+
+    def __call__(self, faces: np.ndarray) -> np.ndarray:
+        if self._model is None:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            import keras
+
+            import ml.models.transfer  # noqa: F401  registers the custom ImagenetPreprocess layer
+
+            self._model = keras.saving.load_model(self.model_path, compile=False)
+            self.created += 1
+        y = self._model.predict_on_batch(faces[..., None].astype(np.float32))
+        if isinstance(y, dict):
+            y = next(iter(y.values()))
+        return np.asarray(y, dtype=np.float32)
+
+
+class EmotionClassifier:
+    """A facial-emotion classifier loaded from an artifact directory.
+
+    `labels` is the canonical label of each output column; `predict_proba` returns calibrated
+    probabilities (the card's temperature, optional horizontal-flip test-time augmentation).
+    """
+
+    def __init__(self, card: dict, directory: Path, *, temperature: float | None = None,
+                 tta: bool | None = None, threads: int | None = None):
+        fmt = card.get("format")
+        if fmt not in FORMATS:
+            raise ValueError(f"{directory / CARD_NAME}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        model_file = directory / str(card.get("file", ""))
+        if not card.get("file") or not model_file.is_file():
+            raise FileNotFoundError(f"model file {model_file} named by {directory / CARD_NAME} not found")
+        labels = card.get("labels")
+        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+            raise ValueError(f"{directory / CARD_NAME}: 'labels' must be a non-empty list of class names")
+        self.card = card
+        self.directory = directory
+        self.name: str = str(card.get("name") or directory.name)
+        self.labels: tuple[str, ...] = tuple(labels)
+        self.format: str = fmt
+        self.temperature = float(card.get("temperature", 1.0) if temperature is None else temperature)
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        self.tta = bool(card.get("tta", False) if tta is None else tta)
+        self.threads = default_threads() if threads is None else int(threads)
+        backend = {"keras": _KerasBackend, "onnx": _OnnxBackend}.get(fmt, _TFLiteBackend)
+        self._backend = backend(model_file, self.threads)
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, temperature: float | None = None, tta: bool | None = None,
+             threads: int | None = None) -> "EmotionClassifier":
+        """Read an artifact directory (or its model_card.json). Nothing heavy happens until the first predict.
+
+        `temperature` / `tta` override the card (e.g. temperature=1.0 for raw probabilities).
+        """
+        path = Path(path)
+        directory = path.parent if path.name == CARD_NAME else path
+        card_path = directory / CARD_NAME
+        if not card_path.is_file():
+            raise FileNotFoundError(f"{card_path} not found: {path} is not an exported model artifact")
+        try:
+            card = json.loads(card_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{card_path}: not valid JSON ({exc})") from exc
+        if not isinstance(card, dict):
+            raise ValueError(f"{card_path}: expected a JSON object")
+        return cls(card, directory, temperature=temperature, tta=tta, threads=threads)
+
+    def __repr__(self) -> str:
+        return f"EmotionClassifier({self.name!r}, format={self.format}, labels={len(self.labels)}, T={self.temperature:.3f}, tta={self.tta})"
+
+    def __reduce__(self):
+        # Pickles as "load this artifact again" (spawned workers rebuild their own interpreter).
+        return (_reload, (self.card, str(self.directory), self.temperature, self.tta, self.threads))
+
+    def _raw(self, faces: np.ndarray) -> np.ndarray:
+        pid = os.getpid()
+        if pid != self._pid:  # forked: never touch the parent's interpreter or its (maybe held) lock
+            self._lock = threading.Lock()
+            self._backend.reset()
+            self._pid = pid
+        outputs = []
+        with self._lock:
+            for start in range(0, len(faces), BATCH):
+                outputs.append(self._backend(faces[start:start + BATCH]))
+        return np.concatenate(outputs, axis=0)
+
+    def predict_proba(self, faces: Any) -> np.ndarray:
+        """Probabilities float32 (N, len(labels)) for uint8 faces (N, 48, 48), (48, 48) or (N, 48, 48, 1)."""
+        faces = as_faces(faces)
+        k = len(self.labels)
+        if len(faces) == 0:
+            return np.zeros((0, k), dtype=np.float32)
+        probs = self._raw(faces)
+        if self.tta:
+            probs = 0.5 * (probs + self._raw(np.ascontiguousarray(faces[:, :, ::-1])))
+        if probs.shape != (len(faces), k):
+            raise ValueError(f"model {self.name} returned shape {probs.shape}, card promises {k} labels")
+        if self.temperature != 1.0:
+            return _softmax_log(probs, self.temperature)
+        probs = np.clip(probs, 0.0, None)
+        return (probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def predict(self, faces: Any) -> list[dict[str, float]]:
+        """Convenience: one {label: probability} dict per face."""
+        return [dict(zip(self.labels, map(float, row))) for row in self.predict_proba(faces)]
+
+
+def _reload(card: dict, directory: str, temperature: float, tta: bool, threads: int) -> EmotionClassifier:
+    return EmotionClassifier(card, Path(directory), temperature=temperature, tta=tta, threads=threads)

@@ -1,0 +1,240 @@
+"""Train a FER model: `python -m ml.train --model cnn --epochs 30`.
+
+Trains on the Training split and validates on PublicTest (PrivateTest is never touched).
+Several `--labels` (comma separated) train one backbone with one softmax head per label set.
+Outputs in `--out`: `best.keras` (best validation accuracy), `last.keras`, `log.csv`,
+TensorBoard logs in `tb/`, `backup/` for resuming after a kill, and `train_meta.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from ml import cli
+
+DEFAULT_DATA = os.environ.get("FEEDMOOD_FER_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"))
+MODELS = ("cnn", "resnet50", "resnet50v2", "vgg16", "feednet")
+LABEL_CHOICES = ("fer2013", "ferplus-majority", "ferplus-distribution")
+
+
+def parse_labels(value: str) -> tuple[str, ...]:
+    modes = tuple(part.strip() for part in value.split(",") if part.strip())
+    bad = [mode for mode in modes if mode not in LABEL_CHOICES]
+    if not modes or bad:
+        raise argparse.ArgumentTypeError(f"invalid label set {value!r}; choose from {', '.join(LABEL_CHOICES)} (comma-separate for multi-task)")
+    return modes
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ml.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, choices=MODELS, help="architecture to train")
+    p.add_argument("--labels", type=parse_labels, default=("fer2013",), help="fer2013 | ferplus-majority | ferplus-distribution, comma separated for multi-task heads")
+    p.add_argument("--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv] or train/<emotion>/ folders")
+    p.add_argument("--out", default="runs/latest", help="output directory")
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
+    p.add_argument("--optimizer", choices=("adamw", "adam", "sgd"), default="adamw")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--class-weights", choices=("balanced", "sqrt", "none"), default="balanced")
+    p.add_argument("--no-augment", action="store_true", help="disable training augmentation")
+    p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 = off)")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--deterministic", action="store_true", help="enable TF op determinism (slower)")
+    p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default")
+    p.add_argument("--resume", action="store_true", help="continue from the backup in --out after an interruption")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training and validation images (smoke runs)")
+    p.add_argument("--width", type=positive_int, default=None, help="feednet width (default 32)")
+    p.add_argument("--weights", default=None, help="local ImageNet weights file for transfer models (never downloaded)")
+    p.add_argument("--base-size", type=positive_int, default=96, help="input side of transfer backbones")
+    p.add_argument("--freeze-epochs", type=int, default=5, help="transfer models: epochs with the base frozen before fine-tuning")
+    p.add_argument("--finetune-lr", type=positive_float, default=1e-4, help="transfer models: learning rate of the fine-tune phase")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import numpy as np
+
+    from ml import data as D
+
+    if args.weights and args.model not in ("resnet50", "resnet50v2", "vgg16"):
+        raise ValueError("--weights applies to transfer models (resnet50, resnet50v2, vgg16) only")
+    # Data first (numpy only): a bad --data fails in a second, before TensorFlow loads.
+    train = D.load_split(args.data, args.labels, "Training")
+    # Validation follows the evaluation protocol: FER+ heads are scored on majority labels.
+    val_modes = tuple("ferplus-majority" if m.startswith("ferplus") else m for m in args.labels)
+    val = D.load_split(args.data, val_modes, "PublicTest")
+
+    # Heavy imports after argument parsing and data loading so `--help` and bad input answer quickly.
+    import keras
+    import tensorflow as tf
+
+    from ml import models as M
+    from ml.pipeline import make_dataset, sample_weights
+    from ml.models.transfer import unfreeze_base
+
+    out = Path(args.out)
+    if out.exists() and not args.resume and (out / "backup").exists():
+        shutil.rmtree(out / "backup")
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(args.precision)
+    if args.limit:
+        train, val = train.subset(np.arange(min(args.limit, len(train)))), val.subset(np.arange(min(args.limit, len(val))))
+    heads = list(train.targets)
+    weights = {h: sample_weights(train.targets[h], train.weights[h], args.class_weights) for h in heads}
+    print(f"train {len(train)} images, validate {len(val)} on PublicTest; heads: "
+          + ", ".join(f"{h} ({len(train.labels[h])} classes)" for h in heads), flush=True)
+
+    single = len(heads) == 1
+    train_ds = make_dataset(train.images, train.targets, weights, args.batch_size, shuffle=True,
+                            augment=not args.no_augment, seed=args.seed, single_output=single)
+    val_ds = make_dataset(val.images, val.targets, val.weights, args.batch_size * 2, shuffle=False,
+                          augment=False, seed=args.seed, single_output=single)
+    steps_per_epoch = int(np.ceil(len(train) / args.batch_size))
+
+    strategy = {
+        "default": tf.distribute.get_strategy,
+        "mirrored": tf.distribute.MirroredStrategy,
+        "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
+    }[args.strategy]()
+
+    is_transfer = args.model in M.TRANSFER_MODELS
+    model_kwargs: dict = {}
+    if is_transfer:
+        model_kwargs = {"weights": args.weights, "base_size": args.base_size}
+    elif args.width and args.model == "feednet":
+        model_kwargs = {"width": args.width}
+    elif args.weights:
+        raise ValueError("--weights applies to transfer models (resnet50, resnet50v2, vgg16) only")
+
+    def compile_model(model: keras.Model, peak_lr: float, epochs: int, warmup: float) -> None:
+        total = max(1, steps_per_epoch * epochs)
+        warmup_steps = int(min(total // 2, steps_per_epoch * warmup))
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=peak_lr * (0.1 if warmup_steps else 1.0), decay_steps=max(1, total - warmup_steps),
+            alpha=0.01, warmup_target=peak_lr if warmup_steps else None, warmup_steps=warmup_steps)
+        optimizer = {
+            "adamw": lambda: keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay),
+            "adam": lambda: keras.optimizers.Adam(schedule),
+            "sgd": lambda: keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=args.weight_decay),
+        }[args.optimizer]()
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
+        metrics = ["accuracy"] if single else {h: ["accuracy"] for h in heads}
+        model.compile(optimizer=optimizer, loss=loss if single else {h: loss for h in heads}, weighted_metrics=metrics)
+
+    monitor = "val_accuracy" if single else "val_mean_accuracy"
+
+    def callbacks(phase: str) -> list:
+        cbs: list = [WallClock()] if single else [WallClock(), MeanAccuracy(heads)]
+        cbs += [
+            keras.callbacks.BackupAndRestore(str(out / "backup" / phase), delete_checkpoint=False),
+            keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
+            keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
+            keras.callbacks.TensorBoard(str(out / "tb"), write_graph=False, profile_batch=0),
+        ]
+        if args.patience > 0:
+            cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=args.patience))
+        return cbs
+
+    class WallClock(keras.callbacks.Callback):
+        """Accumulates training wall time across interrupted and resumed runs in wall_seconds.json."""
+
+        path = out / "wall_seconds.json"
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.mark = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            total = json.loads(self.path.read_text())["seconds"] if self.path.exists() else 0.0
+            self.path.write_text(json.dumps({"seconds": round(total + time.time() - self.mark, 1)}))
+
+    class MeanAccuracy(keras.callbacks.Callback):
+        """Adds `val_mean_accuracy` (mean over heads) so multi-task runs keep one best checkpoint."""
+
+        def __init__(self, names: list[str]):
+            super().__init__()
+            self.names = names
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None and all(f"val_{h}_accuracy" in logs for h in self.names):
+                logs["val_mean_accuracy"] = float(np.mean([logs[f"val_{h}_accuracy"] for h in self.names]))
+
+    started = time.time()
+    with strategy.scope():
+        model = M.build_model(args.model, (48, 48, 1), len(train.labels[heads[0]]), **model_kwargs)
+        if not single:
+            model = M.add_heads(model, {h: len(train.labels[h]) for h in heads})
+    if not args.resume:
+        for stale in ("log.csv", "wall_seconds.json"):
+            (out / stale).unlink(missing_ok=True)
+
+    history_epochs = 0
+    if is_transfer and args.freeze_epochs > 0:
+        phase1 = min(args.freeze_epochs, args.epochs)
+        with strategy.scope():
+            compile_model(model, args.lr, phase1, args.warmup_epochs)
+        model.fit(train_ds, validation_data=val_ds, epochs=phase1, callbacks=callbacks("frozen"), verbose=args.verbose)
+        history_epochs = phase1
+        with strategy.scope():
+            unfreeze_base(model)
+            compile_model(model, args.finetune_lr, args.epochs - phase1, 0.0)
+        if args.epochs > phase1:
+            model.fit(train_ds, validation_data=val_ds, epochs=args.epochs - phase1, callbacks=callbacks("finetune"), verbose=args.verbose)
+    else:
+        with strategy.scope():
+            compile_model(model, args.lr, args.epochs, args.warmup_epochs)
+        model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks("main"), verbose=args.verbose)
+    model.save(out / "last.keras")
+    wall = time.time() - started
+
+    log_rows = (out / "log.csv").read_text().splitlines() if (out / "log.csv").exists() else []
+    meta = {
+        "command": "python -m ml.train " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "model": args.model,
+        "label_modes": list(args.labels),
+        "heads": {h: list(train.labels[h]) for h in heads},
+        "data": {"path": str(Path(args.data).resolve()), "train_split": "Training", "val_split": "PublicTest",
+                 "train_images": len(train), "val_images": len(val), "val_label_modes": list(val_modes)},
+        "args": {k: v for k, v in vars(args).items()},
+        "epochs_run": max(0, len(log_rows) - 1) or history_epochs,
+        "train_wall_seconds_this_run": round(wall, 1),
+        "precision": args.precision,
+        "tf_version": tf.__version__, "keras_version": keras.__version__,
+        "cpu_count": os.cpu_count(),
+    }
+    meta["train_wall_seconds_total"] = json.loads((out / "wall_seconds.json").read_text())["seconds"]
+    (out / "train_meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    print(f"done in {wall / 60:.1f} min; best checkpoint {out / 'best.keras'}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,1 @@
+"""Recommender app (owned by its own team; the foundation only registers it)."""

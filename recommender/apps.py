@@ -1,0 +1,26 @@
+"""Recommender app: mood-aware ranking of the home feed."""
+
+from django.apps import AppConfig
+
+
+class RecommenderConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "recommender"
+    verbose_name = "FeedMood recommender"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_save
+
+        from emotion import signals as emotion_signals
+        from feedmood import signals as social_signals
+        from feedmood.models import Profile
+        from recommender import receivers
+
+        emotion_signals.analysis_finished.connect(
+            receivers.on_analysis_finished, dispatch_uid="recommender.analysis_finished"
+        )
+        emotion_signals.readings_erased.connect(receivers.on_readings_erased, dispatch_uid="recommender.readings_erased")
+        social_signals.consent_withdrawn.connect(
+            receivers.on_consent_withdrawn, dispatch_uid="recommender.consent_withdrawn"
+        )
+        post_save.connect(receivers.on_profile_saved, sender=Profile, dispatch_uid="recommender.profile_saved")

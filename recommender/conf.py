@@ -1,0 +1,34 @@
+"""Recommender tunables, overridable from Django settings (``RECOMMENDER_<NAME>``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Candidates: the newest PER_AUTHOR posts of each followed account (and own
+    # posts) within WINDOW_DAYS, at most MAX_CANDIDATES of them, newest first.
+    "WINDOW_DAYS": 14,
+    "PER_AUTHOR": 10,
+    "MAX_CANDIDATES": 600,
+    # Popular posts from outside the network: top POPULAR_COUNT by likes among
+    # the posts of the last POPULAR_WINDOW_HOURS, cached POPULAR_CACHE_SECONDS.
+    "POPULAR_COUNT": 30,
+    "POPULAR_WINDOW_HOURS": 48,
+    "POPULAR_CACHE_SECONDS": 60,
+    # A feed snapshot: at most FEED_MAX_ITEMS ranked posts, kept SNAPSHOT_TTL
+    # seconds in the cache so later pages are served from the same order.
+    "FEED_MAX_ITEMS": 500,
+    "SNAPSHOT_TTL": 900,
+    "PAGE_SIZE": 20,
+    "MAX_PAGE_SIZE": 50,
+    # Diversity rules.
+    "MAX_CONSECUTIVE_PER_AUTHOR": 2,
+    "MAX_PER_AUTHOR_PER_PAGE": 3,
+}
+
+
+def get(name: str) -> Any:
+    """``settings.RECOMMENDER_<name>`` or the default."""
+    return getattr(settings, f"RECOMMENDER_{name}", DEFAULTS[name])

@@ -1,0 +1,198 @@
+"""The home feed: candidates -> pure ranking -> cached snapshot -> cursor page.
+
+``feed_page`` is a read (a selector) that caches its ranked snapshot so the
+following pages come from exactly the same order (see ``recommender.cursor``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from feedmood.models import Post, Profile
+from recommender import conf, cursor as cursors, selectors
+from recommender.mood import Mood
+from recommender.ranking import Policy, Source, rank_feed
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ranked post of a snapshot (what the cache stores, compactly)."""
+
+    post_id: int
+    author_id: int
+    source: str
+    base_score: float
+    mood_delta: float
+    base_position: int
+    reason: str
+
+    @property
+    def score(self) -> float:
+        return self.base_score + self.mood_delta
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    post: Post
+    entry: Entry
+    position: int
+
+
+@dataclass
+class FeedPage:
+    items: list[FeedItem]
+    mood: Mood
+    policy: str
+    strength: float
+    policy_source: str
+    applied: bool
+    note: str
+    snapshot: datetime
+    next_cursor: str | None
+    total: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _mood_key(mood: Mood) -> cursors.MoodKey | None:
+    if not mood.known:
+        return None
+    return cursors.MoodKey(mood.label, mood.valence, mood.arousal, mood.confidence)
+
+
+def _mood_from_key(key: cursors.MoodKey | None, reason: str) -> Mood:
+    if key is None:
+        return Mood.unknown(reason)
+    return Mood(known=True, label=key.label, valence=key.valence, arousal=key.arousal, confidence=key.confidence)
+
+
+def plain_note(mood: Mood, policy: str, strength: float) -> str:
+    """Why the mood stage left the base ranking alone ("" when it was applied)."""
+    if not mood.known:
+        return f"plain base ranking: mood unknown ({mood.reason or 'no recent selfie'})"
+    if policy == Policy.OFF:
+        return "plain base ranking: mood policy is off"
+    if strength == 0.0:
+        return "plain base ranking: mood strength is 0"
+    return ""
+
+
+def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[Entry]:
+    """Rank the user's candidates as of the cursor's snapshot with its mood and policy."""
+    mood = _mood_from_key(cur.mood, cur.mood_reason)
+    candidates = selectors.feed_candidates(user=user, snapshot=cur.snapshot)
+    ranked = rank_feed(
+        candidates,
+        now=cur.snapshot,
+        mood=mood,
+        policy=cur.policy,
+        strength=cur.strength,
+        page_size=cur.page_size,
+        max_consecutive=conf.get("MAX_CONSECUTIVE_PER_AUTHOR"),
+        max_per_page=conf.get("MAX_PER_AUTHOR_PER_PAGE"),
+        limit=conf.get("FEED_MAX_ITEMS"),
+    )
+    return [
+        Entry(
+            post_id=r.candidate.post_id,
+            author_id=r.candidate.author_id,
+            source=Source(r.candidate.source).value,
+            base_score=r.base_score,
+            mood_delta=r.mood_delta,
+            base_position=r.base_position,
+            reason=r.explanation,
+        )
+        for r in ranked
+    ]
+
+
+def _snapshot_entries(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[Entry]:
+    key = cur.snapshot_key()
+    cached = cache.get(key)
+    if cached is not None:
+        return [Entry(*row) for row in cached]
+    entries = rank_snapshot(user=user, cur=cur)
+    cache.set(
+        key,
+        [(e.post_id, e.author_id, e.source, e.base_score, e.mood_delta, e.base_position, e.reason) for e in entries],
+        conf.get("SNAPSHOT_TTL"),
+    )
+    return entries
+
+
+def feed_page(
+    *,
+    user: AbstractBaseUser,
+    policy: str | None = None,
+    strength: float | None = None,
+    page_size: int | None = None,
+    cursor: str | None = None,
+    now: datetime | None = None,
+) -> FeedPage:
+    """One page of the user's ranked home feed.
+
+    Without ``cursor``: a new snapshot at ``now`` with the user's current mood
+    and policy (``policy``/``strength`` override the profile for this feed).
+    With ``cursor``: the next page of that snapshot; passing a different
+    ``policy``/``strength``/``page_size`` with it is a ValidationError.
+    """
+    if cursor:
+        try:
+            cur = cursors.decode(cursor, user_id=user.pk)
+        except cursors.InvalidCursor as exc:
+            raise ValidationError({"cursor": [str(exc)]}) from None
+        for name, given, kept in (("policy", policy, cur.policy), ("strength", strength, cur.strength),
+                                  ("page_size", page_size, cur.page_size)):
+            if given is not None and given != kept:
+                raise ValidationError(
+                    {name: [f"This cursor was issued for {name}={kept}; omit {name} or start from the first page."]}
+                )
+        mood = _mood_from_key(cur.mood, cur.mood_reason)
+        policy_source = "cursor"
+    else:
+        now = now or timezone.now()
+        profile: Profile = selectors.profile_with_mood(user=user)
+        mood = selectors.mood_report(user=user, now=now, profile=profile).mood
+        policy_source = "query" if (policy is not None or strength is not None) else "profile"
+        cur = cursors.Cursor(
+            user_id=user.pk,
+            snapshot_ms=int(now.timestamp() * 1000),
+            offset=0,
+            policy=Policy(policy or profile.mood_policy).value,
+            strength=float(profile.mood_strength if strength is None else strength),
+            page_size=int(page_size or conf.get("PAGE_SIZE")),
+            mood=_mood_key(mood),
+            mood_reason=mood.reason,
+        )
+    if not (0.0 <= cur.strength <= 1.0) or math.isnan(cur.strength):
+        raise ValidationError({"strength": ["Must be within [0, 1]."]})
+
+    entries = _snapshot_entries(user=user, cur=cur)
+    page = entries[cur.offset : cur.offset + cur.page_size]
+    posts = selectors.posts_by_id(post_ids=[e.post_id for e in page], viewer=user)
+    items = [
+        FeedItem(post=posts[e.post_id], entry=e, position=cur.offset + i)
+        for i, e in enumerate(page)
+        if e.post_id in posts  # deleted since the snapshot: left out, nothing else moves
+    ]
+    end = cur.offset + cur.page_size
+    note = plain_note(mood, cur.policy, cur.strength)
+    return FeedPage(
+        items=items,
+        mood=mood,
+        policy=cur.policy,
+        strength=cur.strength,
+        policy_source=policy_source,
+        applied=not note,
+        note=note,
+        snapshot=cur.snapshot,
+        next_cursor=cursors.encode(cur.at(end)) if end < len(entries) else None,
+        total=len(entries),
+    )

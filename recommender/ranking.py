@@ -1,0 +1,355 @@
+"""Feed ranking stages as pure functions (no Django, no ORM).
+
+Pipeline (BookWyrm/X style)::
+
+    candidates -> base_rank -> mood_stage -> diversify -> (cursor page, in the API)
+
+Base score (hot rank, Reddit-style; documented so it can be tuned)::
+
+    base = log10(max(likes, 1)) - age_hours / HOURS_PER_DECADE - (OUT_OF_NETWORK_PENALTY if popular)
+
+so 10x more likes buys ``HOURS_PER_DECADE`` (12.5) hours of freshness.  Age is
+measured from the feed *snapshot* time, which makes a snapshot's order
+deterministic.
+
+Mood stage (separate, see :func:`mood_stage`) adds to each post with known
+affect::
+
+    delta = strength * MAX_BOOST * intensity(mood) * mood.confidence * affect.confidence * affinity
+
+with ``affinity`` in [-1, 1] chosen by the policy and the kind of mood:
+
+=========  =======================================  ===============================  ===============================  ==========================
+policy     mood (valence v, arousal a)              lifts                            lowers                           affinity
+=========  =======================================  ===============================  ===============================  ==========================
+repair     low: v <= -0.15, a <= 0.15 (sadness)     uplifting (positive valence)     gloomy / tense (neg. valence)    v_post
+repair     tense: v <= -0.15, a > 0.15              calm, non-negative (low arousal  tense (negative, high arousal),  clip(v_post - a_post)
+           (anger, fear, disgust, contempt)         and/or positive valence)         agitating (high arousal)
+repair     positive (v >= 0.15) or neutral          nothing (base order kept)        nothing                          0
+congruent  any known mood                           posts near the mood in (v, a)    posts far from it                clip(1 - distance)
+off        any                                      nothing                          nothing                          0
+any        unknown mood (no consent, no recent      nothing: plain base ranking      nothing                          0
+           selfie) or post without faces
+=========  =======================================  ===============================  ===============================  ==========================
+
+``intensity`` is ``min(1, -v / 0.5)`` for repair (a mildly negative mood gets a
+mild change) and 1 for congruent.  ``strength`` 0 leaves the base order exactly
+unchanged; ties keep the base order.
+
+Diversity: at most ``max_consecutive`` posts in a row by one author and at most
+``max_per_page`` per page; a post is never repeated.  Every item carries a
+human-readable ``reason``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import Enum
+from typing import Iterable, Sequence
+
+from recommender.mood import Affect, Mood
+
+HOURS_PER_DECADE = 12.5
+OUT_OF_NETWORK_PENALTY = 0.5
+MAX_BOOST = 3.0
+NEGATIVE_VALENCE = -0.15
+POSITIVE_VALENCE = 0.15
+HIGH_AROUSAL = 0.15
+REPAIR_FULL_INTENSITY_VALENCE = 0.5
+REASON_EPSILON = 0.01
+
+BASE_REASON = "base ranking"
+DIVERSITY_NOTE = "moved down: spacing out posts by the same author"
+
+
+class Policy(str, Enum):
+    REPAIR = "repair"
+    CONGRUENT = "congruent"
+    OFF = "off"
+
+
+class Source(str, Enum):
+    OWN = "own"
+    NETWORK = "network"
+    POPULAR = "popular"
+
+
+class MoodKind(str, Enum):
+    LOW = "low"
+    TENSE = "tense"
+    POSITIVE = "positive"
+    NEUTRAL = "neutral"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A post that may appear in the feed, with what ranking needs to know about it.
+
+    ``created_ts`` is the creation time in epoch seconds (see :func:`epoch`).
+    """
+
+    post_id: int
+    author_id: int
+    created_ts: float
+    like_count: int = 0
+    affect: Affect | None = None
+    source: Source = Source.NETWORK
+
+
+def epoch(moment: datetime | float) -> float:
+    """Epoch seconds of an aware datetime (floats pass through)."""
+    return moment.timestamp() if isinstance(moment, datetime) else float(moment)
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """A candidate with its scores, base position and explanation."""
+
+    candidate: Candidate
+    base_score: float
+    base_position: int = 0
+    mood_delta: float = 0.0
+    reason: str = BASE_REASON
+    diversity_note: str = ""
+
+    @property
+    def score(self) -> float:
+        return self.base_score + self.mood_delta
+
+    @property
+    def explanation(self) -> str:
+        """``reason`` plus the diversity note when the post was moved down for it."""
+        return f"{self.reason}; {self.diversity_note}" if self.diversity_note else self.reason
+
+
+# --- Stage 1: base score ----------------------------------------------------------------
+
+
+def hot_score(*, like_count: int, age_hours: float, source: Source = Source.NETWORK) -> float:
+    """Hot rank: ``log10(max(likes, 1)) - age_hours / 12.5`` (minus a penalty out of network)."""
+    score = math.log10(max(int(like_count), 1)) - max(age_hours, 0.0) / HOURS_PER_DECADE
+    if source == Source.POPULAR:
+        score -= OUT_OF_NETWORK_PENALTY
+    return score
+
+
+def dedupe(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """Drop repeated post ids, keeping the first (own/network before popular if ordered so)."""
+    seen: set[int] = set()
+    out: list[Candidate] = []
+    for c in candidates:
+        if c.post_id not in seen:
+            seen.add(c.post_id)
+            out.append(c)
+    return out
+
+
+def base_rank(candidates: Iterable[Candidate], *, now: datetime | float) -> list[Ranked]:
+    """Score by hot rank and sort (ties: newer first, then higher id); duplicates dropped."""
+    now_ts = epoch(now)
+    scored = [
+        (hot_score(like_count=c.like_count, age_hours=(now_ts - c.created_ts) / 3600.0, source=c.source), c)
+        for c in dedupe(candidates)
+    ]
+    scored.sort(key=lambda sc: (-sc[0], -sc[1].created_ts, -sc[1].post_id))
+    return [Ranked(sc[1], sc[0], i) for i, sc in enumerate(scored)]
+
+
+# --- Stage 2: mood ------------------------------------------------------------------------
+
+_ADJECTIVES = {
+    "sadness": "sad", "anger": "angry", "fear": "anxious", "disgust": "disgusted",
+    "contempt": "irritated", "happiness": "happy", "surprise": "surprised", "neutral": "neutral",
+}
+_KIND_LABELS = {
+    MoodKind.LOW: ({"sadness"}, "down"),
+    MoodKind.TENSE: ({"anger", "fear", "disgust", "contempt"}, "tense"),
+    MoodKind.POSITIVE: ({"happiness", "surprise"}, "upbeat"),
+    MoodKind.NEUTRAL: ({"neutral"}, "neutral"),
+}
+
+
+def mood_kind(mood: Mood) -> MoodKind | None:
+    """Classify a known mood by its valence/arousal (None when unknown)."""
+    if not mood.known or mood.valence is None or mood.arousal is None:
+        return None
+    if mood.valence <= NEGATIVE_VALENCE:
+        return MoodKind.TENSE if mood.arousal > HIGH_AROUSAL else MoodKind.LOW
+    if mood.valence >= POSITIVE_VALENCE:
+        return MoodKind.POSITIVE
+    return MoodKind.NEUTRAL
+
+
+def mood_adjective(mood: Mood) -> str:
+    """How the user seems, for explanations ('sad', 'angry', ... or 'down'/'tense')."""
+    kind = mood_kind(mood)
+    if kind is None:
+        return "unknown"
+    labels, fallback = _KIND_LABELS[kind]
+    return _ADJECTIVES[mood.label] if mood.label in labels else fallback
+
+
+def content_tone(affect: Affect) -> str:
+    """A word for a post's affect: uplifting, exciting, calm, gloomy, tense, intense or neutral."""
+    v, a = affect.valence, affect.arousal
+    if v >= POSITIVE_VALENCE:
+        return "exciting" if a > 0.5 else "calm" if a < -HIGH_AROUSAL else "uplifting"
+    if v <= NEGATIVE_VALENCE:
+        return "tense" if a > HIGH_AROUSAL else "gloomy"
+    if a > 0.35:
+        return "intense"
+    if a < -HIGH_AROUSAL:
+        return "calm"
+    return "neutral"
+
+
+def affinity(affect: Affect, mood: Mood, policy: Policy) -> float:
+    """How much the policy wants this content for this mood, in [-1, 1] (see module table)."""
+    kind = mood_kind(mood)
+    if kind is None or policy == Policy.OFF:
+        return 0.0
+    if policy == Policy.REPAIR:
+        if kind == MoodKind.LOW:
+            return _clip(affect.valence)
+        if kind == MoodKind.TENSE:
+            return _clip(affect.valence - affect.arousal)
+        return 0.0
+    distance = math.hypot(affect.valence - (mood.valence or 0.0), affect.arousal - (mood.arousal or 0.0))
+    return _clip(1.0 - distance)
+
+
+def intensity(mood: Mood, policy: Policy) -> float:
+    """How strongly this mood calls for a change under the policy, in [0, 1]."""
+    if not mood.known or policy == Policy.OFF:
+        return 0.0
+    if policy == Policy.REPAIR:
+        return min(1.0, max(0.0, -(mood.valence or 0.0)) / REPAIR_FULL_INTENSITY_VALENCE)
+    return 1.0
+
+
+def explain(delta: float, affect: Affect, mood: Mood, policy: Policy) -> str:
+    """The reason string for a mood adjustment (``BASE_REASON`` when negligible)."""
+    if abs(delta) < REASON_EPSILON:
+        return BASE_REASON
+    verb = "lifted" if delta > 0 else "lowered"
+    tone, adj = content_tone(affect), mood_adjective(mood)
+    if policy == Policy.CONGRUENT:
+        relation = "matches" if delta > 0 else "clashes with"
+        return f"{verb}: {tone} content that {relation} your {adj} mood"
+    return f"{verb}: {tone} content while you seem {adj}"
+
+
+def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, strength: float) -> list[Ranked]:
+    """Re-score and re-sort base-ranked items for the mood (pure; see the module table).
+
+    ``strength`` 0, policy ``off`` or an unknown mood return the base order with
+    ``BASE_REASON``.  Ties keep their base order.
+    """
+    policy = Policy(policy)
+    if not 0.0 <= strength <= 1.0 or math.isnan(strength):
+        raise ValueError("strength must be within [0, 1]")
+    scale = strength * MAX_BOOST * intensity(mood, policy) * mood.confidence
+    out: list[Ranked] = []
+    for item in items:
+        affect = item.candidate.affect
+        if scale <= 0.0 or affect is None:
+            out.append(Ranked(item.candidate, item.base_score, item.base_position))
+            continue
+        delta = scale * affect.confidence * affinity(affect, mood, policy)
+        reason = explain(delta, affect, mood, policy)
+        out.append(Ranked(item.candidate, item.base_score, item.base_position, delta, reason))
+    out.sort(key=lambda r: (-(r.base_score + r.mood_delta), r.base_position))
+    return out
+
+
+# --- Stage 3: diversity -----------------------------------------------------------------------
+
+
+def diversify(
+    items: Sequence[Ranked],
+    *,
+    page_size: int = 20,
+    max_consecutive: int = 2,
+    max_per_page: int = 3,
+    lookahead: int = 100,
+) -> list[Ranked]:
+    """Greedy re-order: no run longer than ``max_consecutive`` by one author, at most
+    ``max_per_page`` per author in each page of ``page_size``; duplicates dropped.
+
+    Each slot takes the best remaining item (within ``lookahead``) that breaks no
+    rule; when none does (e.g. one author left) the rules are relaxed, first the
+    per-page cap, then the run length.  Items passed over get ``DIVERSITY_NOTE``.
+    """
+    if page_size < 1 or max_consecutive < 1 or max_per_page < 1:
+        raise ValueError("page_size, max_consecutive and max_per_page must be >= 1")
+    pending: list[Ranked] = []
+    seen: set[int] = set()
+    for item in items:
+        if item.candidate.post_id not in seen:
+            seen.add(item.candidate.post_id)
+            pending.append(item)
+
+    out: list[Ranked] = []
+    passed_over: set[int] = set()
+    page_counts: dict[int, int] = {}
+    run_author, run_length = None, 0
+    while pending:
+        if len(out) % page_size == 0:
+            page_counts = {}
+        blocked = run_author if run_length >= max_consecutive else None
+        window = min(lookahead, len(pending))
+        pick = None
+        for i in range(window):  # both rules
+            a = pending[i].candidate.author_id
+            if a != blocked and page_counts.get(a, 0) < max_per_page:
+                pick = i
+                break
+        if pick is None:  # relax the per-page cap
+            for i in range(window):
+                if pending[i].candidate.author_id != blocked:
+                    pick = i
+                    break
+        if pick is None:  # relax the run length too
+            pick = 0
+        for i in range(pick):
+            passed_over.add(pending[i].candidate.post_id)
+        item = pending.pop(pick)
+        if item.candidate.post_id in passed_over:
+            item = replace(item, diversity_note=DIVERSITY_NOTE)
+        author = item.candidate.author_id
+        page_counts[author] = page_counts.get(author, 0) + 1
+        run_length = run_length + 1 if author == run_author else 1
+        run_author = author
+        out.append(item)
+    return out
+
+
+# --- The whole pipeline ----------------------------------------------------------------------
+
+
+def rank_feed(
+    candidates: Iterable[Candidate],
+    *,
+    now: datetime | float,
+    mood: Mood,
+    policy: Policy | str,
+    strength: float,
+    page_size: int = 20,
+    max_consecutive: int = 2,
+    max_per_page: int = 3,
+    limit: int | None = None,
+) -> list[Ranked]:
+    """base_rank -> mood_stage -> diversify, truncated to ``limit`` items."""
+    ranked = diversify(
+        mood_stage(base_rank(candidates, now=now), mood, policy, strength),
+        page_size=page_size,
+        max_consecutive=max_consecutive,
+        max_per_page=max_per_page,
+    )
+    return ranked[:limit] if limit is not None else ranked
+
+
+def _clip(x: float, lo: float = -1.0, hi: float = 1.0) -> float:
+    return min(max(x, lo), hi)

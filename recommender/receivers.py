@@ -1,0 +1,39 @@
+"""Signal receivers of the recommender (connected in ``RecommenderConfig.ready``).
+
+- ``emotion.signals.analysis_finished`` -> queue a mood (selfie) or post-affect
+  (post image) recomputation;
+- ``emotion.signals.readings_erased`` and ``feedmood.signals.consent_withdrawn``
+  -> erase moods and face affect inferred from the user's images, at once;
+- ``post_save`` of a Profile whose consent or half-life changed -> recompute
+  the stored mood after commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from feedmood.tasks_utils import enqueue_on_commit
+from recommender import services
+
+
+def on_analysis_finished(sender: Any, analysis: Any, **kwargs: Any) -> None:
+    services.on_analysis_finished(analysis=analysis)
+
+
+def on_readings_erased(sender: Any, user: Any, **kwargs: Any) -> None:
+    services.mood_erase(user=user)
+
+
+def on_consent_withdrawn(sender: Any, user: Any, **kwargs: Any) -> None:
+    services.mood_erase(user=user)
+
+
+def on_profile_saved(sender: Any, instance: Any, created: bool, raw: bool = False,
+                     update_fields: Any = None, **kwargs: Any) -> None:
+    if created or raw:
+        return
+    if update_fields is not None and not (set(update_fields) & services.MOOD_FIELDS):
+        return
+    from recommender import tasks
+
+    enqueue_on_commit(tasks.mood_recompute_task, instance.user_id)

@@ -1,0 +1,333 @@
+"""Read operations of the recommender (HackSoft style: reads live here).
+
+- moods: ``mood_get`` (stored ``MoodState`` aged to now; consent checked),
+  ``selfie_readings`` / ``post_faces`` (ACTIVE model version only);
+- feed candidates: ``network_candidates`` (newest posts per followed author,
+  one indexed LATERAL query on PostgreSQL) and ``popular_candidates`` (cached);
+- ``posts_by_id`` hydrates a page with the social core's post shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from feedmood import selectors as social_selectors
+from feedmood.models import Follow, Post, Profile
+from recommender import conf
+from recommender.models import MoodState, PostAffect
+from recommender.mood import (
+    MAX_AGE_HALF_LIVES,
+    Affect,
+    Face,
+    Mood,
+    MoodSums,
+    Reading,
+    estimate_mood,
+    mood_from_sums,
+)
+from recommender.ranking import Candidate, Source
+
+NO_CONSENT = "no consent"
+NO_SELFIE = "no recent selfie"
+
+
+# --- Model versions and readings -------------------------------------------------------
+
+
+def active_model_version_id() -> int | None:
+    """Id of the active emotion model version (the newest if several are flagged)."""
+    from emotion.models import ModelVersion
+
+    return ModelVersion.objects.filter(is_active=True).order_by("-pk").values_list("pk", flat=True).first()
+
+
+def _reading_time_field() -> str:
+    """When a selfie was taken: the analysis' creation time when it has one.
+
+    (A batch rescoring creates new readings for old selfies: their age must
+    stay the selfie's age, not the rescoring time.)
+    """
+    from emotion.models import ImageAnalysis
+
+    names = {f.name for f in ImageAnalysis._meta.get_fields()}
+    return "analysis__created_at" if "created_at" in names else "created_at"
+
+
+def selfie_readings(
+    *, user: AbstractBaseUser, model_version_id: int | None, since: datetime | None = None
+) -> list[Reading]:
+    """The user's selfie face readings of one model version (done analyses only)."""
+    if model_version_id is None:
+        return []
+    from emotion.models import FaceReading
+
+    at = _reading_time_field()
+    qs = FaceReading.objects.filter(
+        analysis__owner=user,
+        analysis__source="selfie",
+        analysis__status="done",
+        model_version_id=model_version_id,
+    )
+    if since is not None:
+        qs = qs.filter(**{f"{at}__gte": since})
+    rows = qs.values_list("probabilities", "valence", "arousal", "confidence", at)
+    return [Reading(probabilities=p or {}, valence=v, arousal=a, confidence=c, at=t) for p, v, a, c, t in rows]
+
+
+def post_faces(*, post_id: int, model_version_id: int | None) -> list[Face] | None:
+    """Faces found in a post's image by one model version.
+
+    The readings of that version when it has any; ``[]`` when the post's image
+    was analysed and no face was found; ``None`` when the version has not
+    scored the post (not analysed yet, failed, or not rescored yet).
+    """
+    if model_version_id is None:
+        return None
+    from emotion.models import FaceReading, ImageAnalysis
+
+    rows = list(
+        FaceReading.objects.filter(
+            analysis__post_id=post_id,
+            analysis__source="post",
+            analysis__status="done",
+            model_version_id=model_version_id,
+        ).values_list("probabilities", "valence", "arousal", "confidence")
+    )
+    if rows:
+        return [Face(probabilities=p or {}, valence=v, arousal=a, confidence=c) for p, v, a, c in rows]
+    no_face = ImageAnalysis.objects.filter(post_id=post_id, source="post", status="no_face").exists()
+    return [] if no_face else None
+
+
+# --- Mood -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MoodReport:
+    """A mood plus where it came from (for ``/api/me/mood/``)."""
+
+    mood: Mood
+    half_life_hours: float
+    as_of: datetime | None = None
+    model_version_id: int | None = None
+
+
+def sums_of(state: MoodState) -> MoodSums:
+    return MoodSums(
+        as_of=state.as_of,
+        weight=state.weight_sum,
+        decay=state.decay_sum,
+        valence=state.valence_sum,
+        arousal=state.arousal_sum,
+        probabilities=dict(state.probability_sums or {}),
+        count=state.reading_count,
+    )
+
+
+def mood_report(*, user: AbstractBaseUser, now: datetime | None = None, profile: Profile | None = None) -> MoodReport:
+    """The user's mood now: unknown without consent or without recent selfies.
+
+    Reads the stored ``MoodState`` (one row) and ages it; if it was computed
+    with another half-life (changed just now), recomputes from readings.
+    """
+    now = now or timezone.now()
+    if profile is None:
+        profile = Profile.objects.select_related("user__mood_state").filter(user_id=user.pk).first()
+    if profile is None or not profile.emotion_consent:
+        return MoodReport(Mood.unknown(NO_CONSENT), profile.mood_half_life_hours if profile else 24.0)
+    half_life = profile.mood_half_life_hours
+    try:
+        state: MoodState | None = profile.user.mood_state
+    except MoodState.DoesNotExist:
+        state = None
+    if state is None:
+        return MoodReport(Mood.unknown(NO_SELFIE), half_life)
+    if abs(state.half_life_hours - half_life) > 1e-9:
+        version = active_model_version_id()
+        readings = selfie_readings(
+            user=user, model_version_id=version, since=now - timedelta(hours=MAX_AGE_HALF_LIVES * half_life)
+        )
+        mood = estimate_mood(readings, now=now, half_life_hours=half_life)
+        return MoodReport(mood if mood.known else Mood.unknown(NO_SELFIE), half_life, now, version)
+    mood = mood_from_sums(sums_of(state), now=now, half_life_hours=half_life)
+    return MoodReport(
+        mood if mood.known else Mood.unknown(NO_SELFIE), half_life, state.as_of, state.model_version_id
+    )
+
+
+def mood_get(*, user: AbstractBaseUser, now: datetime | None = None) -> Mood:
+    """Just the ``Mood`` of ``mood_report``."""
+    return mood_report(user=user, now=now).mood
+
+
+def profile_with_mood(*, user: AbstractBaseUser) -> Profile:
+    """The user's profile with ``user.mood_state`` joined (one query)."""
+    return Profile.objects.select_related("user__mood_state").get(user_id=user.pk)
+
+
+# --- Feed candidates ----------------------------------------------------------------------------
+
+
+def followee_ids(*, user: AbstractBaseUser) -> list[int]:
+    return list(Follow.objects.filter(follower_id=user.pk).values_list("followee_id", flat=True))
+
+
+def _affect(valence: float | None, arousal: float | None, confidence: float | None, dominant: str | None,
+            faces: int | None) -> Affect | None:
+    if valence is None or arousal is None:
+        return None
+    return Affect(valence=valence, arousal=arousal, confidence=confidence or 0.0,
+                  dominant_emotion=dominant or "", face_count=faces or 0)
+
+
+_LATERAL_SQL = """
+WITH c AS (
+    SELECT p.id, p.author_id, p.created_at, p.like_count
+    FROM unnest(%(authors)s::bigint[]) AS f(author_id)
+    CROSS JOIN LATERAL (
+        SELECT id, author_id, created_at, like_count
+        FROM {post}
+        WHERE author_id = f.author_id AND created_at <= %(snapshot)s AND created_at > %(since)s
+        ORDER BY created_at DESC
+        LIMIT %(per_author)s
+    ) p
+    ORDER BY p.created_at DESC, p.id DESC
+    LIMIT %(limit)s
+)
+SELECT c.id, c.author_id, EXTRACT(EPOCH FROM c.created_at)::float8, c.like_count,
+       a.valence, a.arousal, a.confidence, a.dominant_emotion, a.face_count
+FROM c
+LEFT JOIN {affect} a ON a.post_id = c.id AND a.source = 'faces'
+ORDER BY c.created_at DESC, c.id DESC
+"""
+
+
+def network_candidates(
+    *,
+    user_id: int,
+    author_ids: Iterable[int],
+    snapshot: datetime,
+    strategy: str | None = None,
+) -> list[Candidate]:
+    """The newest ``PER_AUTHOR`` posts of each author (created by ``snapshot``, within
+    ``WINDOW_DAYS``), at most ``MAX_CANDIDATES``, newest first, with their face affect.
+
+    ``strategy`` ``"lateral"`` (PostgreSQL: one index-only probe per author on
+    ``post(author_id, created_at DESC) INCLUDE (id, like_count)``, then the
+    affect join for the survivors only) or ``"window"`` (portable ORM
+    ``ROW_NUMBER()``); default: lateral on PostgreSQL.
+    """
+    authors = sorted(set(author_ids))
+    if not authors:
+        return []
+    since = snapshot - timedelta(days=conf.get("WINDOW_DAYS"))
+    per_author, limit = conf.get("PER_AUTHOR"), conf.get("MAX_CANDIDATES")
+    strategy = strategy or ("lateral" if connection.vendor == "postgresql" else "window")
+    own, network = Source.OWN, Source.NETWORK
+    if strategy == "lateral":
+        sql = _LATERAL_SQL.format(post=Post._meta.db_table, affect=PostAffect._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql,
+                {"authors": authors, "snapshot": snapshot, "since": since, "per_author": per_author, "limit": limit},
+            )
+            rows = cursor.fetchall()
+        return [
+            Candidate(pid, aid, ts, likes,
+                      None if v is None or a is None else Affect(v, a, c or 0.0, dom or "", faces or 0),
+                      own if aid == user_id else network)
+            for pid, aid, ts, likes, v, a, c, dom, faces in rows
+        ]  # fmt: skip
+    rows = list(
+        Post.objects.filter(author_id__in=authors, created_at__lte=snapshot, created_at__gt=since)
+        .annotate(rn=Window(RowNumber(), partition_by=[F("author_id")], order_by=[F("created_at").desc(), F("id").desc()]))
+        .filter(rn__lte=per_author)
+        .order_by("-created_at", "-id")
+        .values_list("id", "author_id", "created_at", "like_count")[:limit]
+    )
+    affects = _affects_for([r[0] for r in rows])
+    return [
+        Candidate(pid, aid, created.timestamp(), likes, affects.get(pid), own if aid == user_id else network)
+        for pid, aid, created, likes in rows
+    ]
+
+
+def _affects_for(post_ids: list[int]) -> dict[int, Affect]:
+    out: dict[int, Affect] = {}
+    rows = PostAffect.objects.filter(post_id__in=post_ids, source=PostAffect.Source.FACES).values_list(
+        "post_id", "valence", "arousal", "confidence", "dominant_emotion", "face_count"
+    )
+    for pid, v, a, c, dom, faces in rows:
+        affect = _affect(v, a, c, dom, faces)
+        if affect is not None:
+            out[pid] = affect
+    return out
+
+
+def popular_candidates(*, as_of: datetime) -> list[Candidate]:
+    """Top ``POPULAR_COUNT`` posts by likes of the last ``POPULAR_WINDOW_HOURS``.
+
+    Cached per ``POPULAR_CACHE_SECONDS`` time bucket (shared by all users and
+    workers through the cache), so the query runs about once a bucket.
+    """
+    ttl = conf.get("POPULAR_CACHE_SECONDS")
+    bucket = int(as_of.timestamp() // ttl)
+    key = f"recommender:popular:{bucket}:{conf.get('POPULAR_COUNT')}:{conf.get('POPULAR_WINDOW_HOURS')}"
+    rows: list[tuple[Any, ...]] | None = cache.get(key)
+    if rows is None:
+        bucket_end = datetime.fromtimestamp((bucket + 1) * ttl, tz=as_of.tzinfo or timezone.utc)
+        top = list(
+            Post.objects.filter(
+                created_at__gt=bucket_end - timedelta(hours=conf.get("POPULAR_WINDOW_HOURS")),
+                created_at__lte=bucket_end,
+                like_count__gt=0,
+            )
+            .order_by("-like_count", "-id")
+            .values_list("id", "author_id", "created_at", "like_count")[: conf.get("POPULAR_COUNT")]
+        )
+        affects = _affects_for([r[0] for r in top])
+        rows = [
+            (pid, aid, created.timestamp(), likes, *(_affect_tuple(affects.get(pid))))
+            for pid, aid, created, likes in top
+        ]
+        cache.set(key, rows, ttl * 2)
+    as_of_ts = as_of.timestamp()
+    return [
+        Candidate(pid, aid, ts, likes, _affect(v, a, c, dom, faces), Source.POPULAR)
+        for pid, aid, ts, likes, v, a, c, dom, faces in rows
+        if ts <= as_of_ts
+    ]
+
+
+def _affect_tuple(affect: Affect | None) -> tuple[Any, ...]:
+    if affect is None:
+        return (None, None, None, None, None)
+    return (affect.valence, affect.arousal, affect.confidence, affect.dominant_emotion, affect.face_count)
+
+
+def feed_candidates(*, user: AbstractBaseUser, snapshot: datetime) -> list[Candidate]:
+    """Own posts + the network's newest posts + popular posts from outside the network."""
+    network = followee_ids(user=user)
+    in_network = set(network) | {user.pk}
+    candidates = network_candidates(user_id=user.pk, author_ids=in_network, snapshot=snapshot)
+    candidates += [c for c in popular_candidates(as_of=snapshot) if c.author_id not in in_network]
+    return candidates
+
+
+# --- Hydration --------------------------------------------------------------------------------------
+
+
+def posts_by_id(*, post_ids: list[int], viewer: AbstractBaseUser) -> dict[int, Post]:
+    """Posts shaped like ``feedmood.selectors.post_list`` (author, ``liked_by_me``), by id."""
+    if not post_ids:
+        return {}
+    return {p.pk: p for p in social_selectors.post_list(viewer=viewer).filter(pk__in=post_ids)}

@@ -1,0 +1,150 @@
+"""Write operations of the recommender (HackSoft style: writes live here).
+
+- ``mood_recompute(user)``: rebuild the user's ``MoodState`` from the ACTIVE
+  model version's selfie readings (deleted without consent or readings);
+- ``post_affect_recompute(post)``: rebuild a post's ``PostAffect`` (source
+  ``faces``) from the ACTIVE model version's readings of its image;
+- ``mood_erase(user)``: drop every mood/affect inferred from the user's images;
+- ``mood_settings_update(user, data)``: consent/policy/strength/half-life through
+  the social core's ``profile_update`` (so withdrawal erases readings).
+
+Versions are never mixed: a state or affect always comes from one model
+version, the active one (``recompute_all`` switches everything after a
+batch rescoring).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from feedmood import services as social_services
+from feedmood.models import Post, Profile
+from feedmood.tasks_utils import enqueue_on_commit
+from recommender import selectors
+from recommender.models import MoodState, PostAffect
+from recommender.mood import MAX_AGE_HALF_LIVES, accumulate, affect_from_faces
+
+logger = logging.getLogger(__name__)
+MOOD_FIELDS = {"emotion_consent", "mood_half_life_hours"}
+
+
+@transaction.atomic
+def mood_recompute(*, user: AbstractBaseUser, model_version_id: int | None = None) -> MoodState | None:
+    """Rebuild the stored mood sums from the active version's recent selfie readings.
+
+    Returns the new state, or ``None`` (and deletes any state) when the user
+    does not consent or has no recent reading.
+    """
+    profile = Profile.objects.filter(user_id=user.pk).first()
+    if profile is None or not profile.emotion_consent:
+        MoodState.objects.filter(user_id=user.pk).delete()
+        return None
+    version = model_version_id if model_version_id is not None else selectors.active_model_version_id()
+    now = timezone.now()
+    half_life = profile.mood_half_life_hours
+    readings = selectors.selfie_readings(
+        user=user, model_version_id=version, since=now - timedelta(hours=MAX_AGE_HALF_LIVES * half_life)
+    )
+    sums = accumulate(readings, as_of=now, half_life_hours=half_life)
+    if sums.count == 0:
+        MoodState.objects.filter(user_id=user.pk).delete()
+        return None
+    state, _ = MoodState.objects.update_or_create(
+        user_id=user.pk,
+        defaults={
+            "model_version_id": version,
+            "half_life_hours": half_life,
+            "as_of": sums.as_of,
+            "weight_sum": sums.weight,
+            "decay_sum": sums.decay,
+            "valence_sum": sums.valence,
+            "arousal_sum": sums.arousal,
+            "probability_sums": sums.probabilities,
+            "reading_count": sums.count,
+        },
+    )
+    return state
+
+
+@transaction.atomic
+def post_affect_recompute(*, post: Post, model_version_id: int | None = None) -> PostAffect | None:
+    """Rebuild the post's face affect from the active version's readings.
+
+    A post whose image has no face gets a row with ``face_count`` 0 and NULL
+    valence/arousal (unknown affect); one not scored by the active version has
+    no row.  Returns the row, if any.
+    """
+    version = model_version_id if model_version_id is not None else selectors.active_model_version_id()
+    faces = selectors.post_faces(post_id=post.pk, model_version_id=version)
+    if faces is None:
+        PostAffect.objects.filter(post_id=post.pk, source=PostAffect.Source.FACES).delete()
+        return None
+    affect = affect_from_faces(faces)
+    defaults: dict[str, Any] = {
+        "model_version_id": version,
+        "valence": affect.valence if affect else None,
+        "arousal": affect.arousal if affect else None,
+        "confidence": affect.confidence if affect else 0.0,
+        "dominant_emotion": affect.dominant_emotion if affect else "",
+        "face_count": affect.face_count if affect else 0,
+    }
+    row, _ = PostAffect.objects.update_or_create(post_id=post.pk, source=PostAffect.Source.FACES, defaults=defaults)
+    return row
+
+
+@transaction.atomic
+def mood_erase(*, user: AbstractBaseUser) -> None:
+    """Forget everything inferred from the user's images (mood, their posts' face affect)."""
+    MoodState.objects.filter(user_id=user.pk).delete()
+    PostAffect.objects.filter(post__author_id=user.pk, source=PostAffect.Source.FACES).delete()
+
+
+def mood_settings_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> Profile:
+    """Change consent, policy, strength or half-life via the social core's profile service.
+
+    Withdrawing consent makes the social core send ``consent_withdrawn`` (the
+    emotion app erases readings; we drop the mood); a new half-life or consent
+    recomputes the stored mood after commit (see ``receivers``).
+    """
+    return social_services.profile_update(user=user, data=data)
+
+
+def on_analysis_finished(*, analysis: Any) -> None:
+    """Queue the mood (selfie) or post-affect (post) update for a finished analysis."""
+    from recommender import tasks
+
+    if analysis.source == "selfie":
+        enqueue_on_commit(tasks.mood_recompute_task, analysis.owner_id)
+    elif analysis.source == "post" and analysis.post_id is not None:
+        enqueue_on_commit(tasks.post_affect_recompute_task, analysis.post_id)
+
+
+def recompute_all(*, model_version_id: int | None = None, batch_size: int = 500) -> dict[str, int]:
+    """Switch every stored mood and post affect to one model version (default: the active one).
+
+    For after a batch rescoring: users/posts the version has not scored lose
+    their state instead of keeping another version's.
+    """
+    version = model_version_id if model_version_id is not None else selectors.active_model_version_id()
+    users = posts = 0
+    user_ids = set(MoodState.objects.values_list("user_id", flat=True))
+    user_ids |= set(Profile.objects.filter(emotion_consent=True).values_list("user_id", flat=True))
+    User = get_user_model()
+    for user in User.objects.filter(pk__in=user_ids).iterator(chunk_size=batch_size):
+        mood_recompute(user=user, model_version_id=version)
+        users += 1
+    from emotion.models import ImageAnalysis
+
+    post_ids = set(PostAffect.objects.values_list("post_id", flat=True))
+    post_ids |= set(ImageAnalysis.objects.filter(source="post").values_list("post_id", flat=True))
+    for post in Post.objects.filter(pk__in=post_ids).only("pk").iterator(chunk_size=batch_size):
+        post_affect_recompute(post=post, model_version_id=version)
+        posts += 1
+    return {"users": users, "posts": posts}

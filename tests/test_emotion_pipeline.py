@@ -1,0 +1,179 @@
+"""The FER pipeline on real images (no ORM): decode, detect every face, crop, classify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emotion import pipeline, testing
+from emotion.affect import CIRCUMPLEX, valence_arousal
+from emotion.fixtures import face_jpeg, faces_png, fer_model_dir, no_face_png  # noqa: F401
+from emotion.inference import get_classifier
+from ml import labels as L
+
+SHARED_FER = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
+
+
+@pytest.fixture(scope="module")
+def classifier(fer_model_dir: Path):
+    return get_classifier(fer_model_dir)
+
+
+# --- Affect ---------------------------------------------------------------------------------
+
+
+def test_circumplex_covers_every_canonical_label() -> None:
+    assert set(CIRCUMPLEX) == set(L.CANONICAL)
+    assert all(-1 <= v <= 1 and -1 <= a <= 1 for v, a in CIRCUMPLEX.values())
+    assert CIRCUMPLEX["happiness"][0] > 0 > CIRCUMPLEX["sadness"][0]
+    assert CIRCUMPLEX["surprise"][1] > CIRCUMPLEX["neutral"][1] > CIRCUMPLEX["sadness"][1]
+
+
+def test_valence_arousal_is_probability_weighted() -> None:
+    labels = L.FERPLUS_LABELS
+    one_hot = np.eye(len(labels), dtype=np.float32)
+    np.testing.assert_allclose(valence_arousal(one_hot, labels), [CIRCUMPLEX[n] for n in labels], atol=1e-6)
+    half = np.zeros(len(labels))
+    half[labels.index("happiness")] = half[labels.index("sadness")] = 0.5
+    np.testing.assert_allclose(valence_arousal(half, labels), [0.05, 0.05], atol=1e-6)
+    # 7-class models (no contempt) work too.
+    assert valence_arousal(np.full(7, 1 / 7), L.FER2013_LABELS).shape == (2,)
+    with pytest.raises(ValueError):
+        valence_arousal(np.ones(3), ("joy", "rage", "meh"))
+
+
+# --- Detection and classification on real photos ------------------------------------------------
+
+
+def test_one_face_photo(classifier, face_jpeg: bytes) -> None:
+    result = pipeline.analyze_bytes(face_jpeg, classifier)
+    assert (result.width, result.height) == (640, 480)
+    assert result.face_count == 1
+    face = result.faces[0]
+    # The astronaut's face sits in the upper middle of the 640x480 frame.
+    assert 200 <= face.box.x <= 280 and 30 <= face.box.y <= 90 and 80 <= face.box.w <= 140
+    assert set(face.probabilities) == set(classifier.labels)
+    assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+    assert face.dominant == max(face.probabilities, key=face.probabilities.get)
+    assert face.confidence == pytest.approx(max(face.probabilities.values()), abs=1e-5)
+    assert -1 <= face.valence <= 1 and -1 <= face.arousal <= 1
+    assert result.decode_ms > 0 and result.detect_ms > 0 and result.classify_ms > 0
+
+
+def test_every_face_is_found_and_classified_in_one_batch(classifier, faces_png: bytes) -> None:
+    calls = []
+    original = classifier.predict_proba
+
+    class Counting:
+        labels = classifier.labels
+
+        def predict_proba(self, faces: np.ndarray) -> np.ndarray:
+            calls.append(faces.shape)
+            return original(faces)
+
+    result = pipeline.analyze_bytes(faces_png, Counting())
+    assert result.face_count == 3
+    assert calls == [(3, 48, 48)]  # one batched call for all faces
+    xs = [face.box.x for face in result.faces]
+    assert xs == sorted(xs) and [face.index for face in result.faces] == [0, 1, 2]
+    for i, face in enumerate(result.faces):  # one face per 512-px tile, in original coordinates
+        assert 512 * i <= face.box.x < 512 * (i + 1)
+
+
+def test_large_photo_is_downscaled_for_detection_and_boxes_map_back(classifier) -> None:
+    big = testing.one_face_image(2560, 1920)
+    result = pipeline.analyze_bytes(testing.encode(big, "JPEG"), classifier)
+    assert (result.width, result.height) == (2560, 1920)
+    assert result.face_count == 1
+    box = result.faces[0].box
+    assert 800 <= box.x <= 1120 and 120 <= box.y <= 360 and 320 <= box.w <= 560  # 4x the 640x480 box
+
+
+def test_exif_orientation_is_applied(classifier) -> None:
+    upright = testing.one_face_image()
+    result = pipeline.analyze_bytes(testing.rotated_with_exif(upright), classifier)
+    assert (result.width, result.height) == (640, 480)  # displayed orientation, not stored
+    assert result.face_count == 1
+
+
+def test_no_face_is_a_result_not_an_error(classifier, no_face_png: bytes) -> None:
+    for data in (no_face_png, testing.encode(np.full((300, 400, 3), 90, np.uint8), "JPEG")):
+        result = pipeline.analyze_bytes(data, classifier)
+        assert result.faces == ()
+        assert result.classify_ms >= 0
+
+
+def test_noise_image_has_no_face(classifier) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640), dtype=np.uint8)
+    assert pipeline.analyze_bytes(testing.encode(noise, "PNG"), classifier).faces == ()
+
+
+def test_tiny_image_has_no_face(classifier) -> None:
+    assert pipeline.analyze_bytes(testing.encode(np.zeros((10, 10), np.uint8), "PNG"), classifier).faces == ()
+
+
+@pytest.mark.skipif(not (SHARED_FER / "README.md").exists(), reason="shared FER-2013 data not present")
+def test_upscaled_fer_faces_are_detected(classifier) -> None:
+    import cv2
+
+    faces = testing.fer_faces(SHARED_FER, count=12)
+    assert faces is not None
+    canvas = np.full((240, 240 * len(faces)), 128, np.uint8)
+    for i, face in enumerate(faces):
+        canvas[24:216, 240 * i + 24 : 240 * i + 216] = cv2.resize(face, (192, 192), interpolation=cv2.INTER_CUBIC)
+    result = pipeline.analyze_bytes(testing.encode(canvas, "PNG"), classifier)
+    # FER crops are tight and low-resolution; Haar still finds most of them.
+    assert result.face_count >= len(faces) // 2
+    assert all(0 <= f.box.x < canvas.shape[1] and 0 <= f.box.y < canvas.shape[0] for f in result.faces)
+
+
+# --- Bad input: clear errors, never crashes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "text"),
+    [
+        (lambda: b"", "empty", "empty"),
+        (lambda: b"hello, I am not a picture", "not_an_image", "Not an image"),
+        (lambda: testing.one_face_jpeg()[:4000], "corrupt", "truncated"),
+        (lambda: testing.png_claiming_size(100_000, 100_000), "too_many_pixels", "too many pixels"),
+        (lambda: testing.encode(np.zeros((8, 8, 3), np.uint8), "GIF"), "unsupported_format", "GIF"),
+    ],
+    ids=["zero-bytes", "not-an-image", "truncated-jpeg", "huge-dimensions", "gif"],
+)
+def test_bad_input_raises_pipeline_error(classifier, make, code: str, text: str) -> None:
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.analyze_bytes(make(), classifier)
+    assert info.value.code == code
+    assert text in str(info.value)
+
+
+def test_too_many_pixels_follows_settings(classifier, settings, face_jpeg: bytes) -> None:
+    settings.FEEDMOOD_MAX_IMAGE_PIXELS = 100_000
+    with pytest.raises(pipeline.PipelineError, match="too many pixels"):
+        pipeline.analyze_bytes(face_jpeg, classifier)
+
+
+# --- Stages ------------------------------------------------------------------------------------------
+
+
+def test_crops_are_48x48_uint8_and_clipped_to_the_image() -> None:
+    gray = np.arange(100 * 80, dtype=np.uint32).reshape(100, 80).astype(np.uint8)
+    boxes = [pipeline.Box(0, 0, 40, 40), pipeline.Box(60, 70, 20, 30)]  # both touch an edge
+    crops = pipeline.crop_faces(gray, boxes, margin=0.2)
+    assert crops.shape == (2, 48, 48) and crops.dtype == np.uint8
+
+
+def test_detection_scale_bounds_side_and_pixels() -> None:
+    config = pipeline.DEFAULT_CONFIG
+    assert pipeline.detection_scale(240, 320, config) == 1.0
+    for h, w in [(480, 640), (1920, 2560), (512, 1536), (4000, 300)]:
+        s = pipeline.detection_scale(h, w, config)
+        assert max(h, w) * s <= config.detect_max_side + 1
+        assert h * w * s * s <= config.detect_max_pixels * 1.01
+
+
+def test_cascade_is_cached_per_process() -> None:
+    assert pipeline.face_cascade() is pipeline.face_cascade()

@@ -1,0 +1,145 @@
+"""ml.models / ml.augment / ml.pipeline: every architecture builds small and really trains one step."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+from ml import models as M  # noqa: E402
+from ml.augment import AugmentConfig, random_affine  # noqa: E402
+from ml.models.transfer import BASE_LAYER_NAME, unfreeze_base  # noqa: E402
+from ml.pipeline import make_dataset, sample_weights  # noqa: E402
+from ml.synthetic import faces  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+SMALL = {
+    "cnn": {},
+    "feednet": {"width": 4},
+    "resnet50": {"weights": None, "base_size": 32},
+    "resnet50v2": {"weights": None, "base_size": 32},
+    "vgg16": {"weights": None, "base_size": 32},
+}
+
+
+def _data(n: int = 8, k: int = 7, seed: int = 0):
+    x, y = faces(n, k, seed)
+    return x[..., None].astype(np.float32), np.eye(k, dtype=np.float32)[y]
+
+
+def _train_one_step(model, x, y, eager: bool = False):
+    # eager=True skips tf.function tracing, which dominates the cost of one step for the deep backbones
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"],
+                  run_eagerly=eager)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    after = [w.numpy() for w in model.trainable_weights]
+    assert np.isfinite(logs["loss"])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after)), "no trainable weight moved"
+    return model.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+
+
+def test_builders_cover_every_architecture():
+    assert set(M.BUILDERS) == set(SMALL)
+    assert M.TRANSFER_MODELS == {"resnet50", "resnet50v2", "vgg16"}
+
+
+@pytest.mark.parametrize("name", ["cnn", "feednet"])
+def test_scratch_models_train_one_step(name):
+    model = M.build_model(name, (48, 48, 1), 7, **SMALL[name])
+    x, y = _data()
+    probs = model.predict(x, verbose=0)
+    assert probs.shape == (8, 7) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert model.layers[-1].name == "probs"
+    result = _train_one_step(model, x, y)
+    assert np.isfinite(result["loss"]) and 0.0 <= result["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnet50v2", "vgg16"])
+def test_transfer_models_train_one_step(name, tmp_path):
+    model = M.build_model(name, (48, 48, 1), 8, **SMALL[name])
+    base = model.get_layer(BASE_LAYER_NAME)
+    assert not base.trainable and base.input.shape[1:] == (32, 32, 3)
+    frozen_trainable = len(model.trainable_weights)
+    assert frozen_trainable == 4  # the two Dense layers of the head
+    unfreeze_base(model)
+    assert base.trainable and len(model.trainable_weights) > frozen_trainable
+    x, y = _data(4, 8)
+    result = _train_one_step(model, x, y, eager=True)  # one step through the whole network, then one evaluation
+    assert np.isfinite(result["loss"])
+    if name == "vgg16":  # the custom ImagenetPreprocess layer survives a save/load round trip (cheapest base)
+        model.save(tmp_path / "m.keras")
+        again = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+        assert np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+
+
+def test_imagenet_preprocess_modes():
+    from ml.models.transfer import CAFFE_BGR_MEAN, ImagenetPreprocess
+
+    rgb = np.array([[[[10.0, 20.0, 30.0]]]], dtype=np.float32)
+    caffe = ImagenetPreprocess("caffe")(rgb).numpy()[0, 0, 0]
+    assert np.allclose(caffe, [30 - CAFFE_BGR_MEAN[0], 20 - CAFFE_BGR_MEAN[1], 10 - CAFFE_BGR_MEAN[2]])
+    assert np.allclose(ImagenetPreprocess("tf")(np.full((1, 1, 1, 3), 255.0, np.float32)).numpy(), 1.0)
+    clone = ImagenetPreprocess.from_config(ImagenetPreprocess("tf", name="p").get_config())
+    assert clone.mode == "tf"
+
+
+def test_transfer_weights_must_be_a_local_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        M.build_model("vgg16", (48, 48, 1), 7, weights=str(tmp_path / "missing.h5"), base_size=32)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model 'mobilenet'"):
+        M.build_model("mobilenet", (48, 48, 1), 7)
+
+
+def test_add_heads_multitask_trains_with_dict_targets():
+    model = M.add_heads(M.build_feednet((48, 48, 1), 7, width=4), {"fer2013": 7, "ferplus": 8})
+    assert isinstance(model.output, dict) and set(model.output) == {"fer2013", "ferplus"}
+    x, y7 = _data(8, 7)
+    y8 = np.eye(8, dtype=np.float32)[np.arange(8)]
+    model.compile(optimizer="adam", loss={"fer2013": "categorical_crossentropy", "ferplus": "categorical_crossentropy"})
+    logs = model.train_on_batch(x, {"fer2013": y7, "ferplus": y8}, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    out = model.predict(x, verbose=0)
+    assert out["fer2013"].shape == (8, 7) and out["ferplus"].shape == (8, 8)
+    # slicing one head gives a standalone single-output model
+    sub = keras.Model(model.input, model.output["ferplus"])
+    assert np.allclose(sub.predict(x, verbose=0), out["ferplus"], atol=1e-6)
+
+
+def test_random_affine_keeps_shape_and_range_and_changes_images():
+    x = tf.constant(_data(16)[0])
+    out = random_affine(x).numpy()
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert out.min() >= float(tf.reduce_min(x)) - 1e-3 and out.max() <= float(tf.reduce_max(x)) + 1e-3
+    changed = np.abs(out - x.numpy()).reshape(16, -1).mean(axis=1)
+    assert np.all(changed > 0.5), "every image should be warped"
+    # flip only: a pure horizontal mirror or the identity, nothing else
+    flip_only = random_affine(x, AugmentConfig(rotation_deg=0.0, shift=0.0, zoom=(1.0, 1.0), hflip=True)).numpy()
+    for a, b in zip(flip_only, x.numpy()):
+        assert np.allclose(a, b, atol=1e-3) or np.allclose(a, b[:, ::-1], atol=1e-3)
+
+
+def test_make_dataset_and_sample_weights():
+    images, cls = faces(10, 7, seed=2)
+    targets = {"fer2013": np.eye(7, dtype=np.float32)[cls]}
+    valid = np.ones(10, np.float32)
+    valid[3] = 0
+    weights = {"fer2013": sample_weights(targets["fer2013"], valid, "balanced")}
+    assert weights["fer2013"][3] == 0 and np.all(weights["fer2013"][valid > 0] > 0)
+    ds = make_dataset(images, targets, weights, 4, shuffle=False, augment=False)
+    xb, yb, wb = next(iter(ds))
+    assert xb.shape == (4, 48, 48, 1) and xb.dtype == tf.float32 and yb.shape == (4, 7) and wb.shape == (4,)
+    assert np.array_equal(xb.numpy()[..., 0], images[:4].astype(np.float32))
+    aug = make_dataset(images, targets, weights, 4, shuffle=True, augment=True, seed=1, single_output=False)
+    xa, ya, wa = next(iter(aug))
+    assert isinstance(ya, dict) and set(ya) == {"fer2013"} and xa.shape == (4, 48, 48, 1)
+    assert 0.0 <= float(tf.reduce_min(xa)) and float(tf.reduce_max(xa)) <= 255.0

@@ -1,0 +1,238 @@
+"""Unit tests of the pure ranking stages (recommender.ranking), no database."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recommender.mood import Affect, Mood
+from recommender.ranking import (
+    BASE_REASON,
+    DIVERSITY_NOTE,
+    Candidate,
+    MoodKind,
+    Policy,
+    Source,
+    base_rank,
+    content_tone,
+    diversify,
+    hot_score,
+    mood_kind,
+    mood_stage,
+    rank_feed,
+)
+
+NOW = datetime(2025, 1, 1, 12, tzinfo=timezone.utc)
+
+HAPPY = Affect(valence=0.8, arousal=0.4, confidence=0.9, dominant_emotion="happiness")
+CALM = Affect(valence=0.2, arousal=-0.4, confidence=0.9, dominant_emotion="neutral")
+SADC = Affect(valence=-0.7, arousal=-0.3, confidence=0.9, dominant_emotion="sadness")
+ANGRY = Affect(valence=-0.6, arousal=0.7, confidence=0.9, dominant_emotion="anger")
+
+SAD_MOOD = Mood(known=True, label="sadness", valence=-0.6, arousal=-0.3, confidence=0.8)
+ANGRY_MOOD = Mood(known=True, label="anger", valence=-0.6, arousal=0.7, confidence=0.8)
+HAPPY_MOOD = Mood(known=True, label="happiness", valence=0.7, arousal=0.4, confidence=0.8)
+NEUTRAL_MOOD = Mood(known=True, label="neutral", valence=0.0, arousal=0.0, confidence=0.8)
+UNKNOWN = Mood.unknown("no consent")
+
+
+def cand(pid, hours_ago=0.0, likes=0, affect=None, author=None, source=Source.NETWORK) -> Candidate:
+    return Candidate(
+        post_id=pid,
+        author_id=author if author is not None else pid,
+        created_ts=(NOW - timedelta(hours=hours_ago)).timestamp(),
+        like_count=likes,
+        affect=affect,
+        source=source,
+    )
+
+
+def ids(items) -> list[int]:
+    return [r.candidate.post_id for r in items]
+
+
+# A feed where the sad/angry posts are newest, so the base ranking puts them first.
+FEED = [
+    cand(1, 0.5, affect=SADC),
+    cand(2, 1.0, affect=ANGRY),
+    cand(3, 1.5),  # no faces: unknown affect
+    cand(4, 2.0, affect=HAPPY),
+    cand(5, 2.5, affect=CALM),
+    cand(6, 3.0, affect=HAPPY),
+]
+
+
+# --- base score ----------------------------------------------------------------------
+
+
+def test_hot_score_formula():
+    assert hot_score(like_count=0, age_hours=0) == 0.0
+    assert hot_score(like_count=1, age_hours=0) == 0.0
+    assert hot_score(like_count=100, age_hours=0) == pytest.approx(2.0)
+    # 10x likes buys 12.5 hours.
+    assert hot_score(like_count=10, age_hours=12.5) == pytest.approx(hot_score(like_count=1, age_hours=0))
+    assert hot_score(like_count=1, age_hours=0, source=Source.POPULAR) < 0
+
+
+def test_base_rank_orders_by_hot_score_and_breaks_ties_deterministically():
+    items = base_rank([cand(1, 5), cand(2, 1), cand(3, 30, likes=1000), cand(4, 1), cand(4, 1)], now=NOW)
+    # 4 and 2 tie on score and time: the higher id wins; the duplicate 4 is dropped.
+    assert ids(items) == [3, 4, 2, 1]
+    assert [r.base_position for r in items] == [0, 1, 2, 3]
+
+
+# --- mood stage ----------------------------------------------------------------------
+
+
+def test_repair_lifts_uplifting_content_for_sad_mood():
+    base = base_rank(FEED, now=NOW)
+    assert ids(base) == [1, 2, 3, 4, 5, 6]
+    out = mood_stage(base, SAD_MOOD, Policy.REPAIR, 1.0)
+    assert ids(out)[:2] == [4, 6]  # the happy posts first
+    assert ids(out)[-2:] == [2, 1]  # the gloomy/tense posts last
+    by_id = {r.candidate.post_id: r for r in out}
+    assert by_id[4].reason == "lifted: uplifting content while you seem sad"
+    assert by_id[1].reason == "lowered: gloomy content while you seem sad"
+    assert by_id[3].reason == BASE_REASON and by_id[3].mood_delta == 0.0
+    assert by_id[4].mood_delta > 0 > by_id[1].mood_delta
+
+
+def test_repair_lifts_calm_and_lowers_tense_content_for_angry_mood():
+    out = mood_stage(base_rank(FEED, now=NOW), ANGRY_MOOD, Policy.REPAIR, 1.0)
+    by_id = {r.candidate.post_id: r for r in out}
+    assert ids(out)[0] == 5  # calm first
+    assert ids(out)[-1] == 2  # the angry post last
+    assert by_id[5].reason == "lifted: calm content while you seem angry"
+    assert by_id[2].reason == "lowered: tense content while you seem angry"
+    # Calm beats excited-happy for an angry mood.
+    assert by_id[5].mood_delta > by_id[4].mood_delta
+
+
+@pytest.mark.parametrize("mood", [HAPPY_MOOD, NEUTRAL_MOOD])
+def test_repair_keeps_base_order_for_positive_or_neutral_mood(mood):
+    base = base_rank(FEED, now=NOW)
+    out = mood_stage(base, mood, Policy.REPAIR, 1.0)
+    assert ids(out) == ids(base)
+    assert {r.reason for r in out} == {BASE_REASON}
+
+
+def test_congruent_matches_the_mood():
+    out = mood_stage(base_rank(FEED, now=NOW), SAD_MOOD, Policy.CONGRUENT, 1.0)
+    assert ids(out)[0] == 1  # the sad post
+    by_id = {r.candidate.post_id: r for r in out}
+    assert by_id[1].reason == "lifted: gloomy content that matches your sad mood"
+    assert by_id[4].reason == "lowered: uplifting content that clashes with your sad mood"
+    out = mood_stage(base_rank(FEED, now=NOW), HAPPY_MOOD, Policy.CONGRUENT, 1.0)
+    assert ids(out)[:2] == [4, 6]
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+@pytest.mark.parametrize("mood", [SAD_MOOD, ANGRY_MOOD, HAPPY_MOOD, UNKNOWN])
+def test_strength_zero_is_identical_to_base(policy, mood):
+    base = base_rank(FEED, now=NOW)
+    out = mood_stage(base, mood, policy, 0.0)
+    assert ids(out) == ids(base)
+    assert [r.score for r in out] == [r.base_score for r in base]
+    assert {r.reason for r in out} == {BASE_REASON}
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_unknown_mood_and_off_policy_are_plain_base_ranking(policy):
+    base = base_rank(FEED, now=NOW)
+    assert ids(mood_stage(base, UNKNOWN, policy, 1.0)) == ids(base)
+    assert ids(mood_stage(base, SAD_MOOD, Policy.OFF, 1.0)) == ids(base)
+
+
+def test_strength_scales_the_adjustment():
+    base = base_rank(FEED, now=NOW)
+    half = {r.candidate.post_id: r.mood_delta for r in mood_stage(base, SAD_MOOD, "repair", 0.5)}
+    full = {r.candidate.post_id: r.mood_delta for r in mood_stage(base, SAD_MOOD, "repair", 1.0)}
+    assert full[4] == pytest.approx(2 * half[4])
+
+
+def test_ties_keep_base_order():
+    # Identical posts (same time, same affect) tie after the mood stage: base order is kept.
+    feed = [cand(i, 1.0, affect=HAPPY) for i in (10, 11, 12)]
+    base = base_rank(feed, now=NOW)
+    assert ids(mood_stage(base, SAD_MOOD, Policy.REPAIR, 1.0)) == ids(base) == [12, 11, 10]
+
+
+def test_invalid_strength_and_policy_raise():
+    base = base_rank(FEED, now=NOW)
+    with pytest.raises(ValueError):
+        mood_stage(base, SAD_MOOD, Policy.REPAIR, 1.5)
+    with pytest.raises(ValueError):
+        mood_stage(base, SAD_MOOD, "cheer-up", 0.5)
+
+
+def test_mood_kind_and_tone():
+    assert mood_kind(SAD_MOOD) == MoodKind.LOW
+    assert mood_kind(ANGRY_MOOD) == MoodKind.TENSE
+    assert mood_kind(HAPPY_MOOD) == MoodKind.POSITIVE
+    assert mood_kind(NEUTRAL_MOOD) == MoodKind.NEUTRAL
+    assert mood_kind(UNKNOWN) is None
+    assert content_tone(HAPPY) == "uplifting"
+    assert content_tone(CALM) == "calm"  # positive and low arousal
+    assert content_tone(Affect(0.0, -0.5, 1.0)) == "calm"
+    assert content_tone(SADC) == "gloomy"
+    assert content_tone(ANGRY) == "tense"
+
+
+# --- diversity --------------------------------------------------------------------------
+
+
+def test_diversity_caps_consecutive_and_per_page():
+    # Author 1 has the 6 best posts, authors 2..5 one each.
+    feed = [cand(i, i * 0.1, author=1) for i in range(1, 7)] + [cand(10 + a, 5 + a, author=a) for a in range(2, 6)]
+    out = diversify(base_rank(feed, now=NOW), page_size=5, max_consecutive=2, max_per_page=3)
+    authors = [r.candidate.author_id for r in out]
+    assert authors[:5].count(1) <= 3
+    for i in range(2, len(authors)):
+        if authors[i] == authors[i - 1] == authors[i - 2]:
+            # only allowed once every other author has run out
+            assert set(authors[i:]) == {authors[i]}
+    assert sorted(ids(out)) == sorted(c.post_id for c in feed)  # nothing lost
+    assert out[0].candidate.post_id == 1 and out[0].diversity_note == ""
+    moved = [r for r in out if r.diversity_note]
+    assert moved and all(r.candidate.author_id == 1 for r in moved)
+    assert moved[0].explanation == f"{BASE_REASON}; {DIVERSITY_NOTE}"
+
+
+def test_diversity_drops_duplicates_and_relaxes_when_single_author():
+    feed = [cand(i, i, author=7) for i in range(1, 6)]
+    base = base_rank(feed, now=NOW)
+    out = diversify(base + base, page_size=3)
+    assert ids(out) == ids(base)  # no duplicate, nothing lost, order kept
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 6),  # author
+            st.floats(0, 100),  # hours ago
+            st.integers(0, 500),  # likes
+            st.sampled_from([None, HAPPY, CALM, SADC, ANGRY]),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from([SAD_MOOD, ANGRY_MOOD, HAPPY_MOOD, UNKNOWN]),
+    st.sampled_from(list(Policy)),
+    st.floats(0, 1),
+)
+def test_pipeline_is_a_permutation_without_duplicates(rows, mood, policy, strength):
+    feed = [cand(i, h, likes=l, affect=a, author=au) for i, (au, h, l, a) in enumerate(rows)]
+    out = rank_feed(feed + feed[:3], now=NOW, mood=mood, policy=policy, strength=strength, page_size=5)
+    assert sorted(ids(out)) == sorted(c.post_id for c in feed)
+    assert not [k for k, n in Counter(ids(out)).items() if n > 1]
+    for r in out:
+        assert r.explanation
+
+
+def test_popular_posts_are_marked_and_slightly_penalised():
+    out = base_rank([cand(1, 1), cand(2, 1, source=Source.POPULAR)], now=NOW)
+    assert ids(out) == [1, 2]
