@@ -108,6 +108,7 @@ class Client(threading.Thread):
         self.latencies: list[float] = []
         self.errors: dict[str, int] = {}
         self.cursors: dict[str, str] = {}
+        self.untimed = 0  # page-1 requests made only to get a cursor (page2 mode)
 
     def _get(self, conn: http.client.HTTPConnection, path: str, token: str) -> tuple[int, bytes]:
         conn.request("GET", path, headers={"Authorization": f"Token {token}", "Host": "127.0.0.1"})
@@ -130,6 +131,7 @@ class Client(threading.Thread):
                 cursor = self.cursors.get(token)
                 if cursor is None:  # fetch page 1 once to get this user's cursor (not timed)
                     status, body = self._safe_get(conn, "/api/feed/", token)
+                    self.untimed += 1
                     if status == 200:
                         nxt = json.loads(body)["next"]
                         self.cursors[token] = cursor = nxt.split("cursor=", 1)[1] if nxt else ""
@@ -174,6 +176,7 @@ def run_load(port: int, tokens: list[str], *, seconds: float, concurrency: int, 
         for k, v in c.errors.items():
             errors[k] = errors.get(k, 0) + v
     server_cpu = (proc_cpu_seconds(server_pid) - cpu0) if server_pid else 0.0
+    served = len(lat) + sum(c.untimed for c in clients) + sum(sum(c.errors.values()) for c in clients)
     return {
         "mode": mode,
         "concurrency": concurrency,
@@ -183,8 +186,9 @@ def run_load(port: int, tokens: list[str], *, seconds: float, concurrency: int, 
         "errors": errors,
         "throughput_rps": round(len(lat) / elapsed, 1),
         **percentiles(lat),
-        "server_cpu_ms_per_request": round(server_cpu * 1000.0 / max(len(lat), 1), 2),
-        "client_cpu_ms_per_request": round((time.process_time() - client_cpu0) * 1000.0 / max(len(lat), 1), 2),
+        "untimed_page1_requests": sum(c.untimed for c in clients),
+        "server_cpu_ms_per_request": round(server_cpu * 1000.0 / max(served, 1), 2),
+        "client_cpu_ms_per_request": round((time.process_time() - client_cpu0) * 1000.0 / max(served, 1), 2),
         "loadavg_before": la0,
         "loadavg_after": loadavg(),
     }
@@ -364,6 +368,7 @@ def main() -> None:
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     p.add_argument("--db-prefix", default="feedmood_bench")
     p.add_argument("--keep-db", action="store_true")
+    p.add_argument("--append", action="store_true", help="add these scales to an existing result file")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "feed_scale"))
     args = p.parse_args()
     args.concurrency = [int(x) for x in args.concurrency.split(",")]
@@ -385,8 +390,14 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.append and out.with_suffix(".json").is_file():
+        previous = json.loads(out.with_suffix(".json").read_text())
+        data["scales"] = previous["scales"]
+        data["earlier_runs"] = previous.get("earlier_runs", []) + [
+            {k: previous[k] for k in ("started", "machine", "params") if k in previous}]
     for posts in [int(x) for x in args.scales.split(",")]:
-        data["scales"].append(bench_scale(args, posts, base_env))
+        data["scales"] = [s for s in data["scales"] if s["posts"] != posts] + [bench_scale(args, posts, base_env)]
+        data["scales"].sort(key=lambda s: s["posts"])
         data["machine"]["loadavg_end"] = loadavg()
         out.with_suffix(".json").write_text(json.dumps(data, indent=2))
         write_markdown(out.with_suffix(".md"), data)

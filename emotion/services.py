@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -110,8 +111,6 @@ def model_version_register(
     try:
         classifier = load_classifier(directory)
         if smoke_test:
-            import numpy as np
-
             probs = classifier.predict_proba(np.full((1, pipeline.FACE_SIDE, pipeline.FACE_SIDE), 128, np.uint8))
             if probs.shape != (1, len(classifier.labels)):
                 raise ValueError(f"prediction has shape {probs.shape}")
@@ -238,11 +237,17 @@ def _read_image_bytes(analysis: ImageAnalysis) -> bytes:
         raise pipeline.PipelineError(" ".join(exc.messages), "too_large") from None
 
 
+def pipeline_config() -> pipeline.PipelineConfig:
+    """Detection settings: the defaults, overridden by ``settings.FEEDMOOD_FER_PIPELINE`` (a dict), if set."""
+    overrides = getattr(settings, "FEEDMOOD_FER_PIPELINE", None) or {}
+    return pipeline.PipelineConfig(**overrides) if overrides else pipeline.DEFAULT_CONFIG
+
+
 def _claim(analysis_id: int, version: ModelVersion | None) -> ImageAnalysis | None:
     """Lock the row and mark it processing; ``None`` if nothing is to be done."""
     with transaction.atomic():
         analysis = (
-            ImageAnalysis.objects.select_for_update().select_related("post").filter(pk=analysis_id).first()
+            ImageAnalysis.objects.select_for_update(of=("self",)).select_related("post").filter(pk=analysis_id).first()
         )
         if analysis is None:
             return None  # erased in the meantime
@@ -283,7 +288,7 @@ def analysis_run(analysis_id: int, *, model_version: ModelVersion | None = None)
     error = ""
     try:
         data = _read_image_bytes(claimed)
-        result = pipeline.analyze_bytes(data, get_classifier(version.artifact_path))
+        result = pipeline.analyze_bytes(data, get_classifier(version.artifact_path), pipeline_config())
     except pipeline.PipelineError as exc:
         error = exc.message
     except Exception as exc:  # noqa: BLE001 - a model/runtime fault must not loop: record it
@@ -373,9 +378,9 @@ def readings_erase(*, user: AbstractBaseUser) -> int:
     Files are removed and ``readings_erased`` is sent after commit.
     """
     with transaction.atomic():
-        analyses = ImageAnalysis.objects.select_for_update().filter(owner=user)
-        count = analyses.count()
-        analyses.delete()  # readings cascade; selfie files go on commit (analysis_deleted)
+        # Lock first: an analysis being finished right now commits its readings before we delete.
+        count = len(ImageAnalysis.objects.select_for_update().filter(owner=user).values_list("pk", flat=True))
+        ImageAnalysis.objects.filter(owner=user).delete()  # readings cascade; selfies go on commit
         run_on_commit(lambda: signals.readings_erased.send(sender=ImageAnalysis, user=user))
     return count
 

@@ -8,15 +8,17 @@ or Redis unavailable) are retried, with exponential backoff and jitter.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import Task, shared_task
+from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from emotion import services
+from emotion import pipeline, services
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +57,19 @@ def analyze_image(self: Task, analysis_id: int) -> str | None:
     """Analyse one image; returns the final status (``None`` if nothing was to be done)."""
     analysis = services.analysis_run(analysis_id)
     return analysis.status if analysis is not None else None
+
+
+@worker_process_init.connect(dispatch_uid="emotion.worker_child_init")
+def worker_child_init(**kwargs: Any) -> None:
+    """In each forked pool child: single-threaded OpenCV and model, and the face cascade ready.
+
+    A prefork pool already runs one child per core, so one thread per child
+    avoids oversubscription (override the model's with FEEDMOOD_INFER_THREADS).  The model itself is loaded by the first
+    task (``emotion.inference``), in this child, never in the parent; no
+    database access here (the parent's connections are not closed yet).
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+    os.environ.setdefault("FEEDMOOD_INFER_THREADS", "1")
+    pipeline.face_cascade()

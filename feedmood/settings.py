@@ -246,6 +246,8 @@ FEEDMOOD_MAX_UPLOAD_BYTES = env_int("FEEDMOOD_MAX_UPLOAD_BYTES", 10 * 1024 * 102
 FEEDMOOD_MAX_IMAGE_PIXELS = env_int("FEEDMOOD_MAX_IMAGE_PIXELS", 40_000_000)
 # Errors in on-commit callbacks (signals, enqueueing) are logged, not raised; tests turn this on.
 FEEDMOOD_ON_COMMIT_PROPAGATE = env_bool("FEEDMOOD_ON_COMMIT_PROPAGATE", False)
+# Admin dashboard: emotion/mood/policy groups with fewer distinct users than this are suppressed.
+FEEDMOOD_DASHBOARD_MIN_GROUP = env_int("FEEDMOOD_DASHBOARD_MIN_GROUP", 5)
 
 # --- Logging ----------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
-"""Root URLconf: admin, the API (social core + optional apps), schema and docs."""
+"""Root URLconf: admin (and its staff dashboard), the API (social core + optional apps), schema and docs."""
 
 from importlib.util import find_spec
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from feedmood.dashboard.views import dashboard_view
 
 
 def _optional_api_includes() -> list:
@@ -17,6 +19,8 @@ def _optional_api_includes() -> list:
 
 
 urlpatterns = [
+    # Staff-only: admin_view redirects anyone else to /admin/login/?next=/admin/dashboard/.
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="admin-dashboard"),
     path("admin/", admin.site.urls),
     path("api/", include("feedmood.api_urls")),
     *_optional_api_includes(),

@@ -89,6 +89,33 @@ def single_head_model(model, head: str):
     return keras.Model(model.input, model.output[head], name=f"{model.name}_{head}")
 
 
+def as_float32(model):
+    """The same network with every layer computing in float32 (a mixed_bfloat16 checkpoint otherwise
+    exports bfloat16 ops that TFLite cannot run). Returns `model` itself when it is float32 already."""
+    import keras
+
+    def fix(node):
+        if isinstance(node, dict):
+            if node.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(node.get("config"), dict) \
+                    and str(node["config"].get("name", "")).startswith("mixed_"):
+                return "float32"
+            return {k: fix(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        if isinstance(node, str) and node.startswith("mixed_"):
+            return "float32"
+        return node
+
+    config = model.get_config()
+    if '"mixed_' not in json.dumps(config, default=str):
+        return model
+    import ml.models.transfer  # noqa: F401
+
+    clone = model.__class__.from_config(fix(config))
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def keras_predict(model, faces: np.ndarray, batch_size: int = 256, tta: bool = False) -> np.ndarray:
     """Probabilities of a single-output Keras model for uint8 faces (N, 48, 48), optionally flip-averaged."""
     x = faces[..., None].astype(np.float32)

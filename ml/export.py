@@ -33,7 +33,7 @@ import numpy as np
 from ml import cli
 from ml import data as D
 from ml import metrics as M
-from ml.evaluate import (DEFAULT_PROTOCOL, PROTOCOLS, choose_head, head_sizes, load_checkpoint, load_eval_split,
+from ml.evaluate import (PROTOCOLS, as_float32, choose_head, head_sizes, load_checkpoint, load_eval_split,
                          resolve_label_mode, single_head_model)
 from ml.runtime import BATCH, CARD_NAME, EmotionClassifier, default_threads
 from ml.train import DEFAULT_DATA, positive_int
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = head_sizes(model)
     head = choose_head(sizes, args.head, args.labels)
     mode = resolve_label_mode(head, args.labels)
-    sub = single_head_model(model, head)
+    sub = as_float32(single_head_model(model, head))
     public = load_eval_split(args.data, mode, "PublicTest", head, args.limit)
     names = public.labels[head]
     targets = public.targets[head]

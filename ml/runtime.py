@@ -176,8 +176,15 @@ class _KerasBackend:
         if self._model is None:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             import keras
+            import tensorflow as tf
 
             import ml.models.transfer  # noqa: F401  registers the custom ImagenetPreprocess layer
+
+            try:  # only possible before TensorFlow has started its thread pools in this process
+                tf.config.threading.set_intra_op_parallelism_threads(self.threads)
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:
+                pass
 
             self._model = keras.saving.load_model(self.model_path, compile=False)
             self.created += 1

@@ -244,8 +244,7 @@ class MoodSettingsApi(APIView):
 
     @extend_schema(responses={200: OutputSerializer, 401: UNAUTHENTICATED}, tags=["mood"])
     def get(self, request: Request) -> Response:
-        profile = Profile.objects.get(user_id=request.user.pk)
-        return Response(self.OutputSerializer(profile).data)
+        return Response(self.OutputSerializer(selectors.mood_settings_get(user=request.user)).data)
 
     @extend_schema(
         request=InputSerializer, responses={200: OutputSerializer, 400: ERRORS, 401: UNAUTHENTICATED}, tags=["mood"]

@@ -10,8 +10,8 @@ DEFAULTS: dict[str, Any] = {
     # Candidates: the newest PER_AUTHOR posts of each followed account (and own
     # posts) within WINDOW_DAYS, at most MAX_CANDIDATES of them, newest first.
     "WINDOW_DAYS": 14,
-    "PER_AUTHOR": 10,
-    "MAX_CANDIDATES": 600,
+    "PER_AUTHOR": 6,
+    "MAX_CANDIDATES": 400,
     # Popular posts from outside the network: top POPULAR_COUNT by likes among
     # the posts of the last POPULAR_WINDOW_HOURS, cached POPULAR_CACHE_SECONDS.
     "POPULAR_COUNT": 30,
@@ -19,7 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "POPULAR_CACHE_SECONDS": 60,
     # A feed snapshot: at most FEED_MAX_ITEMS ranked posts, kept SNAPSHOT_TTL
     # seconds in the cache so later pages are served from the same order.
-    "FEED_MAX_ITEMS": 500,
+    "FEED_MAX_ITEMS": 400,
     "SNAPSHOT_TTL": 900,
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 50,

@@ -22,7 +22,7 @@ from recommender.mood import Mood
 from recommender.ranking import Policy, Source, rank_feed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One ranked post of a snapshot (what the cache stores, compactly)."""
 
@@ -99,16 +99,10 @@ def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[Entry]
         max_per_page=conf.get("MAX_PER_AUTHOR_PER_PAGE"),
         limit=conf.get("FEED_MAX_ITEMS"),
     )
+    sources = {s: s.value for s in Source}
     return [
-        Entry(
-            post_id=r.candidate.post_id,
-            author_id=r.candidate.author_id,
-            source=Source(r.candidate.source).value,
-            base_score=r.base_score,
-            mood_delta=r.mood_delta,
-            base_position=r.base_position,
-            reason=r.explanation,
-        )
+        Entry(r.candidate.post_id, r.candidate.author_id, sources[r.candidate.source], r.base_score, r.mood_delta,
+              r.base_position, r.explanation)
         for r in ranked
     ]
 

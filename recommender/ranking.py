@@ -26,13 +26,15 @@ repair     low: v <= -0.15, a <= 0.15 (sadness)     uplifting (positive valence)
 repair     tense: v <= -0.15, a > 0.15              calm, non-negative (low arousal  tense (negative, high arousal),  clip(v_post - a_post)
            (anger, fear, disgust, contempt)         and/or positive valence)         agitating (high arousal)
 repair     positive (v >= 0.15) or neutral          nothing (base order kept)        nothing                          0
-congruent  any known mood                           posts near the mood in (v, a)    posts far from it                clip(1 - distance)
+congruent  any known mood                           posts within 0.5 of the mood     posts farther from it            clip(1 - distance / 0.5)
+                                                    in (v, a)
 off        any                                      nothing                          nothing                          0
 any        unknown mood (no consent, no recent      nothing: plain base ranking      nothing                          0
            selfie) or post without faces
 =========  =======================================  ===============================  ===============================  ==========================
 
-``intensity`` is ``min(1, -v / 0.5)`` for repair (a mildly negative mood gets a
+Affinities within +-0.15 of 0 count as 0 (weakly toned posts keep their base
+score).  ``intensity`` is ``min(1, -v / 0.5)`` for repair (a mildly negative mood gets a
 mild change) and 1 for congruent.  ``strength`` 0 leaves the base order exactly
 unchanged; ties keep the base order.
 
@@ -59,6 +61,11 @@ POSITIVE_VALENCE = 0.15
 HIGH_AROUSAL = 0.15
 REPAIR_FULL_INTENSITY_VALENCE = 0.5
 REASON_EPSILON = 0.01
+#: Affinities closer to 0 than this are treated as 0 (no change, "base ranking"),
+#: so weakly toned posts are not nudged with a confusing explanation.
+AFFINITY_DEAD_ZONE = 0.15
+#: Congruent: posts within this (valence, arousal) distance of the mood are lifted.
+CONGRUENT_RADIUS = 0.5
 
 BASE_REASON = "base ranking"
 DIVERSITY_NOTE = "moved down: spacing out posts by the same author"
@@ -212,12 +219,15 @@ def affinity(affect: Affect, mood: Mood, policy: Policy) -> float:
         return 0.0
     if policy == Policy.REPAIR:
         if kind == MoodKind.LOW:
-            return _clip(affect.valence)
-        if kind == MoodKind.TENSE:
-            return _clip(affect.valence - affect.arousal)
-        return 0.0
-    distance = math.hypot(affect.valence - (mood.valence or 0.0), affect.arousal - (mood.arousal or 0.0))
-    return _clip(1.0 - distance)
+            value = _clip(affect.valence)
+        elif kind == MoodKind.TENSE:
+            value = _clip(affect.valence - affect.arousal)
+        else:
+            return 0.0
+    else:
+        distance = math.hypot(affect.valence - (mood.valence or 0.0), affect.arousal - (mood.arousal or 0.0))
+        value = _clip(1.0 - distance / CONGRUENT_RADIUS)
+    return 0.0 if abs(value) < AFFINITY_DEAD_ZONE else value
 
 
 def intensity(mood: Mood, policy: Policy) -> float:

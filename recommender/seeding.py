@@ -84,9 +84,15 @@ class Writer:
         if self.copy:
             cols = ", ".join(self.connection.ops.quote_name(c) for c in self.columns(model, attnames))
             table = self.connection.ops.quote_name(model._meta.db_table)
+            by_attname = {f.attname: f for f in model._meta.concrete_fields}
+            json_cols = [i for i, a in enumerate(attnames) if isinstance(by_attname[a], models.JSONField)]
             with self.connection.cursor() as cursor:
                 with cursor.cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
                     for row in rows:
+                        if json_cols:
+                            row = list(row)
+                            for i in json_cols:
+                                row[i] = json.dumps(row[i])
                         copy.write_row(row)
                         n += 1
             return n
@@ -294,14 +300,14 @@ def seed(connection: Any, cfg: SeedConfig, *, now: datetime | None = None, log: 
             v, a = _va(probs)
             c = round(0.6 + 0.35 * rng.random(), 3)
             analyses.append((aid, uid, "selfie", None, "", "done", "", vid, 1, taken, taken, taken, 1))
-            readings.append((aid, vid, 0, 0, 0, 96, 96, json.dumps(probs), max(probs, key=probs.__getitem__),
+            readings.append((aid, vid, 0, 0, 0, 96, 96, probs, max(probs, key=probs.__getitem__),
                              c, v, a, taken))
             user_readings.append(Reading(probabilities=probs, valence=v, arousal=a, confidence=c, at=taken))
             aid += 1
         if user_readings:
             s = accumulate(user_readings, as_of=now, half_life_hours=24.0)
             moods.append((uid, vid, 24.0, now, s.weight, s.decay, s.valence, s.arousal,
-                          json.dumps(s.probabilities), s.count, now))
+                          s.probabilities, s.count, now))
     res.counts["analyses"] = w.write(
         ImageAnalysis,
         ["id", "owner_id", "source", "post_id", "image", "status", "error", "model_version_id", "face_count",

@@ -169,6 +169,11 @@ def mood_get(*, user: AbstractBaseUser, now: datetime | None = None) -> Mood:
     return mood_report(user=user, now=now).mood
 
 
+def mood_settings_get(*, user: AbstractBaseUser) -> Profile:
+    """The user's profile (consent, policy, strength, half-life)."""
+    return Profile.objects.get(user_id=user.pk)
+
+
 def profile_with_mood(*, user: AbstractBaseUser) -> Profile:
     """The user's profile with ``user.mood_state`` joined (one query)."""
     return Profile.objects.select_related("user__mood_state").get(user_id=user.pk)
@@ -204,9 +209,13 @@ WITH c AS (
     LIMIT %(limit)s
 )
 SELECT c.id, c.author_id, EXTRACT(EPOCH FROM c.created_at)::float8, c.like_count,
-       a.valence, a.arousal, a.confidence, a.dominant_emotion, a.face_count
+       a.valence, a.arousal, a.confidence
 FROM c
-LEFT JOIN {affect} a ON a.post_id = c.id AND a.source = 'faces'
+LEFT JOIN LATERAL (
+    SELECT valence, arousal, confidence FROM {affect}
+    WHERE post_id = c.id AND source = 'faces'
+    LIMIT 1
+) a ON TRUE
 ORDER BY c.created_at DESC, c.id DESC
 """
 
@@ -223,7 +232,7 @@ def network_candidates(
 
     ``strategy`` ``"lateral"`` (PostgreSQL: one index-only probe per author on
     ``post(author_id, created_at DESC) INCLUDE (id, like_count)``, then the
-    affect join for the survivors only) or ``"window"`` (portable ORM
+    affect lookup, one unique-index probe per survivor) or ``"window"`` (portable ORM
     ``ROW_NUMBER()``); default: lateral on PostgreSQL.
     """
     authors = sorted(set(author_ids))
@@ -242,10 +251,9 @@ def network_candidates(
             )
             rows = cursor.fetchall()
         return [
-            Candidate(pid, aid, ts, likes,
-                      None if v is None or a is None else Affect(v, a, c or 0.0, dom or "", faces or 0),
+            Candidate(pid, aid, ts, likes, None if v is None or a is None else Affect(v, a, c or 0.0),
                       own if aid == user_id else network)
-            for pid, aid, ts, likes, v, a, c, dom, faces in rows
+            for pid, aid, ts, likes, v, a, c in rows
         ]  # fmt: skip
     rows = list(
         Post.objects.filter(author_id__in=authors, created_at__lte=snapshot, created_at__gt=since)

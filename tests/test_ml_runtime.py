@@ -31,9 +31,14 @@ def artifacts(tmp_path_factory):
 
     keras.utils.set_random_seed(7)
     model = build_feednet((48, 48, 1), 8, width=4)
-    # a larger output kernel so the random model's probabilities are neither uniform nor one-hot
-    kernel, bias = model.get_layer("probs").get_weights()
-    model.get_layer("probs").set_weights([kernel * 8, bias])
+    # a few quick epochs on synthetic faces so outputs differ between faces and are far from uniform
+    train_x, train_y = faces(256, 8, seed=3)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.5  # let the moving statistics catch up within a few steps
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="categorical_crossentropy")
+    model.fit(train_x[..., None].astype(np.float32), np.eye(8, dtype=np.float32)[train_y], epochs=4, batch_size=32,
+              verbose=0)
     root = tmp_path_factory.mktemp("artifacts")
     rep, _ = faces(64, seed=11)
     out = {}
@@ -68,7 +73,7 @@ def test_predictions_match_keras(artifacts, clf):
     assert probs.dtype == np.float32 and probs.shape == (200, 8)
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert np.allclose(probs, artifacts["reference"], atol=1e-4)
-    assert 0.2 < probs.max(axis=1).mean() < 0.95, "test model should be neither uniform nor saturated"
+    assert probs.max(axis=1).mean() > 0.2 and len(set(probs.argmax(axis=1))) > 2, "test model is degenerate"
 
 
 @pytest.mark.parametrize("fmt", ["keras", "onnx"])

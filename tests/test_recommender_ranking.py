@@ -236,3 +236,9 @@ def test_pipeline_is_a_permutation_without_duplicates(rows, mood, policy, streng
 def test_popular_posts_are_marked_and_slightly_penalised():
     out = base_rank([cand(1, 1), cand(2, 1, source=Source.POPULAR)], now=NOW)
     assert ids(out) == [1, 2]
+
+
+def test_weakly_toned_posts_keep_their_base_score():
+    weak = Affect(valence=0.1, arousal=0.4, confidence=1.0)  # "intense" but barely positive
+    out = mood_stage(base_rank([cand(1, 1.0, affect=weak)], now=NOW), SAD_MOOD, Policy.REPAIR, 1.0)
+    assert out[0].mood_delta == 0.0 and out[0].reason == BASE_REASON

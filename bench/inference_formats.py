@@ -1,0 +1,180 @@
+"""Inference speed per runtime format, measured through `ml.runtime` (the service's code path).
+
+    # exported artifacts (each a directory with model_card.json)
+    python bench/inference_formats.py ml/artifacts/feednet-ferplus
+    # or a checkpoint: builds temporary keras / tflite / tflite-int8 / onnx artifacts of one head
+    python bench/inference_formats.py --checkpoint runs/feednet-mt/best.keras --head ferplus
+    # smoke run
+    python bench/inference_formats.py --checkpoint /tmp/x/best.keras --batch-runs 2 --latency-runs 5 --threads 1 --out /tmp/b
+
+Reports faces/s at batch 64 (median of `--batch-runs` calls) and the latency of one face (median of
+`--latency-runs` calls) for each format and each `--threads` value (FEEDMOOD_INFER_THREADS), plus
+PublicTest accuracy when `--eval-limit` > 0 and the data is available. Faces come from PublicTest when
+`--data` has it, else synthetic ones (speed does not depend on content). Writes
+`<out>/inference_formats.json` and `.md`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from ml import data as D  # noqa: E402
+from ml.export import CANDIDATES, measure_speed  # noqa: E402
+from ml.runtime import EmotionClassifier  # noqa: E402
+from ml.train import DEFAULT_DATA  # noqa: E402
+
+
+
+def busy_note(load: tuple[float, float, float]) -> str | None:
+    if load[0] > 0.5:
+        return (f"machine was busy: 1-minute load average {load[0]:.2f} on {os.cpu_count()} CPUs before the benchmark "
+                "started; numbers are lower than on an idle machine")
+    return None
+
+
+def public_faces(data_dir: str, label_mode: str, limit: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(faces, targets or None, source) for timing and optional accuracy."""
+    try:
+        split = D.load_split(data_dir, label_mode, "PublicTest")
+        head = D.head_for(label_mode)
+        return split.images, split.targets.get(head), f"PublicTest of {data_dir}"
+    except D.DataError as exc:
+        from ml.synthetic import faces
+
+        print(f"note: using synthetic faces ({exc})", file=sys.stderr)
+        return faces(max(limit, 256), seed=0)[0], None, "synthetic"
+
+
+def build_artifacts(args, work: Path) -> list[Path]:
+    """Temporary artifacts of one checkpoint head in each requested format."""
+    from ml.evaluate import choose_head, head_sizes, load_checkpoint, single_head_model, HEAD_LABELS
+    from ml.export import make_artifact
+
+    model = load_checkpoint(args.checkpoint)
+    head = choose_head(head_sizes(model), args.head, None)
+    sub = single_head_model(model, head)
+    rep = None
+    if "tflite-int8" in args.formats:
+        try:
+            train = D.load_split(args.data, "fer2013" if head == "fer2013" else "ferplus-majority", "Training").images
+            rep = train[np.random.default_rng(0).choice(len(train), size=min(500, len(train)), replace=False)]
+        except D.DataError:
+            from ml.synthetic import faces
+
+            rep = faces(200, seed=1)[0]
+            print("note: int8 calibrated on synthetic faces (no Training data); its accuracy is meaningless", file=sys.stderr)
+    dirs = []
+    for fmt in args.formats:
+        try:
+            dirs.append(make_artifact(sub, fmt, work / fmt, name=f"{Path(args.checkpoint).parent.name}-{head}-{fmt}",
+                                      head=head, labels=HEAD_LABELS[head], representative=rep))
+        except Exception as exc:  # noqa: BLE001
+            print(f"{fmt}: conversion failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return dirs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("artifacts", nargs="*", help="artifact directories (model_card.json inside)")
+    p.add_argument("--checkpoint", default=None, help=".keras checkpoint to convert to every format")
+    p.add_argument("--head", default=None, help="head of a multi-head checkpoint (default ferplus)")
+    p.add_argument("--formats", default=",".join(CANDIDATES), help="formats to build from --checkpoint")
+    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--threads", default="1,2", help="comma separated inference thread counts to try")
+    p.add_argument("--batch-runs", type=int, default=30)
+    p.add_argument("--latency-runs", type=int, default=200)
+    p.add_argument("--eval-limit", type=int, default=0, help="also score accuracy on the first N PublicTest rows")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = p.parse_args(argv)
+    args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    if not args.artifacts and not args.checkpoint:
+        p.error("give artifact directories and/or --checkpoint")
+    if any(f not in CANDIDATES for f in args.formats) or not threads or min(threads) < 1:
+        p.error(f"--formats must be a subset of {', '.join(CANDIDATES)}; --threads positive integers")
+    load_before = os.getloadavg()
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = [Path(a) for a in args.artifacts]
+        if args.checkpoint:
+            dirs += build_artifacts(args, Path(tmp))
+        cache: dict[str, tuple] = {}
+        for directory in dirs:
+            card_clf = EmotionClassifier.load(directory)
+            mode = card_clf.card.get("label_mode") or ("fer2013" if card_clf.card.get("head") == "fer2013" else "ferplus-majority")
+            if mode not in cache:
+                cache[mode] = public_faces(args.data, mode, args.eval_limit)
+            faces, targets, source = cache[mode]
+            accuracy = None
+            if args.eval_limit > 0 and targets is not None:
+                n = min(args.eval_limit, len(faces))
+                probs = card_clf.predict_proba(faces[:n])
+                accuracy = float(np.mean(probs.argmax(axis=1) == targets[:n].argmax(axis=1)))
+            for t in threads:
+                clf = EmotionClassifier.load(directory, threads=t)
+                speed = measure_speed(clf, faces, args.batch_runs, args.latency_runs)
+                row = {"artifact": str(directory) if str(directory).find(tmp) < 0 else f"<{args.checkpoint}>",
+                       "name": clf.name, "format": clf.format, "file_bytes": (directory / clf.card["file"]).stat().st_size,
+                       "threads": t, "tta": clf.tta, **speed, "accuracy": accuracy,
+                       "accuracy_rows": min(args.eval_limit, len(faces)) if accuracy is not None else 0,
+                       "card_accuracy": (clf.card.get("metrics") or {}).get("accuracy"), "faces": source}
+                rows.append(row)
+                acc = f"  acc {100 * accuracy:.2f}%" if accuracy is not None else ""
+                print(f"{clf.name:<32} {clf.format:<12} threads {t}: {row['faces_per_s_b64']:9.1f} faces/s @b64  "
+                      f"{row['ms_per_face_b1']:8.3f} ms/face @b1{acc}", flush=True)
+                del clf
+
+    versions = {}
+    for module in ("tensorflow", "keras", "ai-edge-litert", "onnxruntime"):
+        try:
+            from importlib.metadata import version
+
+            versions[module] = version(module)
+        except Exception:  # noqa: BLE001
+            pass
+    report = {
+        "benchmark": "inference_formats",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": {"batch": 64, "batch_runs": args.batch_runs, "latency_runs": args.latency_runs, "threads": threads},
+        "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), **versions,
+                 "loadavg_before": [round(x, 2) for x in load_before],
+                 "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+        "note": busy_note(load_before),
+        "results": rows,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "inference_formats.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# Inference speed per runtime format (through ml.runtime)", "",
+             f"Host: {os.cpu_count()} CPUs, load average before/after {report['host']['loadavg_before']} / "
+             f"{report['host']['loadavg_after']}. Batch-64 throughput = median of {args.batch_runs} calls; "
+             f"latency = median of {args.latency_runs} single-face calls.", ""]
+    if report["note"]:
+        lines += [f"**Note:** {report['note']}", ""]
+    lines += ["| model | format | threads | size | faces/s (b64) | ms/face (b1) | accuracy |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        acc = r["accuracy"] if r["accuracy"] is not None else r["card_accuracy"]
+        lines.append(f"| {r['name']} | {r['format']} | {r['threads']} | {r['file_bytes'] / 1e6:.2f} MB | "
+                     f"{r['faces_per_s_b64']:.1f} | {r['ms_per_face_b1']:.3f} | "
+                     f"{'' if acc is None else f'{100 * acc:.2f}%'} |")
+    (out / "inference_formats.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / 'inference_formats.json'} and .md" + (f"\nNOTE: {report['note']}" if report["note"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,671 @@
+"""Aggregate reads for the staff dashboard (issue #7).
+
+Every function here returns aggregates only — counts, shares and percentiles
+over groups of users — never one user's emotions.  Groups of emotion or mood
+data (and of feed-policy users) with fewer than :func:`min_group_size`
+distinct users are *suppressed*: their values are dropped before they leave
+this module (see :func:`is_suppressed`).
+
+Queries use ``values()/annotate()`` with ``TruncHour``/``TruncDay`` so they run
+on SQLite and PostgreSQL alike; latency percentiles use PostgreSQL's
+``percentile_cont`` when available and a bounded recent sample in Python
+otherwise (same linear interpolation, so both agree).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any, Iterable, Sequence
+
+from django.apps import apps
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Aggregate, Avg, Count, FloatField, Min, Q
+from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
+
+from emotion.models import FaceReading, ImageAnalysis, ModelVersion
+from feedmood.models import Profile
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MIN_GROUP = 5
+PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+LATENCY_METRICS: tuple[tuple[str, str], ...] = (("queue_wait", "queue_wait_ms"), ("processing", "total_ms"))
+#: Rows read at most for Python-computed percentiles (SQLite): the newest in the window.
+LATENCY_SAMPLE_LIMIT = 20_000
+STATUS_ORDER: tuple[str, ...] = tuple(ImageAnalysis.Status.values)
+#: Celery's Redis transport keeps one list per queue and priority step (kombu's defaults).
+REDIS_PRIORITY_SEP = "\x06\x16"
+REDIS_PRIORITY_STEPS = (0, 3, 6, 9)
+VALENCE_BINS: tuple[tuple[str, float, float], ...] = (
+    ("very negative", -1.0, -0.6),
+    ("negative", -0.6, -0.2),
+    ("neutral", -0.2, 0.2),
+    ("positive", 0.2, 0.6),
+    ("very positive", 0.6, 1.0),
+)
+
+
+# --- The suppression rule -------------------------------------------------------------------
+
+
+def min_group_size() -> int:
+    """``settings.FEEDMOOD_DASHBOARD_MIN_GROUP`` (default 5, never below 1)."""
+    try:
+        value = int(getattr(settings, "FEEDMOOD_DASHBOARD_MIN_GROUP", DEFAULT_MIN_GROUP))
+    except (TypeError, ValueError):
+        value = DEFAULT_MIN_GROUP
+    return max(1, value)
+
+
+def is_suppressed(distinct_users: int, min_group: int | None = None) -> bool:
+    """A non-empty group of fewer than ``min_group`` distinct users is suppressed.
+
+    An empty group (0 users) is not suppressed: it has nothing to hide and is
+    shown as "no data".
+    """
+    k = min_group_size() if min_group is None else max(1, int(min_group))
+    return 0 < int(distinct_users) < k
+
+
+# --- Time windows ----------------------------------------------------------------------------
+
+
+def hour_buckets(now: datetime, hours: int) -> list[datetime]:
+    """The last ``hours`` hour starts (current time zone), oldest first, ending with ``now``'s hour."""
+    current = timezone.localtime(now).replace(minute=0, second=0, microsecond=0)
+    return [current - timedelta(hours=hours - 1 - i) for i in range(hours)]
+
+
+def day_buckets(now: datetime, days: int) -> list[datetime]:
+    """The last ``days`` local midnights, oldest first, ending with today's."""
+    today = timezone.localtime(now).date()
+    tz = timezone.get_current_timezone()
+    return [timezone.make_aware(datetime.combine(today - timedelta(days=days - 1 - i), time.min), tz)
+            for i in range(days)]
+
+
+def _key(value: datetime | None) -> float | None:
+    """Bucket key: the UTC timestamp (DB backends return different tzinfo objects for the same instant)."""
+    return value.timestamp() if value is not None else None
+
+
+# --- Analyses per hour by status -------------------------------------------------------------
+
+
+@dataclass
+class HourlyStatus:
+    hours: list[datetime]
+    counts: dict[str, list[int]]  # status -> one count per hour
+    total: int
+
+
+def analyses_per_hour(*, now: datetime | None = None, hours: int = 24) -> HourlyStatus:
+    """Image analyses created in each of the last ``hours`` hours, by status."""
+    now = now or timezone.now()
+    buckets = hour_buckets(now, hours)
+    index = {_key(b): i for i, b in enumerate(buckets)}
+    counts = {status: [0] * hours for status in STATUS_ORDER}
+    rows = (
+        ImageAnalysis.objects.filter(created_at__gte=buckets[0], created_at__lte=now)
+        .annotate(hour=TruncHour("created_at"))
+        .values("hour", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    total = 0
+    for row in rows:
+        i = index.get(_key(row["hour"]))
+        if i is None:
+            continue
+        counts.setdefault(row["status"], [0] * hours)[i] += row["n"]
+        total += row["n"]
+    return HourlyStatus(hours=buckets, counts=counts, total=total)
+
+
+# --- Latency percentiles ------------------------------------------------------------------------
+
+
+class PercentileCont(Aggregate):
+    """PostgreSQL ``percentile_cont(f) WITHIN GROUP (ORDER BY expr)`` (linear interpolation)."""
+
+    function = "PERCENTILE_CONT"
+    name = "PercentileCont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
+        fraction = float(fraction)
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError("fraction must be within [0, 1]")
+        super().__init__(expression, fraction=repr(fraction), **extra)
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
+    """Linear-interpolated percentile of already sorted values (same as ``percentile_cont``)."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    pos = fraction * (n - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
+
+
+def summarize(values: Iterable[float | None]) -> dict[str, float | int | None]:
+    """``{"n": count, "p50": ..., "p95": ..., "p99": ...}`` of the non-null values."""
+    ordered = sorted(float(v) for v in values if v is not None)
+    return {"n": len(ordered), **{name: percentile(ordered, f) for name, f in PERCENTILES}}
+
+
+@dataclass
+class LatencyReport:
+    hours: list[datetime]
+    #: metric ("queue_wait" | "processing") -> percentile name -> one value (or None) per hour
+    hourly: dict[str, dict[str, list[float | None]]]
+    #: metric -> {"n", "p50", "p95", "p99"} over the whole window
+    overall: dict[str, dict[str, float | int | None]]
+    method: str
+    sampled: bool = False
+
+
+def _latency_postgres(start: datetime, now: datetime, buckets: list[datetime]) -> LatencyReport:
+    aggregates: dict[str, Any] = {}
+    for metric, column in LATENCY_METRICS:
+        aggregates[f"{metric}__n"] = Count(column)
+        for name, f in PERCENTILES:
+            aggregates[f"{metric}__{name}"] = PercentileCont(column, f)
+    base = ImageAnalysis.objects.filter(created_at__gte=start, created_at__lte=now)
+    index = {_key(b): i for i, b in enumerate(buckets)}
+    hourly = {m: {p: [None] * len(buckets) for p, _ in PERCENTILES} for m, _ in LATENCY_METRICS}
+    for row in base.annotate(hour=TruncHour("created_at")).values("hour").annotate(**aggregates).order_by():
+        i = index.get(_key(row["hour"]))
+        if i is None:
+            continue
+        for metric, _ in LATENCY_METRICS:
+            for name, _ in PERCENTILES:
+                hourly[metric][name][i] = row[f"{metric}__{name}"]
+    totals = base.aggregate(**aggregates)
+    overall = {m: {"n": totals[f"{m}__n"], **{p: totals[f"{m}__{p}"] for p, _ in PERCENTILES}}
+               for m, _ in LATENCY_METRICS}
+    return LatencyReport(buckets, hourly, overall, method="PostgreSQL percentile_cont over every analysis")
+
+
+def _latency_python(start: datetime, now: datetime, buckets: list[datetime], limit: int) -> LatencyReport:
+    columns = [c for _, c in LATENCY_METRICS]
+    rows = list(
+        ImageAnalysis.objects.filter(created_at__gte=start, created_at__lte=now)
+        .filter(Q(queue_wait_ms__isnull=False) | Q(total_ms__isnull=False))
+        .order_by("-created_at")
+        .annotate(hour=TruncHour("created_at"))
+        .values_list("hour", *columns)[: limit + 1]
+    )
+    sampled = len(rows) > limit
+    rows = rows[:limit]
+    index = {_key(b): i for i, b in enumerate(buckets)}
+    per_hour: list[list[tuple]] = [[] for _ in buckets]
+    for row in rows:
+        i = index.get(_key(row[0]))
+        if i is not None:
+            per_hour[i].append(row)
+    hourly = {m: {p: [None] * len(buckets) for p, _ in PERCENTILES} for m, _ in LATENCY_METRICS}
+    overall = {}
+    for col, (metric, _) in enumerate(LATENCY_METRICS, start=1):
+        for i, bucket_rows in enumerate(per_hour):
+            stats = summarize(r[col] for r in bucket_rows)
+            for name, _ in PERCENTILES:
+                hourly[metric][name][i] = stats[name]
+        overall[metric] = summarize(r[col] for r in rows)
+    method = (f"newest {limit:,} analyses of the window (sample)" if sampled else "every analysis of the window")
+    return LatencyReport(buckets, hourly, overall, method=f"Python, {method}", sampled=sampled)
+
+
+def latency_percentiles(*, now: datetime | None = None, hours: int = 24,
+                        sample_limit: int = LATENCY_SAMPLE_LIMIT, use_database: bool | None = None) -> LatencyReport:
+    """p50/p95/p99 of queue wait and processing time (``total_ms``) per hour and overall.
+
+    ``use_database``: ``None`` picks ``percentile_cont`` on PostgreSQL and Python elsewhere.
+    """
+    now = now or timezone.now()
+    buckets = hour_buckets(now, hours)
+    if use_database is None:
+        use_database = connection.vendor == "postgresql"
+    if use_database:
+        return _latency_postgres(buckets[0], now, buckets)
+    return _latency_python(buckets[0], now, buckets, sample_limit)
+
+
+# --- Emotion distribution over time ---------------------------------------------------------------
+
+
+@dataclass
+class EmotionBucket:
+    start: datetime
+    users: int
+    readings: int
+    counts: dict[str, int] = field(default_factory=dict)  # empty when suppressed
+    suppressed: bool = False
+
+    def share(self, label: str) -> float:
+        return self.counts.get(label, 0) / self.readings if self.readings and not self.suppressed else 0.0
+
+
+@dataclass
+class EmotionTimeline:
+    model_version: ModelVersion | None
+    source: str
+    labels: list[str]
+    buckets: list[EmotionBucket]
+    min_group: int
+
+    @property
+    def suppressed_count(self) -> int:
+        return sum(1 for b in self.buckets if b.suppressed)
+
+    @property
+    def shown_count(self) -> int:
+        return sum(1 for b in self.buckets if b.readings and not b.suppressed)
+
+
+def active_model_version() -> ModelVersion | None:
+    """The active model version, without the side effects of ``emotion.selectors`` (no auto-registration)."""
+    return ModelVersion.objects.filter(is_active=True).order_by("-pk").first()
+
+
+def emotion_distribution(
+    *, now: datetime | None = None, days: int = 14, source: str = ImageAnalysis.Source.SELFIE,
+    model_version: ModelVersion | None = None, min_group: int | None = None,
+) -> EmotionTimeline:
+    """Share of dominant emotions per day among the active model's readings, across users.
+
+    Days are bucketed by when the image was submitted (``analysis.created_at``,
+    so rescored readings land on the selfie's day).  A day with readings of
+    fewer than ``min_group`` distinct users is suppressed: no counts at all.
+    """
+    now = now or timezone.now()
+    k = min_group_size() if min_group is None else min_group
+    version = model_version or active_model_version()
+    buckets_at = day_buckets(now, days)
+    labels = list(version.labels) if version is not None and isinstance(version.labels, list) else []
+    if version is None:
+        return EmotionTimeline(None, source, labels, [EmotionBucket(b, 0, 0) for b in buckets_at], k)
+    base = (
+        FaceReading.objects.filter(
+            model_version=version,
+            analysis__source=source,
+            analysis__status=ImageAnalysis.Status.DONE,
+            analysis__created_at__gte=buckets_at[0],
+            analysis__created_at__lte=now,
+        )
+        .annotate(day=TruncDay("analysis__created_at"))
+        .order_by()
+    )
+    index = {_key(b): i for i, b in enumerate(buckets_at)}
+    buckets = [EmotionBucket(b, 0, 0) for b in buckets_at]
+    for row in base.values("day").annotate(users=Count("analysis__owner", distinct=True), n=Count("id")):
+        i = index.get(_key(row["day"]))
+        if i is not None:
+            buckets[i].users, buckets[i].readings = row["users"], row["n"]
+            buckets[i].suppressed = is_suppressed(row["users"], k)
+    shown = {i for i, b in enumerate(buckets) if b.readings and not b.suppressed}
+    if shown:
+        for row in base.values("day", "dominant_emotion").annotate(n=Count("id")):
+            i = index.get(_key(row["day"]))
+            if i in shown:
+                buckets[i].counts[row["dominant_emotion"]] = row["n"]
+                if row["dominant_emotion"] not in labels:
+                    labels.append(row["dominant_emotion"])
+    for b in buckets:
+        if b.suppressed:  # nothing about a small group leaves this module
+            b.readings, b.users, b.counts = 0, 0, {}
+    return EmotionTimeline(version, source, labels, buckets, k)
+
+
+# --- Current mood distribution ----------------------------------------------------------------------
+
+
+@dataclass
+class Bucket:
+    """A group of users: ``users`` is 0 and ``suppressed`` True when the group is too small to show."""
+
+    key: str
+    label: str
+    users: int
+    suppressed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _bucket(key: str, label: str, users: int, k: int, **extra: Any) -> Bucket:
+    if is_suppressed(users, k):
+        return Bucket(key, label, 0, True)
+    return Bucket(key, label, users, False, extra)
+
+
+@dataclass
+class MoodDistribution:
+    labels: list[Bucket]
+    valence: list[Bucket]
+    known_users: int  # users in shown label buckets only
+    unknown: Bucket  # consenting users whose mood has decayed to unknown
+    min_group: int
+
+
+def valence_bin(valence: float) -> int:
+    """Index into :data:`VALENCE_BINS` (edges belong to the bin nearer to neutral)."""
+    v = min(max(float(valence), -1.0), 1.0)
+    if v < -0.6:
+        return 0
+    if v < -0.2:
+        return 1
+    if v <= 0.2:
+        return 2
+    if v <= 0.6:
+        return 3
+    return 4
+
+
+def mood_distribution(*, now: datetime | None = None, min_group: int | None = None) -> MoodDistribution:
+    """Current moods (stored ``MoodState`` aged to ``now``) of consenting users, by label and valence bin."""
+    from recommender.models import MoodState
+    from recommender.mood import LABELS, MoodSums, mood_from_sums
+
+    now = now or timezone.now()
+    k = min_group_size() if min_group is None else min_group
+    rows = MoodState.objects.filter(user__profile__emotion_consent=True).values_list(
+        "as_of", "half_life_hours", "weight_sum", "decay_sum", "valence_sum", "arousal_sum",
+        "probability_sums", "reading_count",
+    )  # fmt: skip
+    by_label: dict[str, int] = {}
+    by_valence = [0] * len(VALENCE_BINS)
+    unknown = 0
+    for as_of, half_life, weight, decay, valence, arousal, probs, n in rows.iterator(chunk_size=2000):
+        if not half_life or half_life <= 0:
+            unknown += 1
+            continue
+        sums = MoodSums(as_of=as_of, weight=weight, decay=decay, valence=valence, arousal=arousal,
+                        probabilities=dict(probs or {}), count=n)
+        mood = mood_from_sums(sums, now=now, half_life_hours=half_life)
+        if not mood.known or mood.label is None or mood.valence is None:
+            unknown += 1
+            continue
+        by_label[mood.label] = by_label.get(mood.label, 0) + 1
+        by_valence[valence_bin(mood.valence)] += 1
+    order = list(LABELS) + sorted(set(by_label) - set(LABELS))
+    label_buckets = [_bucket(lab, lab, by_label[lab], k) for lab in order if by_label.get(lab)]
+    valence_buckets = [
+        _bucket(name, f"{name} ({lo:+.1f} … {hi:+.1f})", by_valence[i], k) for i, (name, lo, hi) in enumerate(VALENCE_BINS)
+    ]
+    return MoodDistribution(
+        labels=label_buckets,
+        valence=valence_buckets,
+        known_users=sum(b.users for b in label_buckets),
+        unknown=_bucket("unknown", "no recent selfie", unknown, k),
+        min_group=k,
+    )
+
+
+# --- Feed policy usage --------------------------------------------------------------------------------
+
+
+@dataclass
+class PolicyUsage:
+    buckets: list[Bucket]
+    consenting: Bucket
+    min_group: int
+
+
+def policy_usage(*, min_group: int | None = None) -> PolicyUsage:
+    """Users per ``Profile.mood_policy`` (all users), with the mean mood strength of each shown group."""
+    k = min_group_size() if min_group is None else min_group
+    rows = {
+        r["mood_policy"]: r
+        for r in Profile.objects.values("mood_policy").annotate(users=Count("id"), strength=Avg("mood_strength")).order_by()
+    }
+    buckets = []
+    for value, label in Profile.MoodPolicy.choices:
+        r = rows.get(value, {"users": 0, "strength": None})
+        buckets.append(_bucket(value, str(label), r["users"], k, mean_strength=r["strength"]))
+    for value, r in rows.items():  # values outside the choices (should not happen), still counted
+        if value not in Profile.MoodPolicy.values:
+            buckets.append(_bucket(str(value), str(value), r["users"], k, mean_strength=r["strength"]))
+    consenting = Profile.objects.filter(emotion_consent=True).count()
+    return PolicyUsage(buckets, _bucket("consenting", "users who consent to emotion analysis", consenting, k), k)
+
+
+# --- Active model ----------------------------------------------------------------------------------------
+
+
+def _number(*values: Any) -> float | None:
+    for v in values:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v)
+    return None
+
+
+@dataclass
+class ModelSummary:
+    version: ModelVersion
+    accuracy: float | None
+    macro_f1: float | None
+    ece: float | None
+    ece_label: str
+    split: str
+    samples: int | None
+    per_class_f1: list[tuple[str, float]]
+    readings: int
+    analyses_24h: int
+
+
+def model_summary(version: ModelVersion | None = None, *, now: datetime | None = None) -> ModelSummary | None:
+    """The active model's card metrics (accuracy, macro F1, ECE, per-class F1) and usage counts."""
+    version = version or active_model_version()
+    if version is None:
+        return None
+    now = now or timezone.now()
+    metrics = version.metrics if isinstance(version.metrics, dict) else {}
+    if not metrics and isinstance(version.card, dict) and isinstance(version.card.get("metrics"), dict):
+        metrics = version.card["metrics"]
+    ece_keys = (("ece_after_calibration", "ECE (calibrated, cross-fitted)"), ("ece", "ECE"),
+                ("ece_calibrated_in_sample", "ECE (calibrated, in-sample)"), ("ece_uncalibrated", "ECE (uncalibrated)"))
+    ece, ece_label = None, "ECE"
+    for key, name in ece_keys:
+        ece = _number(metrics.get(key))
+        if ece is not None:
+            ece_label = name
+            break
+    per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else {}
+    order = list(version.labels) if isinstance(version.labels, list) else []
+    order += [k for k in per_class if k not in order]
+    per_class_f1 = []
+    for label in order:
+        entry = per_class.get(label)
+        f1 = _number(entry.get("f1")) if isinstance(entry, dict) else _number(entry)
+        if f1 is not None:
+            per_class_f1.append((label, f1))
+    return ModelSummary(
+        version=version,
+        accuracy=_number(metrics.get("accuracy"), metrics.get("acc")),
+        macro_f1=_number(metrics.get("macro_f1"), (metrics.get("macro") or {}).get("f1")
+                         if isinstance(metrics.get("macro"), dict) else None),
+        ece=ece,
+        ece_label=ece_label,
+        split=str(metrics.get("split") or "PublicTest"),
+        samples=int(metrics["n"]) if isinstance(metrics.get("n"), int) else None,
+        per_class_f1=per_class_f1,
+        readings=FaceReading.objects.filter(model_version=version).count(),
+        analyses_24h=ImageAnalysis.objects.filter(model_version=version, created_at__gte=now - timedelta(hours=24)).count(),
+    )
+
+
+def recent_model_versions(limit: int = 5) -> list[ModelVersion]:
+    return list(ModelVersion.objects.order_by("-is_active", "-created_at", "-pk")[:limit])
+
+
+# --- FER queue backlog -------------------------------------------------------------------------------------
+
+
+@dataclass
+class QueueBacklog:
+    mode: str  # "eager" | "redis" | "unavailable" | "error"
+    message: str
+    queues: dict[str, int | None]  # queue name -> messages waiting in the broker
+    pending: int
+    processing: int
+    oldest_pending: datetime | None
+    broker: str = ""
+
+    @property
+    def fer(self) -> int | None:
+        return self.queues.get("fer")
+
+
+def redis_queue_lengths(url: str, queues: Sequence[str], *, timeout: float = 0.5) -> dict[str, int]:
+    """Messages waiting in Celery's Redis transport lists, all priority steps summed."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for queue in queues:
+            for step in REDIS_PRIORITY_STEPS:
+                pipe.llen(queue if step == 0 else f"{queue}{REDIS_PRIORITY_SEP}{step}")
+        lengths = pipe.execute()
+    finally:
+        client.close()
+    n = len(REDIS_PRIORITY_STEPS)
+    return {queue: int(sum(lengths[i * n:(i + 1) * n])) for i, queue in enumerate(queues)}
+
+
+def _redact(url: str) -> str:
+    """The broker URL without credentials (for display)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}{parts.path}"
+    except ValueError:
+        return url.split("://", 1)[0] + "://…"
+
+
+def queue_backlog(*, broker_url: str | None = None, eager: bool | None = None,
+                  queues: Sequence[str] | None = None) -> QueueBacklog:
+    """The FER backlog: messages waiting in the broker (Redis only) and unfinished analyses in the database."""
+    from feedmood.celery import app as celery_app
+
+    if eager is None:
+        eager = bool(celery_app.conf.task_always_eager)
+    url = str(broker_url if broker_url is not None else (celery_app.conf.broker_url or "")).split(";")[0].strip()
+    if queues is None:
+        configured = getattr(settings, "CELERY_TASK_QUEUES", None) or ()
+        names = [q.name for q in configured if getattr(q, "name", None)]
+        queues = ["fer"] + [n for n in names if n != "fer"]
+    rows = {
+        r["status"]: r
+        for r in ImageAnalysis.objects.filter(status__in=[ImageAnalysis.Status.PENDING, ImageAnalysis.Status.PROCESSING])
+        .values("status").annotate(n=Count("id"), oldest=Min("created_at")).order_by()
+    }
+    pending = rows.get(ImageAnalysis.Status.PENDING, {}).get("n", 0)
+    processing = rows.get(ImageAnalysis.Status.PROCESSING, {}).get("n", 0)
+    oldest = rows.get(ImageAnalysis.Status.PENDING, {}).get("oldest")
+    lengths: dict[str, int | None] = {q: None for q in queues}
+    if eager:
+        mode, message = "eager", "eager mode: no queue (tasks run in-process)"
+    elif url.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            lengths.update(redis_queue_lengths(url, list(queues)))
+            mode, message = "redis", f"Redis broker {_redact(url)}"
+        except Exception as exc:  # noqa: BLE001 - the dashboard must render without a broker
+            logger.warning("Dashboard could not read queue lengths from %s: %s", _redact(url), exc)
+            mode, message = "error", f"broker unreachable ({type(exc).__name__})"
+    else:
+        scheme = url.split("://", 1)[0] or "none"
+        mode, message = "unavailable", f"queue length not available for the {scheme} broker"
+    return QueueBacklog(mode, message, lengths, pending, processing, oldest, _redact(url) if url else "")
+
+
+# --- Rescoring jobs (placeholder until emotion.RescoringJob lands) -------------------------------------------
+
+
+def rescoring_job_model() -> Any | None:
+    """``emotion.RescoringJob`` if that model exists, else ``None``."""
+    try:
+        return apps.get_model("emotion", "RescoringJob")
+    except LookupError:
+        return None
+
+
+@dataclass
+class RescoringJobRow:
+    pk: Any
+    status: str
+    status_display: str
+    model_version: str
+    total: int
+    done: int
+    failed: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    admin_url: str | None
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, (self.done + self.failed) / self.total) if self.total else 0.0
+
+
+@dataclass
+class RescoringPanel:
+    available: bool
+    jobs: list[RescoringJobRow]
+    error: str = ""
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def rescoring_jobs(*, limit: int = 8, model: Any | None = None) -> RescoringPanel:
+    """The newest rescoring jobs with their progress; ``available`` False before the model exists."""
+    from django.urls import NoReverseMatch, reverse
+
+    model = model if model is not None else rescoring_job_model()
+    if model is None:
+        return RescoringPanel(False, [])
+    try:
+        qs = model.objects.all()
+        try:
+            fk = model._meta.get_field("model_version")
+            if fk.is_relation:
+                qs = qs.select_related("model_version")
+        except Exception:  # noqa: BLE001 - no such field: shown as "-"
+            pass
+        jobs = []
+        with transaction.atomic():  # a savepoint: a missing table must not break the request's transaction
+            rows = list(qs.order_by("-pk")[:limit])
+        for job in rows:
+            status = str(getattr(job, "status", "") or "")
+            display = getattr(job, "get_status_display", None)
+            try:
+                url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[job.pk])
+            except NoReverseMatch:
+                url = None
+            version = getattr(job, "model_version", None)
+            jobs.append(RescoringJobRow(
+                pk=job.pk, status=status, status_display=str(display() if callable(display) else status),
+                model_version=str(getattr(version, "name", version) or "–"),
+                total=_int(getattr(job, "total", 0)), done=_int(getattr(job, "done", 0)),
+                failed=_int(getattr(job, "failed", 0)), started_at=getattr(job, "started_at", None),
+                finished_at=getattr(job, "finished_at", None), admin_url=url,
+            ))  # fmt: skip
+        return RescoringPanel(True, jobs)
+    except Exception as exc:  # noqa: BLE001 - e.g. the table is not migrated yet
+        logger.warning("Dashboard could not read rescoring jobs: %s", exc)
+        return RescoringPanel(True, [], error=f"could not read rescoring jobs ({type(exc).__name__})")

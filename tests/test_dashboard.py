@@ -1,0 +1,486 @@
+"""Staff admin dashboard (issue #7): access, aggregates on small data, the suppression rule, admin polish."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+
+from emotion.models import ImageAnalysis
+from feedmood.dashboard import selectors, views
+from feedmood.models import Post, Profile, Reaction
+from tests.dashboard_seed import (
+    make_analysis,
+    make_mood,
+    make_reading,
+    make_users,
+    make_version,
+    seed_dashboard,
+    selfie,
+)
+from tests.factories import PostFactory, ReactionFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/dashboard/"
+LOGIN_REDIRECT = f"/admin/login/?next={URL}"
+
+
+@pytest.fixture
+def staff_client(make_user) -> Client:
+    staff = make_user(username="staff", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+# --- The suppression rule -----------------------------------------------------------------------
+
+
+def test_four_users_are_suppressed_five_are_shown() -> None:
+    assert selectors.is_suppressed(4, 5) is True
+    assert selectors.is_suppressed(5, 5) is False
+    assert selectors.is_suppressed(1, 5) is True
+    assert selectors.is_suppressed(0, 5) is False  # an empty group has nothing to hide: "no data"
+    assert selectors.is_suppressed(500, 5) is False
+
+
+def test_suppression_threshold_comes_from_settings(settings) -> None:
+    assert selectors.min_group_size() == 5  # the default
+    assert selectors.is_suppressed(4) and not selectors.is_suppressed(5)
+    settings.FEEDMOOD_DASHBOARD_MIN_GROUP = 3
+    assert selectors.is_suppressed(2) and not selectors.is_suppressed(3)
+    settings.FEEDMOOD_DASHBOARD_MIN_GROUP = 0  # never below 1
+    assert selectors.min_group_size() == 1
+
+
+# --- Access -------------------------------------------------------------------------------------
+
+
+def test_staff_gets_the_dashboard(staff_client) -> None:
+    seed_dashboard()
+    resp = staff_client.get(URL)
+    assert resp.status_code == 200
+    html = resp.content.decode()
+    assert "FeedMood dashboard" in html
+    for chart_id in ("chart-analyses", "chart-latency-queue_wait", "chart-latency-processing", "chart-emotions",
+                     "chart-mood-labels", "chart-mood-valence", "chart-policies", "chart-model-f1", "chart-backlog"):
+        assert f'id="{chart_id}"' in html, chart_id
+    assert html.count('class="bar"') > 20
+    assert "no-data" not in html
+    assert "suppressed (&lt; 5 users)" in html
+    assert "feedmood/dashboard.css" in html
+
+
+def test_dashboard_renders_without_any_data(staff_client) -> None:
+    resp = staff_client.get(URL)
+    assert resp.status_code == 200
+    html = resp.content.decode()
+    assert "no active model" in html
+    assert "no analyses in the last 24 hours" in html
+    assert "Batch rescoring is not installed yet" in html or "No rescoring job" in html
+
+
+def test_non_staff_user_is_redirected_to_login(make_user) -> None:
+    client = Client()
+    client.force_login(make_user(username="bob"))
+    resp = client.get(URL)
+    assert resp.status_code == 302
+    assert resp["Location"] == LOGIN_REDIRECT
+
+
+def test_anonymous_is_redirected_to_login() -> None:
+    resp = Client().get(URL)
+    assert resp.status_code == 302
+    assert resp["Location"] == LOGIN_REDIRECT
+
+
+def test_api_token_does_not_open_the_dashboard(auth_client) -> None:
+    resp = auth_client.get(URL)
+    assert resp.status_code == 302 and resp["Location"] == LOGIN_REDIRECT
+
+
+def test_admin_index_links_to_the_dashboard(staff_client) -> None:
+    html = staff_client.get("/admin/").content.decode()
+    assert f'href="{URL}"' in html
+    assert 'id="dashboard-link"' in html
+
+
+# --- Aggregates on small data ----------------------------------------------------------------------
+
+
+def test_analyses_per_hour_by_status() -> None:
+    (user,) = make_users(1)
+    now = timezone.now()
+    this_hour = timezone.localtime(now).replace(minute=0, second=0, microsecond=0)
+    make_analysis(user, at=this_hour + timedelta(seconds=1), status="done")
+    make_analysis(user, at=this_hour + timedelta(seconds=2), status="done")
+    make_analysis(user, at=this_hour - timedelta(minutes=30), status="failed")
+    make_analysis(user, at=this_hour - timedelta(hours=5, minutes=1), status="no_face")
+    make_analysis(user, at=this_hour - timedelta(hours=30), status="done")  # outside the window
+    data = selectors.analyses_per_hour(now=now, hours=24)
+    assert len(data.hours) == 24 and data.hours[-1] == this_hour
+    assert data.total == 4
+    assert data.counts["done"][-1] == 2
+    assert data.counts["failed"][-2] == 1
+    assert data.counts["no_face"][-7] == 1
+    assert sum(data.counts["pending"]) == 0
+
+
+def test_percentile_matches_linear_interpolation() -> None:
+    values = sorted(float(v) for v in range(1, 101))  # 1..100
+    assert selectors.percentile(values, 0.5) == pytest.approx(50.5)
+    assert selectors.percentile(values, 0.95) == pytest.approx(95.05)
+    assert selectors.percentile(values, 0.99) == pytest.approx(99.01)
+    assert selectors.percentile([7.0], 0.99) == 7.0
+    assert selectors.percentile([], 0.5) is None
+    assert selectors.summarize([None, 3.0, 1.0, 2.0]) == {"n": 3, "p50": 2.0, "p95": pytest.approx(2.9),
+                                                          "p99": pytest.approx(2.98)}
+
+
+@pytest.mark.parametrize("use_database", [False, True])
+def test_latency_percentiles(use_database) -> None:
+    from django.db import connection
+
+    if use_database and connection.vendor != "postgresql":
+        pytest.skip("percentile_cont needs PostgreSQL")
+    (user,) = make_users(1)
+    now = timezone.now()
+    at = now - timedelta(minutes=10)
+    for i in range(1, 101):
+        make_analysis(user, at=at, status="done", queue_wait_ms=float(i), total_ms=float(1000 + i))
+    make_analysis(user, at=at, status="pending")  # no timings: ignored
+    report = selectors.latency_percentiles(now=now, use_database=use_database)
+    qw, proc = report.overall["queue_wait"], report.overall["processing"]
+    assert qw["n"] == 100 and proc["n"] == 100
+    assert qw["p50"] == pytest.approx(50.5) and qw["p95"] == pytest.approx(95.05) and qw["p99"] == pytest.approx(99.01)
+    assert proc["p50"] == pytest.approx(1050.5)
+    hour = [i for i, h in enumerate(report.hours) if h <= timezone.localtime(at) < h + timedelta(hours=1)][0]
+    assert report.hourly["queue_wait"]["p95"][hour] == pytest.approx(95.05)
+    assert report.hourly["processing"]["p99"][hour] == pytest.approx(1099.01)
+    others = [v for i, v in enumerate(report.hourly["queue_wait"]["p50"]) if i != hour]
+    assert all(v is None for v in others)
+
+
+def test_latency_python_sample_is_bounded() -> None:
+    (user,) = make_users(1)
+    now = timezone.now()
+    for i in range(10):
+        make_analysis(user, at=now - timedelta(minutes=10 - i), status="done", queue_wait_ms=float(i), total_ms=1.0)
+    report = selectors.latency_percentiles(now=now, use_database=False, sample_limit=4)
+    assert report.sampled and "sample" in report.method
+    assert report.overall["queue_wait"]["n"] == 4
+    assert report.overall["queue_wait"]["p50"] == pytest.approx(7.5)  # the newest four: 6, 7, 8, 9
+
+
+def test_emotion_distribution_suppresses_days_with_fewer_than_five_users() -> None:
+    version = make_version()
+    now = timezone.now()
+    today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    five, four = make_users(5, prefix="five"), make_users(4, prefix="four")
+    day_a = today - timedelta(days=2) + timedelta(hours=12)
+    day_b = today - timedelta(days=1) + timedelta(hours=12)
+    for i, user in enumerate(five):
+        selfie(user, version, "happiness" if i < 3 else "sadness", at=day_a)
+    selfie(five[0], version, "happiness", at=day_a + timedelta(minutes=5))  # a second reading, same user
+    for user in four:
+        selfie(user, version, "anger", at=day_b)
+        selfie(user, version, "anger", at=day_b + timedelta(minutes=1))
+    # other sources and other model versions are not counted
+    old = make_version(name="old", active=False)
+    for user in four:
+        selfie(user, old, "fear", at=day_a)
+    data = selectors.emotion_distribution(now=now, days=14, model_version=version)
+    by_day = {timezone.localtime(b.start).date(): b for b in data.buckets}
+    a, b = by_day[day_a.date()], by_day[day_b.date()]
+    assert (a.users, a.readings, a.suppressed) == (5, 6, False)
+    assert a.counts == {"happiness": 4, "sadness": 2}
+    assert a.share("happiness") == pytest.approx(4 / 6)
+    assert b.suppressed and b.counts == {} and b.readings == 0 and b.users == 0  # nothing about 4 users leaks
+    assert data.suppressed_count == 1 and data.shown_count == 1
+    assert by_day[today.date()].readings == 0 and not by_day[today.date()].suppressed
+
+
+def test_emotion_distribution_without_active_model() -> None:
+    data = selectors.emotion_distribution(days=3)
+    assert data.model_version is None and len(data.buckets) == 3
+
+
+def test_mood_distribution_counts_current_moods_of_consenting_users() -> None:
+    version = make_version()
+    happy, sad = make_users(5, prefix="happy"), make_users(4, prefix="sad")
+    for user in happy:
+        make_mood(user, version, "happiness", valence=0.7)
+    for user in sad:
+        make_mood(user, version, "sadness", valence=-0.4)
+    (no_consent,) = make_users(1, prefix="private", consent=False)
+    make_mood(no_consent, version, "happiness", valence=0.7)  # never counted
+    stale = make_users(5, prefix="stale")
+    for user in stale:  # ~10 half-lives old: the mood faded to unknown
+        make_mood(user, version, "anger", valence=-0.8, hours_ago=240, half_life_hours=24)
+    data = selectors.mood_distribution()
+    labels = {b.key: b for b in data.labels}
+    assert labels["happiness"].users == 5 and not labels["happiness"].suppressed
+    assert labels["sadness"].suppressed and labels["sadness"].users == 0
+    assert "anger" not in labels
+    valence = {b.key: b for b in data.valence}
+    assert valence["very positive"].users == 5
+    assert valence["negative"].suppressed
+    assert valence["neutral"].users == 0 and not valence["neutral"].suppressed
+    assert data.known_users == 5
+    assert data.unknown.users == 5
+
+
+def test_valence_bins() -> None:
+    assert [selectors.valence_bin(v) for v in (-1.0, -0.6, -0.2, 0.0, 0.2, 0.21, 0.6, 0.61, 1.0, 3.0)] == \
+        [0, 1, 2, 2, 2, 3, 3, 4, 4, 4]
+
+
+def test_policy_usage() -> None:
+    make_users(6, prefix="rep", policy="repair", consent=True)
+    make_users(4, prefix="con", policy="congruent", consent=False)
+    data = selectors.policy_usage()
+    by_key = {b.key: b for b in data.buckets}
+    assert by_key["repair"].users == 6 and not by_key["repair"].suppressed
+    assert by_key["repair"].extra["mean_strength"] == pytest.approx(0.5)
+    assert by_key["congruent"].suppressed and by_key["congruent"].users == 0 and by_key["congruent"].extra == {}
+    assert by_key["off"].users == 0 and not by_key["off"].suppressed
+    assert data.consenting.users == 6
+
+
+def test_model_summary_reads_the_card_metrics() -> None:
+    version = make_version()
+    (user,) = make_users(1)
+    make_reading(make_analysis(user, at=timezone.now(), version=version), version, "happiness")
+    summary = selectors.model_summary()
+    assert summary is not None and summary.version == version
+    assert summary.accuracy == pytest.approx(0.7134)
+    assert summary.macro_f1 == pytest.approx(0.6421)
+    assert summary.ece == pytest.approx(0.0312) and "calibrated" in summary.ece_label
+    assert [label for label, _ in summary.per_class_f1][:2] == ["anger", "contempt"]
+    assert dict(summary.per_class_f1)["happiness"] == pytest.approx(0.88)
+    assert summary.readings == 1 and summary.analyses_24h == 1
+
+
+def test_model_summary_tolerates_sparse_cards() -> None:
+    make_version(metrics={"accuracy": "n/a", "ece": 0.05})
+    summary = selectors.model_summary()
+    assert summary.accuracy is None and summary.ece == pytest.approx(0.05) and summary.per_class_f1 == []
+    assert selectors.model_summary(None) is not None
+    from emotion.models import ModelVersion
+
+    ModelVersion.objects.update(is_active=False)
+    assert selectors.model_summary() is None
+
+
+# --- FER backlog ------------------------------------------------------------------------------------------
+
+
+def test_backlog_in_eager_mode_has_no_queue() -> None:
+    (user,) = make_users(1)
+    make_analysis(user, at=timezone.now() - timedelta(minutes=3), status="pending")
+    make_analysis(user, at=timezone.now() - timedelta(minutes=1), status="pending")
+    make_analysis(user, at=timezone.now(), status="processing")
+    backlog = selectors.queue_backlog()  # the tests run tasks eagerly
+    assert backlog.mode == "eager" and backlog.message.startswith("eager mode: no queue")
+    assert backlog.fer is None
+    assert (backlog.pending, backlog.processing) == (2, 1)
+    assert timezone.now() - backlog.oldest_pending >= timedelta(minutes=3)
+
+
+def test_backlog_reads_redis_list_lengths() -> None:
+    url = str(django_settings.CELERY_BROKER_URL or "")
+    if not url.startswith("redis://"):
+        pytest.skip("needs CELERY_BROKER_URL=redis://...")
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError:
+        pytest.skip(f"Redis at {url} does not answer")
+    queue = f"dashboard-test-{uuid.uuid4().hex[:8]}"
+    keys = [queue, f"{queue}{selectors.REDIS_PRIORITY_SEP}3"]
+    try:
+        client.rpush(keys[0], "a", "b", "c")
+        client.rpush(keys[1], "d")
+        backlog = selectors.queue_backlog(broker_url=url, eager=False, queues=[queue, f"{queue}-empty"])
+        assert backlog.mode == "redis"
+        assert backlog.queues == {queue: 4, f"{queue}-empty": 0}
+    finally:
+        client.delete(*keys)
+        client.close()
+
+
+def test_backlog_with_an_unreachable_broker_still_renders() -> None:
+    backlog = selectors.queue_backlog(broker_url="redis://user:secret@127.0.0.1:1/0", eager=False, queues=["fer"])
+    assert backlog.mode == "error" and "unreachable" in backlog.message
+    assert "secret" not in backlog.broker and backlog.fer is None
+    other = selectors.queue_backlog(broker_url="amqp://guest@localhost//", eager=False, queues=["fer"])
+    assert other.mode == "unavailable"
+
+
+# --- Rescoring jobs placeholder --------------------------------------------------------------------------------
+
+
+class _FakeQuerySet(list):
+    def all(self):
+        return self
+
+    def select_related(self, *args):
+        return self
+
+    def order_by(self, *args):
+        return _FakeQuerySet(sorted(self, key=lambda job: -job.pk))
+
+
+def _fake_job_model(jobs):
+    meta = SimpleNamespace(app_label="emotion", model_name="rescoringjob",
+                           get_field=lambda name: SimpleNamespace(is_relation=True))
+    return SimpleNamespace(objects=_FakeQuerySet(jobs), _meta=meta)
+
+
+def test_rescoring_panel_before_the_model_exists() -> None:
+    if selectors.rescoring_job_model() is not None:
+        pytest.skip("emotion.RescoringJob exists")
+    panel = selectors.rescoring_jobs()
+    assert panel.available is False and panel.jobs == []
+
+
+def test_rescoring_panel_shows_jobs_with_progress(staff_client, monkeypatch) -> None:
+    now = timezone.now()
+    jobs = [
+        SimpleNamespace(pk=1, status="done", total=200, done=198, failed=2, started_at=now - timedelta(hours=2),
+                        finished_at=now - timedelta(hours=1), model_version=SimpleNamespace(name="fer-v2")),
+        SimpleNamespace(pk=2, status="running", total=1000, done=250, failed=0, started_at=now, finished_at=None,
+                        model_version=SimpleNamespace(name="fer-v3"), get_status_display=lambda: "Running"),
+    ]
+    monkeypatch.setattr(selectors, "rescoring_job_model", lambda: _fake_job_model(jobs))
+    panel = selectors.rescoring_jobs()
+    assert panel.available and [j.pk for j in panel.jobs] == [2, 1]
+    assert panel.jobs[0].progress == pytest.approx(0.25) and panel.jobs[0].status_display == "Running"
+    assert panel.jobs[1].progress == pytest.approx(1.0) and panel.jobs[1].model_version == "fer-v2"
+    html = staff_client.get(URL).content.decode()
+    assert 'id="chart-rescore-2"' in html and "25% · 250 / 1,000" in html
+    assert "fer-v3" in html and "Running" in html
+
+
+def test_rescoring_panel_survives_a_broken_model() -> None:
+    class Broken:
+        class _meta:  # noqa: N801
+            app_label, model_name = "emotion", "rescoringjob"
+
+            @staticmethod
+            def get_field(name):
+                raise LookupError(name)
+
+        class objects:  # noqa: N801
+            @staticmethod
+            def all():
+                raise RuntimeError("no such table")
+
+    panel = selectors.rescoring_jobs(model=Broken)
+    assert panel.available and panel.jobs == [] and "RuntimeError" in panel.error
+
+
+# --- The whole page -----------------------------------------------------------------------------------------
+
+
+def test_build_context_on_seeded_data() -> None:
+    seeded = seed_dashboard()
+    ctx = views.build_context()
+    assert ctx["analyses"]["total"] == seeded.counts["analyses_24h"] + 4  # + pending/processing just now
+    assert ctx["emotions"]["shown"] == 6 and ctx["emotions"]["suppressed"] == 1
+    assert ctx["model"]["summary"].version == seeded.version
+    assert ctx["backlog"]["data"].pending == 3
+    mood_svg = str(ctx["mood"]["donut"])
+    assert "happiness" in mood_svg and "neutral" in mood_svg and "no-data" not in mood_svg
+    assert "congruent" not in str(ctx["policies"]["svg"]) or "suppressed" in str(ctx["policies"]["svg"])
+
+
+def test_dashboard_never_shows_a_username(staff_client) -> None:
+    seeded = seed_dashboard()
+    html = staff_client.get(URL).content.decode()
+    for user in seeded.users:
+        assert user.username not in html
+
+
+def test_dashboard_query_count_is_bounded(staff_client, django_assert_max_num_queries) -> None:
+    seed_dashboard()
+    with django_assert_max_num_queries(30):
+        assert staff_client.get(URL).status_code == 200
+
+
+# --- Admin polish -----------------------------------------------------------------------------------------------
+
+
+def test_admin_changelists_and_forms_render(staff_client) -> None:
+    seed_dashboard()
+    user = UserFactory(username="carol")
+    post = PostFactory(author=user)
+    reaction = ReactionFactory(post=post)
+    analysis = ImageAnalysis.objects.first()
+    for url in [
+        "/admin/auth/user/",
+        "/admin/auth/user/?q=dash",
+        "/admin/auth/user/?profile__emotion_consent__exact=1",
+        f"/admin/auth/user/{user.pk}/change/",
+        "/admin/auth/user/add/",
+        "/admin/feedmood/profile/",
+        f"/admin/feedmood/profile/{user.profile.pk}/change/",
+        "/admin/feedmood/post/?has_image=no",
+        f"/admin/feedmood/post/{post.pk}/change/",
+        "/admin/feedmood/follow/",
+        "/admin/feedmood/reaction/",
+        f"/admin/feedmood/reaction/{reaction.pk}/change/",
+        "/admin/emotion/imageanalysis/",
+        f"/admin/emotion/imageanalysis/{analysis.pk}/change/",
+        "/admin/emotion/facereading/",
+        "/admin/emotion/modelversion/",
+    ]:
+        assert staff_client.get(url).status_code == 200, url
+
+
+def test_admin_user_add_creates_exactly_one_profile(staff_client) -> None:
+    resp = staff_client.post("/admin/auth/user/add/", {
+        "username": "dave", "password1": "a-long-enough-pass-123", "password2": "a-long-enough-pass-123",
+        "usable_password": "true",
+    })  # fmt: skip
+    assert resp.status_code == 302, resp.content.decode()[:2000]
+    dave = get_user_model().objects.get(username="dave")
+    assert Profile.objects.filter(user=dave).count() == 1
+
+
+def test_admin_cannot_change_consent_or_like_counts(staff_client) -> None:
+    user = UserFactory(username="erin")
+    html = staff_client.get(f"/admin/feedmood/profile/{user.profile.pk}/change/").content.decode()
+    assert 'name="emotion_consent"' not in html  # read-only: consent goes through the API only
+    assert 'name="mood_policy"' in html
+    post = PostFactory(author=user)
+    html = staff_client.get(f"/admin/feedmood/post/{post.pk}/change/").content.decode()
+    assert 'name="like_count"' not in html and 'name="text"' in html
+    assert staff_client.get("/admin/feedmood/post/add/").status_code == 403
+    assert staff_client.get("/admin/feedmood/reaction/add/").status_code == 403
+    assert staff_client.get("/admin/feedmood/follow/add/").status_code == 403
+    assert staff_client.get("/admin/feedmood/profile/add/").status_code == 403
+
+
+def test_deleting_a_reaction_in_the_admin_recounts_likes(staff_client) -> None:
+    post = PostFactory()
+    reactions = [ReactionFactory(post=post) for _ in range(3)]
+    Post.objects.filter(pk=post.pk).update(like_count=3)
+    resp = staff_client.post(f"/admin/feedmood/reaction/{reactions[0].pk}/delete/", {"post": "yes"})
+    assert resp.status_code == 302
+    assert Post.objects.get(pk=post.pk).like_count == 2
+    resp = staff_client.post("/admin/feedmood/reaction/", {
+        "action": "delete_selected", "_selected_action": [r.pk for r in reactions[1:]], "post": "yes",
+    })  # fmt: skip
+    assert resp.status_code == 302
+    assert Reaction.objects.filter(post=post).count() == 0
+    assert Post.objects.get(pk=post.pk).like_count == 0

@@ -1,0 +1,219 @@
+"""End to end: `python -m ml.train` -> `ml.evaluate` -> `ml.export` -> `ml.runtime`, plus clean CLI errors."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml import labels as L
+from ml.synthetic import faces, write_fer_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    base = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+    return {**base, "TF_CPP_MIN_LOG_LEVEL": "2", "FEEDMOOD_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT),
+            "FEEDMOOD_INFER_THREADS": "1"}
+
+
+def run(env, module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_clean_error(done: subprocess.CompletedProcess, status: int, message: str) -> None:
+    assert done.returncode == status, (done.returncode, done.stderr[-2000:])
+    assert message in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_fer_csv(tmp_path_factory.mktemp("fer"), n_train=160, n_public=64)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir, env):
+    """A 1-epoch multi-task FeedNet (width 4) trained by the real CLI."""
+    out = tmp_path_factory.mktemp("run")
+    done = run(env, "ml.train", "--model", "feednet", "--width", 4, "--labels", "fer2013,ferplus-distribution",
+               "--epochs", 1, "--limit", 128, "--batch-size", 32, "--data", data_dir, "--out", out, "--verbose", 0)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("best.keras", "last.keras", "log.csv", "train_meta.json", "wall_seconds.json"):
+        assert (out / name).is_file(), name
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, trained, data_dir, env):
+    out = tmp_path_factory.mktemp("artifacts") / "tiny-ferplus"
+    done = run(env, "ml.export", "--checkpoint", trained / "best.keras", "--out", out, "--head", "ferplus",
+               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done
+
+
+def test_train_writes_meta(trained):
+    meta = json.loads((trained / "train_meta.json").read_text())
+    assert meta["model"] == "feednet" and meta["label_modes"] == ["fer2013", "ferplus-distribution"]
+    assert meta["data"]["train_images"] == 128 and meta["epochs_run"] == 1
+    assert set(meta["heads"]) == {"fer2013", "ferplus"}
+
+
+@pytest.mark.parametrize(("extra", "head", "mode", "k"), [
+    ((), "ferplus", "ferplus-majority", 8),
+    (("--head", "fer2013", "--tta", "--temperature", "1.5"), "fer2013", "fer2013", 7),
+    (("--labels", "ferplus-distribution"), "ferplus", "ferplus-distribution", 8),
+])
+def test_evaluate_checkpoint(trained, data_dir, env, tmp_path, extra, head, mode, k):
+    report_path, png = tmp_path / "eval.json", tmp_path / "cm.png"
+    done = run(env, "ml.evaluate", "--checkpoint", trained / "best.keras", "--data", data_dir,
+               "--json", report_path, "--confusion-png", png, *extra)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "accuracy=" in done.stdout and "confusion matrix" in done.stdout and "macro-F1" in done.stdout
+    report = json.loads(report_path.read_text())
+    assert report["head"] == head and report["label_mode"] == mode and report["split"] == "PublicTest"
+    m = report["metrics"]
+    assert len(m["labels"]) == k and np.array(m["confusion_matrix"]).shape == (k, k)
+    assert np.array(m["confusion_matrix"]).sum() == m["n"] > 0
+    assert 0 <= m["accuracy"] <= 1 and 0 <= m["ece"] <= 1 and np.isfinite(m["loss"])
+    assert set(m["per_class"]) == set(m["labels"])
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if "--tta" in extra:
+        assert report["tta"] is True and report["temperature"] == 1.5
+
+
+def test_export_artifact_contents(exported, trained):
+    out, done = exported
+    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "metrics.json", "model.tflite", "model_card.json"]
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["head"] == "ferplus" and card["labels"] == list(L.FERPLUS_LABELS) and card["format"] == "tflite"
+    assert card["input"] == {"shape": [48, 48], "dtype": "uint8", "color": "grayscale", "range": [0, 255]}
+    assert "INTER_AREA" in card["preprocessing"] and card["file"] == "model.tflite" and card["tta"] is False
+    assert card["temperature"] > 0
+    metrics = card["metrics"]
+    for key in ("accuracy", "loss", "macro_f1", "weighted_f1", "per_class", "confusion_matrix",
+                "ece_before_calibration", "ece_after_calibration", "ece_uncalibrated"):
+        assert key in metrics, key
+    assert metrics["split"] == "PublicTest" and metrics["label_mode"] == "ferplus-majority"
+    assert metrics["cross_calibration"]["folds"] == 2
+    formats = {row["format"]: row for row in card["formats"]}
+    assert set(formats) == {"keras", "tflite"}
+    assert all(row["status"] == "ok" and row["faces_per_s_b64"] > 0 and row["ms_per_face_b1"] > 0 for row in formats.values())
+    assert abs(formats["tflite"]["accuracy"] - formats["keras"]["accuracy"]) < 1e-9
+    assert card["training"]["epochs_run"] == 1 and card["training"]["command"].startswith("python -m ml.train")
+    assert card["export_command"].startswith("python -m ml.export --checkpoint")
+    assert card["versions"]["tensorflow"] and card["created"]
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+    assert "chosen format: tflite" in done.stdout
+
+
+def test_exported_runtime_matches_keras(exported, trained):
+    keras = pytest.importorskip("keras")
+    from ml.runtime import EmotionClassifier
+
+    out, _ = exported
+    model = keras.saving.load_model(trained / "best.keras", compile=False)
+    sub = keras.Model(model.input, model.output["ferplus"])
+    x, _ = faces(100, seed=9)
+    reference = sub.predict(x[..., None].astype(np.float32), verbose=0).astype(np.float64)
+
+    raw = EmotionClassifier.load(out, temperature=1.0).predict_proba(x)
+    assert np.allclose(raw, reference, atol=1e-4)
+
+    clf = EmotionClassifier.load(out)
+    t = clf.temperature
+    z = np.log(np.clip(reference, 1e-12, 1.0)) / t
+    expected = np.exp(z - z.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    assert np.allclose(clf.predict_proba(x), expected, atol=1e-4)
+
+
+def test_evaluate_artifact_through_runtime(exported, data_dir, env, tmp_path):
+    out, _ = exported
+    done = run(env, "ml.evaluate", "--checkpoint", out, "--data", data_dir, "--json", tmp_path / "e.json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "e.json").read_text())
+    card = json.loads((out / "model_card.json").read_text())
+    assert report["source"] == "artifact (tflite)" and report["temperature"] == pytest.approx(card["temperature"])
+    assert report["metrics"]["accuracy"] == pytest.approx(card["metrics"]["accuracy"])
+    assert report["metrics"]["loss"] == pytest.approx(card["metrics"]["loss"], abs=1e-4)
+
+
+def test_export_auto_and_reexport(trained, data_dir, env, tmp_path):
+    out = tmp_path / "auto"
+    out.mkdir()
+    (out / "model_card.json").write_text("{}")  # an older artifact may be replaced
+    done = run(env, "ml.export", "--checkpoint", trained / "best.keras", "--out", out, "--head", "fer2013",
+               "--data", data_dir, "--limit", 40, "--bench-runs", 2, "--latency-runs", 3, "--calibration-faces", 32)
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = json.loads((out / "model_card.json").read_text())
+    rows = {row["format"]: row for row in card["formats"]}
+    assert {"keras", "tflite", "tflite-int8"} <= set(rows)
+    ok = {f: r for f, r in rows.items() if r["status"] == "ok"}
+    assert card["format"] in ok and card["head"] == "fer2013" and card["labels"] == list(L.FER2013_LABELS)
+    assert ok[card["format"]]["accuracy"] >= ok["keras"]["accuracy"] - 0.003
+    assert card["format"] == max((f for f in ok if ok[f]["accuracy"] >= ok["keras"]["accuracy"] - 0.003),
+                                 key=lambda f: ok[f]["faces_per_s_b64"])
+    assert card["metrics"]["n"] == 40
+    model_files = [p.name for p in out.iterdir() if p.name.startswith("model") and p.name != "model_card.json"]
+    assert model_files == [card["file"]]
+
+
+# --------------------------------------------------------------------------- bad input
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "fer2013.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_train_bad_inputs(env, tmp_path):
+    common = ("--model", "feednet", "--width", 4, "--epochs", 1, "--out", tmp_path / "out")
+    assert_clean_error(run(env, "ml.train", *common, "--data", tmp_path / "missing"), 1, "error: no fer2013.csv")
+
+    x, _ = faces(2)
+    pixels = " ".join(map(str, x[0].reshape(-1)))
+    bad_columns = _write_csv(tmp_path / "cols", ["label", "image", "split"], [[0, pixels, "Training"]])
+    assert_clean_error(run(env, "ml.train", *common, "--data", bad_columns), 1, "expected header 'emotion,pixels,Usage'")
+
+    short = " ".join(map(str, x[0].reshape(-1)[:2000]))
+    bad_pixels = _write_csv(tmp_path / "pix", ["emotion", "pixels", "Usage"], [[0, short, "Training"]])
+    assert_clean_error(run(env, "ml.train", *common, "--data", bad_pixels), 1, "expected 2304 pixels, found 2000")
+
+    assert_clean_error(run(env, "ml.train", "--model", "mobilenet"), 2, "invalid choice: 'mobilenet'")
+    assert_clean_error(run(env, "ml.train", "--model", "cnn", "--labels", "ferplus"), 2, "invalid label set")
+
+
+def test_evaluate_and_export_bad_inputs(env, trained, data_dir, tmp_path):
+    ckpt = trained / "best.keras"
+    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", tmp_path / "nope.keras"), 1, "not found")
+    (tmp_path / "weights.h5").write_bytes(b"junk")
+    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", tmp_path / "weights.h5"), 1, "expected a .keras checkpoint")
+    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", ckpt, "--head", "valence", "--data", data_dir), 1,
+                       "unknown head 'valence'")
+    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", ckpt, "--head", "ferplus", "--labels", "fer2013",
+                           "--data", data_dir), 1, "scores the fer2013 head")
+    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", ckpt, "--split", "PrivateTest"), 2, "invalid choice")
+    assert_clean_error(run(env, "ml.export", "--checkpoint", tmp_path / "nope.keras", "--out", tmp_path / "a"), 1,
+                       "not found")
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    assert_clean_error(run(env, "ml.export", "--checkpoint", ckpt, "--out", tmp_path / "precious", "--data", data_dir),
+                       1, "refusing to overwrite")
+    assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
+    assert_clean_error(run(env, "ml.export", "--checkpoint", ckpt, "--out", tmp_path / "b", "--format", "pt"), 2,
+                       "invalid choice")
