@@ -128,8 +128,10 @@ def main(tokens_path: str, repeat: int = 30) -> dict[str, Any]:
     with connection.cursor() as cursor:
         # Fan-out on write: each post is pushed to every follower's set.
         cursor.execute("""
-            SELECT COUNT(*)::float8, (SELECT COUNT(*) FROM feedmood_post)::float8
-            FROM feedmood_post p JOIN feedmood_follow f ON f.followee_id = p.author_id""")
+            SELECT COALESCE(SUM(pc.n * fc.n), 0)::float8, (SELECT COUNT(*) FROM feedmood_post)::float8
+            FROM (SELECT author_id, COUNT(*) AS n FROM feedmood_post GROUP BY author_id) pc
+            JOIN (SELECT followee_id, COUNT(*) AS n FROM feedmood_follow GROUP BY followee_id) fc
+              ON fc.followee_id = pc.author_id""")
         pushes, posts = cursor.fetchone()
         cursor.execute("SELECT COUNT(*) FROM feedmood_follow GROUP BY followee_id ORDER BY 1 DESC LIMIT 1")
         top_followers = cursor.fetchone()[0]

@@ -76,6 +76,25 @@ def proc_cpu_seconds(pid: int) -> float:
     return total
 
 
+def service_cpu_seconds(names: tuple[str, ...] = ("postgres", "redis-server")) -> dict[str, float]:
+    """CPU seconds used so far by the database and cache processes (read from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {n: 0.0 for n in names}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            if comm not in totals:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            # own user+system time, plus that of exited children (closed PG backends)
+            totals[comm] += sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    return totals
+
+
 def percentiles(samples: list[float]) -> dict[str, float]:
     if not samples:
         return {}
@@ -162,6 +181,7 @@ def run_load(port: int, tokens: list[str], *, seconds: float, concurrency: int, 
     deadline = start + seconds
     interval = concurrency / rate if rate else None
     cpu0 = proc_cpu_seconds(server_pid) if server_pid else 0.0
+    services0 = service_cpu_seconds()
     client_cpu0 = time.process_time()
     la0 = loadavg()
     clients = [Client(port, tokens, deadline, mode, interval, start, seed=i) for i in range(concurrency)]
@@ -177,6 +197,7 @@ def run_load(port: int, tokens: list[str], *, seconds: float, concurrency: int, 
             errors[k] = errors.get(k, 0) + v
     server_cpu = (proc_cpu_seconds(server_pid) - cpu0) if server_pid else 0.0
     served = len(lat) + sum(c.untimed for c in clients) + sum(sum(c.errors.values()) for c in clients)
+    services = {k: v - services0.get(k, 0.0) for k, v in service_cpu_seconds().items()}
     return {
         "mode": mode,
         "concurrency": concurrency,
@@ -189,6 +210,8 @@ def run_load(port: int, tokens: list[str], *, seconds: float, concurrency: int, 
         "untimed_page1_requests": sum(c.untimed for c in clients),
         "server_cpu_ms_per_request": round(server_cpu * 1000.0 / max(served, 1), 2),
         "client_cpu_ms_per_request": round((time.process_time() - client_cpu0) * 1000.0 / max(served, 1), 2),
+        "postgres_cpu_ms_per_request": round(services["postgres"] * 1000.0 / max(served, 1), 2),
+        "redis_cpu_ms_per_request": round(services["redis-server"] * 1000.0 / max(served, 1), 2),
         "loadavg_before": la0,
         "loadavg_after": loadavg(),
     }
@@ -315,18 +338,21 @@ def write_markdown(path: Path, data: dict[str, Any]) -> None:
         f"angry mood (mood stage on, policy repair, strength 0.5). Requests: `GET /api/feed/` page 1 "
         f"(a new ranked snapshot each time) for rotating bench users.",
         "",
-        "| posts | seed s | DB size | conc. | req/s | p50 ms | p95 ms | p99 ms | server CPU ms/req | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| posts | seed s | DB size | conc. | req/s | p50 ms | p95 ms | p99 ms | CPU ms/req gunicorn + PG + Redis "
+        "| req/s on 2 idle cores (est.) | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in data["scales"]:
         for r in s.get("runs", []):
             label = r["concurrency"] if r["mode"] == "page1" and not r["target_rate_rps"] else (
                 f"{r['concurrency']} ({r['mode']})" if not r["target_rate_rps"] else
                 f"{r['concurrency']} @ {r['target_rate_rps']} rps")
+            cpu = r["server_cpu_ms_per_request"] + r["postgres_cpu_ms_per_request"] + r["redis_cpu_ms_per_request"]
             lines.append(
                 f"| {s['posts']:,} | {s['seed']['seconds']} | {s['db_size']} | {label} | {r['throughput_rps']} | "
-                f"{r.get('p50_ms')} | {r.get('p95_ms')} | {r.get('p99_ms')} | {r['server_cpu_ms_per_request']} | "
-                f"{r['loadavg_after'][0]} |"
+                f"{r.get('p50_ms')} | {r.get('p95_ms')} | {r.get('p99_ms')} | {r['server_cpu_ms_per_request']} + "
+                f"{r['postgres_cpu_ms_per_request']} + {r['redis_cpu_ms_per_request']} | "
+                f"{round(2000.0 / cpu) if cpu else '-'} | {r['loadavg_after'][0]} |"
             )
     lines += ["", "## Parts (median / p95 ms, in-process)", "",
               "| posts | candidates LATERAL | candidates window | candidates Redis ZSET + pk | mood state | "

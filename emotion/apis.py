@@ -35,6 +35,10 @@ ERRORS_400 = OpenApiResponse(description='Validation error, e.g. `{"image": ["No
 CONSENT_403 = OpenApiResponse(description="Emotion analysis is off for this account (opt in first).")
 NOT_FOUND = OpenApiResponse(description="No such analysis (or not yours).")
 PAGINATED_READINGS = paginated_serializer(ReadingSerializer, "PaginatedFaceReadingList")
+PAGE_PARAMETERS = [
+    OpenApiParameter("page", OpenApiTypes.INT, description="Page number (1-based)."),
+    OpenApiParameter("page_size", OpenApiTypes.INT, description="Results per page (default 20, at most 100)."),
+]
 
 
 class SelfieCreateApi(APIView):
@@ -49,6 +53,8 @@ class SelfieCreateApi(APIView):
     throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, UploadThrottle]
 
     class InputSerializer(serializers.Serializer):
+        """Documents the multipart body; the service validates the file by decoding it (after the consent check)."""
+
         image = serializers.FileField(help_text="JPEG, PNG or WebP; validated by decoding.")
 
         class Meta:
@@ -89,14 +95,13 @@ class SelfieCreateApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         wait = filters.validated_data["wait"]
-        # No InputSerializer validation of the file: the service decodes it (and checks consent first).
         analysis = services.selfie_submit(user=request.user, uploaded_file=request.FILES.get("image"))
         if wait > 0 and _wait_until_final(analysis.pk, wait):
             result = selectors.analysis_get_for_owner(user=request.user, analysis_id=analysis.pk)
             return Response(AnalysisSerializer(result).data, status=status.HTTP_200_OK)
-        analysis.refresh_from_db(fields=["status"])
+        current = selectors.analysis_status(analysis_id=analysis.pk) or analysis.status
         url = request.build_absolute_uri(reverse("emotion:analysis-detail", args=[analysis.pk]))
-        body = {"id": analysis.pk, "status": analysis.status, "url": url}
+        body = {"id": analysis.pk, "status": current, "url": url}
         return Response(self.AcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
 
 
@@ -132,7 +137,7 @@ class MyEmotionsApi(APIView):
 
     @extend_schema(
         operation_id="me_emotions_list",
-        parameters=[FilterSerializer],
+        parameters=[FilterSerializer, *PAGE_PARAMETERS],
         responses={200: PAGINATED_READINGS},
         tags=["emotion"],
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from django.conf import settings
 from django.db import models
@@ -17,7 +17,9 @@ class ModelVersion(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     labels = models.JSONField(help_text="Canonical label of each output column, in order.")
-    artifact_path = models.CharField(max_length=500, help_text="Directory holding model_card.json.")
+    artifact_path = models.CharField(
+        max_length=500, help_text="Directory holding model_card.json (relative paths are relative to the project)."
+    )
     card = models.JSONField(default=dict, help_text="The artifact's model_card.json.")
     metrics = models.JSONField(default=dict, blank=True, help_text="The card's PublicTest metrics.")
     is_active = models.BooleanField(default=False)
@@ -34,6 +36,12 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}{' (active)' if self.is_active else ''}"
+
+    @property
+    def artifact_dir(self) -> Path:
+        """Absolute artifact directory (``artifact_path`` may be relative to the project)."""
+        path = Path(self.artifact_path)
+        return path if path.is_absolute() else Path(settings.BASE_DIR) / path
 
 
 def selfie_upload_to(instance: "ImageAnalysis", filename: str) -> str:

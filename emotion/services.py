@@ -122,7 +122,7 @@ def model_version_register(
 
     existing = ModelVersion.objects.filter(name=name).first()
     if existing is not None:
-        if Path(existing.artifact_path) != directory:
+        if existing.artifact_dir.resolve() != directory:
             raise ValidationError(f"A model version named {name!r} already exists at {existing.artifact_path}.")
         if activate:
             model_version_activate(existing)
@@ -132,7 +132,7 @@ def model_version_register(
             version = ModelVersion.objects.create(
                 name=name,
                 labels=list(classifier.labels),
-                artifact_path=str(directory),
+                artifact_path=_portable_path(directory),
                 card=card,
                 metrics=public_test_metrics(card),
             )
@@ -142,6 +142,14 @@ def model_version_register(
         version = ModelVersion.objects.get(name=name)
         return version, False
     return version, True
+
+
+def _portable_path(directory: Path) -> str:
+    """Store paths inside the project relative to it, so the database survives a move (e.g. into a container)."""
+    try:
+        return str(directory.relative_to(Path(settings.BASE_DIR).resolve()))
+    except ValueError:
+        return str(directory)
 
 
 def model_version_register_default() -> ModelVersion | None:
@@ -288,7 +296,7 @@ def analysis_run(analysis_id: int, *, model_version: ModelVersion | None = None)
     error = ""
     try:
         data = _read_image_bytes(claimed)
-        result = pipeline.analyze_bytes(data, get_classifier(version.artifact_path), pipeline_config())
+        result = pipeline.analyze_bytes(data, get_classifier(version.artifact_dir), pipeline_config())
     except pipeline.PipelineError as exc:
         error = exc.message
     except Exception as exc:  # noqa: BLE001 - a model/runtime fault must not loop: record it

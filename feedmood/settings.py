@@ -248,6 +248,8 @@ FEEDMOOD_MAX_IMAGE_PIXELS = env_int("FEEDMOOD_MAX_IMAGE_PIXELS", 40_000_000)
 FEEDMOOD_ON_COMMIT_PROPAGATE = env_bool("FEEDMOOD_ON_COMMIT_PROPAGATE", False)
 # Admin dashboard: emotion/mood/policy groups with fewer distinct users than this are suppressed.
 FEEDMOOD_DASHBOARD_MIN_GROUP = env_int("FEEDMOOD_DASHBOARD_MIN_GROUP", 5)
+# ... and its aggregates over many rows are cached this many seconds (0: computed on every view).
+FEEDMOOD_DASHBOARD_CACHE_SECONDS = env_int("FEEDMOOD_DASHBOARD_CACHE_SECONDS", 60)
 
 # --- Logging ----------------------------------------------------------------------------
 

@@ -42,6 +42,9 @@ HEAD_LABELS = {"fer2013": L.FER2013_LABELS, "ferplus": L.FERPLUS_LABELS}
 def load_checkpoint(path: str | Path):
     """Load a `.keras` checkpoint for inference (no optimizer); clear errors for bad paths."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory without model_card.json; pass a .keras checkpoint "
+                         "(e.g. runs/NAME/best.keras) or an artifact directory written by ml.export")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     if path.suffix != ".keras":
@@ -92,8 +95,6 @@ def single_head_model(model, head: str):
 def as_float32(model):
     """The same network with every layer computing in float32 (a mixed_bfloat16 checkpoint otherwise
     exports bfloat16 ops that TFLite cannot run). Returns `model` itself when it is float32 already."""
-    import keras
-
     def fix(node):
         if isinstance(node, dict):
             if node.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(node.get("config"), dict) \

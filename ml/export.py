@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else list(argv)
     checkpoint, out = Path(args.checkpoint), Path(args.out)
+    if checkpoint.is_dir():
+        raise ValueError(f"--checkpoint {checkpoint} is a directory; pass the .keras file (e.g. runs/NAME/best.keras)")
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found")
     _check_out(out)

@@ -27,7 +27,14 @@ FACE_SIDE = 48
 BATCH = 64
 FORMATS = ("tflite", "tflite-int8", "onnx", "keras")
 THREADS_ENV = "FEEDMOOD_INFER_THREADS"
-MAX_INTERPRETERS = 4  # one per batch size in use (64 plus the odd remainders); oldest evicted
+#: TFLite batches are padded up to the next of these sizes, so a process holds at most one
+#: interpreter per bucket (7) however the number of faces per call varies.
+BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def bucket(n: int) -> int:
+    """The padded batch size for a chunk of `n` (1..64) faces."""
+    return next(b for b in BUCKETS if b >= n)
 
 
 def default_threads() -> int:
@@ -74,13 +81,13 @@ def _softmax_log(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 class _TFLiteBackend:
-    """LiteRT interpreters keyed by batch size, created lazily in the current process."""
+    """LiteRT interpreters keyed by (bucketed) batch size, created lazily in the current process."""
 
     def __init__(self, model_path: Path, threads: int):
         self.model_path = model_path
         self.threads = threads
         self._content: bytes | None = None
-        self._interpreters: dict[int, Any] = {}
+        self._interpreters: dict[int, tuple[Any, dict, dict]] = {}
         self._abandoned: list[Any] = []
         self.created = 0  # interpreters built so far (tests and diagnostics)
 
@@ -91,9 +98,9 @@ class _TFLiteBackend:
         self._abandoned.extend(self._interpreters.values())
         self._interpreters = {}
 
-    def _interpreter(self, batch: int):
-        interp = self._interpreters.pop(batch, None)
-        if interp is None:
+    def _interpreter(self, batch: int) -> tuple[Any, dict, dict]:
+        entry = self._interpreters.get(batch)
+        if entry is None:
             from ai_edge_litert.interpreter import Interpreter
 
             if self._content is None:
@@ -103,20 +110,21 @@ class _TFLiteBackend:
             if list(detail["shape"]) != [batch, FACE_SIDE, FACE_SIDE, 1]:
                 interp.resize_tensor_input(detail["index"], [batch, FACE_SIDE, FACE_SIDE, 1], strict=False)
             interp.allocate_tensors()
+            entry = (interp, interp.get_input_details()[0], interp.get_output_details()[0])
+            self._interpreters[batch] = entry
             self.created += 1
-            if len(self._interpreters) >= MAX_INTERPRETERS:
-                self._interpreters.pop(next(iter(self._interpreters)))
-        self._interpreters[batch] = interp  # re-insert = most recently used last
-        return interp
+        return entry
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:
-        interp = self._interpreter(len(faces))
-        inp = interp.get_input_details()[0]
-        out = interp.get_output_details()[0]
+        n = len(faces)
+        size = bucket(n)
+        if size != n:  # pad with copies of the first face; rows are independent at inference
+            faces = np.concatenate([faces, np.repeat(faces[:1], size - n, axis=0)])
+        interp, inp, out = self._interpreter(size)
         x = faces[..., None]
         if inp["dtype"] == np.float32:
             x = x.astype(np.float32)
-        else:  # quantised input: q = x / scale + zero_point
+        elif inp["dtype"] != np.uint8 or inp["quantization"] != (1.0, 0):  # quantised: q = x / scale + zero
             scale, zero = inp["quantization"]
             info = np.iinfo(inp["dtype"])
             x = np.clip(np.round(x.astype(np.float32) / scale + zero), info.min, info.max).astype(inp["dtype"])
@@ -126,7 +134,7 @@ class _TFLiteBackend:
         if out["dtype"] != np.float32:
             scale, zero = out["quantization"]
             y = (y.astype(np.float32) - zero) * scale
-        return np.array(y, dtype=np.float32, copy=True)
+        return np.array(y[:n], dtype=np.float32, copy=True)
 
 
 class _OnnxBackend:

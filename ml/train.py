@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
     p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default")
     p.add_argument("--resume", action="store_true", help="continue from the backup in --out after an interruption")
+    p.add_argument("--stop-after", type=positive_int, default=None,
+                   help="end this invocation after epoch N of the --epochs schedule (time-boxed sessions; continue with --resume)")
+    p.add_argument("--init-from", default=None, help="start from the weights of this .keras checkpoint (same architecture and heads)")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training and validation images (smoke runs)")
     p.add_argument("--width", type=positive_int, default=None, help="feednet width (default 32)")
     p.add_argument("--weights", default=None, help="local ImageNet weights file for transfer models (never downloaded)")
@@ -162,7 +165,20 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if args.patience > 0:
             cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=args.patience))
+        if args.stop_after:
+            cbs.append(StopAfter(args.stop_after))
         return cbs
+
+    class StopAfter(keras.callbacks.Callback):
+        """Ends training after global epoch N (the LR schedule still spans all --epochs)."""
+
+        def __init__(self, last_epoch: int):
+            super().__init__()
+            self.last_epoch = last_epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 >= self.last_epoch:
+                self.model.stop_training = True
 
     class WallClock(keras.callbacks.Callback):
         """Accumulates training wall time across interrupted and resumed runs in wall_seconds.json."""
@@ -192,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         model = M.build_model(args.model, (48, 48, 1), len(train.labels[heads[0]]), **model_kwargs)
         if not single:
             model = M.add_heads(model, {h: len(train.labels[h]) for h in heads})
+        if args.init_from:
+            if not Path(args.init_from).is_file():
+                raise FileNotFoundError(f"--init-from checkpoint {args.init_from} not found")
+            model.load_weights(args.init_from)
     if not args.resume:
         for stale in ("log.csv", "wall_seconds.json"):
             (out / stale).unlink(missing_ok=True)

@@ -7,9 +7,9 @@ following pages come from exactly the same order (see ``recommender.cursor``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
@@ -22,9 +22,8 @@ from recommender.mood import Mood
 from recommender.ranking import Policy, Source, rank_feed
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One ranked post of a snapshot (what the cache stores, compactly)."""
+class Entry(NamedTuple):
+    """One ranked post of a snapshot (the cache stores these as plain tuples)."""
 
     post_id: int
     author_id: int
@@ -41,6 +40,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class FeedItem:
+    """A post of the page with its snapshot entry and absolute position."""
+
     post: Post
     entry: Entry
     position: int
@@ -48,6 +49,8 @@ class FeedItem:
 
 @dataclass
 class FeedPage:
+    """One page plus the mood and policy it was ranked with (``note`` says why not, if not)."""
+
     items: list[FeedItem]
     mood: Mood
     policy: str
@@ -58,7 +61,6 @@ class FeedPage:
     snapshot: datetime
     next_cursor: str | None
     total: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _mood_key(mood: Mood) -> cursors.MoodKey | None:
@@ -84,7 +86,7 @@ def plain_note(mood: Mood, policy: str, strength: float) -> str:
     return ""
 
 
-def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[Entry]:
+def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[Any, ...]]:
     """Rank the user's candidates as of the cursor's snapshot with its mood and policy."""
     mood = _mood_from_key(cur.mood, cur.mood_reason)
     candidates = selectors.feed_candidates(user=user, snapshot=cur.snapshot)
@@ -101,24 +103,20 @@ def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[Entry]
     )
     sources = {s: s.value for s in Source}
     return [
-        Entry(r.candidate.post_id, r.candidate.author_id, sources[r.candidate.source], r.base_score, r.mood_delta,
-              r.base_position, r.explanation)
+        (r.candidate.post_id, r.candidate.author_id, sources[r.candidate.source], r.base_score, r.mood_delta,
+         r.base_position, r.explanation)
         for r in ranked
     ]
 
 
-def _snapshot_entries(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[Entry]:
+def _snapshot_rows(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[Any, ...]]:
+    """The snapshot's ranked rows (``Entry`` fields), from the cache or ranked now and cached."""
     key = cur.snapshot_key()
-    cached = cache.get(key)
-    if cached is not None:
-        return [Entry(*row) for row in cached]
-    entries = rank_snapshot(user=user, cur=cur)
-    cache.set(
-        key,
-        [(e.post_id, e.author_id, e.source, e.base_score, e.mood_delta, e.base_position, e.reason) for e in entries],
-        conf.get("SNAPSHOT_TTL"),
-    )
-    return entries
+    rows = cache.get(key)
+    if rows is None:
+        rows = rank_snapshot(user=user, cur=cur)
+        cache.set(key, rows, conf.get("SNAPSHOT_TTL"))
+    return rows
 
 
 def feed_page(
@@ -168,8 +166,8 @@ def feed_page(
     if not (0.0 <= cur.strength <= 1.0) or math.isnan(cur.strength):
         raise ValidationError({"strength": ["Must be within [0, 1]."]})
 
-    entries = _snapshot_entries(user=user, cur=cur)
-    page = entries[cur.offset : cur.offset + cur.page_size]
+    rows = _snapshot_rows(user=user, cur=cur)
+    page = [Entry._make(row) for row in rows[cur.offset : cur.offset + cur.page_size]]
     posts = selectors.posts_by_id(post_ids=[e.post_id for e in page], viewer=user)
     items = [
         FeedItem(post=posts[e.post_id], entry=e, position=cur.offset + i)
@@ -187,6 +185,6 @@ def feed_page(
         applied=not note,
         note=note,
         snapshot=cur.snapshot,
-        next_cursor=cursors.encode(cur.at(end)) if end < len(entries) else None,
-        total=len(entries),
+        next_cursor=cursors.encode(cur.at(end)) if end < len(rows) else None,
+        total=len(rows),
     )

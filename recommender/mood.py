@@ -151,7 +151,7 @@ def estimate_mood(readings: Iterable[Reading], *, now: datetime, half_life_hours
 # --- Content affect ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Affect:
     """Affect of one post's content (from the faces in its image, or later other sources)."""
 

@@ -90,7 +90,7 @@ class MoodKind(str, Enum):
     NEUTRAL = "neutral"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidate:
     """A post that may appear in the feed, with what ranking needs to know about it.
 
@@ -110,7 +110,7 @@ def epoch(moment: datetime | float) -> float:
     return moment.timestamp() if isinstance(moment, datetime) else float(moment)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ranked:
     """A candidate with its scores, base position and explanation."""
 

@@ -21,6 +21,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from feedmood import selectors as social_selectors
+from feedmood import services as social_services
 from feedmood.models import Follow, Post, Profile
 from recommender import conf
 from recommender.models import MoodState, PostAffect
@@ -171,12 +172,17 @@ def mood_get(*, user: AbstractBaseUser, now: datetime | None = None) -> Mood:
 
 def mood_settings_get(*, user: AbstractBaseUser) -> Profile:
     """The user's profile (consent, policy, strength, half-life)."""
-    return Profile.objects.get(user_id=user.pk)
+    return profile_with_mood(user=user)
 
 
 def profile_with_mood(*, user: AbstractBaseUser) -> Profile:
-    """The user's profile with ``user.mood_state`` joined (one query)."""
-    return Profile.objects.select_related("user__mood_state").get(user_id=user.pk)
+    """The user's profile with ``user.mood_state`` joined (one query).
+
+    Every user gets a profile on creation; a legacy user without one gets the
+    defaults through the social core's ``profile_get_or_create``.
+    """
+    profile = Profile.objects.select_related("user__mood_state").filter(user_id=user.pk).first()
+    return profile if profile is not None else social_services.profile_get_or_create(user=user)
 
 
 # --- Feed candidates ----------------------------------------------------------------------------

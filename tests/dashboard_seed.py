@@ -29,7 +29,7 @@ METRICS: dict[str, Any] = {
     "ece_after_calibration": 0.0312,
     "per_class": {
         label: {"precision": 0.6, "recall": 0.6, "f1": f1, "support": 100}
-        for label, f1 in zip(LABELS, (0.61, 0.18, 0.42, 0.47, 0.88, 0.71, 0.55, 0.79))
+        for label, f1 in zip(LABELS, (0.61, 0.18, 0.42, 0.47, 0.88, 0.71, 0.55, 0.79), strict=True)
     },
 }
 

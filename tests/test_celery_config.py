@@ -21,5 +21,7 @@ def test_app_configured_from_django_settings() -> None:
 
 
 def test_tasks_autodiscovered() -> None:
+    # What a worker does at start-up: import every installed app's tasks module.
+    app.loader.import_default_modules()
     assert "feedmood.tasks.ping" in app.tasks
     assert "feedmood.tasks.recount_likes" in app.tasks

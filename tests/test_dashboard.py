@@ -168,15 +168,18 @@ def test_latency_percentiles(use_database) -> None:
     assert all(v is None for v in others)
 
 
-def test_latency_python_sample_is_bounded() -> None:
+def test_latency_python_sample_is_bounded_and_spread_over_the_window() -> None:
     (user,) = make_users(1)
     now = timezone.now()
-    for i in range(10):
-        make_analysis(user, at=now - timedelta(minutes=10 - i), status="done", queue_wait_ms=float(i), total_ms=1.0)
-    report = selectors.latency_percentiles(now=now, use_database=False, sample_limit=4)
+    for i in range(40):  # two per hour over the last 20 hours
+        make_analysis(user, at=now - timedelta(minutes=30 * i + 1), status="done", queue_wait_ms=float(i), total_ms=1.0)
+    report = selectors.latency_percentiles(now=now, use_database=False, sample_limit=10)
     assert report.sampled and "sample" in report.method
-    assert report.overall["queue_wait"]["n"] == 4
-    assert report.overall["queue_wait"]["p50"] == pytest.approx(7.5)  # the newest four: 6, 7, 8, 9
+    assert 8 <= report.overall["queue_wait"]["n"] <= 10
+    hours_with_data = [i for i, v in enumerate(report.hourly["queue_wait"]["p50"]) if v is not None]
+    assert len(hours_with_data) >= 6 and hours_with_data[0] <= 8 and hours_with_data[-1] >= 20  # not just the newest
+    full = selectors.latency_percentiles(now=now, use_database=False)
+    assert not full.sampled and full.overall["queue_wait"]["n"] == 40
 
 
 def test_emotion_distribution_suppresses_days_with_fewer_than_five_users() -> None:
@@ -205,6 +208,19 @@ def test_emotion_distribution_suppresses_days_with_fewer_than_five_users() -> No
     assert b.suppressed and b.counts == {} and b.readings == 0 and b.users == 0  # nothing about 4 users leaks
     assert data.suppressed_count == 1 and data.shown_count == 1
     assert by_day[today.date()].readings == 0 and not by_day[today.date()].suppressed
+
+
+def test_emotion_distribution_counts_unknown_labels_as_other() -> None:
+    version = make_version()
+    now = timezone.now()
+    users = make_users(5)
+    for user in users[:4]:
+        selfie(user, version, "happiness", at=now - timedelta(minutes=5))
+    analysis = make_analysis(users[4], at=now - timedelta(minutes=5), version=version)
+    reading = make_reading(analysis, version, "happiness")
+    type(reading).objects.filter(pk=reading.pk).update(dominant_emotion="confused")
+    data = selectors.emotion_distribution(now=now, days=1, model_version=version)
+    assert data.buckets[-1].counts == {"happiness": 4, "other": 1} and data.labels[-1] == "other"
 
 
 def test_emotion_distribution_without_active_model() -> None:
@@ -265,7 +281,7 @@ def test_model_summary_reads_the_card_metrics() -> None:
     assert summary.ece == pytest.approx(0.0312) and "calibrated" in summary.ece_label
     assert [label for label, _ in summary.per_class_f1][:2] == ["anger", "contempt"]
     assert dict(summary.per_class_f1)["happiness"] == pytest.approx(0.88)
-    assert summary.readings == 1 and summary.analyses_24h == 1
+    assert summary.analyses_24h == 1
 
 
 def test_model_summary_tolerates_sparse_cards() -> None:
@@ -402,6 +418,30 @@ def test_build_context_on_seeded_data() -> None:
     mood_svg = str(ctx["mood"]["donut"])
     assert "happiness" in mood_svg and "neutral" in mood_svg and "no-data" not in mood_svg
     assert "congruent" not in str(ctx["policies"]["svg"]) or "suppressed" in str(ctx["policies"]["svg"])
+
+
+def test_heavy_aggregates_are_cached_until_refresh(staff_client, settings) -> None:
+    settings.FEEDMOOD_DASHBOARD_CACHE_SECONDS = 60
+    (user,) = make_users(1)
+    make_analysis(user, at=timezone.now() - timedelta(minutes=5), status="failed")
+    first = staff_client.get(URL).context
+    assert first["analyses"]["total"] == 1 and not first["cached"]
+    make_analysis(user, at=timezone.now() - timedelta(minutes=4), status="failed")
+    make_analysis(user, at=timezone.now() - timedelta(minutes=4), status="pending")
+    second = staff_client.get(URL).context
+    assert second["cached"] and second["analyses"]["total"] == 1  # from the cache
+    assert second["backlog"]["data"].pending == 1  # cheap panels are always fresh
+    assert "cached up to 60 s" in staff_client.get(URL).content.decode()
+    fresh = staff_client.get(URL + "?refresh=1").context
+    assert not fresh["cached"] and fresh["analyses"]["total"] == 3
+    settings.FEEDMOOD_DASHBOARD_MIN_GROUP = 3  # another threshold never reuses cached groups
+    assert not staff_client.get(URL).context["cached"]
+
+
+def test_cache_can_be_turned_off(staff_client, settings) -> None:
+    settings.FEEDMOOD_DASHBOARD_CACHE_SECONDS = 0
+    staff_client.get(URL)
+    assert not staff_client.get(URL).context["cached"]
 
 
 def test_dashboard_never_shows_a_username(staff_client) -> None:

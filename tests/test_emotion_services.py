@@ -23,7 +23,6 @@ from emotion.fixtures import (  # noqa: F401
 )
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion
 from feedmood import services as core_services
-from tests.factories import PostFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -190,7 +189,7 @@ def test_active_model_is_auto_registered_from_settings(settings, fer_model_dir: 
     assert not ModelVersion.objects.exists()
     version = selectors.active_model_version()
     assert version is not None and version.is_active and version.activated_at
-    assert version.artifact_path == str(fer_model_dir.resolve())
+    assert version.artifact_dir.resolve() == fer_model_dir.resolve()
     assert version.labels == json.loads((fer_model_dir / "model_card.json").read_text())["labels"]
     assert selectors.active_model_version() == version  # no second registration
     assert ModelVersion.objects.count() == 1

@@ -239,3 +239,13 @@ def test_bad_mood_settings_are_400_with_message(world, client_for, body, field):
     assert response.status_code == 400
     messages = response.json()[field]
     assert messages and all(isinstance(m, str) and m for m in messages)
+
+
+def test_user_without_profile_gets_defaults(make_user, client_for):
+    from feedmood.models import Profile
+
+    user = make_user(username="legacy")
+    Profile.objects.filter(user=user).delete()
+    client = client_for(user)
+    assert client.get(FEED).json()["policy"]["name"] == "repair"
+    assert client.get(SETTINGS).json()["mood_strength"] == 0.5

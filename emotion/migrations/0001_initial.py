@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=100, unique=True)),
                 ('labels', models.JSONField(help_text='Canonical label of each output column, in order.')),
-                ('artifact_path', models.CharField(help_text='Directory holding model_card.json.', max_length=500)),
+                ('artifact_path', models.CharField(help_text='Directory holding model_card.json (relative paths are relative to the project).', max_length=500)),
                 ('card', models.JSONField(default=dict, help_text="The artifact's model_card.json.")),
                 ('metrics', models.JSONField(blank=True, default=dict, help_text="The card's PublicTest metrics.")),
                 ('is_active', models.BooleanField(default=False)),

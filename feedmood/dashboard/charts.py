@@ -168,7 +168,7 @@ def _svg_open(cid: str, width: float, height: float, title: str, desc: str, kind
     cls = f"chart chart-{kind}{(' ' + extra_class) if extra_class else ''}"
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="{cls}" id="{cid}" viewBox="0 0 {_n(width)} {_n(height)}" '
-        f'width="100%" preserveAspectRatio="xMidYMid meet" role="img" '
+        f'width="100%" style="max-width: {_n(width)}px" preserveAspectRatio="xMidYMin meet" role="img" '
         f'aria-labelledby="{cid}-title {cid}-desc" font-family="{_e(FONT)}" font-size="11">'
         f'<title id="{cid}-title">{_e(title)}</title><desc id="{cid}-desc">{_e(desc)}</desc>'
     )
@@ -177,8 +177,9 @@ def _svg_open(cid: str, width: float, height: float, title: str, desc: str, kind
 def _hatch(cid: str) -> str:
     return (
         f'<defs><pattern id="{cid}-hatch" patternUnits="userSpaceOnUse" width="6" height="6" '
-        f'patternTransform="rotate(45)"><rect width="6" height="6" fill="{SUPPRESSED_FILL}"/>'
-        f'<line x1="0" y1="0" x2="0" y2="6" stroke="{SUPPRESSED_STROKE}" stroke-width="2"/></pattern></defs>'
+        f'patternTransform="rotate(45)"><rect class="hatch-bg" width="6" height="6" fill="{SUPPRESSED_FILL}"/>'
+        f'<line class="hatch-line" x1="0" y1="0" x2="0" y2="6" stroke="{SUPPRESSED_STROKE}" stroke-width="2"/>'
+        f'</pattern></defs>'
     )
 
 
@@ -391,8 +392,10 @@ def bar_chart(
         w = max(0.0, min(1.0, v / vmax)) * bar_area
         label = value_fmt(v) + (f" {unit}" if unit else "")
         tip = f"{it.label}: {label}" + (f" ({it.note})" if it.note else "")
-        parts.append(f'<rect class="bar" data-value="{_e(v)}" x="{_n(lw)}" y="{_n(by)}" width="{_n(max(w, 1.5))}" '
-                     f'height="{_n(bh)}" rx="3" fill="{_e(it.color)}"><title>{_e(tip)}</title></rect>')
+        if v > 0:
+            parts.append(f'<rect class="bar" data-value="{_e(v)}" x="{_n(lw)}" y="{_n(by)}" '
+                         f'width="{_n(max(w, 1.5))}" height="{_n(bh)}" rx="3" fill="{_e(it.color)}">'
+                         f'<title>{_e(tip)}</title></rect>')
         parts.append(f'<text class="value" x="{_n(lw + w + 6)}" y="{_n(y + row_height / 2 + 4)}" '
                      f'fill="{TEXT_COLOR}">{_e(label)}{(" · " + _e(it.note)) if it.note else ""}</text>')
     parts.append("</g></svg>")

@@ -6,10 +6,13 @@ data (and of feed-policy users) with fewer than :func:`min_group_size`
 distinct users are *suppressed*: their values are dropped before they leave
 this module (see :func:`is_suppressed`).
 
-Queries use ``values()/annotate()`` with ``TruncHour``/``TruncDay`` so they run
-on SQLite and PostgreSQL alike; latency percentiles use PostgreSQL's
-``percentile_cont`` when available and a bounded recent sample in Python
-otherwise (same linear interpolation, so both agree).
+Queries group with ``values()/annotate()`` by a bucket index computed in SQL
+by :func:`bucket_index` (a ``CASE`` over the bucket start times, built in the
+current time zone in Python): the same on SQLite and PostgreSQL, and no
+per-row date function (``TruncHour`` is a Python UDF on SQLite, too slow for
+100k rows).  Latency percentiles use PostgreSQL's ``percentile_cont`` when
+available and a bounded, evenly spread sample in Python otherwise (same linear
+interpolation, so both agree).
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from typing import Any, Iterable, Sequence
 from django.apps import apps
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Aggregate, Avg, Count, FloatField, Min, Q
-from django.db.models.functions import TruncDay, TruncHour
+from django.db.models import Aggregate, Avg, Case, Count, F, FloatField, IntegerField, Min, Q, Value, When
+from django.db.models.functions import Mod
 from django.utils import timezone
 
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion
@@ -35,12 +38,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_MIN_GROUP = 5
 PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 LATENCY_METRICS: tuple[tuple[str, str], ...] = (("queue_wait", "queue_wait_ms"), ("processing", "total_ms"))
-#: Rows read at most for Python-computed percentiles (SQLite): the newest in the window.
-LATENCY_SAMPLE_LIMIT = 20_000
+#: Rows read at most for Python-computed percentiles (SQLite): an evenly spread sample of the window.
+LATENCY_SAMPLE_LIMIT = 50_000
 STATUS_ORDER: tuple[str, ...] = tuple(ImageAnalysis.Status.values)
 #: Celery's Redis transport keeps one list per queue and priority step (kombu's defaults).
 REDIS_PRIORITY_SEP = "\x06\x16"
 REDIS_PRIORITY_STEPS = (0, 3, 6, 9)
+OTHER_LABEL = "other"
 VALENCE_BINS: tuple[tuple[str, float, float], ...] = (
     ("very negative", -1.0, -0.6),
     ("negative", -0.6, -0.2),
@@ -89,9 +93,13 @@ def day_buckets(now: datetime, days: int) -> list[datetime]:
             for i in range(days)]
 
 
-def _key(value: datetime | None) -> float | None:
-    """Bucket key: the UTC timestamp (DB backends return different tzinfo objects for the same instant)."""
-    return value.timestamp() if value is not None else None
+def bucket_index(field_name: str, starts: Sequence[datetime]) -> Case:
+    """SQL ``CASE`` giving the index of the bucket a row's ``field_name`` falls in (the last start <= value).
+
+    Rows before ``starts[0]`` get -1 (filter them out).  Portable: plain comparisons only.
+    """
+    whens = [When(**{f"{field_name}__gte": start}, then=Value(i)) for i, start in reversed(list(enumerate(starts)))]
+    return Case(*whens, default=Value(-1), output_field=IntegerField())
 
 
 # --- Analyses per hour by status -------------------------------------------------------------
@@ -108,19 +116,18 @@ def analyses_per_hour(*, now: datetime | None = None, hours: int = 24) -> Hourly
     """Image analyses created in each of the last ``hours`` hours, by status."""
     now = now or timezone.now()
     buckets = hour_buckets(now, hours)
-    index = {_key(b): i for i, b in enumerate(buckets)}
     counts = {status: [0] * hours for status in STATUS_ORDER}
     rows = (
         ImageAnalysis.objects.filter(created_at__gte=buckets[0], created_at__lte=now)
-        .annotate(hour=TruncHour("created_at"))
-        .values("hour", "status")
+        .annotate(bucket=bucket_index("created_at", buckets))
+        .values("bucket", "status")
         .annotate(n=Count("id"))
         .order_by()
     )
     total = 0
     for row in rows:
-        i = index.get(_key(row["hour"]))
-        if i is None:
+        i = row["bucket"]
+        if not 0 <= i < hours:
             continue
         counts.setdefault(row["status"], [0] * hours)[i] += row["n"]
         total += row["n"]
@@ -180,11 +187,10 @@ def _latency_postgres(start: datetime, now: datetime, buckets: list[datetime]) -
         for name, f in PERCENTILES:
             aggregates[f"{metric}__{name}"] = PercentileCont(column, f)
     base = ImageAnalysis.objects.filter(created_at__gte=start, created_at__lte=now)
-    index = {_key(b): i for i, b in enumerate(buckets)}
     hourly = {m: {p: [None] * len(buckets) for p, _ in PERCENTILES} for m, _ in LATENCY_METRICS}
-    for row in base.annotate(hour=TruncHour("created_at")).values("hour").annotate(**aggregates).order_by():
-        i = index.get(_key(row["hour"]))
-        if i is None:
+    for row in base.annotate(bucket=bucket_index("created_at", buckets)).values("bucket").annotate(**aggregates).order_by():
+        i = row["bucket"]
+        if not 0 <= i < len(buckets):
             continue
         for metric, _ in LATENCY_METRICS:
             for name, _ in PERCENTILES:
@@ -197,21 +203,19 @@ def _latency_postgres(start: datetime, now: datetime, buckets: list[datetime]) -
 
 def _latency_python(start: datetime, now: datetime, buckets: list[datetime], limit: int) -> LatencyReport:
     columns = [c for _, c in LATENCY_METRICS]
-    rows = list(
-        ImageAnalysis.objects.filter(created_at__gte=start, created_at__lte=now)
-        .filter(Q(queue_wait_ms__isnull=False) | Q(total_ms__isnull=False))
-        .order_by("-created_at")
-        .annotate(hour=TruncHour("created_at"))
-        .values_list("hour", *columns)[: limit + 1]
+    timed = ImageAnalysis.objects.filter(created_at__gte=start, created_at__lte=now).filter(
+        Q(queue_wait_ms__isnull=False) | Q(total_ms__isnull=False)
     )
-    sampled = len(rows) > limit
-    rows = rows[:limit]
-    index = {_key(b): i for i, b in enumerate(buckets)}
+    total = timed.count()
+    step = max(1, math.ceil(total / max(limit, 1)))
+    sampled = step > 1
+    if sampled:  # every step-th id: spread evenly over the window, unlike "the newest N"
+        timed = timed.alias(id_mod=Mod(F("id"), step)).filter(id_mod=0)
+    rows = list(timed.order_by().annotate(bucket=bucket_index("created_at", buckets)).values_list("bucket", *columns))
     per_hour: list[list[tuple]] = [[] for _ in buckets]
     for row in rows:
-        i = index.get(_key(row[0]))
-        if i is not None:
-            per_hour[i].append(row)
+        if 0 <= row[0] < len(buckets):
+            per_hour[row[0]].append(row)
     hourly = {m: {p: [None] * len(buckets) for p, _ in PERCENTILES} for m, _ in LATENCY_METRICS}
     overall = {}
     for col, (metric, _) in enumerate(LATENCY_METRICS, start=1):
@@ -220,7 +224,8 @@ def _latency_python(start: datetime, now: datetime, buckets: list[datetime], lim
             for name, _ in PERCENTILES:
                 hourly[metric][name][i] = stats[name]
         overall[metric] = summarize(r[col] for r in rows)
-    method = (f"newest {limit:,} analyses of the window (sample)" if sampled else "every analysis of the window")
+    method = (f"every {step}th of the window's {total:,} timed analyses (sample)" if sampled
+              else "every analysis of the window")
     return LatencyReport(buckets, hourly, overall, method=f"Python, {method}", sampled=sampled)
 
 
@@ -301,24 +306,26 @@ def emotion_distribution(
             analysis__created_at__gte=buckets_at[0],
             analysis__created_at__lte=now,
         )
-        .annotate(day=TruncDay("analysis__created_at"))
+        .annotate(day=bucket_index("analysis__created_at", buckets_at))
         .order_by()
     )
-    index = {_key(b): i for i, b in enumerate(buckets_at)}
+    # One pass over the join: distinct users, readings and one conditional count per label for each day.
+    per_label = {f"n_{i}": Count("id", filter=Q(dominant_emotion=label)) for i, label in enumerate(labels)}
     buckets = [EmotionBucket(b, 0, 0) for b in buckets_at]
-    for row in base.values("day").annotate(users=Count("analysis__owner", distinct=True), n=Count("id")):
-        i = index.get(_key(row["day"]))
-        if i is not None:
-            buckets[i].users, buckets[i].readings = row["users"], row["n"]
-            buckets[i].suppressed = is_suppressed(row["users"], k)
-    shown = {i for i, b in enumerate(buckets) if b.readings and not b.suppressed}
-    if shown:
-        for row in base.values("day", "dominant_emotion").annotate(n=Count("id")):
-            i = index.get(_key(row["day"]))
-            if i in shown:
-                buckets[i].counts[row["dominant_emotion"]] = row["n"]
-                if row["dominant_emotion"] not in labels:
-                    labels.append(row["dominant_emotion"])
+    for row in base.values("day").annotate(users=Count("analysis__owner", distinct=True), n=Count("id"), **per_label):
+        i = row["day"]
+        if not 0 <= i < len(buckets):
+            continue
+        bucket = buckets[i]
+        bucket.users, bucket.readings = row["users"], row["n"]
+        bucket.suppressed = is_suppressed(row["users"], k)
+        if not bucket.suppressed:
+            bucket.counts = {label: row[f"n_{j}"] for j, label in enumerate(labels) if row[f"n_{j}"]}
+            other = bucket.readings - sum(bucket.counts.values())
+            if other > 0:  # a label outside the model's list (should not happen)
+                bucket.counts[OTHER_LABEL] = other
+    if any(OTHER_LABEL in b.counts for b in buckets):
+        labels.append(OTHER_LABEL)
     for b in buckets:
         if b.suppressed:  # nothing about a small group leaves this module
             b.readings, b.users, b.counts = 0, 0, {}
@@ -452,11 +459,10 @@ class ModelSummary:
     accuracy: float | None
     macro_f1: float | None
     ece: float | None
-    ece_label: str
+    ece_label: str  # which ECE of the card: "calibrated, cross-fitted", "uncalibrated", ... or ""
     split: str
     samples: int | None
     per_class_f1: list[tuple[str, float]]
-    readings: int
     analyses_24h: int
 
 
@@ -469,9 +475,9 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
     metrics = version.metrics if isinstance(version.metrics, dict) else {}
     if not metrics and isinstance(version.card, dict) and isinstance(version.card.get("metrics"), dict):
         metrics = version.card["metrics"]
-    ece_keys = (("ece_after_calibration", "ECE (calibrated, cross-fitted)"), ("ece", "ECE"),
-                ("ece_calibrated_in_sample", "ECE (calibrated, in-sample)"), ("ece_uncalibrated", "ECE (uncalibrated)"))
-    ece, ece_label = None, "ECE"
+    ece_keys = (("ece_after_calibration", "calibrated, cross-fitted"), ("ece", ""),
+                ("ece_calibrated_in_sample", "calibrated, in-sample"), ("ece_uncalibrated", "uncalibrated"))
+    ece, ece_label = None, ""
     for key, name in ece_keys:
         ece = _number(metrics.get(key))
         if ece is not None:
@@ -496,7 +502,6 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
         split=str(metrics.get("split") or "PublicTest"),
         samples=int(metrics["n"]) if isinstance(metrics.get("n"), int) else None,
         per_class_f1=per_class_f1,
-        readings=FaceReading.objects.filter(model_version=version).count(),
         analyses_24h=ImageAnalysis.objects.filter(model_version=version, created_at__gte=now - timedelta(hours=24)).count(),
     )
 

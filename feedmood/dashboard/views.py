@@ -2,6 +2,8 @@
 
 Wrapped in ``admin.site.admin_view`` (see ``feedmood/urls.py``): anonymous and
 non-staff users are redirected to ``/admin/login/?next=/admin/dashboard/``.
+The panels that scan many rows are cached for ``FEEDMOOD_DASHBOARD_CACHE_SECONDS``
+(default 60) in Django's cache; ``?refresh=1`` recomputes them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import time
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -22,6 +26,8 @@ from feedmood.dashboard.charts import Item, Series
 
 HOURS = 24
 DAYS = 14
+WIDE = 1240  # natural widths (px) of the charts of a full-width card and of a half-width card
+HALF = 600
 
 
 def _safe(svg: str) -> SafeString:
@@ -56,7 +62,7 @@ def analyses_panel(data: selectors.HourlyStatus) -> dict[str, Any]:
     return {
         "svg": _safe(charts.stacked_bar_chart(
             title=f"Image analyses per hour by status (last {HOURS} h)", categories=_hour_labels(data.hours),
-            series=series, unit="analyses", label_every=3, chart_id="chart-analyses", height=240,
+            series=series, unit="analyses", label_every=2, chart_id="chart-analyses", width=WIDE, height=280,
             empty_message=f"no analyses in the last {HOURS} hours",
         )),  # fmt: skip
         "total": data.total,
@@ -75,7 +81,7 @@ def latency_panel(data: selectors.LatencyReport) -> dict[str, Any]:
         out[f"{metric}_svg"] = _safe(charts.line_chart(
             title=f"{title} latency percentiles per hour (last {HOURS} h)", categories=cats, series=series,
             unit="ms", value_fmt=lambda v: charts.fmt_number(v, 0) if v >= 10 else charts.fmt_number(v, 1),
-            label_every=3, chart_id=f"chart-latency-{metric}", height=210, width=560,
+            label_every=3, chart_id=f"chart-latency-{metric}", height=220, width=620,
             empty_message="no timed analyses in the window",
         ))  # fmt: skip
         stats = data.overall[metric]
@@ -94,13 +100,14 @@ def emotion_panel(data: selectors.EmotionTimeline) -> dict[str, Any]:
     series = [Series(label, [b.counts.get(label, 0) for b in data.buckets], charts.emotion_color(label))
               for label in data.labels]
     if data.model_version is None:
-        svg = charts.empty_chart("Emotion distribution over time", "no active model", chart_id="chart-emotions")
+        svg = charts.empty_chart("Emotion distribution over time", "no active model", chart_id="chart-emotions",
+                                 width=WIDE)
     else:
         svg = charts.stacked_bar_chart(
             title=f"Share of dominant emotions per day (selfie readings, last {DAYS} days)",
             categories=_day_labels([b.start for b in data.buckets]), series=series, normalize=True,
-            suppressed=sup, suppressed_label=_suppressed_label(k), label_every=2, chart_id="chart-emotions",
-            height=260, empty_message=f"no selfie readings by the active model in the last {DAYS} days",
+            suppressed=sup, suppressed_label=_suppressed_label(k), label_every=1, chart_id="chart-emotions",
+            width=WIDE, height=300, empty_message=f"no selfie readings by the active model in the last {DAYS} days",
         )  # fmt: skip
     return {
         "svg": _safe(svg),
@@ -125,7 +132,7 @@ def mood_panel(data: selectors.MoodDistribution) -> dict[str, Any]:
         )),  # fmt: skip
         "valence": _safe(charts.bar_chart(
             title="Current mood valence of consenting users", items=valence_items, unit="users",
-            suppressed_label=sl, chart_id="chart-mood-valence", width=420, label_width=170,
+            suppressed_label=sl, chart_id="chart-mood-valence", width=HALF, label_width=190,
             empty_message="no current moods",
         )),  # fmt: skip
         "unknown": data.unknown,
@@ -144,7 +151,7 @@ def policy_panel(data: selectors.PolicyUsage) -> dict[str, Any]:
     return {
         "svg": _safe(charts.bar_chart(
             title="Feed mood policy of all users", items=items, unit="users", suppressed_label=sl,
-            chart_id="chart-policies", width=560, label_width=210, empty_message="no users",
+            chart_id="chart-policies", width=HALF, label_width=210, empty_message="no users",
         )),  # fmt: skip
         "consenting": data.consenting,
         "suppressed_label": sl,
@@ -160,7 +167,7 @@ def model_panel(summary: selectors.ModelSummary | None) -> dict[str, Any]:
         "versions": selectors.recent_model_versions(),
         "f1_svg": _safe(charts.bar_chart(
             title=f"Per-class F1 of {summary.version.name} on {summary.split}", items=items, max_value=1.0,
-            value_fmt=lambda v: f"{v:.2f}", chart_id="chart-model-f1", width=420, label_width=90,
+            value_fmt=lambda v: f"{v:.2f}", chart_id="chart-model-f1", width=HALF, label_width=90,
             empty_message="the model card has no per-class metrics",
         )),  # fmt: skip
     }
@@ -176,7 +183,7 @@ def backlog_panel(data: selectors.QueueBacklog) -> dict[str, Any]:
         "data": data,
         "svg": _safe(charts.bar_chart(
             title="FER backlog: broker queues and unfinished analyses", items=items, unit="",
-            chart_id="chart-backlog", width=420, label_width=130, empty_message="nothing waiting: the queue is empty",
+            chart_id="chart-backlog", width=HALF, label_width=130, empty_message="nothing waiting: the queue is empty",
         )),  # fmt: skip
         "oldest_age": charts.fmt_ms(oldest_age) if oldest_age is not None else None,
     }
@@ -196,36 +203,69 @@ def rescoring_panel(data: selectors.RescoringPanel) -> dict[str, Any]:
 # --- View --------------------------------------------------------------------------------------------
 
 
-def build_context(*, now: datetime | None = None) -> dict[str, Any]:
-    """Every panel's data and SVG (no request needed: also used by tests and benchmarks)."""
-    now = now or timezone.now()
-    k = selectors.min_group_size()
-    version = selectors.active_model_version()
+CACHE_KEY = "feedmood:admin-dashboard:aggregates:v1"
+
+
+def cache_seconds() -> int:
+    """``settings.FEEDMOOD_DASHBOARD_CACHE_SECONDS`` (default 60; 0 turns the cache off)."""
+    try:
+        return max(0, int(getattr(settings, "FEEDMOOD_DASHBOARD_CACHE_SECONDS", 60)))
+    except (TypeError, ValueError):
+        return 60
+
+
+def heavy_panels(*, now: datetime, min_group: int, version: Any) -> dict[str, Any]:
+    """The panels that scan many rows (analyses, latency, emotions, moods)."""
     return {
-        "now": now,
-        "min_group": k,
-        "hours": HOURS,
-        "days": DAYS,
+        "computed_at": now,
         "analyses": analyses_panel(selectors.analyses_per_hour(now=now, hours=HOURS)),
         "latency": latency_panel(selectors.latency_percentiles(now=now, hours=HOURS)),
         "emotions": emotion_panel(selectors.emotion_distribution(now=now, days=DAYS, model_version=version,
-                                                                 min_group=k)),
-        "mood": mood_panel(selectors.mood_distribution(now=now, min_group=k)),
+                                                                 min_group=min_group)),
+        "mood": mood_panel(selectors.mood_distribution(now=now, min_group=min_group)),
+    }
+
+
+def build_context(*, now: datetime | None = None, use_cache: bool = False) -> dict[str, Any]:
+    """Every panel's data and SVG (no request needed: also used by tests and benchmarks).
+
+    With ``use_cache`` the heavy panels come from Django's cache when they are
+    younger than :func:`cache_seconds` (same minimum group size and active
+    model); the cheap panels are always fresh.
+    """
+    now = now or timezone.now()
+    k = selectors.min_group_size()
+    version = selectors.active_model_version()
+    ttl = cache_seconds() if use_cache else 0
+    heavy = cache.get(CACHE_KEY) if ttl else None
+    if not heavy or heavy.get("min_group") != k or heavy.get("version_id") != getattr(version, "pk", None):
+        heavy = {**heavy_panels(now=now, min_group=k, version=version), "min_group": k,
+                 "version_id": getattr(version, "pk", None)}
+        if ttl:
+            cache.set(CACHE_KEY, heavy, ttl)
+    return {
+        **heavy,
+        "now": now,
+        "cached": heavy["computed_at"] != now,
+        "min_group": k,
+        "hours": HOURS,
+        "days": DAYS,
         "policies": policy_panel(selectors.policy_usage(min_group=k)),
         "model": model_panel(selectors.model_summary(version, now=now)),
         "backlog": backlog_panel(selectors.queue_backlog()),
         "rescoring": rescoring_panel(selectors.rescoring_jobs()),
+        "cache_seconds": ttl,
     }
 
 
 def dashboard_view(request: HttpRequest) -> HttpResponse:
-    """Staff-only (wrap with ``admin.site.admin_view``)."""
+    """Staff-only (wrap with ``admin.site.admin_view``); ``?refresh=1`` recomputes the cached aggregates."""
     started = time.perf_counter()
     context = {
         **admin.site.each_context(request),
         "title": "Dashboard",
         "subtitle": None,
-        **build_context(),
+        **build_context(use_cache="refresh" not in request.GET),
     }
     context["build_ms"] = (time.perf_counter() - started) * 1000
     return TemplateResponse(request, "admin/dashboard.html", context)

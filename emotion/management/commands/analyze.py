@@ -45,7 +45,7 @@ class Command(BaseCommand):
             version = selectors.active_model_version()
             if version is None:
                 raise CommandError("No active model version: pass --model PATH or run register_model --activate.")
-            return get_classifier(version.artifact_path)
+            return get_classifier(version.artifact_dir)
         except (OSError, ValueError) as exc:
             raise CommandError(f"Cannot load the model: {exc}") from None
 
