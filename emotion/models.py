@@ -142,3 +142,63 @@ class FaceReading(models.Model):
 
     def __str__(self) -> str:
         return f"FaceReading({self.analysis_id}#{self.face_index}: {self.dominant_emotion})"
+
+
+class RescoringJob(models.Model):
+    """Re-analysis of the stored images with ``model_version`` before it becomes the active model.
+
+    Analyses are walked in id order by ``parallelism`` lanes (lane ``i`` takes
+    ids with ``id % parallelism == i``), ``chunk_size`` at a time.  Each lane
+    keeps the id it last processed in ``lanes``, so a re-run continues where it
+    stopped; ``cursor`` is the smallest of them (every eligible analysis with
+    ``id <= cursor`` is done).  ``total`` is the estimate taken at the start and
+    is exact (``done + failed``) once the job completed.  See ``emotion.rescoring``.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    OPEN_STATUSES = (Status.PENDING, Status.RUNNING)
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="rescoring_jobs")
+    previous_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The active version when the job started (stays active until the job completes).",
+    )  # fmt: skip
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0, help_text="Analyses scored by the new version (faces or none).")
+    failed = models.PositiveIntegerField(default=0, help_text="Analyses the new version could not score.")
+    cursor = models.BigIntegerField(default=0, help_text="Every eligible analysis with an id up to this is processed.")
+    lanes = models.JSONField(default=list, help_text='Per lane: {"cursor": last processed id, "finished": bool}.')
+    chunk_size = models.PositiveIntegerField(default=32)
+    parallelism = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last time a chunk committed progress.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                models.Value(1), condition=Q(status__in=["pending", "running"]), name="rescoringjob_single_open"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"RescoringJob({self.pk}, {self.model_version_id}, {self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+    @property
+    def progress(self) -> float:
+        """Share of ``total`` processed, 0..1."""
+        return min(1.0, (self.done + self.failed) / self.total) if self.total else (1.0 if not self.is_open else 0.0)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 
-from emotion.models import FaceReading, ImageAnalysis, ModelVersion
+from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
 
 logger = logging.getLogger(__name__)
 
@@ -91,3 +92,33 @@ def analyses_for_export(*, user: AbstractBaseUser) -> QuerySet[ImageAnalysis]:
         .prefetch_related(Prefetch("readings", queryset=readings))
         .order_by("created_at", "id")
     )
+
+
+# --- Batch rescoring ------------------------------------------------------------------------
+
+
+def rescorable_analyses() -> QuerySet[ImageAnalysis]:
+    """Analyses whose image is still stored, so a new model version can score them again.
+
+    Post images (read in place) always; selfies only while
+    ``FEEDMOOD_RETAIN_SELFIES`` is on and their file is kept.  Selfies that were
+    not retained cannot be rescored.
+    """
+    stored = Q(source=ImageAnalysis.Source.POST, post__isnull=False) & ~Q(post__image="")
+    if settings.FEEDMOOD_RETAIN_SELFIES:
+        stored |= Q(source=ImageAnalysis.Source.SELFIE) & ~Q(image="")
+    return ImageAnalysis.objects.filter(stored)
+
+
+def rescoring_job_open() -> RescoringJob | None:
+    """The pending or running rescoring job, if any (there is at most one)."""
+    return (
+        RescoringJob.objects.select_related("model_version", "previous_version")
+        .filter(status__in=RescoringJob.OPEN_STATUSES)
+        .first()
+    )
+
+
+def rescoring_jobs_recent(*, limit: int = 10) -> list[RescoringJob]:
+    """The newest rescoring jobs, newest first."""
+    return list(RescoringJob.objects.select_related("model_version", "previous_version").order_by("-pk")[:limit])

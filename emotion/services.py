@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +25,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from emotion import pipeline, selectors, signals
@@ -78,12 +80,28 @@ def public_test_metrics(card: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-@transaction.atomic
 def model_version_activate(version: ModelVersion) -> ModelVersion:
-    """Make ``version`` the only active model; new analyses use it.
+    """Make ``version`` the active model, after rescoring the stored images with it.
 
-    Kept as the single entry point for activation so a later issue can add
-    batch rescoring of existing images here.  Sends ``model_activated`` on commit.
+    With no active version (fresh install) it is switched to at once.  Otherwise
+    a ``RescoringJob`` re-analyses the stored images with ``version`` on the
+    ``batch`` queue and the switch happens when it completes (at once if there
+    is nothing to rescore); see ``emotion.rescoring.rescoring_start``, which
+    also returns the job.  Returns ``version`` (check ``is_active``).
+    """
+    from emotion import rescoring
+
+    rescoring.rescoring_start(version)
+    version.refresh_from_db(fields=["is_active", "activated_at"])
+    return version
+
+
+@transaction.atomic
+def model_version_switch(version: ModelVersion) -> ModelVersion:
+    """Make ``version`` the only active model right now; new analyses use it.
+
+    No rescoring: use ``model_version_activate``.  Sends ``model_activated`` on
+    commit (the recommender then switches moods and post affect to ``version``).
     """
     list(ModelVersion.objects.select_for_update().filter(is_active=True))  # serialise activations
     ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
@@ -271,15 +289,19 @@ def _claim(analysis_id: int, version: ModelVersion | None) -> ImageAnalysis | No
         return analysis
 
 
-def analysis_run(analysis_id: int, *, model_version: ModelVersion | None = None) -> ImageAnalysis | None:
+def analysis_run(
+    analysis_id: int, *, model_version: ModelVersion | None = None, notify: bool = True
+) -> ImageAnalysis | None:
     """Run the FER pipeline for one analysis and store its readings.
 
     Idempotent: an analysis already final for the model version is left
     alone, and readings for ``(analysis, model_version)`` are replaced in one
     transaction, so redelivered or repeated tasks never duplicate them.  Bad
     input ends as ``failed`` / ``no_face`` (never an exception); database
-    errors propagate so the task can retry.  Returns the analysis, or
-    ``None`` if it was already final or no longer exists.
+    errors propagate so the task can retry.  Readings of other model versions
+    are kept.  ``notify=False`` (batch rescoring) does not send
+    ``analysis_finished``.  Returns the analysis, or ``None`` if it was
+    already final or no longer exists.
     """
     version = model_version or selectors.active_model_version()
     claimed = _claim(analysis_id, version)
@@ -287,7 +309,7 @@ def analysis_run(analysis_id: int, *, model_version: ModelVersion | None = None)
         return None
     if version is None:
         return _finish(
-            claimed, None, None,
+            claimed, None, None, notify=notify,
             error="No emotion model is installed: register one with `manage.py register_model PATH --activate`.",
         )  # fmt: skip
 
@@ -303,7 +325,13 @@ def analysis_run(analysis_id: int, *, model_version: ModelVersion | None = None)
         logger.exception("Emotion analysis %s failed unexpectedly", analysis_id)
         error = f"Internal error while analysing the image ({type(exc).__name__})."
     elapsed_ms = (timezone.now() - started).total_seconds() * 1000.0
-    return _finish(claimed, version, result, error=error, elapsed_ms=elapsed_ms)
+    analysis = _finish(claimed, version, result, error=error, elapsed_ms=elapsed_ms, notify=notify)
+    if model_version is None and analysis is not None:
+        current = ModelVersion.objects.filter(is_active=True).first()
+        if current is not None and current.pk != version.pk:
+            # A batch rescoring switched models while we worked: score with the new one as well.
+            return analysis_run(analysis_id, model_version=current, notify=notify)
+    return analysis
 
 
 def _finish(
@@ -313,6 +341,7 @@ def _finish(
     *,
     error: str = "",
     elapsed_ms: float | None = None,
+    notify: bool = True,
 ) -> ImageAnalysis | None:
     """Store the outcome atomically; send ``analysis_finished`` and drop the selfie on commit."""
     with transaction.atomic():
@@ -360,7 +389,8 @@ def _finish(
         analysis.save()
         if selfie_name:
             run_on_commit(lambda: _delete_file_quietly(selfie_name))
-        run_on_commit(lambda: signals.analysis_finished.send(sender=ImageAnalysis, analysis=analysis))
+        if notify:
+            run_on_commit(lambda: signals.analysis_finished.send(sender=ImageAnalysis, analysis=analysis))
     return analysis
 
 
@@ -453,6 +483,34 @@ def timings_of(analysis: ImageAnalysis) -> dict[str, float | None]:
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def selfies_prune_expired(*, now: Any = None, batch_size: int = 500) -> int:
+    """Delete stored raw selfies that are no longer needed; returns how many.
+
+    A selfie file goes when it is older than ``FEEDMOOD_SELFIE_RETENTION_HOURS``
+    (whether or not selfies are retained), and, with retention off, as soon as
+    its analysis is final (normally done right away by ``_finish``; this
+    catches files whose deletion failed).  The field is cleared in the same
+    transaction and the files are deleted after commit.  Run hourly by beat.
+    """
+    now = now or timezone.now()
+    expired = Q(created_at__lt=now - timedelta(hours=settings.FEEDMOOD_SELFIE_RETENTION_HOURS))
+    if not settings.FEEDMOOD_RETAIN_SELFIES:
+        expired |= Q(status__in=ImageAnalysis.FINAL_STATUSES)
+    candidates = ImageAnalysis.objects.filter(source=ImageAnalysis.Source.SELFIE).exclude(image="").filter(expired)
+    pruned = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                candidates.select_for_update(skip_locked=True).order_by("pk").values_list("pk", "image")[:batch_size]
+            )
+            if not rows:
+                return pruned
+            ImageAnalysis.objects.filter(pk__in=[pk for pk, _ in rows]).update(image="")
+            names = [name for _, name in rows]
+            run_on_commit(lambda names=names: [_delete_file_quietly(name) for name in names])
+        pruned += len(rows)
 
 
 def analysis_deleted(*, analysis: ImageAnalysis) -> None:

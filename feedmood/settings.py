@@ -14,7 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from feedmood.env import env_bool, env_int, env_list, env_str
+from feedmood.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -226,7 +226,13 @@ CELERY_ENABLE_UTC = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = (Queue("default"), Queue("fer"), Queue("batch"))
 # Other apps add their routes here (e.g. "recommender.tasks.rescore_*": batch).
-CELERY_TASK_ROUTES = {"emotion.tasks.*": {"queue": "fer"}}
+CELERY_TASK_ROUTES = {
+    "emotion.tasks.*": {"queue": "fer"},
+    # Exact names win over the pattern: batch rescoring and housekeeping never delay interactive analyses.
+    "emotion.tasks.rescore_chunk": {"queue": "batch"},
+    "emotion.tasks.resume_stalled_rescoring_jobs": {"queue": "batch"},
+    "emotion.tasks.prune_expired_selfies": {"queue": "batch"},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -237,10 +243,29 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Must exceed the longest task so late-acked messages are not redelivered early.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Synced into django-celery-beat's PeriodicTask table when `celery -A feedmood beat` starts.
+CELERY_BEAT_SCHEDULE = {
+    "emotion.resume-stalled-rescoring-jobs": {
+        "task": "emotion.tasks.resume_stalled_rescoring_jobs",
+        "schedule": float(env_int("FEEDMOOD_RESCORING_RESUME_EVERY_SECONDS", 300)),
+    },
+    "emotion.prune-expired-selfies": {
+        "task": "emotion.tasks.prune_expired_selfies",
+        "schedule": float(env_int("FEEDMOOD_SELFIE_PRUNE_EVERY_SECONDS", 3600)),
+    },
+}
 
 # --- FeedMood ---------------------------------------------------------------------------
 
 FEEDMOOD_RETAIN_SELFIES = env_bool("FEEDMOOD_RETAIN_SELFIES", False)
+# Raw selfie files older than this are deleted by the hourly prune task (even when retained).
+FEEDMOOD_SELFIE_RETENTION_HOURS = env_int("FEEDMOOD_SELFIE_RETENTION_HOURS", 30 * 24)
+# Batch rescoring after a model activation (emotion.rescoring): analyses per chunk task, parallel lanes,
+# minutes without progress before beat re-enqueues a job, and the failure share that aborts the switch.
+FEEDMOOD_RESCORING_CHUNK_SIZE = env_int("FEEDMOOD_RESCORING_CHUNK_SIZE", 16)
+FEEDMOOD_RESCORING_PARALLELISM = env_int("FEEDMOOD_RESCORING_PARALLELISM", 2)
+FEEDMOOD_RESCORING_STALL_MINUTES = env_int("FEEDMOOD_RESCORING_STALL_MINUTES", 15)
+FEEDMOOD_RESCORING_MAX_FAILED_RATIO = env_float("FEEDMOOD_RESCORING_MAX_FAILED_RATIO", 0.5)
 FEEDMOOD_MODEL_DIR = Path(env_str("FEEDMOOD_MODEL_DIR", str(BASE_DIR / "ml" / "artifacts" / "ferplus")))
 FEEDMOOD_MAX_UPLOAD_BYTES = env_int("FEEDMOOD_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
 FEEDMOOD_MAX_IMAGE_PIXELS = env_int("FEEDMOOD_MAX_IMAGE_PIXELS", 40_000_000)

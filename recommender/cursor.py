@@ -55,7 +55,7 @@ class Cursor:
         m = self.mood
         mood = "u" if m is None else f"{m.label}:{m.valence:.6f}:{m.arousal:.6f}:{m.confidence:.6f}"
         return (
-            f"recommender:feed:{self.user_id}:{self.snapshot_ms}:{self.policy}:"
+            f"feed:{self.user_id}:{self.snapshot_ms}:{self.policy}:"
             f"{self.strength:.6f}:{self.page_size}:{mood}"
         )
 

@@ -111,7 +111,7 @@ def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[
 
 def _snapshot_rows(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[Any, ...]]:
     """The snapshot's ranked rows (``Entry`` fields), from the cache or ranked now and cached."""
-    key = cur.snapshot_key()
+    key = f"{selectors.cache_namespace()}:{cur.snapshot_key()}"
     rows = cache.get(key)
     if rows is None:
         rows = rank_snapshot(user=user, cur=cur)

@@ -287,6 +287,12 @@ def _affects_for(post_ids: list[int]) -> dict[int, Affect]:
     return out
 
 
+def cache_namespace() -> str:
+    """Cache key prefix naming this database, so two databases sharing one Redis
+    (dev, tests, benchmarks) never read each other's post ids."""
+    return f"recommender:{connection.settings_dict.get('NAME')}"
+
+
 def popular_candidates(*, as_of: datetime) -> list[Candidate]:
     """Top ``POPULAR_COUNT`` posts by likes of the last ``POPULAR_WINDOW_HOURS``.
 
@@ -295,7 +301,7 @@ def popular_candidates(*, as_of: datetime) -> list[Candidate]:
     """
     ttl = conf.get("POPULAR_CACHE_SECONDS")
     bucket = int(as_of.timestamp() // ttl)
-    key = f"recommender:popular:{bucket}:{conf.get('POPULAR_COUNT')}:{conf.get('POPULAR_WINDOW_HOURS')}"
+    key = f"{cache_namespace()}:popular:{bucket}:{conf.get('POPULAR_COUNT')}:{conf.get('POPULAR_WINDOW_HOURS')}"
     rows: list[tuple[Any, ...]] | None = cache.get(key)
     if rows is None:
         bucket_end = datetime.fromtimestamp((bucket + 1) * ttl, tz=as_of.tzinfo or timezone.utc)

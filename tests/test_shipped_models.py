@@ -1,0 +1,54 @@
+"""The models FeedMood ships: they load through ml.runtime and still score what their cards record."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml import data as D
+from ml.labels import FER2013_LABELS, FERPLUS_LABELS
+from ml.runtime import EmotionClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = {"ferplus": FERPLUS_LABELS, "fer2013": FER2013_LABELS}
+TOLERANCE = 0.01  # int8 kernels may differ in the last bits across CPUs
+
+
+def shared_data() -> Path | None:
+    candidates = [os.environ.get("FEEDMOOD_FER_DATA"), ROOT.parent / "shared" / "data" / "fer2013", "/work/shared/data/fer2013"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "fer2013.csv.gz").is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(ARTIFACTS))
+def test_artifact_loads_and_gives_calibrated_probabilities(name: str) -> None:
+    clf = EmotionClassifier.load(ROOT / "ml" / "artifacts" / name)
+    assert clf.labels == ARTIFACTS[name]
+    faces = np.random.default_rng(0).integers(0, 256, size=(70, 48, 48), dtype=np.uint8)
+    probs = clf.predict_proba(faces)
+    assert probs.shape == (70, len(ARTIFACTS[name])) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    card = json.loads((ROOT / "ml" / "artifacts" / name / "model_card.json").read_text())
+    for key in ("accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix"):
+        assert key in card["metrics"], key
+    assert card["reproduce"] and card["training"]["train_wall_seconds_all_phases"] > 0
+
+
+@pytest.mark.parametrize("name", sorted(ARTIFACTS))
+def test_artifact_keeps_recorded_accuracy_on_fixed_publictest_slice(name: str) -> None:
+    data_dir = shared_data()
+    if data_dir is None:
+        pytest.skip("FER-2013 data not present (set FEEDMOOD_FER_DATA)")
+    path = ROOT / "ml" / "artifacts" / name
+    recorded = json.loads((path / "model_card.json").read_text())["regression_slice"]
+    split = D.load_split(data_dir, recorded["label_mode"], recorded["split"])
+    head = D.head_for(recorded["label_mode"])
+    rows = recorded["rows"]
+    probs = EmotionClassifier.load(path).predict_proba(split.images[:rows])
+    accuracy = float((probs.argmax(1) == split.targets[head][:rows].argmax(1)).mean())
+    assert accuracy == pytest.approx(recorded["accuracy"], abs=TOLERANCE)
