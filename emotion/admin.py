@@ -1,4 +1,4 @@
-"""Admin for emotion analysis: model versions, analyses and (read-only) readings."""
+"""Admin for emotion analysis: model versions, rescoring jobs, analyses and (read-only) readings."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
-from emotion import services
-from emotion.models import FaceReading, ImageAnalysis, ModelVersion
+from emotion import rescoring
+from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
 
 
 class ReadOnlyMixin:
@@ -42,13 +43,58 @@ class ModelVersionAdmin(admin.ModelAdmin):
         value = (obj.metrics or {}).get("accuracy")
         return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
-    @admin.action(description="Activate the selected model version")
+    @admin.action(description="Activate the selected model version (rescores the stored images first)")
     def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model version to activate.", messages.ERROR)
             return
-        version = services.model_version_activate(queryset.get())
-        self.message_user(request, f"{version.name} is now the active model.", messages.SUCCESS)
+        version = queryset.get()
+        job = rescoring.rescoring_start(version)
+        version.refresh_from_db()
+        if version.is_active:
+            self.message_user(request, f"{version.name} is now the active model.", messages.SUCCESS)
+        elif job is not None and job.is_open:
+            previous = job.previous_version.name if job.previous_version else "the current model"
+            self.message_user(
+                request,
+                f"Rescoring job #{job.pk} started: {job.total} stored images are re-analysed with {version.name}; "
+                f"{previous} stays active until it completes.",
+                messages.SUCCESS,
+            )
+        else:
+            error = job.error if job is not None else ""
+            self.message_user(request, f"{version.name} was not activated. {error}".strip(), messages.ERROR)
+
+
+@admin.register(RescoringJob)
+class RescoringJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "id", "model_version", "previous_version", "status", "progress_bar", "total", "done", "failed",
+        "created_at", "started_at", "finished_at", "heartbeat_at",
+    )  # fmt: skip
+    list_filter = ("status", "model_version", "created_at")
+    list_select_related = ("model_version", "previous_version")
+    date_hierarchy = "created_at"
+    readonly_fields = [field.name for field in RescoringJob._meta.fields]
+    actions = ["cancel", "resume"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj: RescoringJob) -> str:
+        percent = round(obj.progress * 100)
+        return format_html('<progress max="100" value="{}"></progress> {}%', percent, percent)
+
+    @admin.action(description="Cancel the selected open jobs (the active model stays)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[RescoringJob]) -> None:
+        jobs = [rescoring.rescoring_cancel(job) for job in queryset.filter(status__in=RescoringJob.OPEN_STATUSES)]
+        self.message_user(request, f"Cancelled {len(jobs)} rescoring job(s).", messages.SUCCESS)
+
+    @admin.action(description="Resume the selected open jobs (re-enqueue their chunks)")
+    def resume(self, request: HttpRequest, queryset: QuerySet[RescoringJob]) -> None:
+        lanes = sum(rescoring.rescoring_resume(job.pk) for job in queryset)
+        self.message_user(request, f"Re-enqueued {lanes} chunk(s).", messages.SUCCESS)
 
 
 class FaceReadingInline(admin.TabularInline):

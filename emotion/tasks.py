@@ -1,4 +1,4 @@
-"""Celery tasks of the emotion app (routed to the ``fer`` queue).
+"""Celery tasks of the emotion app (``fer`` queue; rescoring and housekeeping on ``batch``).
 
 Tasks are thin: they call a service.  Bad input is a *result* (the analysis
 ends ``failed``/``no_face``); only transient infrastructure errors (database
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import asdict
 from typing import Any
 
 from celery import Task, shared_task
@@ -18,7 +19,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from emotion import pipeline, services
+from emotion import pipeline, rescoring, services
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,45 @@ def analyze_image(self: Task, analysis_id: int) -> str | None:
     """Analyse one image; returns the final status (``None`` if nothing was to be done)."""
     analysis = services.analysis_run(analysis_id)
     return analysis.status if analysis is not None else None
+
+
+# A chunk is ~chunk_size analyses: far below this, but the global 60 s soft limit must not cut one short.
+RESCORE_SOFT_TIME_LIMIT = 600
+
+
+@shared_task(
+    bind=True,
+    name="emotion.tasks.rescore_chunk",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=RESCORE_SOFT_TIME_LIMIT,
+    time_limit=RESCORE_SOFT_TIME_LIMIT + 60,
+)
+def rescore_chunk(self: Task, job_id: int, lane: int = 0) -> dict[str, Any]:
+    """Score one chunk of a rescoring job's lane, then queue the lane's next chunk (``batch`` queue)."""
+    result = rescoring.rescoring_run_chunk(job_id, lane)
+    while result.more and self.request.is_eager:  # embedded mode: loop rather than recurse
+        result = rescoring.rescoring_run_chunk(job_id, lane)
+    if result.more:
+        rescore_chunk.apply_async(args=(job_id, lane))  # progress is committed: safe to chain
+    return asdict(result)
+
+
+@shared_task(name="emotion.tasks.resume_stalled_rescoring_jobs")
+def resume_stalled_rescoring_jobs() -> list[int]:
+    """Beat: re-enqueue the lanes of rescoring jobs without progress for a while; returns their ids."""
+    return rescoring.rescoring_resume_stalled()
+
+
+@shared_task(name="emotion.tasks.prune_expired_selfies")
+def prune_expired_selfies() -> int:
+    """Beat: delete raw selfie files past their retention; returns how many."""
+    return services.selfies_prune_expired()
 
 
 @worker_process_init.connect(dispatch_uid="emotion.worker_child_init")

@@ -171,7 +171,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "feedmood.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -232,6 +232,7 @@ CELERY_TASK_ROUTES = {
     "emotion.tasks.rescore_chunk": {"queue": "batch"},
     "emotion.tasks.resume_stalled_rescoring_jobs": {"queue": "batch"},
     "emotion.tasks.prune_expired_selfies": {"queue": "batch"},
+    "emotion.housekeeping.requeue_stale_analyses": {"queue": "batch"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -242,12 +243,17 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Must exceed the longest task so late-acked messages are not redelivered early.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_IMPORTS = ("emotion.housekeeping",)  # tasks outside tasks.py modules
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Synced into django-celery-beat's PeriodicTask table when `celery -A feedmood beat` starts.
 CELERY_BEAT_SCHEDULE = {
     "emotion.resume-stalled-rescoring-jobs": {
         "task": "emotion.tasks.resume_stalled_rescoring_jobs",
         "schedule": float(env_int("FEEDMOOD_RESCORING_RESUME_EVERY_SECONDS", 300)),
+    },
+    "emotion.requeue-stale-analyses": {
+        "task": "emotion.housekeeping.requeue_stale_analyses",
+        "schedule": float(env_int("FEEDMOOD_REQUEUE_STALE_EVERY_SECONDS", 300)),
     },
     "emotion.prune-expired-selfies": {
         "task": "emotion.tasks.prune_expired_selfies",

@@ -19,6 +19,9 @@ class RecommenderConfig(AppConfig):
         emotion_signals.analysis_finished.connect(
             receivers.on_analysis_finished, dispatch_uid="recommender.analysis_finished"
         )
+        emotion_signals.model_activated.connect(
+            receivers.on_model_activated, dispatch_uid="recommender.model_activated"
+        )
         emotion_signals.readings_erased.connect(receivers.on_readings_erased, dispatch_uid="recommender.readings_erased")
         social_signals.consent_withdrawn.connect(
             receivers.on_consent_withdrawn, dispatch_uid="recommender.consent_withdrawn"

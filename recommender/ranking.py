@@ -245,6 +245,8 @@ def explain(delta: float, affect: Affect, mood: Mood, policy: Policy) -> str:
         return BASE_REASON
     verb = "lifted" if delta > 0 else "lowered"
     tone, adj = content_tone(affect), mood_adjective(mood)
+    if policy == Policy.REPAIR and mood_kind(mood) == MoodKind.LOW and delta > 0:
+        tone = "uplifting"  # repair acts on valence alone for low moods: name that, not the arousal
     if policy == Policy.CONGRUENT:
         relation = "matches" if delta > 0 else "clashes with"
         return f"{verb}: {tone} content that {relation} your {adj} mood"

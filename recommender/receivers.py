@@ -5,7 +5,10 @@
 - ``emotion.signals.readings_erased`` and ``feedmood.signals.consent_withdrawn``
   -> erase moods and face affect inferred from the user's images, at once;
 - ``post_save`` of a Profile whose consent or half-life changed -> recompute
-  the stored mood after commit.
+  the stored mood after commit;
+- ``emotion.signals.model_activated`` (a batch rescoring completed, or the
+  first model was installed) -> switch every mood and post affect to the new
+  version's readings (``recompute_all`` on the ``batch`` queue).
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ from recommender import services
 
 def on_analysis_finished(sender: Any, analysis: Any, **kwargs: Any) -> None:
     services.on_analysis_finished(analysis=analysis)
+
+
+def on_model_activated(sender: Any, version: Any, **kwargs: Any) -> None:
+    from recommender import tasks
+
+    enqueue_on_commit(tasks.recompute_all_task, version.pk)
 
 
 def on_readings_erased(sender: Any, user: Any, **kwargs: Any) -> None:

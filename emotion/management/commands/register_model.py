@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from emotion import services
+from emotion import selectors, services
 
 
 class Command(BaseCommand):
@@ -25,6 +25,9 @@ class Command(BaseCommand):
             raise CommandError(" ".join(exc.messages)) from None
         verb = "Registered" if created else "Already registered"
         state = "active" if version.is_active else "inactive"
+        job = selectors.rescoring_job_open() if activate and not version.is_active else None
+        if job is not None and job.model_version_id == version.pk:
+            state = f"inactive until rescoring job {job.pk} completes"
         self.stdout.write(
             self.style.SUCCESS(f"{verb} {version.name} ({len(version.labels)} labels, {state}) at {version.artifact_path}")
         )

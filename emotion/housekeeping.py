@@ -1,0 +1,75 @@
+"""Housekeeping of the emotion queue: re-enqueue analyses whose task was lost.
+
+A task message can disappear without the analysis ever reaching a final
+state: Redis restarted without persistence (``--save '' --appendonly no``)
+drops queued and unacknowledged messages; a hard time-limit kill after the
+claim; a crash between the commit and ``enqueue_on_commit``.  Periodic
+``requeue_stale_analyses`` (beat, see ``CELERY_BEAT_SCHEDULE``) finds
+analyses stuck in ``pending`` / ``processing`` for too long and enqueues them
+again.  Safe because ``analysis_run`` is idempotent: a final analysis is a
+no-op and readings are replaced per (analysis, model version), never added.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from emotion.models import ImageAnalysis
+
+logger = logging.getLogger(__name__)
+
+
+def _default_pending_seconds() -> int:
+    return int(getattr(settings, "FEEDMOOD_STALE_PENDING_SECONDS", 600))
+
+
+def _default_processing_seconds() -> int:
+    # Longer than the hard time limit: a task still running cannot be mistaken for a lost one.
+    return int(getattr(settings, "FEEDMOOD_STALE_PROCESSING_SECONDS", 2 * int(settings.CELERY_TASK_TIME_LIMIT) + 60))
+
+
+def stale_analyses(
+    *, pending_seconds: float | None = None, processing_seconds: float | None = None, now=None
+) -> list[int]:
+    """Ids of analyses pending or processing for longer than the thresholds, oldest first."""
+    now = now or timezone.now()
+    pending_before = now - timedelta(seconds=_default_pending_seconds() if pending_seconds is None else pending_seconds)
+    processing_before = now - timedelta(
+        seconds=_default_processing_seconds() if processing_seconds is None else processing_seconds
+    )
+    stale = ImageAnalysis.objects.filter(
+        Q(status=ImageAnalysis.Status.PENDING, created_at__lte=pending_before)
+        | Q(status=ImageAnalysis.Status.PROCESSING, started_at__lte=processing_before)
+    ).order_by("created_at", "pk")
+    return list(stale.values_list("pk", flat=True))
+
+
+def analyses_requeue_stale(
+    *,
+    pending_seconds: float | None = None,
+    processing_seconds: float | None = None,
+    queue: str | None = None,
+    limit: int = 1000,
+) -> list[int]:
+    """Enqueue ``analyze_image`` again for stale analyses; returns the ids enqueued."""
+    from emotion.tasks import analyze_image
+
+    ids = stale_analyses(pending_seconds=pending_seconds, processing_seconds=processing_seconds)[:limit]
+    for analysis_id in ids:
+        options = {"queue": queue} if queue else {}
+        analyze_image.apply_async(args=[analysis_id], **options)
+    if ids:
+        logger.warning("Re-enqueued %d stale emotion analyses: %s", len(ids), ids[:20])
+    return ids
+
+
+@shared_task(name="emotion.housekeeping.requeue_stale_analyses", ignore_result=True)
+def requeue_stale_analyses(pending_seconds: float | None = None, processing_seconds: float | None = None) -> int:
+    """Periodic (beat): re-enqueue analyses whose task message was lost."""
+    return len(analyses_requeue_stale(pending_seconds=pending_seconds, processing_seconds=processing_seconds))

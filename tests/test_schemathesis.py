@@ -1,0 +1,46 @@
+"""The OpenAPI schema through schemathesis against the live server (issue #8).
+
+Every operation in ``/api/schema/`` gets schema-generated (and negative)
+requests, authenticated as a real user with emotion consent; the check is
+``not_a_server_error``: no 5xx, whatever the input.  Bounded: a few examples
+per operation.
+"""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings as hsettings
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture
+def api_schema(live_server, transactional_db, make_user, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
+                               "DEFAULT_THROTTLE_RATES": {"user": "100000/min", "anon": "100000/min", "uploads": "100000/min"}}
+    from rest_framework.authtoken.models import Token
+
+    user = make_user(username="fuzzer", emotion_consent=True)
+    other = make_user(username="bob")
+    token, _ = Token.objects.get_or_create(user=user)
+    from feedmood import services
+
+    services.post_create(author=other, text="a post to like")
+    schema = schemathesis.openapi.from_url(f"{live_server.url}/api/schema/")
+    schema.config.headers = {"Authorization": f"Token {token.key}"}
+    return schema
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@hsettings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_api_never_5xx(case) -> None:
+    from schemathesis.checks import not_a_server_error
+
+    response = case.call(headers={"Authorization": case.operation.schema.config.headers["Authorization"]})
+    case.validate_response(response, checks=[not_a_server_error])
+    if case.method.upper() == "GET" and case.path == "/api/me/":
+        assert response.status_code == 200, "the token header was not sent"
