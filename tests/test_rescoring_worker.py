@@ -64,11 +64,15 @@ def test_full_rescoring_job_through_a_real_worker(celery_worker_process, v1, v2,
     fan = make_user(username="fan", emotion_consent=True)
     analyses = [rf.post_analysis(author, kind) for kind in ("one", "three", "none", "one", "one", "one", "one", "one")]
     analyses += [rf.selfie_analysis(fan), rf.selfie_analysis(fan)]
+    # The seeding's own mood/affect updates (default queue) land first: only the switch is under test.
+    wait_for(lambda: PostAffect.objects.filter(model_version=v1).count() == 8, 30, "post affect with v1", worker.log)
+    wait_for(lambda: MoodState.objects.filter(user=fan, model_version=v1).exists(), 30, "mood with v1", worker.log)
 
     job = rescoring.rescoring_start(v2, chunk_size=3, parallelism=2)
     assert job.is_open and job.total == 10
     wait_for(lambda: job_state(job.pk)[0] in ("completed", "failed"), 90, "the job to finish", worker.log)
-    wait_for(lambda: MoodState.objects.filter(user=fan, model_version=v2).exists(), 30, "recompute_all", worker.log)
+    # recompute_all (batch queue, after the switch) moves every mood, then every post affect, to v2.
+    wait_for(lambda: PostAffect.objects.filter(model_version=v2).count() == 8, 30, "recompute_all", worker.log)
 
     job.refresh_from_db()
     assert job.status == "completed", job.error
@@ -78,6 +82,7 @@ def test_full_rescoring_job_through_a_real_worker(celery_worker_process, v1, v2,
     rf.assert_scored_once(analyses, v1, v2)
     assert all(a.model_version_id == v2.pk for a in analyses)
     assert set(PostAffect.objects.filter(source="faces").values_list("model_version_id", flat=True)) == {v2.pk}
+    assert MoodState.objects.get(user=fan).model_version == v2
     log = worker.log()
     assert "emotion.tasks.rescore_chunk" in log and "recommender.tasks.recompute_all" in log
     assert "batch" in worker.queues
@@ -119,6 +124,7 @@ def test_rescoring_survives_killed_workers(celery_worker_process, v1, v2, make_u
     worker = celery_worker_process
     author = make_user(username="author")
     analyses = [rf.post_analysis(author) for _ in range(9)]
+    wait_for(lambda: PostAffect.objects.filter(model_version=v1).count() == 9, 30, "post affect with v1", worker.log)
     blocked, before = analyses[4], analyses[3]  # the second chunk: [3], [4], [5]
     image_path = Path(settings.MEDIA_ROOT) / blocked.post.image.name
     image_path.unlink()
