@@ -13,14 +13,12 @@ import shutil
 import tempfile
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Iterator
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from feedmood.dashboard import selectors
 from tests.dashboard_seed import seed_dashboard
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 
@@ -92,41 +90,27 @@ def _full_page_screenshot(driver: Any, *paths: Path, width: int = 1440) -> None:
         path.write_bytes(png)
 
 
-def _fake_rescoring_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until ``emotion.RescoringJob`` lands, show the panel with two in-memory jobs (same code path)."""
-    if selectors.rescoring_job_model() is not None:
-        return
+def _seed_rescoring_jobs(seeded) -> None:
+    """Two real jobs for the progress bars: one finished (to the active model), one running to a newer one."""
+    from emotion.models import ModelVersion, RescoringJob
+
     now = timezone.now()
-    jobs = [
-        SimpleNamespace(pk=3, status="running", total=12_400, done=7_930, failed=41, started_at=now - timedelta(minutes=9),
-                        finished_at=None, model_version=SimpleNamespace(name="ferplus-dash")),
-        SimpleNamespace(pk=2, status="done", total=11_870, done=11_852, failed=18, started_at=now - timedelta(days=3),
-                        finished_at=now - timedelta(days=3) + timedelta(minutes=14),
-                        model_version=SimpleNamespace(name="ferplus-previous")),
-    ]
-
-    class Jobs(list):
-        def all(self):
-            return self
-
-        def select_related(self, *args):
-            return self
-
-        def order_by(self, *args):
-            return self
-
-    meta = SimpleNamespace(app_label="emotion", model_name="rescoringjob",
-                           get_field=lambda name: SimpleNamespace(is_relation=True))
-    monkeypatch.setattr(selectors, "rescoring_job_model", lambda: SimpleNamespace(objects=Jobs(jobs), _meta=meta))
+    newer = ModelVersion.objects.create(name="ferplus-next", labels=seeded.version.labels,
+                                        artifact_path=seeded.version.artifact_path, card=seeded.version.card)
+    RescoringJob.objects.create(model_version=seeded.version, status=RescoringJob.Status.COMPLETED, total=11_870,
+                                done=11_852, failed=18, started_at=now - timedelta(days=3),
+                                finished_at=now - timedelta(days=3) + timedelta(minutes=14))
+    RescoringJob.objects.create(model_version=newer, previous_version=seeded.version,
+                                status=RescoringJob.Status.RUNNING, total=12_400, done=7_930, failed=41,
+                                started_at=now - timedelta(minutes=9), heartbeat_at=now)
 
 
-def test_dashboard_in_headless_chromium(live_server, browser, transactional_db, tmp_path, monkeypatch) -> None:
+def test_dashboard_in_headless_chromium(live_server, browser, transactional_db, tmp_path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    seed_dashboard()
-    _fake_rescoring_jobs(monkeypatch)
+    _seed_rescoring_jobs(seed_dashboard())
     UserFactory(username="staffer", is_staff=True, is_superuser=True)
     base = live_server.url
 
@@ -183,6 +167,8 @@ def test_dashboard_in_headless_chromium(live_server, browser, transactional_db, 
 
 def test_non_staff_users_are_sent_to_the_login_page(live_server, browser, transactional_db) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
 
     base = live_server.url
     UserFactory(username="regular")
@@ -193,8 +179,9 @@ def test_non_staff_users_are_sent_to_the_login_page(live_server, browser, transa
 
     # A non-staff account cannot log in to the admin.
     _login(browser, base, "regular", DEFAULT_PASSWORD)
+    note = WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".errornote")))
     assert "/admin/login/" in browser.current_url
-    assert "staff account" in browser.find_element(By.CSS_SELECTOR, ".errornote").text
+    assert "staff account" in note.text
     assert not browser.find_elements(By.ID, "panel-analyses")
 
     # A non-staff user with a valid session is redirected to the login page too.

@@ -12,7 +12,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 from django.conf import settings
@@ -20,6 +19,7 @@ from django.conf import settings
 from emotion.fixtures import consenting_user, face_jpeg, fer_model, fer_model_dir, upload  # noqa: F401
 from emotion.models import FaceReading, ImageAnalysis
 from emotion.tasks import analyze_image
+from tests.worker_tools import wait_for, child_pids
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,15 +35,6 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 KILL_QUEUE = f"fer-kill-test-{uuid.uuid4().hex[:8]}"
 VISIBILITY_TIMEOUT = 3  # seconds before an unacked message of a dead worker is redelivered
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, log: Callable[[], str] = str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{log()[-4000:]}")
 
 
 def analysis_state(analysis_id: int) -> tuple[str, int]:
@@ -72,18 +63,6 @@ def test_selfie_flow_through_a_real_worker(celery_worker_process, consenting_use
     log = celery_worker_process.log()
     assert "emotion.tasks.analyze_image" in log and "succeeded" in log
 
-
-def _children(pid: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(entry.name))
-    return children
 
 
 def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
@@ -114,7 +93,7 @@ def test_killed_workers_lose_nothing(celery_worker_process, consenting_user, fer
     wait_for(lambda: analysis_state(analysis.pk) == ("processing", 1), 60, "the first claim", worker.log)
 
     # 1. The pool child dies (OOM killer, segfault): reject_on_worker_lost requeues at once.
-    children = wait_for(lambda: _children(worker.process.pid), 10, "the pool child", worker.log)
+    children = wait_for(lambda: child_pids(worker.process.pid), 10, "the pool child", worker.log)
     for child in children:
         os.kill(child, signal.SIGKILL)
     wait_for(lambda: analysis_state(analysis.pk) == ("processing", 2), 60, "redelivery to a new child", worker.log)

@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -30,6 +30,7 @@ from emotion import housekeeping
 from emotion.fixtures import consenting_user, face_jpeg, fer_model, fer_model_dir  # noqa: F401
 from emotion.models import FaceReading, ImageAnalysis
 from emotion.tasks import analyze_image
+from tests.worker_tools import wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,15 +46,6 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 DUMMY_QUEUE = f"faults-idle-{uuid.uuid4().hex[:6]}"
 FINAL = ImageAnalysis.FINAL_STATUSES
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, log: Callable[[], str] = str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{log()[-4000:]}")
 
 
 def start_worker(env: dict[str, str], queue: str, log_path: Path, concurrency: int = 1, extra_env: dict | None = None) -> subprocess.Popen:

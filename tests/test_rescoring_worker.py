@@ -12,7 +12,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 from django.conf import settings
@@ -23,6 +22,7 @@ from emotion.models import ImageAnalysis, ModelVersion, RescoringJob
 from recommender.models import MoodState, PostAffect
 from tests import rescoring_factories as rf
 from tests.rescoring_factories import v1, v2  # noqa: F401
+from tests.worker_tools import wait_for, child_pids
 
 pytestmark = [
     pytest.mark.slow,
@@ -37,15 +37,6 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 QUEUES = ("batch", "fer", "default")  # everything a rescoring touches: chunks, catch-up analyses, recompute_all
 VISIBILITY_TIMEOUT = 3  # seconds before the unacked chunk of a dead worker is redelivered
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, log: Callable[[], str] = str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{log()[-4000:]}")
 
 
 def job_state(job_id: int) -> tuple[str, int, int]:
@@ -88,18 +79,6 @@ def test_full_rescoring_job_through_a_real_worker(celery_worker_process, v1, v2,
     assert "batch" in worker.queues
 
 
-def _children(pid: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(entry.name))
-    return children
-
 
 def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     cmd = [
@@ -136,7 +115,7 @@ def test_rescoring_survives_killed_workers(celery_worker_process, v1, v2, make_u
     assert claims(before.pk) == ("done", 2)  # scored by v2 inside the uncommitted chunk
 
     # 1. The pool child dies (OOM killer, segfault): reject_on_worker_lost requeues the chunk at once.
-    for child in wait_for(lambda: _children(worker.process.pid), 10, "the pool child", worker.log):
+    for child in wait_for(lambda: child_pids(worker.process.pid), 10, "the pool child", worker.log):
         os.kill(child, signal.SIGKILL)
     wait_for(lambda: claims(blocked.pk) == ("processing", 3), 60, "redelivery to a new child", worker.log)
     assert "WorkerLostError" in worker.log()
