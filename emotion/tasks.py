@@ -42,10 +42,8 @@ class AnalysisTask(Task):
             logger.warning("Could not mark analysis %s failed", analysis_id, exc_info=True)
 
 
-@shared_task(
-    bind=True,
-    base=AnalysisTask,
-    name="emotion.tasks.analyze_image",
+#: Options of idempotent tasks: redelivered if a worker dies mid-task, retried with backoff on transient errors.
+IDEMPOTENT_RETRYING: dict[str, Any] = dict(
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=TRANSIENT_ERRORS,
@@ -53,6 +51,14 @@ class AnalysisTask(Task):
     retry_backoff_max=60,
     retry_jitter=True,
     max_retries=MAX_RETRIES,
+)
+
+
+@shared_task(
+    bind=True,
+    base=AnalysisTask,
+    name="emotion.tasks.analyze_image",
+    **IDEMPOTENT_RETRYING,
 )
 def analyze_image(self: Task, analysis_id: int) -> str | None:
     """Analyse one image; returns the final status (``None`` if nothing was to be done)."""
@@ -67,13 +73,7 @@ RESCORE_SOFT_TIME_LIMIT = 600
 @shared_task(
     bind=True,
     name="emotion.tasks.rescore_chunk",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
+    **IDEMPOTENT_RETRYING,
     soft_time_limit=RESCORE_SOFT_TIME_LIMIT,
     time_limit=RESCORE_SOFT_TIME_LIMIT + 60,
 )
