@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from django.conf import settings as django_settings
@@ -342,67 +341,31 @@ def test_backlog_with_an_unreachable_broker_still_renders() -> None:
     assert other.mode == "unavailable"
 
 
-# --- Rescoring jobs placeholder --------------------------------------------------------------------------------
+# --- Rescoring jobs ------------------------------------------------------------------------------------------
 
 
-class _FakeQuerySet(list):
-    def all(self):
-        return self
+def test_rescoring_panel_shows_jobs_with_progress(staff_client) -> None:
+    from emotion.models import ModelVersion, RescoringJob
 
-    def select_related(self, *args):
-        return self
-
-    def order_by(self, *args):
-        return _FakeQuerySet(sorted(self, key=lambda job: -job.pk))
-
-
-def _fake_job_model(jobs):
-    meta = SimpleNamespace(app_label="emotion", model_name="rescoringjob",
-                           get_field=lambda name: SimpleNamespace(is_relation=True))
-    return SimpleNamespace(objects=_FakeQuerySet(jobs), _meta=meta)
-
-
-def test_rescoring_panel_before_the_model_exists() -> None:
-    if selectors.rescoring_job_model() is not None:
-        pytest.skip("emotion.RescoringJob exists")
-    panel = selectors.rescoring_jobs()
-    assert panel.available is False and panel.jobs == []
-
-
-def test_rescoring_panel_shows_jobs_with_progress(staff_client, monkeypatch) -> None:
     now = timezone.now()
-    jobs = [
-        SimpleNamespace(pk=1, status="done", total=200, done=198, failed=2, started_at=now - timedelta(hours=2),
-                        finished_at=now - timedelta(hours=1), model_version=SimpleNamespace(name="fer-v2")),
-        SimpleNamespace(pk=2, status="running", total=1000, done=250, failed=0, started_at=now, finished_at=None,
-                        model_version=SimpleNamespace(name="fer-v3"), get_status_display=lambda: "Running"),
-    ]
-    monkeypatch.setattr(selectors, "rescoring_job_model", lambda: _fake_job_model(jobs))
-    panel = selectors.rescoring_jobs()
-    assert panel.available and [j.pk for j in panel.jobs] == [2, 1]
-    assert panel.jobs[0].progress == pytest.approx(0.25) and panel.jobs[0].status_display == "Running"
-    assert panel.jobs[1].progress == pytest.approx(1.0) and panel.jobs[1].model_version == "fer-v2"
+    v2 = ModelVersion.objects.create(name="fer-v2", labels=["anger"], artifact_path="/nowhere")
+    v3 = ModelVersion.objects.create(name="fer-v3", labels=["anger"], artifact_path="/nowhere")
+    done = RescoringJob.objects.create(model_version=v2, status=RescoringJob.Status.COMPLETED, total=200, done=198,
+                                       failed=2, started_at=now - timedelta(hours=2), finished_at=now - timedelta(hours=1))
+    running = RescoringJob.objects.create(model_version=v3, status=RescoringJob.Status.RUNNING, total=1000, done=250,
+                                          failed=0, started_at=now)
+    jobs = selectors.rescoring_jobs()
+    assert [j.pk for j in jobs] == [running.pk, done.pk]
+    assert jobs[0].progress == pytest.approx(0.25) and jobs[0].status_display == "Running"
+    assert jobs[1].progress == pytest.approx(1.0) and jobs[1].model_version == "fer-v2"
     html = staff_client.get(URL).content.decode()
-    assert 'id="chart-rescore-2"' in html and "25% · 250 / 1,000" in html
+    assert f'id="chart-rescore-{running.pk}"' in html and "25% · 250 / 1,000" in html
     assert "fer-v3" in html and "Running" in html
 
 
-def test_rescoring_panel_survives_a_broken_model() -> None:
-    class Broken:
-        class _meta:  # noqa: N801
-            app_label, model_name = "emotion", "rescoringjob"
-
-            @staticmethod
-            def get_field(name):
-                raise LookupError(name)
-
-        class objects:  # noqa: N801
-            @staticmethod
-            def all():
-                raise RuntimeError("no such table")
-
-    panel = selectors.rescoring_jobs(model=Broken)
-    assert panel.available and panel.jobs == [] and "RuntimeError" in panel.error
+def test_rescoring_panel_without_jobs(staff_client) -> None:
+    assert selectors.rescoring_jobs() == []
+    assert "No rescoring job has run yet." in staff_client.get(URL).content.decode()
 
 
 # --- The whole page -----------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ from emotion.affect import CIRCUMPLEX, valence_arousal
 from emotion.fixtures import face_jpeg, faces_png, fer_model_dir, no_face_png  # noqa: F401
 from emotion.inference import get_classifier
 from ml import labels as L
+from tests.fer_data import shared_fer_dir
 
-SHARED_FER = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
+SHARED_FER = shared_fer_dir()
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ def test_tiny_image_has_no_face(classifier) -> None:
     assert pipeline.analyze_bytes(testing.encode(np.zeros((10, 10), np.uint8), "PNG"), classifier).faces == ()
 
 
-@pytest.mark.skipif(not (SHARED_FER / "README.md").exists(), reason="shared FER-2013 data not present")
+@pytest.mark.skipif(SHARED_FER is None, reason="shared FER-2013 data not present")
 def test_upscaled_fer_faces_are_detected(classifier) -> None:
     import cv2
 

@@ -30,14 +30,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from feedmood.models import Follow, Post
 from recommender.models import MoodState, PostAffect
+from tests.fer_data import shared_fer_dir
 
-FER_DIR = Path("/work/shared/data/fer2013")
+FER_DIR = shared_fer_dir()
 FER_CODES = {"happiness": 3, "sadness": 4}
 SCAN_ROWS = 4000
 
 pytestmark = [
     pytest.mark.django_db,
-    pytest.mark.skipif(not (FER_DIR / "fer2013.csv.gz").is_file(), reason="shared FER-2013 data not present"),
+    pytest.mark.skipif(FER_DIR is None, reason="shared FER-2013 data not present"),
     pytest.mark.skipif(
         not (Path(settings.FEEDMOOD_MODEL_DIR) / "model_card.json").is_file(),
         reason="the shipped emotion model (ml/artifacts/ferplus) is not there yet",

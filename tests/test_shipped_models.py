@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +10,11 @@ import pytest
 from ml import data as D
 from ml.labels import FER2013_LABELS, FERPLUS_LABELS
 from ml.runtime import EmotionClassifier
+from tests.fer_data import shared_fer_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = {"ferplus": FERPLUS_LABELS, "fer2013": FER2013_LABELS}
 TOLERANCE = 0.01  # int8 kernels may differ in the last bits across CPUs
-
-
-def shared_data() -> Path | None:
-    candidates = [os.environ.get("FEEDMOOD_FER_DATA"), ROOT.parent / "shared" / "data" / "fer2013", "/work/shared/data/fer2013"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "fer2013.csv.gz").is_file():
-            return Path(candidate)
-    return None
 
 
 @pytest.mark.parametrize("name", sorted(ARTIFACTS))
@@ -41,7 +33,7 @@ def test_artifact_loads_and_gives_calibrated_probabilities(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(ARTIFACTS))
 def test_artifact_keeps_recorded_accuracy_on_fixed_publictest_slice(name: str) -> None:
-    data_dir = shared_data()
+    data_dir = shared_fer_dir()
     if data_dir is None:
         pytest.skip("FER-2013 data not present (set FEEDMOOD_FER_DATA)")
     path = ROOT / "ml" / "artifacts" / name

@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Iterable, Sequence
 
-from django.apps import apps
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Aggregate, Avg, Case, Count, F, FloatField, IntegerField, Min, Q, Value, When
 from django.db.models.functions import Mod
 from django.utils import timezone
 
-from emotion.models import FaceReading, ImageAnalysis, ModelVersion
+from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
 from feedmood.models import Profile
 
 logger = logging.getLogger(__name__)
@@ -594,15 +593,7 @@ def queue_backlog(*, broker_url: str | None = None, eager: bool | None = None,
     return QueueBacklog(mode, message, lengths, pending, processing, oldest, _redact(url) if url else "")
 
 
-# --- Rescoring jobs (placeholder until emotion.RescoringJob lands) -------------------------------------------
-
-
-def rescoring_job_model() -> Any | None:
-    """``emotion.RescoringJob`` if that model exists, else ``None``."""
-    try:
-        return apps.get_model("emotion", "RescoringJob")
-    except LookupError:
-        return None
+# --- Rescoring jobs ------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -623,54 +614,17 @@ class RescoringJobRow:
         return min(1.0, (self.done + self.failed) / self.total) if self.total else 0.0
 
 
-@dataclass
-class RescoringPanel:
-    available: bool
-    jobs: list[RescoringJobRow]
-    error: str = ""
+def rescoring_jobs(*, limit: int = 8) -> list[RescoringJobRow]:
+    """The newest batch-rescoring jobs with their progress, newest first."""
+    from django.urls import reverse
 
+    return [
+        RescoringJobRow(
+            pk=job.pk, status=job.status, status_display=job.get_status_display(),
+            model_version=job.model_version.name, total=job.total, done=job.done, failed=job.failed,
+            started_at=job.started_at, finished_at=job.finished_at,
+            admin_url=reverse("admin:emotion_rescoringjob_change", args=[job.pk]),
+        )
+        for job in RescoringJob.objects.select_related("model_version").order_by("-pk")[:limit]
+    ]  # fmt: skip
 
-def _int(value: Any) -> int:
-    try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-def rescoring_jobs(*, limit: int = 8, model: Any | None = None) -> RescoringPanel:
-    """The newest rescoring jobs with their progress; ``available`` False before the model exists."""
-    from django.urls import NoReverseMatch, reverse
-
-    model = model if model is not None else rescoring_job_model()
-    if model is None:
-        return RescoringPanel(False, [])
-    try:
-        qs = model.objects.all()
-        try:
-            fk = model._meta.get_field("model_version")
-            if fk.is_relation:
-                qs = qs.select_related("model_version")
-        except Exception:  # noqa: BLE001 - no such field: shown as "-"
-            pass
-        jobs = []
-        with transaction.atomic():  # a savepoint: a missing table must not break the request's transaction
-            rows = list(qs.order_by("-pk")[:limit])
-        for job in rows:
-            status = str(getattr(job, "status", "") or "")
-            display = getattr(job, "get_status_display", None)
-            try:
-                url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[job.pk])
-            except NoReverseMatch:
-                url = None
-            version = getattr(job, "model_version", None)
-            jobs.append(RescoringJobRow(
-                pk=job.pk, status=status, status_display=str(display() if callable(display) else status),
-                model_version=str(getattr(version, "name", version) or "–"),
-                total=_int(getattr(job, "total", 0)), done=_int(getattr(job, "done", 0)),
-                failed=_int(getattr(job, "failed", 0)), started_at=getattr(job, "started_at", None),
-                finished_at=getattr(job, "finished_at", None), admin_url=url,
-            ))  # fmt: skip
-        return RescoringPanel(True, jobs)
-    except Exception as exc:  # noqa: BLE001 - e.g. the table is not migrated yet
-        logger.warning("Dashboard could not read rescoring jobs: %s", exc)
-        return RescoringPanel(True, [], error=f"could not read rescoring jobs ({type(exc).__name__})")

@@ -189,15 +189,15 @@ def backlog_panel(data: selectors.QueueBacklog) -> dict[str, Any]:
     }
 
 
-def rescoring_panel(data: selectors.RescoringPanel) -> dict[str, Any]:
+def rescoring_panel(jobs: list[selectors.RescoringJobRow]) -> dict[str, Any]:
     rows = []
-    for job in data.jobs:
+    for job in jobs:
         rows.append({
             "job": job,
             "svg": _safe(charts.progress_bar(title=f"Rescoring job {job.pk} progress", done=job.done,
                                               failed=job.failed, total=job.total, chart_id=f"chart-rescore-{job.pk}")),
         })  # fmt: skip
-    return {"available": data.available, "rows": rows, "error": data.error}
+    return {"rows": rows}
 
 
 # --- View --------------------------------------------------------------------------------------------
