@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +17,7 @@ from django.conf import settings
 from emotion.fixtures import consenting_user, face_jpeg, fer_model, fer_model_dir, upload  # noqa: F401
 from emotion.models import FaceReading, ImageAnalysis
 from emotion.tasks import analyze_image
-from tests.worker_tools import wait_for, child_pids
+from tests.worker_tools import child_pids, start_worker, stop_worker, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -30,7 +28,6 @@ pytestmark = [
     ),
 ]
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 # A private queue: no other worker on the same Redis can steal the test's message.
 KILL_QUEUE = f"fer-kill-test-{uuid.uuid4().hex[:8]}"
 VISIBILITY_TIMEOUT = 3  # seconds before an unacked message of a dead worker is redelivered
@@ -63,16 +60,6 @@ def test_selfie_flow_through_a_real_worker(celery_worker_process, consenting_use
     log = celery_worker_process.log()
     assert "emotion.tasks.analyze_image" in log and "succeeded" in log
 
-
-
-def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    cmd = [
-        sys.executable, "-m", "celery", "-A", "feedmood", "worker", "-Q", KILL_QUEUE, "-c", "1",
-        "--pool=prefork", "-n", f"pytest-{uuid.uuid4().hex[:8]}@%h", "--loglevel=INFO",
-        "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
-    with open(log_path, "wb") as log_file:
-        return subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @pytest.mark.celery_worker(queues=(KILL_QUEUE,), env={"CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})
@@ -109,19 +96,14 @@ def test_killed_workers_lose_nothing(celery_worker_process, consenting_user, fer
     time.sleep(max(0.0, VISIBILITY_TIMEOUT + 0.5 - (time.monotonic() - killed_at)))
 
     log_path = worker.log_path.with_name("celery-worker-2.log")
-    second = _start_worker(worker.env, log_path)
+    second = start_worker(worker.env, KILL_QUEUE, log_path)
     try:
         wait_for(
             lambda: analysis_state(analysis.pk)[0] in ImageAnalysis.FINAL_STATUSES,
             90, "the redelivered task to finish", lambda: log_path.read_text(errors="replace"),
         )  # fmt: skip
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(second.pid, signal.SIGKILL)
-            second.wait(timeout=10)
+        stop_worker(second)
 
     analysis.refresh_from_db()
     assert analysis.status == ImageAnalysis.Status.DONE, analysis.error

@@ -10,11 +10,9 @@ Skipped unless CELERY_BROKER_URL is Redis and the database is PostgreSQL (CI: .c
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -30,7 +28,7 @@ from emotion import housekeeping
 from emotion.fixtures import consenting_user, face_jpeg, fer_model, fer_model_dir  # noqa: F401
 from emotion.models import FaceReading, ImageAnalysis
 from emotion.tasks import analyze_image
-from tests.worker_tools import wait_for
+from tests.worker_tools import start_worker, stop_worker, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -42,39 +40,9 @@ pytestmark = [
     ),
 ]
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 DUMMY_QUEUE = f"faults-idle-{uuid.uuid4().hex[:6]}"
 FINAL = ImageAnalysis.FINAL_STATUSES
 
-
-
-def start_worker(env: dict[str, str], queue: str, log_path: Path, concurrency: int = 1, extra_env: dict | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "celery", "-A", "feedmood", "worker", "-Q", queue, "-c", str(concurrency),
-           "--pool=prefork", "-n", f"faults-{uuid.uuid4().hex[:8]}@%h", "--loglevel=INFO",
-           "--without-gossip", "--without-mingle", "--prefetch-multiplier=1"]
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, env={**env, **(extra_env or {})}, stdout=log_file,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for(lambda: " ready." in log_path.read_text(errors="replace") or proc.poll() is not None, 60,
-             "worker ready", lambda: log_path.read_text(errors="replace"))
-    assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
-    return proc
-
-
-def stop_worker(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        if sig == signal.SIGKILL:
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.send_signal(sig)
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
 
 
 def make_analyses(user: Any, data: bytes, n: int) -> list[int]:

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ from emotion.models import ImageAnalysis, ModelVersion, RescoringJob
 from recommender.models import MoodState, PostAffect
 from tests import rescoring_factories as rf
 from tests.rescoring_factories import v1, v2  # noqa: F401
-from tests.worker_tools import wait_for, child_pids
+from tests.worker_tools import child_pids, start_worker, stop_worker, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -33,7 +30,6 @@ pytestmark = [
     ),
 ]
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 QUEUES = ("batch", "fer", "default")  # everything a rescoring touches: chunks, catch-up analyses, recompute_all
 VISIBILITY_TIMEOUT = 3  # seconds before the unacked chunk of a dead worker is redelivered
 
@@ -80,18 +76,6 @@ def test_full_rescoring_job_through_a_real_worker(celery_worker_process, v1, v2,
 
 
 
-def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    cmd = [
-        sys.executable, "-m", "celery", "-A", "feedmood", "worker", "-Q", ",".join(QUEUES), "-c", "1",
-        "--pool=prefork", "-n", f"pytest-{uuid.uuid4().hex[:8]}@%h", "--loglevel=INFO",
-        "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
-    with open(log_path, "wb") as log_file:
-        return subprocess.Popen(
-            cmd, cwd=PROJECT_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
 @pytest.mark.celery_worker(queues=QUEUES, env={"CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})
 def test_rescoring_survives_killed_workers(celery_worker_process, v1, v2, make_user) -> None:
     """SIGKILL the pool child, then the whole worker, while a chunk is in flight: the job completes, exactly once.
@@ -130,7 +114,7 @@ def test_rescoring_survives_killed_workers(celery_worker_process, v1, v2, make_u
     time.sleep(max(0.0, VISIBILITY_TIMEOUT + 0.5 - (time.monotonic() - killed_at)))
 
     log_path = worker.log_path.with_name("celery-worker-2.log")
-    second = _start_worker(worker.env, log_path)
+    second = start_worker(worker.env, ",".join(QUEUES), log_path)
     try:
         wait_for(
             lambda: job_state(job.pk)[0] in ("completed", "failed"),
@@ -141,12 +125,7 @@ def test_rescoring_survives_killed_workers(celery_worker_process, v1, v2, make_u
             30, "recompute_all", lambda: log_path.read_text(errors="replace"),
         )  # fmt: skip
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(second.pid, signal.SIGKILL)
-            second.wait(timeout=10)
+        stop_worker(second)
 
     job.refresh_from_db()
     assert job.status == "completed", job.error

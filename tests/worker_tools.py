@@ -1,11 +1,18 @@
 """Helpers shared by the tests that drive real Celery worker processes."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, log: Callable[[], str] = str, poll: float = 0.1) -> Any:
@@ -31,3 +38,35 @@ def child_pids(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 children.append(int(entry.name))
     return children
+
+
+def start_worker(env: dict[str, str], queues: str, log_path: Path, concurrency: int = 1,
+                 extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `celery worker` on `queues` (comma-separated) in its own session and wait until it is ready."""
+    cmd = [sys.executable, "-m", "celery", "-A", "feedmood", "worker", "-Q", queues, "-c", str(concurrency),
+           "--pool=prefork", "-n", f"pytest-{uuid.uuid4().hex[:8]}@%h", "--loglevel=INFO",
+           "--without-gossip", "--without-mingle", "--prefetch-multiplier=1"]  # fmt: skip
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, env={**env, **(extra_env or {})}, stdout=log_file,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    wait_for(lambda: " ready." in log_path.read_text(errors="replace") or proc.poll() is not None, 60,
+             "worker ready", lambda: log_path.read_text(errors="replace"))  # fmt: skip
+    assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+    return proc
+
+
+def stop_worker(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop a worker started by :func:`start_worker` (SIGKILL takes its whole process group)."""
+    if proc.poll() is not None:
+        return
+    try:
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.send_signal(sig)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
