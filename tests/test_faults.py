@@ -15,7 +15,6 @@ import signal
 import subprocess
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
