@@ -31,13 +31,6 @@ URL = "/admin/dashboard/"
 LOGIN_REDIRECT = f"/admin/login/?next={URL}"
 
 
-@pytest.fixture
-def staff_client(make_user) -> Client:
-    staff = make_user(username="staff", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(staff)
-    return client
-
 
 # --- The suppression rule -----------------------------------------------------------------------
 
@@ -62,9 +55,9 @@ def test_suppression_threshold_comes_from_settings(settings) -> None:
 # --- Access -------------------------------------------------------------------------------------
 
 
-def test_staff_gets_the_dashboard(staff_client) -> None:
+def test_staff_gets_the_dashboard(admin_client) -> None:
     seed_dashboard()
-    resp = staff_client.get(URL)
+    resp = admin_client.get(URL)
     assert resp.status_code == 200
     html = resp.content.decode()
     assert "FeedMood dashboard" in html
@@ -77,8 +70,8 @@ def test_staff_gets_the_dashboard(staff_client) -> None:
     assert "feedmood/dashboard.css" in html
 
 
-def test_dashboard_renders_without_any_data(staff_client) -> None:
-    resp = staff_client.get(URL)
+def test_dashboard_renders_without_any_data(admin_client) -> None:
+    resp = admin_client.get(URL)
     assert resp.status_code == 200
     html = resp.content.decode()
     assert "no active model" in html
@@ -105,8 +98,8 @@ def test_api_token_does_not_open_the_dashboard(auth_client) -> None:
     assert resp.status_code == 302 and resp["Location"] == LOGIN_REDIRECT
 
 
-def test_admin_index_links_to_the_dashboard(staff_client) -> None:
-    html = staff_client.get("/admin/").content.decode()
+def test_admin_index_links_to_the_dashboard(admin_client) -> None:
+    html = admin_client.get("/admin/").content.decode()
     assert f'href="{URL}"' in html
     assert 'id="dashboard-link"' in html
 
@@ -344,7 +337,7 @@ def test_backlog_with_an_unreachable_broker_still_renders() -> None:
 # --- Rescoring jobs ------------------------------------------------------------------------------------------
 
 
-def test_rescoring_panel_shows_jobs_with_progress(staff_client) -> None:
+def test_rescoring_panel_shows_jobs_with_progress(admin_client) -> None:
     from emotion.models import ModelVersion, RescoringJob
 
     now = timezone.now()
@@ -358,14 +351,14 @@ def test_rescoring_panel_shows_jobs_with_progress(staff_client) -> None:
     assert [j.pk for j in jobs] == [running.pk, done.pk]
     assert jobs[0].progress == pytest.approx(0.25) and jobs[0].status_display == "Running"
     assert jobs[1].progress == pytest.approx(1.0) and jobs[1].model_version == "fer-v2"
-    html = staff_client.get(URL).content.decode()
+    html = admin_client.get(URL).content.decode()
     assert f'id="chart-rescore-{running.pk}"' in html and "25% · 250 / 1,000" in html
     assert "fer-v3" in html and "Running" in html
 
 
-def test_rescoring_panel_without_jobs(staff_client) -> None:
+def test_rescoring_panel_without_jobs(admin_client) -> None:
     assert selectors.rescoring_jobs() == []
-    assert "No rescoring job has run yet." in staff_client.get(URL).content.decode()
+    assert "No rescoring job has run yet." in admin_client.get(URL).content.decode()
 
 
 # --- The whole page -----------------------------------------------------------------------------------------
@@ -383,47 +376,47 @@ def test_build_context_on_seeded_data() -> None:
     assert "congruent" not in str(ctx["policies"]["svg"]) or "suppressed" in str(ctx["policies"]["svg"])
 
 
-def test_heavy_aggregates_are_cached_until_refresh(staff_client, settings) -> None:
+def test_heavy_aggregates_are_cached_until_refresh(admin_client, settings) -> None:
     settings.FEEDMOOD_DASHBOARD_CACHE_SECONDS = 60
     (user,) = make_users(1)
     make_analysis(user, at=timezone.now() - timedelta(minutes=5), status="failed")
-    first = staff_client.get(URL).context
+    first = admin_client.get(URL).context
     assert first["analyses"]["total"] == 1 and not first["cached"]
     make_analysis(user, at=timezone.now() - timedelta(minutes=4), status="failed")
     make_analysis(user, at=timezone.now() - timedelta(minutes=4), status="pending")
-    second = staff_client.get(URL).context
+    second = admin_client.get(URL).context
     assert second["cached"] and second["analyses"]["total"] == 1  # from the cache
     assert second["backlog"]["data"].pending == 1  # cheap panels are always fresh
-    assert "cached up to 60 s" in staff_client.get(URL).content.decode()
-    fresh = staff_client.get(URL + "?refresh=1").context
+    assert "cached up to 60 s" in admin_client.get(URL).content.decode()
+    fresh = admin_client.get(URL + "?refresh=1").context
     assert not fresh["cached"] and fresh["analyses"]["total"] == 3
     settings.FEEDMOOD_DASHBOARD_MIN_GROUP = 3  # another threshold never reuses cached groups
-    assert not staff_client.get(URL).context["cached"]
+    assert not admin_client.get(URL).context["cached"]
 
 
-def test_cache_can_be_turned_off(staff_client, settings) -> None:
+def test_cache_can_be_turned_off(admin_client, settings) -> None:
     settings.FEEDMOOD_DASHBOARD_CACHE_SECONDS = 0
-    staff_client.get(URL)
-    assert not staff_client.get(URL).context["cached"]
+    admin_client.get(URL)
+    assert not admin_client.get(URL).context["cached"]
 
 
-def test_dashboard_never_shows_a_username(staff_client) -> None:
+def test_dashboard_never_shows_a_username(admin_client) -> None:
     seeded = seed_dashboard()
-    html = staff_client.get(URL).content.decode()
+    html = admin_client.get(URL).content.decode()
     for user in seeded.users:
         assert user.username not in html
 
 
-def test_dashboard_query_count_is_bounded(staff_client, django_assert_max_num_queries) -> None:
+def test_dashboard_query_count_is_bounded(admin_client, django_assert_max_num_queries) -> None:
     seed_dashboard()
     with django_assert_max_num_queries(30):
-        assert staff_client.get(URL).status_code == 200
+        assert admin_client.get(URL).status_code == 200
 
 
 # --- Admin polish -----------------------------------------------------------------------------------------------
 
 
-def test_admin_changelists_and_forms_render(staff_client) -> None:
+def test_admin_changelists_and_forms_render(admin_client) -> None:
     seed_dashboard()
     user = UserFactory(username="carol")
     post = PostFactory(author=user)
@@ -447,11 +440,11 @@ def test_admin_changelists_and_forms_render(staff_client) -> None:
         "/admin/emotion/facereading/",
         "/admin/emotion/modelversion/",
     ]:
-        assert staff_client.get(url).status_code == 200, url
+        assert admin_client.get(url).status_code == 200, url
 
 
-def test_admin_user_add_creates_exactly_one_profile(staff_client) -> None:
-    resp = staff_client.post("/admin/auth/user/add/", {
+def test_admin_user_add_creates_exactly_one_profile(admin_client) -> None:
+    resp = admin_client.post("/admin/auth/user/add/", {
         "username": "dave", "password1": "a-long-enough-pass-123", "password2": "a-long-enough-pass-123",
         "usable_password": "true",
     })  # fmt: skip
@@ -460,28 +453,28 @@ def test_admin_user_add_creates_exactly_one_profile(staff_client) -> None:
     assert Profile.objects.filter(user=dave).count() == 1
 
 
-def test_admin_cannot_change_consent_or_like_counts(staff_client) -> None:
+def test_admin_cannot_change_consent_or_like_counts(admin_client) -> None:
     user = UserFactory(username="erin")
-    html = staff_client.get(f"/admin/feedmood/profile/{user.profile.pk}/change/").content.decode()
+    html = admin_client.get(f"/admin/feedmood/profile/{user.profile.pk}/change/").content.decode()
     assert 'name="emotion_consent"' not in html  # read-only: consent goes through the API only
     assert 'name="mood_policy"' in html
     post = PostFactory(author=user)
-    html = staff_client.get(f"/admin/feedmood/post/{post.pk}/change/").content.decode()
+    html = admin_client.get(f"/admin/feedmood/post/{post.pk}/change/").content.decode()
     assert 'name="like_count"' not in html and 'name="text"' in html
-    assert staff_client.get("/admin/feedmood/post/add/").status_code == 403
-    assert staff_client.get("/admin/feedmood/reaction/add/").status_code == 403
-    assert staff_client.get("/admin/feedmood/follow/add/").status_code == 403
-    assert staff_client.get("/admin/feedmood/profile/add/").status_code == 403
+    assert admin_client.get("/admin/feedmood/post/add/").status_code == 403
+    assert admin_client.get("/admin/feedmood/reaction/add/").status_code == 403
+    assert admin_client.get("/admin/feedmood/follow/add/").status_code == 403
+    assert admin_client.get("/admin/feedmood/profile/add/").status_code == 403
 
 
-def test_deleting_a_reaction_in_the_admin_recounts_likes(staff_client) -> None:
+def test_deleting_a_reaction_in_the_admin_recounts_likes(admin_client) -> None:
     post = PostFactory()
     reactions = [ReactionFactory(post=post) for _ in range(3)]
     Post.objects.filter(pk=post.pk).update(like_count=3)
-    resp = staff_client.post(f"/admin/feedmood/reaction/{reactions[0].pk}/delete/", {"post": "yes"})
+    resp = admin_client.post(f"/admin/feedmood/reaction/{reactions[0].pk}/delete/", {"post": "yes"})
     assert resp.status_code == 302
     assert Post.objects.get(pk=post.pk).like_count == 2
-    resp = staff_client.post("/admin/feedmood/reaction/", {
+    resp = admin_client.post("/admin/feedmood/reaction/", {
         "action": "delete_selected", "_selected_action": [r.pk for r in reactions[1:]], "post": "yes",
     })  # fmt: skip
     assert resp.status_code == 302

@@ -14,14 +14,6 @@ from emotion.models import FaceReading, ImageAnalysis, ModelVersion
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(make_user) -> Client:
-    admin = make_user(username="root", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
 def test_changelists_render(admin_client: Client, fer_model_dir: Path, make_user) -> None:
     version, _ = services.model_version_register(path=fer_model_dir, name="v1", activate=True)
     owner = make_user(username="owner")
