@@ -6,18 +6,15 @@ Skipped unless CELERY_BROKER_URL is redis://... and Redis answers.
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 
 from feedmood import tasks
 from feedmood.models import Post
 from tests.factories import PostFactory, ReactionFactory
+from tests.worker_tools import needs_redis_broker
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not str(settings.CELERY_BROKER_URL).startswith(("redis://", "rediss://")),
-        reason="needs CELERY_BROKER_URL=redis://... (see .ci/run)",
-    ),
+    needs_redis_broker,
 ]
 
 

@@ -17,15 +17,12 @@ from django.conf import settings
 from emotion.fixtures import consenting_user, face_jpeg, fer_model, fer_model_dir, upload  # noqa: F401
 from emotion.models import FaceReading, ImageAnalysis
 from emotion.tasks import analyze_image
-from tests.worker_tools import child_pids, start_worker, stop_worker, wait_for
+from tests.worker_tools import child_pids, needs_redis_broker, start_worker, stop_worker, wait_for
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not str(settings.CELERY_BROKER_URL).startswith(("redis://", "rediss://")),
-        reason="needs CELERY_BROKER_URL=redis://... (see .ci/run)",
-    ),
+    needs_redis_broker,
 ]
 
 # A private queue: no other worker on the same Redis can steal the test's message.

@@ -19,15 +19,12 @@ from emotion.models import ImageAnalysis, ModelVersion, RescoringJob
 from recommender.models import MoodState, PostAffect
 from tests import rescoring_factories as rf
 from tests.rescoring_factories import v1, v2  # noqa: F401
-from tests.worker_tools import child_pids, start_worker, stop_worker, wait_for
+from tests.worker_tools import child_pids, needs_redis_broker, start_worker, stop_worker, wait_for
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        not str(settings.CELERY_BROKER_URL).startswith(("redis://", "rediss://")),
-        reason="needs CELERY_BROKER_URL=redis://... (see .ci/run)",
-    ),
+    needs_redis_broker,
 ]
 
 QUEUES = ("batch", "fer", "default")  # everything a rescoring touches: chunks, catch-up analyses, recompute_all

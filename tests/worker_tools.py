@@ -11,8 +11,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from django.conf import settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+#: Skip tests that drive real worker processes unless the broker is Redis (CI sets it, see .ci/run).
+needs_redis_broker = pytest.mark.skipif(
+    not str(settings.CELERY_BROKER_URL).startswith(("redis://", "rediss://")),
+    reason="needs CELERY_BROKER_URL=redis://... (see .ci/run)",
+)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, log: Callable[[], str] = str, poll: float = 0.1) -> Any:
