@@ -96,7 +96,7 @@ CACHE_URL = env_str("CACHE_URL", REDIS_URL)
 if CACHE_URL and CACHE_URL.startswith(("redis://", "rediss://")):
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "feedmood.cache.FeedMoodRedisCache",
             "LOCATION": CACHE_URL,
             "KEY_PREFIX": "feedmood",
         }

@@ -1,5 +1,6 @@
 """WSGI entry point (gunicorn feedmood.wsgi:application)."""
 
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -7,3 +8,10 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedmood.settings")
 
 application = get_wsgi_application()
+
+# Move everything loaded at start-up (Django, DRF, URLconf, apps) out of the garbage
+# collector's reach: a feed request allocates a few thousand short-lived objects,
+# and the collections they trigger would otherwise traverse these hundreds of
+# thousands of long-lived ones too (measured: feed p95 in-process 20 -> 12 ms).
+gc.collect()
+gc.freeze()

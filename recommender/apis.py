@@ -21,6 +21,7 @@ from feedmood.serializers import PostOutputSerializer
 from feedmood.validators import validate_finite
 from recommender import conf, selectors, services
 from recommender.feed import FeedPage, feed_page
+from recommender.selectors import FeedPost
 from recommender.mood import LABELS, Mood
 from recommender.ranking import Policy, Source
 
@@ -60,6 +61,27 @@ def mood_data(mood: Mood) -> dict[str, Any]:
         "confidence": round(mood.confidence, 4),
     }
 
+DATETIME = serializers.DateTimeField()
+
+
+def feed_post_data(post: FeedPost, request: Request) -> dict[str, Any]:
+    """A feed post exactly as ``PostOutputSerializer`` shows a post."""
+    image_url = None
+    if post.image:
+        image_url = request.build_absolute_uri(reverse("feedmood:post-image", kwargs={"post_id": post.id}))
+    return {
+        "id": post.id,
+        "author": {"username": post.author_username, "display_name": post.author_display_name},
+        "text": post.text,
+        "image_url": image_url,
+        "image_width": post.image_width,
+        "image_height": post.image_height,
+        "like_count": post.like_count,
+        "liked_by_me": post.liked_by_me,
+        "created_at": DATETIME.to_representation(post.created_at),
+    }
+
+
 class FeedApi(APIView):
     """The signed-in user's home feed, re-ranked for their mood, every item explained.
 
@@ -75,6 +97,10 @@ class FeedApi(APIView):
         strength = FiniteFloatField(min_value=0.0, max_value=1.0, required=False)
         page_size = serializers.IntegerField(min_value=1, max_value=conf.DEFAULTS["MAX_PAGE_SIZE"], required=False)
         cursor = serializers.CharField(required=False, max_length=2000)
+        refresh = serializers.BooleanField(
+            required=False, default=False,
+            help_text="Rank a new snapshot even if the one of a moment ago is still current.",
+        )
 
         class Meta:
             ref_name = "FeedFilter"
@@ -112,6 +138,10 @@ class FeedApi(APIView):
         mood = MoodOutputSerializer()
         policy = PolicySerializer()
         snapshot = serializers.DateTimeField()
+        snapshot_reused = serializers.BooleanField(
+            help_text="This first page came from your snapshot of a moment ago: nothing in your network, "
+            "mood or settings changed since (`?refresh=true` ranks anew)."
+        )
         next = serializers.URLField(allow_null=True)
         results = ItemSerializer(many=True)
 
@@ -131,6 +161,7 @@ class FeedApi(APIView):
                              "arousal": -0.31, "confidence": 0.71},
                     "policy": {"name": "repair", "strength": 0.5, "source": "profile", "applied": True, "note": ""},
                     "snapshot": "2025-01-01T12:00:00Z",
+                    "snapshot_reused": False,
                     "next": "http://localhost:8000/api/feed/?cursor=...",
                     "results": [
                         {"post": {"id": 42, "author": {"username": "bob", "display_name": "Bob"}, "text": "sunny day",
@@ -149,10 +180,17 @@ class FeedApi(APIView):
         params = self.FilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         page = feed_page(user=request.user, **params.validated_data)
-        return Response(self.OutputSerializer(self._data(request, page), context={"request": request}).data)
+        return Response(self.output(request, page))
 
     @staticmethod
-    def _data(request: Request, page: FeedPage) -> dict[str, Any]:
+    def output(request: Request, page: FeedPage) -> dict[str, Any]:
+        """The response body, built directly in the shape of ``OutputSerializer``.
+
+        Every feed request renders 20-50 posts; DRF's field-by-field serializers
+        took ~15 % of the request's CPU for it. ``OutputSerializer`` still
+        documents the shape (OpenAPI), and the tests hold this output equal to
+        what it (and ``PostOutputSerializer``) would produce.
+        """
         next_url = None
         if page.next_cursor:
             next_url = request.build_absolute_uri(reverse("recommender:feed")) + f"?cursor={page.next_cursor}"
@@ -160,11 +198,12 @@ class FeedApi(APIView):
             "mood": mood_data(page.mood),
             "policy": {"name": page.policy, "strength": page.strength, "source": page.policy_source,
                        "applied": page.applied, "note": page.note},
-            "snapshot": page.snapshot,
+            "snapshot": DATETIME.to_representation(page.snapshot),
+            "snapshot_reused": page.reused,
             "next": next_url,
             "results": [
                 {
-                    "post": item.post,
+                    "post": feed_post_data(item.post, request),
                     "reason": item.entry.reason,
                     "ranking": {
                         "position": item.position,

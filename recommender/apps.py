@@ -9,11 +9,11 @@ class RecommenderConfig(AppConfig):
     verbose_name = "FeedMood recommender"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_save
+        from django.db.models.signals import post_delete, post_save
 
         from emotion import signals as emotion_signals
         from feedmood import signals as social_signals
-        from feedmood.models import Profile
+        from feedmood.models import Follow, Profile
         from recommender import receivers
 
         emotion_signals.analysis_finished.connect(
@@ -27,3 +27,6 @@ class RecommenderConfig(AppConfig):
             receivers.on_consent_withdrawn, dispatch_uid="recommender.consent_withdrawn"
         )
         post_save.connect(receivers.on_profile_saved, sender=Profile, dispatch_uid="recommender.profile_saved")
+        social_signals.post_created.connect(receivers.on_post_created, dispatch_uid="recommender.post_created")
+        post_save.connect(receivers.on_follow_changed, sender=Follow, dispatch_uid="recommender.follow_saved")
+        post_delete.connect(receivers.on_follow_changed, sender=Follow, dispatch_uid="recommender.follow_deleted")

@@ -12,6 +12,11 @@ DEFAULTS: dict[str, Any] = {
     "WINDOW_DAYS": 14,
     "PER_AUTHOR": 6,
     "MAX_CANDIDATES": 400,
+    # The network part of the candidates is cached per user CANDIDATES_TTL seconds
+    # and topped up with the posts of the last CANDIDATES_TTL + CANDIDATES_AFFECT_LAG
+    # seconds on each ranking (see recommender.candidates); 0 reads it every time.
+    "CANDIDATES_TTL": 300,
+    "CANDIDATES_AFFECT_LAG": 120,
     # Popular posts from outside the network: top POPULAR_COUNT by likes among
     # the posts of the last POPULAR_WINDOW_HOURS, cached POPULAR_CACHE_SECONDS.
     "POPULAR_COUNT": 30,
@@ -21,6 +26,10 @@ DEFAULTS: dict[str, Any] = {
     # seconds in the cache so later pages are served from the same order.
     "FEED_MAX_ITEMS": 400,
     "SNAPSHOT_TTL": 900,
+    # Page 1 reuses the user's snapshot of the last SNAPSHOT_REUSE_SECONDS unless
+    # their network, mood or settings changed since (see recommender.freshness);
+    # 0 ranks every page 1 anew.
+    "SNAPSHOT_REUSE_SECONDS": 60,
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 50,
     # Diversity rules.

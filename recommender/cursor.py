@@ -50,14 +50,15 @@ class Cursor:
     def at(self, offset: int) -> "Cursor":
         return Cursor(**{**asdict(self), "mood": self.mood, "offset": offset})
 
-    def snapshot_key(self) -> str:
-        """Cache key of the ranked snapshot (independent of the offset)."""
+    def params_key(self) -> str:
+        """What the ranking depends on besides the snapshot time: policy, strength, page size, mood."""
         m = self.mood
         mood = "u" if m is None else f"{m.label}:{m.valence:.6f}:{m.arousal:.6f}:{m.confidence:.6f}"
-        return (
-            f"feed:{self.user_id}:{self.snapshot_ms}:{self.policy}:"
-            f"{self.strength:.6f}:{self.page_size}:{mood}"
-        )
+        return f"{self.policy}:{self.strength:.6f}:{self.page_size}:{mood}"
+
+    def snapshot_key(self) -> str:
+        """Cache key of the ranked snapshot (independent of the offset)."""
+        return f"feed:{self.user_id}:{self.snapshot_ms}:{self.params_key()}"
 
 
 def encode(cursor: Cursor) -> str:

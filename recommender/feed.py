@@ -1,13 +1,15 @@
 """The home feed: candidates -> pure ranking -> cached snapshot -> cursor page.
 
 ``feed_page`` is a read (a selector) that caches its ranked snapshot so the
-following pages come from exactly the same order (see ``recommender.cursor``).
+following pages come from exactly the same order (see ``recommender.cursor``),
+and so a first page requested again soon, with nothing changed in between,
+is served from it too (see ``recommender.freshness``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -16,8 +18,8 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from feedmood.models import Post, Profile
-from recommender import conf, cursor as cursors, selectors
+from feedmood.models import Profile
+from recommender import candidates as candidate_source, conf, cursor as cursors, freshness, selectors
 from recommender.mood import Mood
 from recommender.ranking import Policy, Source, rank_feed
 
@@ -42,7 +44,7 @@ class Entry(NamedTuple):
 class FeedItem:
     """A post of the page with its snapshot entry and absolute position."""
 
-    post: Post
+    post: selectors.FeedPost
     entry: Entry
     position: int
 
@@ -61,6 +63,8 @@ class FeedPage:
     snapshot: datetime
     next_cursor: str | None
     total: int
+    #: Page 1 came from the user's recent snapshot (nothing changed since) instead of a new ranking.
+    reused: bool = False
 
 
 def _mood_key(mood: Mood) -> cursors.MoodKey | None:
@@ -89,7 +93,7 @@ def plain_note(mood: Mood, policy: str, strength: float) -> str:
 def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[Any, ...]]:
     """Rank the user's candidates as of the cursor's snapshot with its mood and policy."""
     mood = _mood_from_key(cur.mood, cur.mood_reason)
-    candidates = selectors.feed_candidates(user=user, snapshot=cur.snapshot)
+    candidates = candidate_source.feed_candidates(user=user, snapshot=cur.snapshot)
     ranked = rank_feed(
         candidates,
         now=cur.snapshot,
@@ -109,10 +113,11 @@ def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[
     ]
 
 
-def _snapshot_rows(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[Any, ...]]:
-    """The snapshot's ranked rows (``Entry`` fields), from the cache or ranked now and cached."""
+def _snapshot_rows(*, user: AbstractBaseUser, cur: cursors.Cursor, new: bool = False) -> list[tuple[Any, ...]]:
+    """The snapshot's ranked rows (``Entry`` fields), from the cache or ranked now and cached
+    (``new``: a snapshot just started, so certainly not cached yet)."""
     key = f"{selectors.cache_namespace()}:{cur.snapshot_key()}"
-    rows = cache.get(key)
+    rows = None if new else cache.get(key)
     if rows is None:
         rows = rank_snapshot(user=user, cur=cur)
         cache.set(key, rows, conf.get("SNAPSHOT_TTL"))
@@ -126,12 +131,16 @@ def feed_page(
     strength: float | None = None,
     page_size: int | None = None,
     cursor: str | None = None,
+    refresh: bool = False,
     now: datetime | None = None,
 ) -> FeedPage:
     """One page of the user's ranked home feed.
 
-    Without ``cursor``: a new snapshot at ``now`` with the user's current mood
-    and policy (``policy``/``strength`` override the profile for this feed).
+    Without ``cursor``: the first page of a snapshot at ``now`` with the user's
+    current mood and policy (``policy``/``strength`` override the profile for
+    this feed); the user's snapshot of the last ``SNAPSHOT_REUSE_SECONDS`` with
+    the same mood and parameters is reused when nothing in their network
+    changed since, unless ``refresh``.
     With ``cursor``: the next page of that snapshot; passing a different
     ``policy``/``strength``/``page_size`` with it is a ValidationError.
     """
@@ -166,9 +175,20 @@ def feed_page(
     if not (0.0 <= cur.strength <= 1.0) or math.isnan(cur.strength):
         raise ValidationError({"strength": ["Must be within [0, 1]."]})
 
-    rows = _snapshot_rows(user=user, cur=cur)
+    reused = new = False
+    if not cursor:
+        namespace, params = selectors.cache_namespace(), cur.params_key()
+        previous = None if refresh else freshness.reusable_snapshot_ms(
+            namespace, user.pk, params, now_ms=cur.snapshot_ms
+        )
+        if previous is not None:
+            cur, reused = replace(cur, snapshot_ms=previous), True
+        else:
+            freshness.remember_snapshot(namespace, user.pk, params, cur.snapshot_ms)
+            new = True
+    rows = _snapshot_rows(user=user, cur=cur, new=new)
     page = [Entry._make(row) for row in rows[cur.offset : cur.offset + cur.page_size]]
-    posts = selectors.posts_by_id(post_ids=[e.post_id for e in page], viewer=user)
+    posts = selectors.feed_posts(post_ids=[e.post_id for e in page], viewer=user)
     items = [
         FeedItem(post=posts[e.post_id], entry=e, position=cur.offset + i)
         for i, e in enumerate(page)
@@ -187,4 +207,5 @@ def feed_page(
         snapshot=cur.snapshot,
         next_cursor=cursors.encode(cur.at(end)) if end < len(rows) else None,
         total=len(rows),
+        reused=reused,
     )

@@ -6,6 +6,9 @@
   -> erase moods and face affect inferred from the user's images, at once;
 - ``post_save`` of a Profile whose consent or half-life changed -> recompute
   the stored mood after commit;
+- ``feedmood.signals.post_created`` -> stamp the author's and followers' feeds
+  as changed (``recommender.freshness``, on the ``default`` queue);
+- ``post_save``/``post_delete`` of a Follow -> stamp the follower's feed and network;
 - ``emotion.signals.model_activated`` (a batch rescoring completed, or the
   first model was installed) -> switch every mood and post affect to the new
   version's readings (``recompute_all`` on the ``batch`` queue).
@@ -15,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from feedmood.tasks_utils import enqueue_on_commit
-from recommender import services
+from feedmood.tasks_utils import enqueue_on_commit, run_on_commit
+from recommender import freshness, selectors, services
 
 
 def on_analysis_finished(sender: Any, analysis: Any, **kwargs: Any) -> None:
@@ -46,3 +49,16 @@ def on_profile_saved(sender: Any, instance: Any, created: bool, raw: bool = Fals
     from recommender import tasks
 
     enqueue_on_commit(tasks.mood_recompute_task, instance.user_id)
+
+
+def on_post_created(sender: Any, post: Any, **kwargs: Any) -> None:
+    from recommender import tasks
+
+    enqueue_on_commit(tasks.feed_changed_task, post.author_id)
+
+
+def on_follow_changed(sender: Any, instance: Any, raw: bool = False, **kwargs: Any) -> None:
+    if raw:
+        return
+    namespace, follower_id = selectors.cache_namespace(), instance.follower_id
+    run_on_commit(lambda: freshness.mark_network_changed(namespace, follower_id))

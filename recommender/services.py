@@ -5,6 +5,7 @@
 - ``post_affect_recompute(post)``: rebuild a post's ``PostAffect`` (source
   ``faces``) from the ACTIVE model version's readings of its image;
 - ``mood_erase(user)``: drop every mood/affect inferred from the user's images;
+- ``feed_changed(author_id)``: stamp the author's and followers' feeds as changed;
 - ``mood_settings_update(user, data)``: consent/policy/strength/half-life through
   the social core's ``profile_update`` (so withdrawal erases readings).
 
@@ -25,9 +26,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from feedmood import services as social_services
-from feedmood.models import Post, Profile
-from feedmood.tasks_utils import enqueue_on_commit
-from recommender import selectors
+from feedmood.models import Follow, Post, Profile
+from feedmood.tasks_utils import enqueue_on_commit, run_on_commit
+from recommender import freshness, selectors
 from recommender.models import MoodState, PostAffect
 from recommender.mood import MAX_AGE_HALF_LIVES, accumulate, affect_from_faces
 
@@ -74,7 +75,9 @@ def mood_recompute(*, user: AbstractBaseUser, model_version_id: int | None = Non
 
 
 @transaction.atomic
-def post_affect_recompute(*, post: Post, model_version_id: int | None = None) -> PostAffect | None:
+def post_affect_recompute(
+    *, post: Post, model_version_id: int | None = None, notify_followers: bool = True
+) -> PostAffect | None:
     """Rebuild the post's face affect from the active version's readings.
 
     A post whose image has no face gets a row with ``face_count`` 0 and NULL
@@ -96,6 +99,10 @@ def post_affect_recompute(*, post: Post, model_version_id: int | None = None) ->
         "face_count": affect.face_count if affect else 0,
     }
     row, _ = PostAffect.objects.update_or_create(post_id=post.pk, source=PostAffect.Source.FACES, defaults=defaults)
+    if notify_followers:
+        from recommender import tasks
+
+        enqueue_on_commit(tasks.feed_changed_task, post.author_id)
     return row
 
 
@@ -103,7 +110,15 @@ def post_affect_recompute(*, post: Post, model_version_id: int | None = None) ->
 def mood_erase(*, user: AbstractBaseUser) -> None:
     """Forget everything inferred from the user's images (mood, their posts' face affect)."""
     MoodState.objects.filter(user_id=user.pk).delete()
-    PostAffect.objects.filter(post__author_id=user.pk, source=PostAffect.Source.FACES).delete()
+    if PostAffect.objects.filter(post__author_id=user.pk, source=PostAffect.Source.FACES).delete()[0]:
+        # Cached candidates of every follower hold this affect: drop them all (rare event).
+        run_on_commit(lambda: freshness.mark_all_changed(selectors.cache_namespace()))
+
+
+def feed_changed(*, author_id: int) -> int:
+    """Stamp the feeds of ``author_id`` and their followers as changed (see ``freshness``)."""
+    followers = Follow.objects.filter(followee_id=author_id).values_list("follower_id", flat=True)
+    return freshness.mark_changed(selectors.cache_namespace(), [author_id, *followers])
 
 
 def mood_settings_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> Profile:
@@ -145,6 +160,7 @@ def recompute_all(*, model_version_id: int | None = None, batch_size: int = 500)
     post_ids = set(PostAffect.objects.values_list("post_id", flat=True))
     post_ids |= set(ImageAnalysis.objects.filter(source="post").values_list("post_id", flat=True))
     for post in Post.objects.filter(pk__in=post_ids).only("pk").iterator(chunk_size=batch_size):
-        post_affect_recompute(post=post, model_version_id=version)
+        post_affect_recompute(post=post, model_version_id=version, notify_followers=False)
         posts += 1
+    run_on_commit(lambda: freshness.mark_all_changed(selectors.cache_namespace()))
     return {"users": users, "posts": posts}

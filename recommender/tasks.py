@@ -27,6 +27,12 @@ def post_affect_recompute_task(post_id: int) -> bool:
     return post is not None and services.post_affect_recompute(post=post) is not None
 
 
+@shared_task(name="recommender.tasks.feed_changed", queue="default", ignore_result=True)
+def feed_changed_task(author_id: int) -> int:
+    """Stamp the feeds of an author and their followers as changed; returns how many."""
+    return services.feed_changed(author_id=author_id)
+
+
 @shared_task(name="recommender.tasks.recompute_all", queue="batch")
 def recompute_all_task(model_version_id: int | None = None) -> dict[str, int]:
     """Switch all moods and post affects to one model version (default: active)."""
