@@ -9,6 +9,10 @@ the Keras float model. Temperature scaling is then fitted on PublicTest: 2-fold 
 (fit T on one half, ECE on the other) gives the honest before/after ECE reported in the card, and the
 T fitted on all PublicTest rows is what ships. The artifact directory gets the one model file,
 `model_card.json`, `metrics.json` and `confusion_matrix.png`.
+
+`--ensemble-with DIR` adds the model file(s) of already exported artifacts (same head, labels and
+format) as ensemble members: the runtime averages the members' softmax outputs, and calibration,
+metrics and speed are those of the whole ensemble.
 """
 from __future__ import annotations
 
@@ -255,7 +259,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-runs", type=positive_int, default=10, help="timed batch-64 calls per format")
     p.add_argument("--latency-runs", type=positive_int, default=50, help="timed single-face calls per format")
     p.add_argument("--seed", type=int, default=0, help="seed for the calibration split and int8 sample")
+    p.add_argument("--ensemble-with", action="append", default=[], metavar="DIR",
+                   help="exported artifact whose model file(s) join this one as ensemble members (repeatable; "
+                        "same head, labels and format; may be --out itself)")
     return p
+
+
+def ensemble_members(directories: list[str], *, head: str, labels: list[str], fmt: str) -> list[tuple[Path, dict]]:
+    """(model file, its card) of every member of the given artifacts, checked against this export."""
+    members = []
+    for directory in map(Path, directories):
+        card_path = directory / CARD_NAME
+        if not card_path.is_file():
+            raise FileNotFoundError(f"--ensemble-with {directory}: no {CARD_NAME} there")
+        card = json.loads(card_path.read_text())
+        problems = [f"{key} {card.get(key)!r} != {want!r}" for key, want in
+                    (("head", head), ("labels", list(labels)), ("format", fmt)) if card.get(key) != want]
+        if problems:
+            raise ValueError(f"--ensemble-with {directory}: {'; '.join(problems)}")
+        for name in [card["file"], *card.get("ensemble", [])]:
+            members.append((directory / name, card))
+    return members
 
 
 def _check_out(out: Path) -> None:
@@ -328,15 +352,33 @@ def main(argv: list[str] | None = None) -> int:
         chosen = choose_format(rows, args.prefer) if args.format == "auto" else args.format
         print(f"chosen format: {chosen}", flush=True)
 
-        # Calibration on the chosen format's raw probabilities.
-        probs = raw[chosen]
-        cross = M.cross_calibrate(probs, y, folds=2, seed=args.seed)
-        temperature = M.fit_temperature(probs, y)
-
         stage = work / "artifact"
         stage.mkdir()
         model_file = shutil.copy2(work / chosen / FORMAT_FILES[chosen], stage / FORMAT_FILES[chosen])
-        card = minimal_card(name, head, names, chosen, args.tta, temperature, label_mode=mode)
+        ensemble: dict = {}
+        probs = raw[chosen]
+        if args.ensemble_with:
+            members = ensemble_members(args.ensemble_with, head=head, labels=names, fmt=chosen)
+            files = []
+            for i, (source, _) in enumerate(members, start=1):
+                files.append(f"member{i}_{FORMAT_FILES[chosen]}")
+                shutil.copy2(source, stage / files[-1])
+            write_card(stage, minimal_card(name, head, names, chosen, args.tta, 1.0, ensemble=files))
+            probs = EmotionClassifier.load(stage, temperature=1.0).predict_proba(public.images)
+            ensemble = {"ensemble": files, "ensemble_members": [
+                {"file": FORMAT_FILES[chosen], "source": str(checkpoint), "accuracy_alone": rows[chosen]["accuracy"]},
+                *({"file": f, "source": str(source), "accuracy_alone": card.get("metrics", {}).get("accuracy"),
+                   "card_name": card.get("name"), "training": card.get("training"),
+                   "reproduce": card.get("reproduce")} for f, (source, card) in zip(files, members)),
+            ]}
+            print(f"ensemble of {1 + len(files)}: acc {100 * M.accuracy(probs, y):.2f}% "
+                  f"(new member alone {100 * rows[chosen]['accuracy']:.2f}%)", flush=True)
+
+        # Calibration on the raw probabilities of what ships.
+        cross = M.cross_calibrate(probs, y, folds=2, seed=args.seed)
+        temperature = M.fit_temperature(probs, y)
+        card = minimal_card(name, head, names, chosen, args.tta, temperature, label_mode=mode,
+                            **({"ensemble": ensemble["ensemble"]} if ensemble else {}))
         write_card(stage, card)
         final = EmotionClassifier.load(stage)
         calibrated = final.predict_proba(public.images)
@@ -374,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "loadavg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()]},
             },
             "training": training_info(checkpoint),
+            **({"ensemble_members": ensemble["ensemble_members"],
+                "speed": measure_speed(final, public.images, args.bench_runs, args.latency_runs)} if ensemble else {}),
             "export_command": "python -m ml.export " + shlex.join(argv_used),
             "export_argv": ["python", "-m", "ml.export", *argv_used],
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -5,7 +5,9 @@
     probs = clf.predict_proba(faces)          # faces: uint8 (N, 48, 48) grayscale crops
     dict(zip(clf.labels, probs[0]))
 
-An artifact is a directory with `model_card.json` (see :mod:`ml.export`) and one model file.
+An artifact is a directory with `model_card.json` (see :mod:`ml.export`) and one model file, or
+several for an ensemble (the card's `ensemble` lists the files after `file`; their softmax
+outputs are averaged before test-time augmentation and calibration).
 TFLite artifacts need only numpy + ai_edge_litert, ONNX ones numpy + onnxruntime; TensorFlow/Keras
 are imported lazily and only for `keras`-format artifacts. The interpreter is created on first use and re-created whenever the
 process id changes, so a classifier loaded in a Celery prefork parent is safe to use in the
@@ -214,9 +216,13 @@ class EmotionClassifier:
         fmt = card.get("format")
         if fmt not in FORMATS:
             raise ValueError(f"{directory / CARD_NAME}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-        model_file = directory / str(card.get("file", ""))
-        if not card.get("file") or not model_file.is_file():
-            raise FileNotFoundError(f"model file {model_file} named by {directory / CARD_NAME} not found")
+        extra = card.get("ensemble", [])
+        if not isinstance(extra, list) or not all(isinstance(x, str) and x for x in extra):
+            raise ValueError(f"{directory / CARD_NAME}: 'ensemble' must be a list of model file names")
+        model_files = [directory / str(card.get("file", "")), *(directory / x for x in extra)]
+        for model_file in model_files:
+            if not card.get("file") or not model_file.is_file():
+                raise FileNotFoundError(f"model file {model_file} named by {directory / CARD_NAME} not found")
         labels = card.get("labels")
         if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
             raise ValueError(f"{directory / CARD_NAME}: 'labels' must be a non-empty list of class names")
@@ -231,7 +237,8 @@ class EmotionClassifier:
         self.tta = bool(card.get("tta", False) if tta is None else tta)
         self.threads = default_threads() if threads is None else int(threads)
         backend = {"keras": _KerasBackend, "onnx": _OnnxBackend}.get(fmt, _TFLiteBackend)
-        self._backend = backend(model_file, self.threads)
+        self._backends = [backend(model_file, self.threads) for model_file in model_files]
+        self._backend = self._backends[0]
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
@@ -256,7 +263,9 @@ class EmotionClassifier:
         return cls(card, directory, temperature=temperature, tta=tta, threads=threads)
 
     def __repr__(self) -> str:
-        return f"EmotionClassifier({self.name!r}, format={self.format}, labels={len(self.labels)}, T={self.temperature:.3f}, tta={self.tta})"
+        members = f", members={len(self._backends)}" if len(self._backends) > 1 else ""
+        return (f"EmotionClassifier({self.name!r}, format={self.format}{members}, labels={len(self.labels)}, "
+                f"T={self.temperature:.3f}, tta={self.tta})")
 
     def __reduce__(self):
         # Pickles as "load this artifact again" (spawned workers rebuild their own interpreter).
@@ -266,12 +275,17 @@ class EmotionClassifier:
         pid = os.getpid()
         if pid != self._pid:  # forked: never touch the parent's interpreter or its (maybe held) lock
             self._lock = threading.Lock()
-            self._backend.reset()
+            for backend in self._backends:
+                backend.reset()
             self._pid = pid
         outputs = []
         with self._lock:
             for start in range(0, len(faces), BATCH):
-                outputs.append(self._backend(faces[start:start + BATCH]))
+                chunk = faces[start:start + BATCH]
+                probs = self._backends[0](chunk)
+                for backend in self._backends[1:]:  # ensemble: mean of the members' softmax outputs
+                    probs = probs + backend(chunk)
+                outputs.append(probs / len(self._backends) if len(self._backends) > 1 else probs)
         return np.concatenate(outputs, axis=0)
 
     def predict_proba(self, faces: Any) -> np.ndarray:

@@ -170,6 +170,42 @@ def test_export_auto_and_reexport(trained, data_dir, env, tmp_path):
     assert model_files == [card["file"]]
 
 
+def test_export_ensemble_with_an_existing_artifact(trained, exported, data_dir, env, tmp_path):
+    """A second model exported with --ensemble-with the first: the runtime averages the two."""
+    from ml.runtime import EmotionClassifier
+
+    second = tmp_path / "run2"
+    done = run(env, "ml.train", "--model", "feednet", "--width", 4, "--labels", "fer2013,ferplus-distribution",
+               "--epochs", 1, "--limit", 128, "--batch-size", 32, "--data", data_dir, "--out", second, "--verbose", 0,
+               "--seed", 7)
+    assert done.returncode == 0, done.stderr[-3000:]
+    alone, out = tmp_path / "alone", tmp_path / "ensemble"
+    common = ["--head", "ferplus", "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3]
+    assert run(env, "ml.export", "--checkpoint", second / "best.keras", "--out", alone, *common).returncode == 0
+    done = run(env, "ml.export", "--checkpoint", second / "best.keras", "--out", out, *common,
+               "--ensemble-with", exported[0])
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["ensemble"] == ["member1_model.tflite"] and (out / "member1_model.tflite").is_file()
+    assert [m["file"] for m in card["ensemble_members"]] == ["model.tflite", "member1_model.tflite"]
+    assert card["speed"]["faces_per_s_b64"] > 0 and "ensemble of 2" in done.stdout
+
+    x, _ = faces(16, seed=3)
+    mean = (EmotionClassifier.load(alone, temperature=1.0).predict_proba(x)
+            + EmotionClassifier.load(exported[0], temperature=1.0).predict_proba(x)) / 2
+    np.testing.assert_allclose(EmotionClassifier.load(out, temperature=1.0).predict_proba(x), mean, atol=1e-5)
+    assert "members=2" in repr(EmotionClassifier.load(out))
+
+    other_head = tmp_path / "fer2013-head"
+    assert run(env, "ml.export", "--checkpoint", second / "best.keras", "--out", other_head, "--head", "fer2013",
+               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    assert_clean_error(run(env, "ml.export", "--checkpoint", second / "best.keras", "--out", tmp_path / "bad",
+                           *common, "--ensemble-with", other_head), 1, "head 'fer2013' != 'ferplus'")
+    (out / "member1_model.tflite").unlink()
+    with pytest.raises(FileNotFoundError, match="member1_model.tflite"):
+        EmotionClassifier.load(out)
+
+
 # --------------------------------------------------------------------------- bad input
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
