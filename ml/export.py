@@ -237,6 +237,30 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+REGRESSION_ROWS = 600
+
+
+def regression_slice(clf: EmotionClassifier, public, mode: str, rows: int) -> dict:
+    """Accuracy of the shipped classifier on the first `rows` PublicTest rows (tests/test_shipped_models.py)."""
+    head = D.head_for(mode)
+    n = min(rows, len(public))
+    probs = clf.predict_proba(public.images[:n])
+    accuracy = float((probs.argmax(1) == public.targets[head][:n].argmax(1)).mean())
+    return {"split": "PublicTest", "label_mode": mode, "rows": n,
+            "selection": "first rows of the protocol's PublicTest set, in file order", "accuracy": round(accuracy, 4)}
+
+
+def reproduce_commands(training: dict, argv_used: list[str], members: list[dict]) -> list[str]:
+    """Every command from the shared data to this artifact: the members' own, this training run, this export."""
+    commands: list[str] = []
+    for member in members[1:]:
+        commands += [c for c in member.get("reproduce") or [] if c not in commands]
+    if training.get("command"):
+        commands.append(training["command"])
+    commands.append("python -m ml.export " + shlex.join(argv_used))
+    return commands
+
+
 # --------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
@@ -399,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
                      "the checkpoint during training; PrivateTest is the untouched test set."),
         }
         del metrics["ece"]
+        training = training_info(checkpoint)
+        training["train_wall_seconds_all_phases"] = round(
+            (training.get("wall_seconds") or training.get("train_wall_seconds_total") or 0.0)
+            + sum((m.get("training") or {}).get("train_wall_seconds_all_phases", 0.0)
+                  for m in ensemble.get("ensemble_members", [])[1:]), 1)
         card.update({
             "schema_version": 1,
             "file_bytes": Path(model_file).stat().st_size,
@@ -415,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
                 "timing_host": {"cpu_count": os.cpu_count(), "threads": default_threads(),
                                 "loadavg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()]},
             },
-            "training": training_info(checkpoint),
+            "training": training,
+            "reproduce": reproduce_commands(training, argv_used, [m for m in ensemble.get("ensemble_members", [])]),
+            "regression_slice": regression_slice(final, public, mode, REGRESSION_ROWS),
             **({"ensemble_members": ensemble["ensemble_members"],
                 "speed": measure_speed(final, public.images, args.bench_runs, args.latency_runs)} if ensemble else {}),
             "export_command": "python -m ml.export " + shlex.join(argv_used),

@@ -189,6 +189,12 @@ def test_export_ensemble_with_an_existing_artifact(trained, exported, data_dir, 
     assert card["ensemble"] == ["member1_model.tflite"] and (out / "member1_model.tflite").is_file()
     assert [m["file"] for m in card["ensemble_members"]] == ["model.tflite", "member1_model.tflite"]
     assert card["speed"]["faces_per_s_b64"] > 0 and "ensemble of 2" in done.stdout
+    member = json.loads((exported[0] / "model_card.json").read_text())
+    assert card["reproduce"][: len(member["reproduce"])] == member["reproduce"]  # the member's own history first
+    assert card["reproduce"][-2].startswith("python -m ml.train") and "--seed 7" in card["reproduce"][-2]
+    assert card["reproduce"][-1].startswith("python -m ml.export") and "--ensemble-with" in card["reproduce"][-1]
+    assert card["training"]["train_wall_seconds_all_phases"] > member["training"]["train_wall_seconds_all_phases"]
+    assert 0 < card["regression_slice"]["rows"] <= 64 and 0.0 <= card["regression_slice"]["accuracy"] <= 1.0
 
     x, _ = faces(16, seed=3)
     mean = (EmotionClassifier.load(alone, temperature=1.0).predict_proba(x)
