@@ -26,4 +26,6 @@ ENV MEDIA_ROOT=/data/media \
     STATIC_ROOT=/app/staticfiles
 EXPOSE 8000
 
-CMD ["gunicorn", "feedmood.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "60", "--access-logfile", "-"]
+# 4 processes x 2 threads per 2 cores: keep-alive connections stick to a worker, and more workers than cores
+# keep two busy connections from sharing one GIL (bench/results/feed_scale_4x2.md).
+CMD ["gunicorn", "feedmood.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "2", "--timeout", "60", "--access-logfile", "-"]
