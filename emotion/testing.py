@@ -1,7 +1,8 @@
 """Test and benchmark helpers for emotion analysis (dev-only: imports scikit-image lazily).
 
 - sample images with real faces, built from scikit-image's bundled
-  ``astronaut`` photo (no downloads): one face, several faces, none;
+  ``astronaut`` photo (no downloads): one face, several faces (side by side,
+  or a group photo with known face boxes), none;
 - :func:`test_model_dir`: the shipped model at ``settings.FEEDMOOD_MODEL_DIR``
   if it exists, otherwise a tiny artifact built ONCE per process with the ml
   CLIs (``ml.train`` + ``ml.export``) on synthetic data.
@@ -31,6 +32,10 @@ _built: dict[str, Path] = {}
 
 
 # --- Images ------------------------------------------------------------------------------
+
+
+#: The face in :func:`astronaut` as (x, y, w, h): where OpenCV's frontal-face cascades agree at full resolution.
+ASTRONAUT_FACE = (175, 65, 98, 98)
 
 
 def astronaut() -> np.ndarray:
@@ -68,6 +73,42 @@ def multi_face_image(count: int = 3) -> np.ndarray:
     photo = astronaut()
     tiles = [photo if i % 2 == 0 else photo[:, ::-1] for i in range(count)]
     return np.ascontiguousarray(np.concatenate(tiles, axis=1))
+
+
+def one_face_box(width: int = 640, height: int = 480) -> tuple[int, int, int, int]:
+    """Where the face is in :func:`one_face_image` ``(width, height)``: (x, y, w, h)."""
+    side = min(width, height)
+    k = side / 512
+    x, y, w, h = ASTRONAUT_FACE
+    return (round((width - side) // 2 + x * k), round((height - side) // 2 + y * k), round(w * k), round(h * k))
+
+
+def group_image(count: int = 4, width: int = 640, height: int = 480, face: int = 80) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A group photo: ``count`` astronaut heads (face side ``face`` px, every other one mirrored)
+    in a grid on grey; returns the RGB image and the face boxes (x, y, w, h), in reading order."""
+    import cv2
+
+    x, y, w, h = ASTRONAUT_FACE
+    pad = round(0.6 * w)
+    head = astronaut()[y - min(pad, y) : y + h + pad, x - pad : x + w + pad]  # the face with hair, neck, shoulders
+    top = min(pad, y)
+    k = face / w
+    tile = cv2.resize(head, (round(head.shape[1] * k), round(head.shape[0] * k)), interpolation=cv2.INTER_AREA)
+    th, tw = tile.shape[:2]
+    cols = min(count, max(1, width // tw))
+    rows = -(-count // cols)
+    if rows * th > height:
+        raise ValueError(f"{count} faces of {face} px do not fit in {width}x{height}")
+    canvas = np.full((height, width, 3), 200, np.uint8)
+    gap_x, gap_y = (width - cols * tw) // (cols + 1), (height - rows * th) // (rows + 1)
+    boxes = []
+    for i in range(count):
+        r, c = divmod(i, cols)
+        ox, oy = gap_x + c * (tw + gap_x), gap_y + r * (th + gap_y)
+        canvas[oy : oy + th, ox : ox + tw] = tile if i % 2 == 0 else tile[:, ::-1]
+        fx = pad * k if i % 2 == 0 else tw - (pad + w) * k
+        boxes.append((round(ox + fx), round(oy + top * k), face, face))
+    return canvas, boxes
 
 
 def no_face_image(width: int = 640, height: int = 480) -> np.ndarray:

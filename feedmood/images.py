@@ -33,6 +33,7 @@ EXTENSION_MIME_TYPES: dict[str, str] = {f".{ext}": MIME_TYPES[fmt] for fmt, ext 
 # Truncated files must fail loudly, and Pillow's own bomb guard must agree with ours.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = settings.FEEDMOOD_MAX_IMAGE_PIXELS
+ORIENTATION_TAG = 0x0112
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,19 @@ def _too_many_pixels(limit: int, width: int | None = None, height: int | None = 
     )
 
 
-def _open_checked(data: bytes, max_pixels: int | None) -> Image.Image:
-    """Open (header only), check format and pixel count, then fully decode."""
+def _open_checked(
+    data: bytes,
+    max_pixels: int | None,
+    draft: tuple[str | None, tuple[int, int] | None] | None = None,
+) -> Image.Image:
+    """Open (header only), check format and pixel count, then fully decode.
+
+    ``draft=(mode, size)`` asks the JPEG decoder, after the header checks and
+    before the full decode, for ``mode`` (``"L"``: libjpeg outputs only the
+    luma plane, skipping chroma upsampling and colour conversion) and/or a
+    DCT-domain downscale towards ``size``.  The whole entropy-coded stream is
+    still decoded, so truncated or corrupt files are rejected all the same.
+    """
     limit = max_image_pixels() if max_pixels is None else max_pixels
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -128,6 +140,8 @@ def _open_checked(data: bytes, max_pixels: int | None) -> Image.Image:
         if width * height > limit:
             raise _too_many_pixels(limit, width, height)
         try:
+            if draft is not None and fmt == "JPEG":
+                img.draft(draft[0] or img.mode, draft[1])
             img.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise _too_many_pixels(limit, width, height) from None
@@ -145,11 +159,8 @@ def _reason(exc: BaseException) -> str:
     return text[:200]
 
 
-def validate_image_bytes(data: bytes, *, max_bytes: int | None = None, max_pixels: int | None = None) -> ImageInfo:
-    """Fully validate untrusted image bytes; return their format and size.
-
-    Raises ``django.core.exceptions.ValidationError`` on any problem.
-    """
+def _checked_bytes(data: bytes, max_bytes: int | None) -> bytes:
+    """Rule 1: bytes, non-empty, within the upload limit."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValidationError("Not an image: expected bytes.", code="not_an_image")
     data = bytes(data)
@@ -158,7 +169,15 @@ def validate_image_bytes(data: bytes, *, max_bytes: int | None = None, max_pixel
     limit = max_upload_bytes() if max_bytes is None else max_bytes
     if len(data) > limit:
         raise _too_large(len(data), limit)
-    img = _open_checked(data, max_pixels)
+    return data
+
+
+def validate_image_bytes(data: bytes, *, max_bytes: int | None = None, max_pixels: int | None = None) -> ImageInfo:
+    """Fully validate untrusted image bytes; return their format and size.
+
+    Raises ``django.core.exceptions.ValidationError`` on any problem.
+    """
+    img = _open_checked(_checked_bytes(data, max_bytes), max_pixels)
     try:
         return ImageInfo(format=img.format.upper(), width=img.width, height=img.height)
     finally:
@@ -243,21 +262,23 @@ def decode_image_to_array(
         raise ValueError(f"mode must be 'RGB' or 'L', not {mode!r}")
     if max_side is not None and max_side < 1:
         raise ValueError("max_side must be a positive integer")
-    validate_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    # One pass: the validation's full decode is the decode (rules 1-5 exactly as in
+    # validate_image_bytes).  For JPEG, the decoder is asked for grey directly when
+    # mode="L" and for a fast DCT-domain downscale when max_side is given.
+    draft_size = None if max_side is None else (max_side, max_side)
+    draft = ("L" if mode == "L" else None, draft_size) if (mode == "L" or draft_size) else None
+    img = _open_checked(_checked_bytes(data, max_bytes), max_pixels, draft=draft)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), img:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(bytes(data))) as img:
-                if max_side is not None and img.format == "JPEG":
-                    img.draft(img.mode, (max_side, max_side))  # fast DCT-domain downscale
-                img.load()
+            if img.getexif().get(ORIENTATION_TAG, 1) != 1:
                 img = ImageOps.exif_transpose(img)
-                img = _to_rgb_or_gray(img)
-                if max_side is not None and max(img.size) > max_side:
-                    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-                if img.mode != mode:
-                    img = img.convert(mode)
-                return np.array(img, dtype=np.uint8)
+            img = _to_rgb_or_gray(img)
+            if max_side is not None and max(img.size) > max_side:
+                img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            if img.mode != mode:
+                img = img.convert(mode)
+            return np.array(img, dtype=np.uint8)
     except ValidationError:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. malformed EXIF on untrusted input

@@ -115,6 +115,155 @@ def test_tiny_image_has_no_face(classifier) -> None:
     assert pipeline.analyze_bytes(testing.encode(np.zeros((10, 10), np.uint8), "PNG"), classifier).faces == ()
 
 
+# --- The default config on the standard test images -------------------------------------------
+
+#: The "thorough" config of the README (emotion section), for group photos with small faces.
+THOROUGH = {"cascade": "haarcascade_frontalface_alt.xml", "detect_max_pixels": 448 * 336, "scale_factor": 1.1}
+
+
+def _iou(a, b) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+
+
+def _side_by_side(count: int):
+    x, y, w, h = testing.ASTRONAUT_FACE
+    boxes = [(512 * i + (x if i % 2 == 0 else 512 - x - w), y, w, h) for i in range(count)]
+    return testing.multi_face_image(count), boxes
+
+
+STANDARD_IMAGES = [
+    pytest.param(lambda: (testing.one_face_image(640, 480), [testing.one_face_box(640, 480)]), id="one-face-640x480"),
+    pytest.param(lambda: (testing.one_face_image(1280, 960), [testing.one_face_box(1280, 960)]), id="one-face-1280x960"),
+    pytest.param(lambda: (testing.one_face_image(1920, 1080), [testing.one_face_box(1920, 1080)]), id="one-face-1920x1080"),
+    pytest.param(lambda: _side_by_side(2), id="two-side-by-side"),
+    pytest.param(lambda: _side_by_side(3), id="three-side-by-side"),
+    pytest.param(lambda: _side_by_side(4), id="four-side-by-side"),
+    pytest.param(lambda: testing.group_image(3, face=100), id="group-of-3-100px"),
+    pytest.param(lambda: testing.group_image(4, face=80), id="group-of-4-80px"),
+]
+
+
+def _find(data: bytes, config: pipeline.PipelineConfig = pipeline.DEFAULT_CONFIG) -> list[tuple[int, int, int, int]]:
+    return [(b.x, b.y, b.w, b.h) for b in pipeline.detect_faces(pipeline.decode(data), config)]
+
+
+@pytest.mark.parametrize("make", STANDARD_IMAGES)
+def test_default_config_finds_every_face_in_the_standard_images(make) -> None:
+    image, truth = make()
+    found = _find(testing.encode(image, "JPEG"))
+    assert len(found) == len(truth), (found, truth)  # every face, and nothing else
+    for box in truth:
+        assert max(_iou(box, f) for f in found) >= 0.5, (box, found)
+
+
+def test_default_config_finds_faces_of_a_ninth_of_the_short_side() -> None:
+    """The documented trade-off: 640x480 faces of ~70 px are found, 40 px ones need the thorough config."""
+    image, truth = testing.group_image(6, face=70)
+    assert len(_find(testing.encode(image, "JPEG"))) >= 4  # min face at 640x480: 24 / 0.45 = 53 px
+    image, truth = testing.group_image(10, face=40)
+    small = testing.encode(image, "JPEG")
+    assert _find(small) == []
+    assert len(_find(small, pipeline.PipelineConfig(**THOROUGH))) >= 3
+
+
+def test_thorough_config_from_settings(settings, classifier) -> None:
+    from emotion import services
+
+    settings.FEEDMOOD_FER_PIPELINE = THOROUGH
+    config = services.pipeline_config()
+    assert (config.cascade, config.detect_max_pixels, config.scale_factor) == (THOROUGH["cascade"], 448 * 336, 1.1)
+    assert config.min_neighbors == pipeline.DEFAULT_CONFIG.min_neighbors  # the rest stays default
+    image, truth = testing.group_image(6, face=60)
+    result = pipeline.analyze_bytes(testing.encode(image, "JPEG"), classifier, config)
+    assert result.face_count == 6
+    assert all(max(_iou(box, (f.box.x, f.box.y, f.box.w, f.box.h)) for f in result.faces) >= 0.5 for box in truth)
+    settings.FEEDMOOD_FER_PIPELINE = None
+    assert services.pipeline_config() is pipeline.DEFAULT_CONFIG
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"cascade": "../haarcascade_frontalface_alt2.xml"}, {"cascade": "haarcascade_eye.xml"}, {"cascade": "/etc/passwd"},
+     {"scale_factor": 1.0}, {"min_neighbors": -1}, {"detect_max_pixels": 0}],
+)  # fmt: skip
+def test_config_is_validated(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        pipeline.PipelineConfig(**bad)
+
+
+def test_flat_search_is_opencvs_detect_multiscale() -> None:
+    """octaves=False: the raw hits grouped by OpenCV are exactly detectMultiScale's answer."""
+    import cv2
+
+    config = pipeline.PipelineConfig(octaves=False, min_neighbors=3, cascade="haarcascade_frontalface_default.xml")
+    for image in (testing.one_face_image(), testing.multi_face_image(3)):
+        small = pipeline.detection_image(pipeline.decode(testing.encode(image, "PNG")), config)
+        raw = pipeline.face_candidates(small, config).tolist()
+        own = pipeline.face_cascade(config.cascade).detectMultiScale(small, config.scale_factor, 3, minSize=(24, 24))
+        assert sorted(np.asarray(cv2.groupRectangles(raw, 3, 0.2)[0]).reshape(-1, 4).tolist()) == sorted(
+            np.asarray(own).reshape(-1, 4).tolist()
+        )
+
+
+def test_octave_search_finds_the_same_faces_as_the_flat_pyramid() -> None:
+    for image, truth in (_side_by_side(3), (testing.one_face_image(), [testing.one_face_box()])):
+        data = testing.encode(image, "PNG")
+        for octaves in (True, False):
+            found = _find(data, pipeline.PipelineConfig(octaves=octaves))
+            assert all(max(_iou(box, f) for f in found) >= 0.5 for box in truth), (octaves, found)
+
+
+def test_octave_search_covers_every_scale(monkeypatch) -> None:
+    """Octave o searches windows of 1-2x the cascade's on a 1/2**o copy: together, every face size."""
+    real = pipeline.face_cascade()
+    calls = []
+
+    class Recorder:
+        def getOriginalWindowSize(self):
+            return real.getOriginalWindowSize()
+
+        def detectMultiScale(self, image, **kwargs):
+            calls.append((image.shape, kwargs))
+            return real.detectMultiScale(image, **kwargs)
+
+    monkeypatch.setattr(pipeline, "face_cascade", lambda name=pipeline.CASCADE_FILE: Recorder())
+    config = pipeline.DEFAULT_CONFIG
+    small = np.full((216, 288), 128, np.uint8)
+    pipeline.face_candidates(small, config)
+    window = real.getOriginalWindowSize()[0]
+    spans = []
+    for shape, kwargs in calls:
+        f = small.shape[0] / shape[0]
+        assert kwargs["scaleFactor"] == config.scale_factor and kwargs["maxSize"][0] < 2 * window  # always the 2-px step
+        spans.append((max(kwargs["minSize"][0], window) * f, min(kwargs["maxSize"][0], min(shape)) * f))
+    assert len(calls) >= 3 and spans[0][0] == config.min_face_side
+    assert all(b[0] <= a[1] * config.scale_factor for a, b in zip(spans, spans[1:]))  # contiguous
+    assert spans[-1][1] >= min(small.shape) * 0.9  # up to faces as big as the image
+
+
+def test_nested_duplicates_are_suppressed() -> None:
+    boxes = np.array([[0, 0, 100, 100], [10, 12, 60, 60], [200, 0, 50, 50], [240, 0, 50, 50]], np.int32)
+    weights = np.array([3, 4, 2, 2])
+    kept = pipeline.suppress_overlaps(boxes, weights).tolist()
+    # the nested pair keeps its stronger box; the two side by side overlap by 20% only: both stay
+    assert kept == [[10, 12, 60, 60], [200, 0, 50, 50], [240, 0, 50, 50]]
+
+
+def test_decode_is_luma_of_the_jpeg() -> None:
+    """decode() asks libjpeg for grey directly; it matches Pillow's RGB->L within rounding."""
+    import io
+
+    from PIL import Image
+
+    data = testing.one_face_jpeg()
+    ours = pipeline.decode(data).astype(int)
+    pillow = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=int)
+    assert ours.shape == pillow.shape == (480, 640)
+    assert np.abs(ours - pillow).max() <= 12 and np.abs(ours - pillow).mean() < 0.5
+
+
 @pytest.mark.skipif(SHARED_FER is None, reason="shared FER-2013 data not present")
 def test_upscaled_fer_faces_are_detected(classifier) -> None:
     import cv2
@@ -169,7 +318,7 @@ def test_crops_are_48x48_uint8_and_clipped_to_the_image() -> None:
 
 def test_detection_scale_bounds_side_and_pixels() -> None:
     config = pipeline.DEFAULT_CONFIG
-    assert pipeline.detection_scale(240, 320, config) == 1.0
+    assert pipeline.detection_scale(150, 200, config) == 1.0  # never upscaled
     for h, w in [(480, 640), (1920, 2560), (512, 1536), (4000, 300)]:
         s = pipeline.detection_scale(h, w, config)
         assert max(h, w) * s <= config.detect_max_side + 1
@@ -178,3 +327,6 @@ def test_detection_scale_bounds_side_and_pixels() -> None:
 
 def test_cascade_is_cached_per_process() -> None:
     assert pipeline.face_cascade() is pipeline.face_cascade()
+    assert pipeline.face_cascade() is pipeline.face_cascade(pipeline.DEFAULT_CONFIG.cascade)
+    other = pipeline.face_cascade("haarcascade_frontalface_default.xml")
+    assert other is not pipeline.face_cascade() and other is pipeline.face_cascade("haarcascade_frontalface_default.xml")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from emotion import pipeline, selectors
 from emotion.inference import get_classifier
@@ -48,6 +49,11 @@ class Command(BaseCommand):
             return get_classifier(version.artifact_dir)
         except (OSError, ValueError) as exc:
             raise CommandError(f"Cannot load the model: {exc}") from None
+        except DatabaseError as exc:
+            raise CommandError(
+                f"Cannot read the active model version from the database ({exc}): "
+                "run `manage.py migrate` first, or pass --model PATH."
+            ) from None
 
     def _print(self, name: str, result: pipeline.PipelineResult) -> None:
         timing = f"decode {result.decode_ms:.1f} ms, detect {result.detect_ms:.1f} ms, classify {result.classify_ms:.1f} ms"
