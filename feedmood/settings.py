@@ -87,6 +87,10 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # psycopg 3 sends parameters apart from the SQL and prepares statements it sees repeatedly:
+    # less quoting work in Python and no re-planning in PostgreSQL on the hot read paths.
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool("DATABASE_SERVER_SIDE_BINDING", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (throttling state; shared across processes when Redis is set) -----
@@ -164,7 +168,7 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "feedmood.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -273,6 +277,8 @@ FEEDMOOD_RESCORING_PARALLELISM = env_int("FEEDMOOD_RESCORING_PARALLELISM", 2)
 FEEDMOOD_RESCORING_STALL_MINUTES = env_int("FEEDMOOD_RESCORING_STALL_MINUTES", 15)
 FEEDMOOD_RESCORING_MAX_FAILED_RATIO = env_float("FEEDMOOD_RESCORING_MAX_FAILED_RATIO", 0.5)
 FEEDMOOD_MODEL_DIR = Path(env_str("FEEDMOOD_MODEL_DIR", str(BASE_DIR / "ml" / "artifacts" / "ferplus")))
+#: One-to-one relations of the user read with the API token (feedmood.authentication): the feed needs both.
+FEEDMOOD_AUTH_USER_RELATED = ("profile", "mood_state")
 FEEDMOOD_MAX_UPLOAD_BYTES = env_int("FEEDMOOD_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
 FEEDMOOD_MAX_IMAGE_PIXELS = env_int("FEEDMOOD_MAX_IMAGE_PIXELS", 40_000_000)
 # Errors in on-commit callbacks (signals, enqueueing) are logged, not raised; tests turn this on.

@@ -175,11 +175,14 @@ def mood_settings_get(*, user: AbstractBaseUser) -> Profile:
 
 
 def profile_with_mood(*, user: AbstractBaseUser) -> Profile:
-    """The user's profile with ``user.mood_state`` joined (one query).
+    """The user's profile with ``user.mood_state`` joined (one query, or none when ``user`` came with both).
 
     Every user gets a profile on creation; a legacy user without one gets the
     defaults through the social core's ``profile_get_or_create``.
     """
+    loaded = user._state.fields_cache  # token authentication joins both (settings.FEEDMOOD_AUTH_USER_RELATED)
+    if loaded.get("profile") is not None and "mood_state" in loaded:
+        return loaded["profile"]
     profile = Profile.objects.select_related("user__mood_state").filter(user_id=user.pk).first()
     return profile if profile is not None else social_services.profile_get_or_create(user=user)
 
