@@ -13,7 +13,7 @@ class RecommenderConfig(AppConfig):
 
         from emotion import signals as emotion_signals
         from feedmood import signals as social_signals
-        from feedmood.models import Follow, Profile
+        from feedmood.models import Follow, Post, Profile, Reaction
         from recommender import receivers
 
         emotion_signals.analysis_finished.connect(
@@ -30,3 +30,6 @@ class RecommenderConfig(AppConfig):
         social_signals.post_created.connect(receivers.on_post_created, dispatch_uid="recommender.post_created")
         post_save.connect(receivers.on_follow_changed, sender=Follow, dispatch_uid="recommender.follow_saved")
         post_delete.connect(receivers.on_follow_changed, sender=Follow, dispatch_uid="recommender.follow_deleted")
+        post_delete.connect(receivers.on_post_deleted, sender=Post, dispatch_uid="recommender.post_deleted")
+        post_save.connect(receivers.on_reaction_changed, sender=Reaction, dispatch_uid="recommender.reaction_saved")
+        post_delete.connect(receivers.on_reaction_changed, sender=Reaction, dispatch_uid="recommender.reaction_deleted")

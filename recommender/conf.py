@@ -30,6 +30,10 @@ DEFAULTS: dict[str, Any] = {
     # their network, mood or settings changed since (see recommender.freshness);
     # 0 ranks every page 1 anew.
     "SNAPSHOT_REUSE_SECONDS": 60,
+    # A built page (posts, like counts, liked_by_me) is kept PAGE_CACHE_SECONDS and served
+    # again while nothing in the user's feed changed and they liked or unliked nothing since;
+    # other people's likes show up to this many seconds late. 0 builds every page.
+    "PAGE_CACHE_SECONDS": 15,
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 50,
     # Diversity rules.

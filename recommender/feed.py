@@ -140,7 +140,8 @@ def feed_page(
     current mood and policy (``policy``/``strength`` override the profile for
     this feed); the user's snapshot of the last ``SNAPSHOT_REUSE_SECONDS`` with
     the same mood and parameters is reused when nothing in their network
-    changed since, unless ``refresh``.
+    changed since, unless ``refresh``. A page built moments ago for the same snapshot and
+    offset is served again while it is valid (``freshness.cached_page``).
     With ``cursor``: the next page of that snapshot; passing a different
     ``policy``/``strength``/``page_size`` with it is a ValidationError.
     """
@@ -176,8 +177,9 @@ def feed_page(
         raise ValidationError({"strength": ["Must be within [0, 1]."]})
 
     reused = new = False
+    namespace = selectors.cache_namespace()
     if not cursor:
-        namespace, params = selectors.cache_namespace(), cur.params_key()
+        params = cur.params_key()
         previous = None if refresh else freshness.reusable_snapshot_ms(
             namespace, user.pk, params, now_ms=cur.snapshot_ms
         )
@@ -186,6 +188,22 @@ def feed_page(
         else:
             freshness.remember_snapshot(namespace, user.pk, params, cur.snapshot_ms)
             new = True
+    page_key = f"{namespace}:{cur.snapshot_key()}:page:{cur.offset}"
+    caching = conf.get("PAGE_CACHE_SECONDS") > 0
+    if caching and not new:
+        built = freshness.cached_page(namespace, user.pk, page_key)
+        if built is not None:
+            return replace(built, policy_source=policy_source, reused=reused)
+    built_ms = freshness.now_ms()
+    page = _build_page(user=user, cur=cur, mood=mood, new=new, policy_source=policy_source, reused=reused)
+    if caching:
+        freshness.remember_page(page_key, page, built_ms=built_ms)
+    return page
+
+
+def _build_page(*, user: AbstractBaseUser, cur: cursors.Cursor, mood: Mood, new: bool, policy_source: str,
+                reused: bool) -> FeedPage:
+    """The page at ``cur``: its snapshot rows, hydrated with the posts as they are now."""
     rows = _snapshot_rows(user=user, cur=cur, new=new)
     page = [Entry._make(row) for row in rows[cur.offset : cur.offset + cur.page_size]]
     posts = selectors.feed_posts(post_ids=[e.post_id for e in page], viewer=user)

@@ -14,11 +14,19 @@ not of the post:
 - every mood and post affect switched to a new model version, or a user's
   readings erased (their posts' affect must leave every cache) -> everyone.
 
+- a post is deleted -> its author and every follower, like a new post.
+
 Mood, policy, strength and page size are part of the snapshot's key, so a new
 selfie reading or a settings change never serves an old ranking. Likes do not
-re-rank within the window (the counts shown are always read fresh), deleted
-posts simply drop out of the page, and popular posts from outside the network
-are themselves cached for ``POPULAR_CACHE_SECONDS``.
+re-rank within the window, and popular posts from outside the network are
+themselves cached for ``POPULAR_CACHE_SECONDS``.
+
+A built page (the hydrated posts of one offset of one snapshot) is kept for
+``PAGE_CACHE_SECONDS``: it is served again only if it was built after every
+stamp above for the user and after their own last like or unlike
+(:func:`mark_reacted`), so the user always sees their own likes, and a deleted
+post leaves the pages of its author's followers once the stamp task has run;
+other people's likes show up to ``PAGE_CACHE_SECONDS`` late.
 
 A missing stamp means "no change within the window": stamps outlive the reuse
 window, so an expired stamp can only be older than any snapshot still reusable.
@@ -28,13 +36,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from django.core.cache import cache
 
 from recommender import conf
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return int(time.time() * 1000)
 
 
@@ -44,7 +53,7 @@ def reuse_ms() -> int:
 
 def _stamp_timeout() -> int:
     """Seconds a stamp is kept: past every cache it can invalidate (0: no cache to invalidate)."""
-    longest = max(reuse_ms() // 1000, int(conf.get("CANDIDATES_TTL")))
+    longest = max(reuse_ms() // 1000, int(conf.get("CANDIDATES_TTL")), int(conf.get("PAGE_CACHE_SECONDS")))
     return longest + 60 if longest else 0
 
 
@@ -60,6 +69,10 @@ def everyone_key(namespace: str) -> str:
     return f"{namespace}:feed-changed:*"
 
 
+def reacted_key(namespace: str, user_id: int) -> str:
+    return f"{namespace}:feed-reacted:{user_id}"
+
+
 def latest_key(namespace: str, user_id: int, params: str) -> str:
     return f"{namespace}:feed-latest:{user_id}:{params}"
 
@@ -70,7 +83,7 @@ def mark_changed(namespace: str, user_ids: Iterable[int], *, at_ms: int | None =
     ids = sorted(set(user_ids))
     if not timeout or not ids:
         return 0
-    stamp = _now_ms() if at_ms is None else at_ms
+    stamp = now_ms() if at_ms is None else at_ms
     for start in range(0, len(ids), 1000):
         cache.set_many({changed_key(namespace, uid): stamp for uid in ids[start : start + 1000]}, timeout)
     return len(ids)
@@ -80,7 +93,7 @@ def mark_network_changed(namespace: str, user_id: int) -> None:
     """The user followed or unfollowed someone: their feed and their candidate set changed."""
     timeout = _stamp_timeout()
     if timeout:
-        now = _now_ms()
+        now = now_ms()
         cache.set_many({changed_key(namespace, user_id): now, network_changed_key(namespace, user_id): now}, timeout)
 
 
@@ -88,7 +101,34 @@ def mark_all_changed(namespace: str) -> None:
     """Stamp every user's feed and candidate set as changed now (model switch, erased readings)."""
     timeout = _stamp_timeout()
     if timeout:
-        cache.set(everyone_key(namespace), _now_ms(), timeout)
+        cache.set(everyone_key(namespace), now_ms(), timeout)
+
+
+def mark_reacted(namespace: str, user_id: int) -> None:
+    """The user liked or unliked a post: their pages built before now show an old ``liked_by_me``."""
+    timeout = _stamp_timeout()
+    if timeout:
+        cache.set(reacted_key(namespace, user_id), now_ms(), timeout)
+
+
+def cached_page(namespace: str, user_id: int, page_key: str) -> Any | None:
+    """The page stored under ``page_key`` by :func:`remember_page`, unless the user's feed
+    changed or they reacted to a post after it was built."""
+    keys = [page_key, changed_key(namespace, user_id), everyone_key(namespace), reacted_key(namespace, user_id)]
+    found = cache.get_many(keys)
+    if keys[0] not in found:
+        return None
+    built_ms, page = found[keys[0]]
+    if any(found.get(key, -1) >= built_ms for key in keys[1:]):
+        return None
+    return page
+
+
+def remember_page(page_key: str, page: Any, *, built_ms: int) -> None:
+    """Keep a built page for ``PAGE_CACHE_SECONDS`` (``built_ms``: when its rows were read)."""
+    seconds = int(conf.get("PAGE_CACHE_SECONDS"))
+    if seconds:
+        cache.set(page_key, (built_ms, page), seconds)
 
 
 def network_changed_since(namespace: str, user_id: int, since_ms: int) -> bool:

@@ -8,7 +8,10 @@
   the stored mood after commit;
 - ``feedmood.signals.post_created`` -> stamp the author's and followers' feeds
   as changed (``recommender.freshness``, on the ``default`` queue);
+- ``post_delete`` of a Post -> the same stamps as a new post (cached pages must drop it);
 - ``post_save``/``post_delete`` of a Follow -> stamp the follower's feed and network;
+- ``post_save``/``post_delete`` of a Reaction -> stamp the user's reactions (their cached
+  feed pages show an old ``liked_by_me``);
 - ``emotion.signals.model_activated`` (a batch rescoring completed, or the
   first model was installed) -> switch every mood and post affect to the new
   version's readings (``recompute_all`` on the ``batch`` queue).
@@ -55,6 +58,19 @@ def on_post_created(sender: Any, post: Any, **kwargs: Any) -> None:
     from recommender import tasks
 
     enqueue_on_commit(tasks.feed_changed_task, post.author_id)
+
+
+def on_post_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    from recommender import tasks
+
+    enqueue_on_commit(tasks.feed_changed_task, instance.author_id)
+
+
+def on_reaction_changed(sender: Any, instance: Any, raw: bool = False, **kwargs: Any) -> None:
+    if raw:
+        return
+    namespace, user_id = selectors.cache_namespace(), instance.user_id
+    run_on_commit(lambda: freshness.mark_reacted(namespace, user_id))
 
 
 def on_follow_changed(sender: Any, instance: Any, raw: bool = False, **kwargs: Any) -> None:

@@ -131,6 +131,8 @@ def test_window_zero_never_reuses(viewer_world, client_for, settings):
     assert first_page(client)["snapshot_reused"] is False
     assert freshness.mark_changed(selectors.cache_namespace(), [1, 2]) == 2  # candidate caches still use stamps
     settings.RECOMMENDER_CANDIDATES_TTL = 0
+    assert freshness.mark_changed(selectors.cache_namespace(), [1, 2]) == 2  # and so do built pages
+    settings.RECOMMENDER_PAGE_CACHE_SECONDS = 0
     assert freshness.mark_changed(selectors.cache_namespace(), [1, 2]) == 0
 
 
@@ -146,3 +148,62 @@ def test_feed_changed_stamps_the_author_and_every_follower(make_user):
 
     stamped = cache.get_many([freshness.changed_key(namespace, u.pk) for u in (author, *fans, bystander)])
     assert len(stamped) == 4 and freshness.changed_key(namespace, bystander.pk) not in stamped
+
+
+# --- Built pages (PAGE_CACHE_SECONDS) ------------------------------------------------------------
+
+
+def texts(page):
+    return [item["post"]["text"] for item in page["results"]]
+
+
+def test_a_built_page_is_served_again_until_it_expires(viewer_world, client_for, settings,
+                                                       django_assert_max_num_queries):
+    viewer, friend = viewer_world
+    client = client_for(viewer)
+    first = first_page(client)
+    friend.posts.update(text="edited behind the cache")  # no signal: the built page stays valid
+    with django_assert_max_num_queries(1):  # the token (with profile and mood); no post query
+        again = first_page(client)
+    assert again["results"] == first["results"] and "edited behind the cache" not in texts(again)
+    settings.RECOMMENDER_PAGE_CACHE_SECONDS = 0
+    assert set(texts(first_page(client))) == {"edited behind the cache"}
+
+
+def test_cursor_pages_are_cached_too(viewer_world, client_for):
+    viewer, friend = viewer_world
+    client = client_for(viewer)
+    page1 = first_page(client, page_size=2)
+    cursor = page1["next"].split("cursor=", 1)[1]
+    page2 = first_page(client, cursor=cursor)
+    friend.posts.update(text="edited")
+    assert first_page(client, cursor=cursor) == page2 and page2["results"] and "edited" not in texts(page2)
+
+
+def test_own_like_shows_at_once_others_likes_within_the_cache_time(viewer_world, client_for, make_user,
+                                                                    django_capture_on_commit_callbacks):
+    viewer, friend = viewer_world
+    client = client_for(viewer)
+    post = first_page(client)["results"][0]["post"]
+    stranger = make_user(username="stranger")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client_for(stranger).post(f"/api/posts/{post['id']}/like/").status_code in (200, 201)
+    seen = first_page(client)["results"][0]["post"]
+    assert (seen["like_count"], seen["liked_by_me"]) == (post["like_count"], False)  # someone else's: later
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(f"/api/posts/{post['id']}/like/").status_code in (200, 201)
+    seen = first_page(client)["results"][0]["post"]
+    assert (seen["like_count"], seen["liked_by_me"]) == (post["like_count"] + 2, True)  # own like: at once
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.delete(f"/api/posts/{post['id']}/like/").status_code in (200, 204)
+    assert first_page(client)["results"][0]["post"]["liked_by_me"] is False
+
+
+def test_a_deleted_post_leaves_the_followers_pages(viewer_world, client_for, django_capture_on_commit_callbacks):
+    viewer, friend = viewer_world
+    client = client_for(viewer)
+    gone = first_page(client)["results"][0]["post"]["id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client_for(friend).delete(f"/api/posts/{gone}/").status_code == 204
+    page = first_page(client)
+    assert gone not in ids(page) and len(ids(page)) == 2
