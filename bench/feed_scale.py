@@ -185,7 +185,10 @@ def run_load(port: int, tokens: list[str], *, seconds: float, concurrency: int, 
     services0 = service_cpu_seconds()
     client_cpu0 = time.process_time()
     la0 = loadavg()
-    clients = [Client(port, tokens, deadline, mode, interval, start, seed=i) for i in range(concurrency)]
+    # Open loop: client i starts i/concurrency of an interval late, so arrivals are evenly spaced at ``rate``
+    # instead of all clients firing together (bursts of ``concurrency`` requests every interval).
+    clients = [Client(port, tokens, deadline, mode, interval, start + (i * interval / concurrency if interval else 0.0),
+                      seed=i) for i in range(concurrency)]  # fmt: skip
     for c in clients:
         c.start()
     for c in clients:
