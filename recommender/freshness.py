@@ -12,8 +12,7 @@ not of the post:
 - a follow or unfollow -> the follower (at once, after commit), also as a change
   of their *network*, which drops their cached candidates (``recommender.candidates``);
 - every mood and post affect switched to a new model version, or a user's
-  readings erased (their posts' affect must leave every cache) -> everyone.
-
+  readings erased (their posts' affect must leave every cache) -> everyone;
 - a post is deleted -> its author and every follower, like a new post.
 
 Mood, policy, strength and page size are part of the snapshot's key, so a new
