@@ -59,12 +59,12 @@ def public_faces(data_dir: str, label_mode: str, limit: int) -> tuple[np.ndarray
 
 def build_artifacts(args, work: Path) -> list[Path]:
     """Temporary artifacts of one checkpoint head in each requested format."""
-    from ml.evaluate import choose_head, head_sizes, load_checkpoint, single_head_model, HEAD_LABELS
+    from ml.evaluate import HEAD_LABELS, as_float32, choose_head, head_sizes, load_checkpoint, single_head_model
     from ml.export import make_artifact
 
     model = load_checkpoint(args.checkpoint)
     head = choose_head(head_sizes(model), args.head, None)
-    sub = single_head_model(model, head)
+    sub = as_float32(single_head_model(model, head))  # a mixed_bfloat16 checkpoint exports as float32, as ml.export does
     rep = None
     if "tflite-int8" in args.formats:
         try:
