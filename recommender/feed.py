@@ -194,7 +194,7 @@ def feed_page(
         built = freshness.cached_page(namespace, user.pk, page_key)
         if built is not None:
             return replace(built, policy_source=policy_source, reused=reused)
-    built_ms = freshness.now_ms()
+    built_ms = freshness.current_ms()
     page = _build_page(user=user, cur=cur, mood=mood, new=new, policy_source=policy_source, reused=reused)
     if caching:
         freshness.remember_page(page_key, page, built_ms=built_ms)

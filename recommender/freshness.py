@@ -42,7 +42,8 @@ from django.core.cache import cache
 from recommender import conf
 
 
-def now_ms() -> int:
+def current_ms() -> int:
+    """Wall-clock time in milliseconds, the unit of every stamp."""
     return int(time.time() * 1000)
 
 
@@ -82,7 +83,7 @@ def mark_changed(namespace: str, user_ids: Iterable[int], *, at_ms: int | None =
     ids = sorted(set(user_ids))
     if not timeout or not ids:
         return 0
-    stamp = now_ms() if at_ms is None else at_ms
+    stamp = current_ms() if at_ms is None else at_ms
     for start in range(0, len(ids), 1000):
         cache.set_many({changed_key(namespace, uid): stamp for uid in ids[start : start + 1000]}, timeout)
     return len(ids)
@@ -92,7 +93,7 @@ def mark_network_changed(namespace: str, user_id: int) -> None:
     """The user followed or unfollowed someone: their feed and their candidate set changed."""
     timeout = _stamp_timeout()
     if timeout:
-        now = now_ms()
+        now = current_ms()
         cache.set_many({changed_key(namespace, user_id): now, network_changed_key(namespace, user_id): now}, timeout)
 
 
@@ -100,14 +101,14 @@ def mark_all_changed(namespace: str) -> None:
     """Stamp every user's feed and candidate set as changed now (model switch, erased readings)."""
     timeout = _stamp_timeout()
     if timeout:
-        cache.set(everyone_key(namespace), now_ms(), timeout)
+        cache.set(everyone_key(namespace), current_ms(), timeout)
 
 
 def mark_reacted(namespace: str, user_id: int) -> None:
     """The user liked or unliked a post: their pages built before now show an old ``liked_by_me``."""
     timeout = _stamp_timeout()
     if timeout:
-        cache.set(reacted_key(namespace, user_id), now_ms(), timeout)
+        cache.set(reacted_key(namespace, user_id), current_ms(), timeout)
 
 
 def cached_page(namespace: str, user_id: int, page_key: str) -> Any | None:
