@@ -64,23 +64,32 @@ def mood_data(mood: Mood) -> dict[str, Any]:
 DATETIME = serializers.DateTimeField()
 
 
-def feed_post_data(post: FeedPost, request: Request) -> dict[str, Any]:
+class ImageUrls:
+    """Absolute image URLs of posts for one request: the URL is reversed once, not once per post."""
+
+    _SENTINEL = 987654321987654321
+
+    def __init__(self, request: Request):
+        path = reverse("feedmood:post-image", kwargs={"post_id": self._SENTINEL})
+        self._head, self._tail = request.build_absolute_uri(path).split(str(self._SENTINEL))
+
+    def __call__(self, post_id: int) -> str:
+        return f"{self._head}{post_id}{self._tail}"
+
+
+def feed_post_data(post: FeedPost, image_urls: ImageUrls) -> dict[str, Any]:
     """A feed post exactly as ``PostOutputSerializer`` shows a post."""
-    image_url = None
-    if post.image:
-        image_url = request.build_absolute_uri(reverse("feedmood:post-image", kwargs={"post_id": post.id}))
     return {
         "id": post.id,
         "author": {"username": post.author_username, "display_name": post.author_display_name},
         "text": post.text,
-        "image_url": image_url,
+        "image_url": image_urls(post.id) if post.image else None,
         "image_width": post.image_width,
         "image_height": post.image_height,
         "like_count": post.like_count,
         "liked_by_me": post.liked_by_me,
         "created_at": DATETIME.to_representation(post.created_at),
     }
-
 
 class FeedApi(APIView):
     """The signed-in user's home feed, re-ranked for their mood, every item explained.
@@ -194,6 +203,7 @@ class FeedApi(APIView):
         next_url = None
         if page.next_cursor:
             next_url = request.build_absolute_uri(reverse("recommender:feed")) + f"?cursor={page.next_cursor}"
+        image_urls = ImageUrls(request)
         return {
             "mood": mood_data(page.mood),
             "policy": {"name": page.policy, "strength": page.strength, "source": page.policy_source,
@@ -203,7 +213,7 @@ class FeedApi(APIView):
             "next": next_url,
             "results": [
                 {
-                    "post": feed_post_data(item.post, request),
+                    "post": feed_post_data(item.post, image_urls),
                     "reason": item.entry.reason,
                     "ranking": {
                         "position": item.position,

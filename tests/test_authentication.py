@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
@@ -72,3 +73,32 @@ def test_feed_settings_change_is_seen_by_the_next_request(api_client) -> None:
     assert api_client.get("/api/feed/", **auth).json()["policy"]["name"] == "repair"
     assert api_client.patch("/api/me/mood-settings/", {"mood_policy": "congruent"}, format="json", **auth).status_code == 200
     assert api_client.get("/api/feed/", **auth).json()["policy"]["name"] == "congruent"
+
+
+def _values(obj) -> dict:
+    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+
+
+def test_precompiled_query_builds_what_the_orm_builds() -> None:
+    """Same field values (after the ORM's converters: datetimes, JSON) and the same relation caches."""
+    user = _sad_user_with_mood()
+    key = Token.objects.create(user=user).key
+    orm = Token.objects.select_related("user", "user__profile", "user__mood_state").get(key=key)
+    found, token = TokenAuthentication().authenticate_credentials(key)
+    assert _values(token) == _values(orm) and _values(found) == _values(orm.user)
+    assert _values(found.profile) == _values(orm.user.profile)
+    assert _values(found.mood_state) == _values(orm.user.mood_state)
+    assert found.mood_state.user is found and found.profile.user is found and token.user is found
+    assert not found._state.adding and found._state.db == orm.user._state.db
+
+
+def test_missing_related_rows_are_cached_as_absent() -> None:
+    user = UserFactory()
+    user.profile.delete()
+    key = Token.objects.create(user=user).key
+    found, _ = TokenAuthentication().authenticate_credentials(key)
+    with CaptureQueriesContext(connection) as queries:
+        for name in ("profile", "mood_state"):
+            with pytest.raises(ObjectDoesNotExist, match=f"has no {name}"):
+                getattr(found, name)
+    assert len(queries.captured_queries) == 0
