@@ -45,6 +45,15 @@ def positive_float(value: str) -> float:
     return number
 
 
+def parse_teacher_arg(value: str) -> tuple[str, str]:
+    from ml.distill import parse_teacher
+
+    try:
+        return parse_teacher(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ml.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, choices=MODELS, help="architecture to train")
@@ -75,8 +84,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-size", type=positive_int, default=96, help="input side of transfer backbones")
     p.add_argument("--freeze-epochs", type=int, default=5, help="transfer models: epochs with the base frozen before fine-tuning")
     p.add_argument("--finetune-lr", type=positive_float, default=1e-4, help="transfer models: learning rate of the fine-tune phase")
+    p.add_argument("--teacher", type=parse_teacher_arg, action="append", default=[], metavar="HEAD=ARTIFACT",
+                   help="distil from an exported artifact into HEAD (fer2013 or ferplus); repeatable")
+    p.add_argument("--distill-alpha", type=float, default=0.5,
+                   help="weight of the teacher's probabilities in the training targets, in [0, 1]")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     return p
+
+
+def distil(args: argparse.Namespace, train) -> None:
+    """Blend each --teacher's probabilities into its head's training targets (see ml.distill)."""
+    from ml.distill import DistillError, agreement, blend_targets, teacher_probabilities
+
+    if not 0.0 <= args.distill_alpha <= 1.0:
+        raise DistillError(f"--distill-alpha must be within [0, 1], got {args.distill_alpha}")
+    for head, artifact in args.teacher:
+        if head not in train.targets:
+            raise DistillError(f"--teacher {head}={artifact}: this run has no {head!r} head (heads: {', '.join(train.targets)})")
+        started = time.time()
+        probs = teacher_probabilities(train.images, artifact, train.labels[head], Path(args.out) / "teachers")
+        valid = train.weights[head] > 0
+        print(f"teacher {artifact} -> head {head}: agrees with the labels on {agreement(train.targets[head], valid, probs):.1%} "
+              f"of {int(valid.sum())} training images ({time.time() - started:.0f} s)", flush=True)
+        train.targets[head] = blend_targets(train.targets[head], valid, probs, args.distill_alpha)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     keras.mixed_precision.set_global_policy(args.precision)
     if args.limit:
         train, val = train.subset(np.arange(min(args.limit, len(train)))), val.subset(np.arange(min(args.limit, len(val))))
+    if args.teacher:
+        distil(args, train)
     heads = list(train.targets)
     weights = {h: sample_weights(train.targets[h], train.weights[h], args.class_weights) for h in heads}
     print(f"train {len(train)} images, validate {len(val)} on PublicTest; heads: "
