@@ -212,6 +212,30 @@ def test_export_ensemble_with_an_existing_artifact(trained, exported, data_dir, 
         EmotionClassifier.load(out)
 
 
+def test_train_distils_from_an_exported_teacher(exported, data_dir, env, tmp_path):
+    """--teacher: the artifact scores the training images once (cached), its head trains on the blend."""
+    out = tmp_path / "student"
+    args = ["--model", "feednet", "--width", 4, "--labels", "fer2013,ferplus-distribution", "--epochs", 1,
+            "--limit", 96, "--batch-size", 32, "--data", data_dir, "--out", out, "--verbose", 0,
+            "--teacher", f"ferplus={exported[0]}", "--distill-alpha", 0.7]
+    done = run(env, "ml.train", *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"teacher {exported[0]} -> head ferplus: agrees with the labels on" in done.stdout
+    cached = list((out / "teachers").glob("teacher-*.npy"))
+    assert len(cached) == 1 and np.load(cached[0]).shape == (96, 8)
+    meta = json.loads((out / "train_meta.json").read_text())
+    assert "--teacher ferplus=" in meta["command"] and meta["args"]["distill_alpha"] == 0.7
+
+    common = args[:-4]
+    assert_clean_error(run(env, "ml.train", *common, "--teacher", f"fer2013={exported[0]}"), 1,
+                       "but the head expects ['anger', 'disgust'")
+    assert_clean_error(run(env, "ml.train", *common, "--teacher", f"valence={exported[0]}"), 1, "has no 'valence' head")
+    assert_clean_error(run(env, "ml.train", *common, "--teacher", f"ferplus={tmp_path / 'nothing'}"), 1, "not found")
+    assert_clean_error(run(env, "ml.train", *common, "--teacher", "ferplus"), 2, "expected HEAD=ARTIFACT_DIR")
+    assert_clean_error(run(env, "ml.train", *common, "--teacher", f"ferplus={exported[0]}", "--distill-alpha", 1.5),
+                       1, "--distill-alpha must be within [0, 1]")
+
+
 # --------------------------------------------------------------------------- bad input
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:

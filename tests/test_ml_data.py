@@ -260,3 +260,25 @@ def test_class_weights():
     assert np.allclose(D.class_weights(targets, valid, "none"), 1.0)
     with pytest.raises(ValueError, match="unknown class weighting"):
         D.class_weights(targets, valid, "inverse")
+
+
+def test_distillation_blend_keeps_invalid_rows_and_sums_to_one():
+    from ml.distill import DistillError, agreement, blend_targets, parse_teacher
+
+    targets = np.array([[1, 0, 0], [0, 0.5, 0.5], [0, 0, 0]], np.float32)
+    valid = np.array([True, True, False])
+    teacher = np.array([[0.2, 0.8, 0.0], [0.0, 1.0, 0.0], [0.3, 0.3, 0.4]], np.float32)
+    mixed = blend_targets(targets, valid, teacher, 0.25)
+    np.testing.assert_allclose(mixed[0], [0.8, 0.2, 0.0])
+    np.testing.assert_allclose(mixed[1], [0.0, 0.625, 0.375])
+    np.testing.assert_array_equal(mixed[2], [0, 0, 0])  # an invalid row stays ignored (weight 0, target 0)
+    np.testing.assert_allclose(mixed[:2].sum(axis=1), 1.0)
+    np.testing.assert_array_equal(blend_targets(targets, valid, teacher, 0.0), targets)
+    assert agreement(targets, valid, teacher) == 0.5  # row 0 disagrees (0 vs 1); row 1 ties -> argmax 1 == 1
+    assert parse_teacher(" ferplus = ml/artifacts/x ") == ("ferplus", "ml/artifacts/x")
+    with pytest.raises(ValueError, match="HEAD=ARTIFACT_DIR"):
+        parse_teacher("=x")
+    with pytest.raises(DistillError, match="within"):
+        blend_targets(targets, valid, teacher, -0.1)
+    with pytest.raises(DistillError, match="shape"):
+        blend_targets(targets, valid, teacher[:, :2], 0.5)
