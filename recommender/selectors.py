@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any, Iterable, NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -363,34 +363,57 @@ def popular_candidates(*, as_of: datetime) -> list[Candidate]:
     """Top ``POPULAR_COUNT`` posts by likes of the last ``POPULAR_WINDOW_HOURS``.
 
     Cached per ``POPULAR_CACHE_SECONDS`` time bucket (shared by all users and
-    workers through the cache), so the query runs about once a bucket.
+    workers through the cache), so the query runs about once a bucket. When a new
+    bucket starts, one request computes it (it holds a short lock) while the others
+    keep serving the previous bucket's list: without that, every request of that
+    moment ran the same query (~50 ms at 1M posts, ~250 ms at 5M) at once.
     """
     ttl = conf.get("POPULAR_CACHE_SECONDS")
     bucket = int(as_of.timestamp() // ttl)
-    key = f"{cache_namespace()}:popular:{bucket}:{conf.get('POPULAR_COUNT')}:{conf.get('POPULAR_WINDOW_HOURS')}"
-    rows: list[tuple[Any, ...]] | None = cache.get(key)
+    key, previous_key = _popular_key(bucket), _popular_key(bucket - 1)
+    found = cache.get_many([key, previous_key])
+    rows: list[tuple[Any, ...]] | None = found.get(key)
     if rows is None:
-        bucket_end = datetime.fromtimestamp((bucket + 1) * ttl, tz=as_of.tzinfo or timezone.utc)
-        top = list(
-            Post.objects.filter(
-                created_at__gt=bucket_end - timedelta(hours=conf.get("POPULAR_WINDOW_HOURS")),
-                created_at__lte=bucket_end,
-                like_count__gt=0,
-            )
-            .order_by("-like_count", "-id")
-            .values_list("id", "author_id", "created_at", "like_count")[: conf.get("POPULAR_COUNT")]
-        )
-        affects = _affects_for([r[0] for r in top])
-        rows = [
-            (pid, aid, created.timestamp(), likes, *(_affect_tuple(affects.get(pid))))
-            for pid, aid, created, likes in top
-        ]
-        cache.set(key, rows, ttl * 2)
+        previous = found.get(previous_key)
+        lock = f"{key}:computing"
+        if previous is not None and not cache.add(lock, 1, POPULAR_LOCK_SECONDS):
+            rows = previous  # someone else is computing this bucket
+        else:
+            rows = _popular_rows(bucket, ttl)
+            cache.set(key, rows, ttl * 2)
+            cache.delete(lock)
     as_of_ts = as_of.timestamp()
     return [
         Candidate(pid, aid, ts, likes, _affect(v, a, c, dom, faces), Source.POPULAR)
         for pid, aid, ts, likes, v, a, c, dom, faces in rows
         if ts <= as_of_ts
+    ]
+
+
+#: How long a request may hold the right to compute a popular bucket (then anyone may).
+POPULAR_LOCK_SECONDS = 30
+
+
+def _popular_key(bucket: int) -> str:
+    return f"{cache_namespace()}:popular:{bucket}:{conf.get('POPULAR_COUNT')}:{conf.get('POPULAR_WINDOW_HOURS')}"
+
+
+def _popular_rows(bucket: int, ttl: int) -> list[tuple[Any, ...]]:
+    """The popular list of one time bucket, as cacheable tuples (affect included)."""
+    bucket_end = datetime.fromtimestamp((bucket + 1) * ttl, tz=dt_timezone.utc)
+    top = list(
+        Post.objects.filter(
+            created_at__gt=bucket_end - timedelta(hours=conf.get("POPULAR_WINDOW_HOURS")),
+            created_at__lte=bucket_end,
+            like_count__gt=0,
+        )
+        .order_by("-like_count", "-id")
+        .values_list("id", "author_id", "created_at", "like_count")[: conf.get("POPULAR_COUNT")]
+    )
+    affects = _affects_for([r[0] for r in top])
+    return [
+        (pid, aid, created.timestamp(), likes, *(_affect_tuple(affects.get(pid))))
+        for pid, aid, created, likes in top
     ]
 
 

@@ -146,3 +146,42 @@ class CountQueries:
     def __exit__(self, *exc):
         self._ctx.__exit__(*exc)
         self.sql = [q["sql"] for q in self._ctx.captured_queries]
+
+
+# --- popular posts: one request computes a new bucket, the others serve the last one -------------
+
+
+def test_a_new_popular_bucket_is_computed_once_while_the_last_one_is_served(make_user, django_assert_num_queries):
+    from django.core.cache import cache
+
+    author = make_user(username="popular-author")
+    ttl = selectors.conf.get("POPULAR_CACHE_SECONDS")
+    start = timezone.now().replace(microsecond=0)
+    start -= timedelta(seconds=start.timestamp() % ttl)  # the beginning of a bucket
+    liked = Post.objects.create(author=author, text="liked", like_count=5)
+    Post.objects.filter(pk=liked.pk).update(created_at=start - timedelta(hours=1))
+    assert [c.post_id for c in selectors.popular_candidates(as_of=start)] == [liked.pk]
+    with django_assert_num_queries(0):  # same bucket: from the cache
+        selectors.popular_candidates(as_of=start + timedelta(seconds=1))
+
+    newer = Post.objects.create(author=author, text="newer", like_count=9)
+    Post.objects.filter(pk=newer.pk).update(created_at=start + timedelta(seconds=2))
+    next_bucket = start + timedelta(seconds=ttl + 1)
+    lock = f"{selectors._popular_key(int(next_bucket.timestamp() // ttl))}:computing"
+    assert cache.add(lock, 1, 30)  # another request is computing the next bucket
+    with django_assert_num_queries(0):  # so this one serves the previous bucket's list
+        assert [c.post_id for c in selectors.popular_candidates(as_of=next_bucket)] == [liked.pk]
+    cache.delete(lock)
+    assert [c.post_id for c in selectors.popular_candidates(as_of=next_bucket)] == [newer.pk, liked.pk]
+    assert cache.add(lock, 1, 30)  # computed and released: the lock is free again
+    cache.delete(lock)
+
+
+def test_without_a_previous_bucket_a_held_lock_does_not_block(make_user):
+    from django.core.cache import cache
+
+    liked = Post.objects.create(author=make_user(username="cold"), text="x", like_count=1)
+    now = timezone.now() + timedelta(seconds=1)
+    ttl = selectors.conf.get("POPULAR_CACHE_SECONDS")
+    cache.add(f"{selectors._popular_key(int(now.timestamp() // ttl))}:computing", 1, 30)
+    assert [c.post_id for c in selectors.popular_candidates(as_of=now)] == [liked.pk]  # cold cache: computed anyway
