@@ -206,6 +206,9 @@ def training_info(checkpoint: Path) -> dict:
                                                      "precision", "seed", "freeze_epochs", "finetune_lr") if k in args},
             "tf_version": meta.get("tf_version"), "keras_version": meta.get("keras_version"),
         })
+        if args.get("teacher"):
+            info["distilled_from"] = [teacher_info(head, path) for head, path in args["teacher"]]
+            info["distill_alpha"] = args.get("distill_alpha")
     else:
         info["note"] = "no train_meta.json next to the checkpoint (training still running or run copied without it)"
     wall_path = run / "wall_seconds.json"
@@ -216,6 +219,20 @@ def training_info(checkpoint: Path) -> dict:
     if log_path.is_file():
         rows = [line for line in log_path.read_text().splitlines()[1:] if line.strip()]
         info["epochs_logged"] = len(rows)
+    return info
+
+
+def teacher_info(head: str, path: str) -> dict:
+    """The teacher artifact a run distilled from (``ml.train --teacher``), with its own reproduce chain."""
+    info: dict = {"head": head, "artifact": path}
+    card_path = Path(path) / "model_card.json"
+    if card_path.is_file():
+        with contextlib.suppress(json.JSONDecodeError):
+            card = json.loads(card_path.read_text())
+            info.update({"name": card.get("name"), "file_sha256": card.get("file_sha256"),
+                         "accuracy": (card.get("metrics") or {}).get("accuracy"), "reproduce": card.get("reproduce")})
+    else:
+        info["note"] = f"{card_path} not found when exporting: its reproduce chain is missing"
     return info
 
 
@@ -253,6 +270,8 @@ def regression_slice(clf: EmotionClassifier, public, mode: str, rows: int) -> di
 def reproduce_commands(training: dict, argv_used: list[str], members: list[dict]) -> list[str]:
     """Every command from the shared data to this artifact: the members' own, this training run, this export."""
     commands: list[str] = []
+    for teacher in training.get("distilled_from") or []:  # the teachers exist before the student trains
+        commands += [c for c in teacher.get("reproduce") or [] if c not in commands]
     for member in members[1:]:
         commands += [c for c in member.get("reproduce") or [] if c not in commands]
     if training.get("command"):

@@ -226,6 +226,16 @@ def test_train_distils_from_an_exported_teacher(exported, data_dir, env, tmp_pat
     meta = json.loads((out / "train_meta.json").read_text())
     assert "--teacher ferplus=" in meta["command"] and meta["args"]["distill_alpha"] == 0.7
 
+    student = tmp_path / "student-artifact"
+    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", student, "--head", "ferplus",
+               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    card = json.loads((student / "model_card.json").read_text())
+    teacher = json.loads((exported[0] / "model_card.json").read_text())
+    assert card["training"]["distilled_from"][0]["file_sha256"] == teacher["file_sha256"]
+    assert card["training"]["distill_alpha"] == 0.7
+    assert card["reproduce"][: len(teacher["reproduce"])] == teacher["reproduce"]  # the teacher's own chain first
+    assert "--teacher ferplus=" in card["reproduce"][-2] and card["reproduce"][-1].startswith("python -m ml.export")
+
     common = args[:-4]
     assert_clean_error(run(env, "ml.train", *common, "--teacher", f"fer2013={exported[0]}"), 1,
                        "but the head expects ['anger', 'disgust'")
