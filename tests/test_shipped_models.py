@@ -14,7 +14,8 @@ from tests.fer_data import shared_fer_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = {"ferplus": FERPLUS_LABELS, "fer2013": FER2013_LABELS,
-             "ferplus-ensemble": FERPLUS_LABELS, "fer2013-ensemble": FER2013_LABELS}
+             "ferplus-ensemble": FERPLUS_LABELS, "fer2013-ensemble": FER2013_LABELS,
+             "ferplus-ensemble3": FERPLUS_LABELS, "fer2013-ensemble3": FER2013_LABELS}
 TOLERANCE = 0.01  # int8 kernels may differ in the last bits across CPUs
 
 
