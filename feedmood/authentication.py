@@ -28,6 +28,7 @@ class _Part:
     attnames: tuple[str, ...]
     start: int
     stop: int
+    pk_index: int  # position of the primary key within this part's columns (None there: no related row)
     relation: object = None  # the user's reverse one-to-one relation (None: the token or the user)
 
 
@@ -41,7 +42,8 @@ class TokenRowsQuery:
     def __init__(self, token_model: type[Model], related: tuple[str, ...], using: str):
         user_field = token_model._meta.get_field("user")
         user_model = user_field.related_model
-        qn = connections[using].ops.quote_name
+        connection = connections[using]
+        qn = connection.ops.quote_name
         tables = [(token_model, "t", None), (user_model, "u", None)]
         joins = [f"INNER JOIN {qn(user_model._meta.db_table)} u "
                  f"ON u.{qn(user_field.target_field.column)} = t.{qn(user_field.column)}"]
@@ -53,14 +55,14 @@ class TokenRowsQuery:
             joins.append(f"LEFT JOIN {qn(rel.related_model._meta.db_table)} {alias} "
                          f"ON {alias}.{qn(rel.field.column)} = u.{qn(rel.field.target_field.column)}")
             tables.append((rel.related_model, alias, rel))
-        connection = connections[using]
         columns: list[str] = []
         self.parts: list[_Part] = []
         #: (column index, expression, converters): what the ORM applies to each value it reads
         self.converters: list[tuple[int, object, list]] = []
         for model, alias, rel in tables:
             fields = model._meta.concrete_fields
-            self.parts.append(_Part(model, tuple(f.attname for f in fields), len(columns), len(columns) + len(fields), rel))
+            self.parts.append(_Part(model, tuple(f.attname for f in fields), len(columns), len(columns) + len(fields),
+                                    fields.index(model._meta.pk), rel))
             for field in fields:
                 expression = field.get_col(alias)
                 converters = connection.ops.get_db_converters(expression) + expression.get_db_converters(connection)
@@ -74,12 +76,12 @@ class TokenRowsQuery:
 
     def get(self, key: str) -> Model | None:
         """The token with ``token.user`` and the user's related rows loaded, or None."""
-        with connections[self.using].cursor() as cursor:
+        connection = connections[self.using]
+        with connection.cursor() as cursor:
             cursor.execute(self.sql, [key])
             row = cursor.fetchone()
         if row is None:
             return None
-        connection = connections[self.using]
         row = list(row)
         for index, expression, converters in self.converters:
             for convert in converters:
@@ -91,7 +93,7 @@ class TokenRowsQuery:
         for part in related:
             values = row[part.start:part.stop]
             obj = None
-            if values[part.model._meta.concrete_fields.index(part.model._meta.pk)] is not None:
+            if values[part.pk_index] is not None:
                 obj = part.model.from_db(self.using, part.attnames, values)
                 part.relation.field.set_cached_value(obj, user)
             part.relation.set_cached_value(user, obj)

@@ -52,10 +52,14 @@ def teacher_probabilities(images: np.ndarray, artifact: str | Path, labels: tupl
     return probs
 
 
-def blend_targets(targets: np.ndarray, valid: np.ndarray, teacher: np.ndarray, alpha: float) -> np.ndarray:
-    """`alpha * teacher + (1 - alpha) * targets` on valid rows; invalid rows keep their (zero) targets."""
+def check_alpha(alpha: float) -> None:
     if not 0.0 <= alpha <= 1.0:
         raise DistillError(f"--distill-alpha must be within [0, 1], got {alpha}")
+
+
+def blend_targets(targets: np.ndarray, valid: np.ndarray, teacher: np.ndarray, alpha: float) -> np.ndarray:
+    """`alpha * teacher + (1 - alpha) * targets` on valid rows; invalid rows keep their (zero) targets."""
+    check_alpha(alpha)
     if teacher.shape != targets.shape:
         raise DistillError(f"teacher scores have shape {teacher.shape}, targets {targets.shape}")
     mixed = alpha * teacher + (1.0 - alpha) * targets

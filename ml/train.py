@@ -94,10 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def distil(args: argparse.Namespace, train) -> None:
     """Blend each --teacher's probabilities into its head's training targets (see ml.distill)."""
-    from ml.distill import DistillError, agreement, blend_targets, teacher_probabilities
+    from ml.distill import DistillError, agreement, blend_targets, check_alpha, teacher_probabilities
 
-    if not 0.0 <= args.distill_alpha <= 1.0:
-        raise DistillError(f"--distill-alpha must be within [0, 1], got {args.distill_alpha}")
+    check_alpha(args.distill_alpha)  # before the teachers score anything
     for head, artifact in args.teacher:
         if head not in train.targets:
             raise DistillError(f"--teacher {head}={artifact}: this run has no {head!r} head (heads: {', '.join(train.targets)})")

@@ -91,6 +91,7 @@ def feed_post_data(post: FeedPost, image_urls: ImageUrls) -> dict[str, Any]:
         "created_at": DATETIME.to_representation(post.created_at),
     }
 
+
 class FeedApi(APIView):
     """The signed-in user's home feed, re-ranked for their mood, every item explained.
 
