@@ -174,7 +174,9 @@ def test_redis_restart_loses_queue_and_sweep_recovers(faults_env, consenting_use
 
 def test_postgres_connections_dropped_during_tasks(faults_env, consenting_user, fer_model, face_jpeg, tmp_path) -> None:
     queue = f"faults-pg-{uuid.uuid4().hex[:6]}"
-    n = 10
+    # Workers close their connection after each task, so a backend exists only while a task runs (~15 ms on a
+    # fast machine): enough tasks and a tight polling loop make sure some are cut mid-task.
+    n = 30
     ids = make_analyses(consenting_user, face_jpeg, n)
     log = tmp_path / "w.log"
     worker = start_worker(faults_env, queue, log, concurrency=2)
@@ -190,7 +192,7 @@ def test_postgres_connections_dropped_during_tasks(faults_env, consenting_user, 
                     cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")
                     kills += cur.fetchone()[0]
-            time.sleep(0.15)
+            time.sleep(0.005 if time.monotonic() < kill_until else 0.15)
         assert final_count(ids) == n, log.read_text(errors="replace")[-4000:]
     finally:
         stop_worker(worker)
