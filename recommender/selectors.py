@@ -376,12 +376,14 @@ def popular_candidates(*, as_of: datetime) -> list[Candidate]:
     if rows is None:
         previous = found.get(previous_key)
         lock = f"{key}:computing"
-        if previous is not None and not cache.add(lock, 1, POPULAR_LOCK_SECONDS):
+        holding = cache.add(lock, 1, POPULAR_LOCK_SECONDS)
+        if previous is not None and not holding:
             rows = previous  # someone else is computing this bucket
-        else:
+        else:  # ours to compute (or a cold cache: nothing to serve meanwhile)
             rows = _popular_rows(bucket, ttl)
             cache.set(key, rows, ttl * 2)
-            cache.delete(lock)
+            if holding:  # never release a lock another request holds
+                cache.delete(lock)
     as_of_ts = as_of.timestamp()
     return [
         Candidate(pid, aid, ts, likes, _affect(v, a, c, dom, faces), Source.POPULAR)

@@ -183,5 +183,7 @@ def test_without_a_previous_bucket_a_held_lock_does_not_block(make_user):
     liked = Post.objects.create(author=make_user(username="cold"), text="x", like_count=1)
     now = timezone.now() + timedelta(seconds=1)
     ttl = selectors.conf.get("POPULAR_CACHE_SECONDS")
-    cache.add(f"{selectors._popular_key(int(now.timestamp() // ttl))}:computing", 1, 30)
+    lock = f"{selectors._popular_key(int(now.timestamp() // ttl))}:computing"
+    cache.add(lock, 1, 30)
     assert [c.post_id for c in selectors.popular_candidates(as_of=now)] == [liked.pk]  # cold cache: computed anyway
+    assert not cache.add(lock, 1, 30)  # and the other request's lock is left alone
