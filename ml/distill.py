@@ -1,9 +1,14 @@
 """Offline knowledge distillation: blend a shipped artifact's predictions into training targets.
 
 `python -m ml.train ... --teacher ferplus=ml/artifacts/ferplus-ensemble --distill-alpha 0.5`
-trains each named head on `alpha * teacher + (1 - alpha) * label`. The teacher (any artifact
-that `ml.runtime` loads: an ensemble, with or without flip TTA) scores the un-augmented
-training images once; the scores are cached in the run directory so a resumed run reuses them.
+trains each named head on `alpha * teacher + (1 - alpha) * label`. The teacher is any artifact
+that `ml.runtime` loads (an ensemble, with or without flip TTA).
+
+- offline (the default): the teacher scores the un-augmented training images once; the scores
+  are cached in the run directory so a resumed run reuses them.
+- online (`--teacher-mode online`): the teacher scores every augmented batch inside the input
+  pipeline, so the student matches the teacher on the very view it trains on ("consistent
+  teaching"). Its flip TTA is off there: the augmentation already flips at random.
 """
 from __future__ import annotations
 
@@ -50,6 +55,29 @@ def teacher_probabilities(images: np.ndarray, artifact: str | Path, labels: tupl
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.save(cached, probs)
     return probs
+
+
+class OnlineTeacher:
+    """Blends an artifact's probabilities on each augmented batch into one head's targets."""
+
+    def __init__(self, head: str, artifact: str | Path, labels: tuple[str, ...], alpha: float):
+        from ml.runtime import EmotionClassifier
+
+        check_alpha(alpha)
+        try:
+            self.classifier = EmotionClassifier.load(artifact, tta=False)
+        except (FileNotFoundError, ValueError) as exc:
+            raise DistillError(f"teacher {artifact}: {exc}") from exc
+        if set(self.classifier.labels) != set(labels):
+            raise DistillError(f"teacher {artifact} predicts {list(self.classifier.labels)}, but the head expects {list(labels)}")
+        self.head, self.artifact, self.alpha = head, str(artifact), alpha
+        self.order = [self.classifier.labels.index(name) for name in labels]
+
+    def blend(self, images: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Targets for float images (B, 48, 48[, 1]) in 0..255; rows with weight 0 keep theirs."""
+        faces = np.clip(np.rint(images), 0, 255).astype(np.uint8).reshape(images.shape[0], 48, 48)
+        probs = self.classifier.predict_proba(faces)[:, self.order]
+        return blend_targets(targets.astype(np.float32), weights > 0, probs, self.alpha)
 
 
 def check_alpha(alpha: float) -> None:

@@ -209,6 +209,7 @@ def training_info(checkpoint: Path) -> dict:
         if args.get("teacher"):
             info["distilled_from"] = [teacher_info(head, path) for head, path in args["teacher"]]
             info["distill_alpha"] = args.get("distill_alpha")
+            info["teacher_mode"] = args.get("teacher_mode") or "offline"
     else:
         info["note"] = "no train_meta.json next to the checkpoint (training still running or run copied without it)"
     wall_path = run / "wall_seconds.json"
@@ -325,6 +326,28 @@ def ensemble_members(directories: list[str], *, head: str, labels: list[str], fm
     return members
 
 
+def member_alone(model_file: Path, directory: Path, card: dict) -> EmotionClassifier:
+    """One member file as an artifact of its own (uncalibrated), to measure it alone."""
+    directory.mkdir()
+    shutil.copy2(model_file, directory / card["file"])
+    write_card(directory, {**card, "temperature": 1.0})
+    return EmotionClassifier.load(directory)
+
+
+def member_provenance(card: dict, file: str) -> dict:
+    """Name, training and reproduce chain of one model file of an artifact: its own entry when the
+    artifact is an ensemble that borrowed it, else the artifact's training with its members' time taken out."""
+    members = card.get("ensemble_members") or []
+    entry = next((m for m in members[1:] if m.get("file") == file), None)
+    if entry is not None:
+        return {"card_name": entry.get("card_name"), "training": entry.get("training"), "reproduce": entry.get("reproduce")}
+    training = dict(card.get("training") or {})
+    if members[1:] and "train_wall_seconds_all_phases" in training:
+        training["train_wall_seconds_all_phases"] = round(training["train_wall_seconds_all_phases"] - sum(
+            (m.get("training") or {}).get("train_wall_seconds_all_phases", 0.0) for m in members[1:]), 1)
+    return {"card_name": card.get("name"), "training": training, "reproduce": card.get("reproduce")}
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CARD_NAME).is_file())):
         raise ValueError(f"{out} exists and is not a model artifact directory; refusing to overwrite it")
@@ -410,9 +433,10 @@ def main(argv: list[str] | None = None) -> int:
             probs = EmotionClassifier.load(stage, temperature=1.0).predict_proba(public.images)
             ensemble = {"ensemble": files, "ensemble_members": [
                 {"file": FORMAT_FILES[chosen], "source": str(checkpoint), "accuracy_alone": rows[chosen]["accuracy"]},
-                *({"file": f, "source": str(source), "accuracy_alone": card.get("metrics", {}).get("accuracy"),
-                   "card_name": card.get("name"), "training": card.get("training"),
-                   "reproduce": card.get("reproduce")} for f, (source, card) in zip(files, members)),
+                *({"file": f, "source": str(source),
+                   "accuracy_alone": M.accuracy(member_alone(source, work / f"alone-{f}", minimal_card(
+                       name, head, names, chosen, args.tta)).predict_proba(public.images), y),
+                   **member_provenance(card, source.name)} for f, (source, card) in zip(files, members)),
             ]}
             print(f"ensemble of {1 + len(files)}: acc {100 * M.accuracy(probs, y):.2f}% "
                   f"(new member alone {100 * rows[chosen]['accuracy']:.2f}%)", flush=True)

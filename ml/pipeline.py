@@ -1,11 +1,17 @@
 """tf.data input pipelines for training and evaluation."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import tensorflow as tf
 
 from ml.augment import random_affine
 from ml.data import class_weights
+
+if TYPE_CHECKING:
+    from ml.distill import OnlineTeacher
 
 
 def sample_weights(targets: np.ndarray, valid: np.ndarray, kind: str) -> np.ndarray:
@@ -24,11 +30,13 @@ def make_dataset(
     augment: bool,
     seed: int = 0,
     single_output: bool = True,
+    teachers: Sequence[OnlineTeacher] = (),
 ) -> tf.data.Dataset:
     """(x, y, sample_weight) batches; x is float32 (B, 48, 48, 1) in 0..255, augmented when asked.
 
     With `single_output` the only head's arrays are passed bare, else as dicts keyed by head.
-    Augmentation runs batched and in parallel so both cores stay busy.
+    Augmentation runs batched and in parallel so both cores stay busy. Each online teacher then
+    rewrites its head's targets from the augmented batch (see ml.distill.OnlineTeacher).
     """
     x = images[..., None] if images.ndim == 3 else images
     y = next(iter(targets.values())) if single_output else dict(targets)
@@ -44,4 +52,22 @@ def make_dataset(
             xb = random_affine(xb)
         return xb, yb, wb
 
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    if teachers:
+        ds = ds.map(_teach(teachers, single_output))  # sequential: a teacher's interpreter is one at a time anyway
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _teach(teachers: Sequence[OnlineTeacher], single_output: bool):
+    """A tf.data map function that replaces each teacher's head targets with its blend."""
+
+    def teach(xb, yb, wb):
+        ys = dict(yb) if not single_output else {teachers[0].head: yb}
+        ws = dict(wb) if not single_output else {teachers[0].head: wb}
+        for teacher in teachers:
+            blended = tf.numpy_function(teacher.blend, [xb, ys[teacher.head], ws[teacher.head]], tf.float32,
+                                        stateful=False)
+            ys[teacher.head] = tf.ensure_shape(blended, ys[teacher.head].shape)
+        return xb, (ys if not single_output else ys[teachers[0].head]), wb
+
+    return teach

@@ -202,6 +202,21 @@ def test_export_ensemble_with_an_existing_artifact(trained, exported, data_dir, 
     np.testing.assert_allclose(EmotionClassifier.load(out, temperature=1.0).predict_proba(x), mean, atol=1e-5)
     assert "members=2" in repr(EmotionClassifier.load(out))
 
+    # An ensemble of an ensemble: each borrowed member keeps its own accuracy, training and time.
+    third = tmp_path / "ensemble3"
+    assert run(env, "ml.export", "--checkpoint", trained / "best.keras", "--out", third, *common,
+               "--ensemble-with", out).returncode == 0
+    card3 = json.loads((third / "model_card.json").read_text())
+    members = card3["ensemble_members"]
+    solo = json.loads((alone / "model_card.json").read_text())
+    assert members[1]["accuracy_alone"] == pytest.approx(solo["metrics"]["accuracy"])
+    assert members[2]["accuracy_alone"] == pytest.approx(member["metrics"]["accuracy"])
+    assert members[1]["training"]["checkpoint"] == str(second / "best.keras")
+    assert members[2]["training"]["checkpoint"] == str(trained / "best.keras")
+    assert members[2]["card_name"] == member["name"]
+    assert card3["training"]["train_wall_seconds_all_phases"] == pytest.approx(  # each run counted once
+        member["training"]["train_wall_seconds_all_phases"] + card["training"]["train_wall_seconds_all_phases"], abs=0.2)
+
     other_head = tmp_path / "fer2013-head"
     assert run(env, "ml.export", "--checkpoint", second / "best.keras", "--out", other_head, "--head", "fer2013",
                "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
@@ -232,7 +247,7 @@ def test_train_distils_from_an_exported_teacher(exported, data_dir, env, tmp_pat
     card = json.loads((student / "model_card.json").read_text())
     teacher = json.loads((exported[0] / "model_card.json").read_text())
     assert card["training"]["distilled_from"][0]["file_sha256"] == teacher["file_sha256"]
-    assert card["training"]["distill_alpha"] == 0.7
+    assert card["training"]["distill_alpha"] == 0.7 and card["training"]["teacher_mode"] == "offline"
     assert card["reproduce"][: len(teacher["reproduce"])] == teacher["reproduce"]  # the teacher's own chain first
     assert "--teacher ferplus=" in card["reproduce"][-2] and card["reproduce"][-1].startswith("python -m ml.export")
 
@@ -243,6 +258,29 @@ def test_train_distils_from_an_exported_teacher(exported, data_dir, env, tmp_pat
     assert_clean_error(run(env, "ml.train", *common, "--teacher", f"ferplus={tmp_path / 'nothing'}"), 1, "not found")
     assert_clean_error(run(env, "ml.train", *common, "--teacher", "ferplus"), 2, "expected HEAD=ARTIFACT_DIR")
     assert_clean_error(run(env, "ml.train", *common, "--teacher", f"ferplus={exported[0]}", "--distill-alpha", 1.5),
+                       1, "--distill-alpha must be within [0, 1]")
+
+
+def test_train_distils_online_on_each_augmented_batch(exported, data_dir, env, tmp_path):
+    """--teacher-mode online: nothing is cached; the card says online; bad teachers fail before training."""
+    out = tmp_path / "online"
+    args = ["--model", "feednet", "--width", 4, "--labels", "fer2013,ferplus-distribution", "--epochs", 1,
+            "--limit", 96, "--batch-size", 32, "--data", data_dir, "--out", out, "--verbose", 0,
+            "--teacher-mode", "online", "--teacher", f"ferplus={exported[0]}", "--distill-alpha", 1.0]
+    done = run(env, "ml.train", *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (out / "teachers").exists()
+    student = tmp_path / "online-artifact"
+    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", student, "--head", "ferplus",
+               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    card = json.loads((student / "model_card.json").read_text())
+    assert card["training"]["teacher_mode"] == "online" and card["training"]["distill_alpha"] == 1.0
+    assert "--teacher-mode online" in card["reproduce"][-2]
+
+    common = args[:-4]
+    assert_clean_error(run(env, "ml.train", *common, "--teacher", f"fer2013={exported[0]}"), 1,
+                       "but the head expects ['anger', 'disgust'")
+    assert_clean_error(run(env, "ml.train", *common, "--teacher", f"ferplus={exported[0]}", "--distill-alpha", -1),
                        1, "--distill-alpha must be within [0, 1]")
 
 
@@ -293,3 +331,16 @@ def test_evaluate_and_export_bad_inputs(env, trained, data_dir, tmp_path):
     assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
     assert_clean_error(run(env, "ml.export", "--checkpoint", ckpt, "--out", tmp_path / "b", "--format", "pt"), 2,
                        "invalid choice")
+
+
+def test_bf16_warning_names_cpus_that_would_emulate_it():
+    from ml.train import bf16_warning
+
+    epyc = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma f16c\n"
+    sapphire = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    graviton = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"
+    assert "Use --precision float32" in bf16_warning("mixed_bfloat16", epyc)
+    assert bf16_warning("mixed_bfloat16", sapphire) is None
+    assert bf16_warning("mixed_bfloat16", graviton) is None
+    assert bf16_warning("float32", epyc) is None
+    assert bf16_warning("mixed_bfloat16", None) is None  # cannot tell: no warning

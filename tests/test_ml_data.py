@@ -282,3 +282,34 @@ def test_distillation_blend_keeps_invalid_rows_and_sums_to_one():
         blend_targets(targets, valid, teacher, -0.1)
     with pytest.raises(DistillError, match="shape"):
         blend_targets(targets, valid, teacher[:, :2], 0.5)
+
+
+def test_online_teacher_rewrites_the_targets_of_each_augmented_batch(tmp_path):
+    """The pipeline hands the augmented pixels to the teacher; its blend replaces valid rows only."""
+    from ml.distill import OnlineTeacher
+    from ml.pipeline import make_dataset
+
+    class Recorder(OnlineTeacher):
+        def __init__(self):  # no artifact: this teacher answers 1.0 on the class of each image's mean pixel
+            self.head, self.alpha, self.seen = "ferplus", 0.5, []
+
+        def blend(self, images, targets, weights):
+            self.seen.append(images.copy())
+            probs = np.eye(targets.shape[1], dtype=np.float32)[(images.mean(axis=(1, 2, 3)) > 127).astype(int)]
+            return np.where((weights > 0)[:, None], 0.5 * probs + 0.5 * targets, targets).astype(np.float32)
+
+    rng = np.random.default_rng(0)  # textured (a warp of a flat image is the same image): dark rows, then bright
+    images = np.concatenate([rng.integers(0, 60, (4, 48, 48)), rng.integers(196, 256, (4, 48, 48))]).astype(np.uint8)
+    targets = {"fer2013": np.eye(7, dtype=np.float32)[np.zeros(8, int)],
+               "ferplus": np.eye(8, dtype=np.float32)[np.full(8, 2)]}
+    weights = {"fer2013": np.ones(8, np.float32), "ferplus": np.array([1, 1, 1, 0, 1, 1, 1, 0], np.float32)}
+    teacher = Recorder()
+    ds = make_dataset(images, targets, weights, 8, shuffle=False, augment=True, single_output=False, teachers=[teacher])
+    x, y, _ = next(iter(ds))
+    np.testing.assert_array_equal(teacher.seen[0], x.numpy())  # the teacher saw the augmented batch itself
+    assert not np.allclose(x.numpy()[..., 0], images)  # ... which differs from the stored images
+    ferplus = y["ferplus"].numpy()
+    np.testing.assert_allclose(ferplus[0], 0.5 * np.eye(8)[0] + 0.5 * np.eye(8)[2])
+    np.testing.assert_allclose(ferplus[4], 0.5 * np.eye(8)[1] + 0.5 * np.eye(8)[2])
+    np.testing.assert_array_equal(ferplus[[3, 7]], targets["ferplus"][[3, 7]])  # weight 0: untouched
+    np.testing.assert_array_equal(y["fer2013"].numpy(), targets["fer2013"])  # no teacher for this head
