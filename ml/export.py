@@ -206,6 +206,8 @@ def training_info(checkpoint: Path) -> dict:
                                                      "precision", "seed", "freeze_epochs", "finetune_lr") if k in args},
             "tf_version": meta.get("tf_version"), "keras_version": meta.get("keras_version"),
         })
+        if args.get("init_from") and Path(args["init_from"]).is_dir():
+            info["initialized_from"] = artifact_info(args["init_from"])
         if args.get("teacher"):
             info["distilled_from"] = [teacher_info(head, path) for head, path in args["teacher"]]
             info["distill_alpha"] = args.get("distill_alpha")
@@ -223,18 +225,24 @@ def training_info(checkpoint: Path) -> dict:
     return info
 
 
-def teacher_info(head: str, path: str) -> dict:
-    """The teacher artifact a run distilled from (``ml.train --teacher``), with its own reproduce chain."""
-    info: dict = {"head": head, "artifact": path}
+def artifact_info(path: str) -> dict:
+    """An artifact a run built on (``ml.train --teacher`` or ``--init-from``), with its own reproduce chain."""
+    info: dict = {"artifact": path}
     card_path = Path(path) / "model_card.json"
     if card_path.is_file():
         with contextlib.suppress(json.JSONDecodeError):
             card = json.loads(card_path.read_text())
             info.update({"name": card.get("name"), "file_sha256": card.get("file_sha256"),
-                         "accuracy": (card.get("metrics") or {}).get("accuracy"), "reproduce": card.get("reproduce")})
+                         "accuracy": (card.get("metrics") or {}).get("accuracy"), "reproduce": card.get("reproduce"),
+                         "train_wall_seconds_all_phases": (card.get("training") or {}).get("train_wall_seconds_all_phases")})
     else:
         info["note"] = f"{card_path} not found when exporting: its reproduce chain is missing"
     return info
+
+
+def teacher_info(head: str, path: str) -> dict:
+    """The teacher artifact a run distilled from, with its own reproduce chain."""
+    return {"head": head, **artifact_info(path)}
 
 
 def _versions() -> dict:
@@ -271,6 +279,8 @@ def regression_slice(clf: EmotionClassifier, public, mode: str, rows: int) -> di
 def reproduce_commands(training: dict, argv_used: list[str], members: list[dict]) -> list[str]:
     """Every command from the shared data to this artifact: the members' own, this training run, this export."""
     commands: list[str] = []
+    for start in [training["initialized_from"]] if training.get("initialized_from") else []:  # fine-tuned from it
+        commands += [c for c in start.get("reproduce") or [] if c not in commands]
     for teacher in training.get("distilled_from") or []:  # the teachers exist before the student trains
         commands += [c for c in teacher.get("reproduce") or [] if c not in commands]
     for member in members[1:]:
@@ -469,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         training = training_info(checkpoint)
         training["train_wall_seconds_all_phases"] = round(
             (training.get("wall_seconds") or training.get("train_wall_seconds_total") or 0.0)
+            + ((training.get("initialized_from") or {}).get("train_wall_seconds_all_phases") or 0.0)
             + sum((m.get("training") or {}).get("train_wall_seconds_all_phases", 0.0)
                   for m in ensemble.get("ensemble_members", [])[1:]), 1)
         card.update({

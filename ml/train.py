@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the backup in --out after an interruption")
     p.add_argument("--stop-after", type=positive_int, default=None,
                    help="end this invocation after epoch N of the --epochs schedule (time-boxed sessions; continue with --resume)")
-    p.add_argument("--init-from", default=None, help="start from the weights of this .keras checkpoint (same architecture and heads)")
+    p.add_argument("--init-from", default=None,
+                   help="start from the weights of this .keras checkpoint (same architecture and heads), or fine-tune "
+                        "a shipped single-network FeedNet artifact directory (one --labels mode for its head; see ml.warmstart)")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training and validation images (smoke runs)")
     p.add_argument("--width", type=positive_int, default=None, help="feednet width (default 32)")
     p.add_argument("--weights", default=None, help="local ImageNet weights file for transfer models (never downloaded)")
@@ -147,6 +149,19 @@ def distil(args: argparse.Namespace, train) -> None:
         print(f"teacher {artifact} -> head {head}: agrees with the labels on {agreement(train.targets[head], valid, probs):.1%} "
               f"of {int(valid.sum())} training images ({time.time() - started:.0f} s)", flush=True)
         train.targets[head] = blend_targets(train.targets[head], valid, probs, args.distill_alpha)
+
+
+def artifact_model(args: argparse.Namespace, heads: list[str]):
+    """The folded FeedNet of the --init-from artifact, checked against this run's architecture and head."""
+    from ml.warmstart import WarmStartError, feednet_from_artifact
+
+    if args.model != "feednet":
+        raise WarmStartError(f"--init-from {args.init_from}: artifacts seed --model feednet only, not {args.model}")
+    model, card = feednet_from_artifact(args.init_from)
+    if heads != [card.get("head")]:
+        raise WarmStartError(f"--init-from {args.init_from}: the artifact has one {card.get('head')!r} head; this run "
+                             f"trains {', '.join(heads)} (pass one --labels mode for that head)")
+    return model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,10 +297,13 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     with strategy.scope():
-        model = M.build_model(args.model, (48, 48, 1), len(train.labels[heads[0]]), **model_kwargs)
-        if not single:
-            model = M.add_heads(model, {h: len(train.labels[h]) for h in heads})
-        if args.init_from:
+        if args.init_from and Path(args.init_from).is_dir():
+            model = artifact_model(args, heads)
+        else:
+            model = M.build_model(args.model, (48, 48, 1), len(train.labels[heads[0]]), **model_kwargs)
+            if not single:
+                model = M.add_heads(model, {h: len(train.labels[h]) for h in heads})
+        if args.init_from and not Path(args.init_from).is_dir():
             if not Path(args.init_from).is_file():
                 raise FileNotFoundError(f"--init-from checkpoint {args.init_from} not found")
             model.load_weights(args.init_from)

@@ -344,3 +344,59 @@ def test_bf16_warning_names_cpus_that_would_emulate_it():
     assert bf16_warning("mixed_bfloat16", graviton) is None
     assert bf16_warning("float32", epyc) is None
     assert bf16_warning("mixed_bfloat16", None) is None  # cannot tell: no warning
+
+
+def test_warmstart_rebuilds_the_exported_network(trained, exported, data_dir, env, tmp_path):
+    """ml.warmstart reads a TFLite artifact (float or int8) back into a Keras FeedNet computing the same function."""
+    from ml.runtime import EmotionClassifier
+    from ml.warmstart import WarmStartError, feednet_from_artifact
+
+    int8 = tmp_path / "int8"
+    assert run(env, "ml.export", "--checkpoint", trained / "best.keras", "--out", int8, "--head", "ferplus", "--format", "tflite-int8", "--data", data_dir,
+               "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    x, _ = faces(64, seed=5)
+    for artifact, atol in ((exported[0], 1e-4), (int8, 0.08)):
+        model, card = feednet_from_artifact(artifact)
+        assert card["head"] == "ferplus" and not any("bn" in layer.name for layer in model.layers)
+        ours = model.predict(x[..., None].astype(np.float32), verbose=0)
+        theirs = EmotionClassifier.load(artifact, temperature=1.0).predict_proba(x)
+        np.testing.assert_allclose(ours, theirs, atol=atol)
+
+    with pytest.raises(WarmStartError, match="no model_card.json"):
+        feednet_from_artifact(tmp_path)
+    ensemble = tmp_path / "ensemble"
+    ensemble.mkdir()
+    card = json.loads((exported[0] / "model_card.json").read_text())
+    (ensemble / "model_card.json").write_text(json.dumps({**card, "ensemble": ["member1_model.tflite"]}))
+    with pytest.raises(WarmStartError, match="an ensemble of 2 networks"):
+        feednet_from_artifact(ensemble)
+
+
+def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
+    """--init-from ARTIFACT_DIR starts from the artifact's weights; the card chains its reproduce commands first."""
+    from ml.runtime import EmotionClassifier
+
+    out = tmp_path / "ft"
+    args = ["--model", "feednet", "--labels", "ferplus-distribution", "--epochs", 1, "--limit", 96, "--batch-size", 32,
+            "--data", data_dir, "--out", out, "--verbose", 0, "--lr", 1e-9, "--warmup-epochs", 0,
+            "--init-from", exported[0]]
+    done = run(env, "ml.train", *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    artifact = tmp_path / "ft-artifact"
+    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", artifact, "--head", "ferplus",
+               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    x, _ = faces(32, seed=9)
+    np.testing.assert_allclose(EmotionClassifier.load(artifact, temperature=1.0).predict_proba(x),
+                               EmotionClassifier.load(exported[0], temperature=1.0).predict_proba(x), atol=1e-4)
+    card = json.loads((artifact / "model_card.json").read_text())
+    start = json.loads((exported[0] / "model_card.json").read_text())
+    assert card["training"]["initialized_from"]["file_sha256"] == start["file_sha256"]
+    assert card["reproduce"][: len(start["reproduce"])] == start["reproduce"]
+    assert "--init-from" in card["reproduce"][-2]
+    assert card["training"]["train_wall_seconds_all_phases"] > start["training"]["train_wall_seconds_all_phases"]
+
+    common = args[:-2]
+    assert_clean_error(run(env, "ml.train", *common[:1], "cnn", *common[2:], "--init-from", exported[0]), 1,
+                       "artifacts seed --model feednet only")
+    fer = [a if a != "ferplus-distribution" else "fer2013" for a in common]
+    assert_clean_error(run(env, "ml.train", *fer, "--init-from", exported[0]), 1, "the artifact has one 'ferplus' head")

@@ -19,15 +19,21 @@ def build_feednet(
     convs_per_stage: int = 2,
     stages: int = 4,
     dropout: float = 0.3,
+    batch_norm: bool = True,
 ) -> keras.Model:
-    """FeedNet: `stages` stages of `convs_per_stage` conv-BN-ReLU layers, each stage ending in 2x2 max-pool."""
+    """FeedNet: `stages` stages of `convs_per_stage` conv-BN-ReLU layers, each stage ending in 2x2 max-pool.
+
+    `batch_norm=False` builds the folded network an export runs (conv with bias, no BN): the shape
+    `ml.warmstart` rebuilds from a shipped artifact to fine-tune it.
+    """
     inputs = keras.Input(input_shape, name="face")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     for stage in range(stages):
         for conv in range(convs_per_stage):
             name = f"s{stage}_c{conv}"
-            x = layers.Conv2D(width * 2**stage, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-            x = layers.BatchNormalization(name=f"{name}_bn")(x)
+            x = layers.Conv2D(width * 2**stage, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv")(x)
+            if batch_norm:
+                x = layers.BatchNormalization(name=f"{name}_bn")(x)
             x = layers.ReLU(name=f"{name}_relu")(x)
         x = layers.MaxPooling2D(2, name=f"s{stage}_pool")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)

@@ -1,0 +1,95 @@
+"""Rebuild a trainable Keras FeedNet from a shipped artifact's TFLite file, to fine-tune it.
+
+Artifacts ship TFLite only (float or int8), with each BatchNorm folded into its convolution. This
+reads the (dequantized) kernels and biases back into the folded FeedNet
+(`build_feednet(..., batch_norm=False)`), which computes the same function as the artifact up to int8
+rounding. `python -m ml.train --init-from ml/artifacts/ferplus ...` starts from it.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+CONV = re.compile(r"s(\d+)_c(\d+)_")
+
+
+class WarmStartError(ValueError):
+    """The artifact cannot seed a FeedNet (not a FeedNet, an ensemble, an unreadable file)."""
+
+
+def _dequantized(interpreter, detail: dict) -> np.ndarray:
+    values = interpreter.get_tensor(detail["index"])
+    q = detail["quantization_parameters"]
+    if values.dtype == np.float32 or not len(q["scales"]):
+        return values.astype(np.float32)
+    shape = [1] * values.ndim
+    shape[q["quantized_dimension"]] = -1
+    scales, zeros = q["scales"].reshape(shape), q["zero_points"].reshape(shape)
+    return ((values.astype(np.float32) - zeros) * scales).astype(np.float32)
+
+
+def _rescale_folded(interpreter) -> bool:
+    """True when the first convolution reads the input itself (or its QUANTIZE), with no MUL in between."""
+    inputs = {detail["index"] for detail in interpreter.get_input_details()}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "QUANTIZE" and set(op["inputs"]) & inputs:
+            inputs |= set(op["outputs"])
+        elif op["op_name"] == "CONV_2D":
+            return bool(set(op["inputs"]) & inputs)
+    return False
+
+
+def folded_weights(tflite_file: Path) -> tuple[dict[tuple[int, int], tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
+    """{(stage, conv): (kernel HWIO, bias)} and the (kernel, bias) of the softmax head."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite_file))
+    interpreter.allocate_tensors()
+    kernels, biases, head_kernel, head_bias = {}, {}, None, None
+    for detail in interpreter.get_tensor_details():
+        shape, name = tuple(detail["shape"]), detail["name"]
+        match = CONV.search(name)
+        try:
+            if len(shape) == 4 and shape[0] > 1 and shape[1:3] == (3, 3) and match:  # TFLite conv kernels are OHWI
+                kernels[tuple(map(int, match.groups()))] = _dequantized(interpreter, detail).transpose(1, 2, 3, 0)
+            elif len(shape) == 1 and match and "relu" in name:
+                biases[tuple(map(int, match.groups()))] = _dequantized(interpreter, detail)
+            elif len(shape) == 2 and name.endswith("MatMul") and detail["dtype"] != np.int32:
+                head_kernel = _dequantized(interpreter, detail).T
+            elif len(shape) == 1 and name.endswith("BiasAdd"):
+                head_bias = _dequantized(interpreter, detail)
+        except ValueError:  # an activation tensor with no data
+            continue
+    if not kernels or set(kernels) != set(biases) or head_kernel is None or head_bias is None:
+        raise WarmStartError(f"{tflite_file}: not a FeedNet export (found conv layers {sorted(kernels)}, biases {sorted(biases)})")
+    if _rescale_folded(interpreter):  # the converter folds Rescaling(1/255) into the first kernel; the model rescales itself
+        kernels[(0, 0)] = kernels[(0, 0)] * 255.0
+    return {key: (kernels[key], biases[key]) for key in sorted(kernels)}, (head_kernel, head_bias)
+
+
+def feednet_from_artifact(directory: str | Path):
+    """The folded Keras FeedNet of a single-network artifact directory, with its weights."""
+    from ml.models.feednet import build_feednet
+
+    directory = Path(directory)
+    card_path = directory / "model_card.json"
+    if not card_path.is_file():
+        raise WarmStartError(f"--init-from {directory}: no model_card.json there")
+    card = json.loads(card_path.read_text())
+    if card.get("ensemble"):
+        raise WarmStartError(f"--init-from {directory}: an ensemble of {1 + len(card['ensemble'])} networks; pick one")
+    if card.get("format") not in ("tflite", "tflite-int8"):
+        raise WarmStartError(f"--init-from {directory}: format {card.get('format')!r}; only TFLite artifacts can seed a run")
+    convs, (head_kernel, head_bias) = folded_weights(directory / card["file"])
+    stages = 1 + max(stage for stage, _ in convs)
+    per_stage = 1 + max(conv for _, conv in convs)
+    width = convs[(0, 0)][0].shape[-1]
+    model = build_feednet((48, 48, 1), head_kernel.shape[1], width=width, convs_per_stage=per_stage,
+                          stages=stages, batch_norm=False)
+    for (stage, conv), (kernel, bias) in convs.items():
+        model.get_layer(f"s{stage}_c{conv}_conv").set_weights([kernel, bias])
+    model.get_layer("probs").set_weights([head_kernel, head_bias])
+    return model, card
