@@ -143,3 +143,15 @@ def test_make_dataset_and_sample_weights():
     xa, ya, wa = next(iter(aug))
     assert isinstance(ya, dict) and set(ya) == {"fer2013"} and xa.shape == (4, 48, 48, 1)
     assert 0.0 <= float(tf.reduce_min(xa)) and float(tf.reduce_max(xa)) <= 255.0
+
+
+def test_folded_feednet_has_conv_biases_and_no_batchnorm():
+    from ml.models.feednet import build_feednet
+
+    folded = build_feednet((48, 48, 1), 8, width=4, batch_norm=False)
+    plain = build_feednet((48, 48, 1), 8, width=4)
+    assert not any(layer.name.endswith("_bn") for layer in folded.layers)
+    assert all(layer.use_bias for layer in folded.layers if layer.name.endswith("_conv"))
+    bn_params = sum(layer.count_params() for layer in plain.layers if layer.name.endswith("_bn"))
+    conv_biases = sum(layer.filters for layer in folded.layers if layer.name.endswith("_conv"))
+    assert folded.count_params() == plain.count_params() - bn_params + conv_biases
