@@ -31,26 +31,30 @@ def parse_teacher(value: str) -> tuple[str, str]:
     return head.strip(), path.strip()
 
 
-def teacher_probabilities(images: np.ndarray, artifact: str | Path, labels: tuple[str, ...],
-                          cache_dir: Path | None = None) -> np.ndarray:
-    """Calibrated probabilities (N, K) of `artifact` on uint8 `images` (N, 48, 48), in `labels` order."""
+def load_teacher(artifact: str | Path, labels: tuple[str, ...], tta: bool | None = None):
+    """(classifier, column order giving `labels`) of a teacher artifact; DistillError when it does not fit."""
     from ml.runtime import EmotionClassifier
 
     try:
-        teacher = EmotionClassifier.load(artifact)
+        teacher = EmotionClassifier.load(artifact, tta=tta)
     except (FileNotFoundError, ValueError) as exc:
         raise DistillError(f"teacher {artifact}: {exc}") from exc
     if set(teacher.labels) != set(labels):
         raise DistillError(f"teacher {artifact} predicts {list(teacher.labels)}, but the head expects {list(labels)}")
+    return teacher, [teacher.labels.index(name) for name in labels]
+
+
+def teacher_probabilities(images: np.ndarray, artifact: str | Path, labels: tuple[str, ...],
+                          cache_dir: Path | None = None) -> np.ndarray:
+    """Calibrated probabilities (N, K) of `artifact` on uint8 `images` (N, 48, 48), in `labels` order."""
+    teacher, order = load_teacher(artifact, labels)
     digest = hashlib.sha256(images.tobytes()).hexdigest()[:16]
     key = hashlib.sha256(json.dumps([teacher.card.get("file_sha256"), teacher.card.get("ensemble"),
                                      teacher.temperature, teacher.tta, digest]).encode()).hexdigest()[:16]
     cached = cache_dir / f"teacher-{teacher.name}-{key}.npy" if cache_dir else None
     if cached and cached.is_file():
         return np.load(cached)
-    probs = teacher.predict_proba(images)
-    order = [teacher.labels.index(name) for name in labels]
-    probs = probs[:, order].astype(np.float32)
+    probs = teacher.predict_proba(images)[:, order].astype(np.float32)
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.save(cached, probs)
@@ -61,17 +65,9 @@ class OnlineTeacher:
     """Blends an artifact's probabilities on each augmented batch into one head's targets."""
 
     def __init__(self, head: str, artifact: str | Path, labels: tuple[str, ...], alpha: float):
-        from ml.runtime import EmotionClassifier
-
         check_alpha(alpha)
-        try:
-            self.classifier = EmotionClassifier.load(artifact, tta=False)
-        except (FileNotFoundError, ValueError) as exc:
-            raise DistillError(f"teacher {artifact}: {exc}") from exc
-        if set(self.classifier.labels) != set(labels):
-            raise DistillError(f"teacher {artifact} predicts {list(self.classifier.labels)}, but the head expects {list(labels)}")
+        self.classifier, self.order = load_teacher(artifact, labels, tta=False)
         self.head, self.artifact, self.alpha = head, str(artifact), alpha
-        self.order = [self.classifier.labels.index(name) for name in labels]
 
     def blend(self, images: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Targets for float images (B, 48, 48[, 1]) in 0..255; rows with weight 0 keep theirs."""

@@ -279,12 +279,10 @@ def regression_slice(clf: EmotionClassifier, public, mode: str, rows: int) -> di
 def reproduce_commands(training: dict, argv_used: list[str], members: list[dict]) -> list[str]:
     """Every command from the shared data to this artifact: the members' own, this training run, this export."""
     commands: list[str] = []
-    for start in [training["initialized_from"]] if training.get("initialized_from") else []:  # fine-tuned from it
-        commands += [c for c in start.get("reproduce") or [] if c not in commands]
-    for teacher in training.get("distilled_from") or []:  # the teachers exist before the student trains
-        commands += [c for c in teacher.get("reproduce") or [] if c not in commands]
-    for member in members[1:]:
-        commands += [c for c in member.get("reproduce") or [] if c not in commands]
+    # Everything this run built on exists before it: the artifact it fine-tuned, its teachers, the other members.
+    sources = [*filter(None, [training.get("initialized_from")]), *(training.get("distilled_from") or []), *members[1:]]
+    for source in sources:
+        commands += [c for c in source.get("reproduce") or [] if c not in commands]
     if training.get("command"):
         commands.append(training["command"])
     commands.append("python -m ml.export " + shlex.join(argv_used))

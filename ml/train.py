@@ -297,16 +297,16 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     with strategy.scope():
-        if args.init_from and Path(args.init_from).is_dir():
+        if args.init_from and Path(args.init_from).is_dir():  # a shipped artifact, fine-tuned
             model = artifact_model(args, heads)
         else:
             model = M.build_model(args.model, (48, 48, 1), len(train.labels[heads[0]]), **model_kwargs)
             if not single:
                 model = M.add_heads(model, {h: len(train.labels[h]) for h in heads})
-        if args.init_from and not Path(args.init_from).is_dir():
-            if not Path(args.init_from).is_file():
-                raise FileNotFoundError(f"--init-from checkpoint {args.init_from} not found")
-            model.load_weights(args.init_from)
+            if args.init_from:
+                if not Path(args.init_from).is_file():
+                    raise FileNotFoundError(f"--init-from checkpoint {args.init_from} not found")
+                model.load_weights(args.init_from)
     if not args.resume:
         for stale in ("log.csv", "wall_seconds.json"):
             (out / stale).unlink(missing_ok=True)
