@@ -67,7 +67,7 @@ class OnlineTeacher:
     def __init__(self, head: str, artifact: str | Path, labels: tuple[str, ...], alpha: float):
         check_alpha(alpha)
         self.classifier, self.order = load_teacher(artifact, labels, tta=False)
-        self.head, self.artifact, self.alpha = head, str(artifact), alpha
+        self.head, self.alpha = head, alpha
 
     def blend(self, images: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Targets for float images (B, 48, 48[, 1]) in 0..255; rows with weight 0 keep theirs."""
