@@ -206,10 +206,13 @@ def training_info(checkpoint: Path) -> dict:
                                                      "precision", "seed", "freeze_epochs", "finetune_lr") if k in args},
             "tf_version": meta.get("tf_version"), "keras_version": meta.get("keras_version"),
         })
+        # What the run recorded when it started; runs from before that record: the artifacts as they are now.
+        built_on = meta.get("built_on") or {}
         if args.get("init_from") and Path(args["init_from"]).is_dir():
-            info["initialized_from"] = artifact_info(args["init_from"])
+            info["initialized_from"] = built_on.get("initialized_from") or artifact_info(args["init_from"])
         if args.get("teacher"):
-            info["distilled_from"] = [teacher_info(head, path) for head, path in args["teacher"]]
+            info["distilled_from"] = built_on.get("distilled_from") or [
+                teacher_info(head, path) for head, path in args["teacher"]]
             info["distill_alpha"] = args.get("distill_alpha")
             info["teacher_mode"] = args.get("teacher_mode") or "offline"
     else:

@@ -151,6 +151,16 @@ def distil(args: argparse.Namespace, train) -> None:
         train.targets[head] = blend_targets(train.targets[head], valid, probs, args.distill_alpha)
 
 
+def artifacts_built_on(args: argparse.Namespace) -> dict:
+    """The cards (name, sha256, accuracy, reproduce chain) of the --init-from artifact and the --teacher artifacts."""
+    from ml.export import artifact_info, teacher_info
+
+    built_on: dict = {"distilled_from": [teacher_info(head, path) for head, path in args.teacher]}
+    if args.init_from and Path(args.init_from).is_dir():
+        built_on["initialized_from"] = artifact_info(args.init_from)
+    return built_on
+
+
 def artifact_model(args: argparse.Namespace, heads: list[str]):
     """The folded FeedNet of the --init-from artifact, checked against this run's architecture and head."""
     from ml.warmstart import WarmStartError, feednet_from_artifact
@@ -199,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         print(warning, file=sys.stderr, flush=True)
     if args.limit:
         train, val = train.subset(np.arange(min(args.limit, len(train)))), val.subset(np.arange(min(args.limit, len(val))))
+    built_on = artifacts_built_on(args)  # read now: an export may replace these directories before this run ends
     teachers = online_teachers(args, train) if args.teacher and args.teacher_mode == "online" else []
     if args.teacher and args.teacher_mode == "offline":
         distil(args, train)
@@ -344,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         "precision": args.precision,
         "tf_version": tf.__version__, "keras_version": keras.__version__,
         "cpu_count": os.cpu_count(),
+        "built_on": built_on,
     }
     meta["train_wall_seconds_total"] = json.loads((out / "wall_seconds.json").read_text())["seconds"]
     (out / "train_meta.json").write_text(json.dumps(meta, indent=2, default=str))

@@ -373,15 +373,21 @@ def test_warmstart_rebuilds_the_exported_network(trained, exported, data_dir, en
 
 
 def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
-    """--init-from ARTIFACT_DIR starts from the artifact's weights; the card chains its reproduce commands first."""
+    """--init-from ARTIFACT_DIR starts from the artifact's weights; the card chains its reproduce commands first,
+    as the artifact was when training started (an export may replace it in place)."""
+    import shutil
+
     from ml.runtime import EmotionClassifier
 
-    out = tmp_path / "ft"
+    out, base = tmp_path / "ft", tmp_path / "base"
+    shutil.copytree(exported[0], base)
     args = ["--model", "feednet", "--labels", "ferplus-distribution", "--epochs", 1, "--limit", 96, "--batch-size", 32,
             "--data", data_dir, "--out", out, "--verbose", 0, "--lr", 1e-9, "--warmup-epochs", 0,
-            "--init-from", exported[0]]
+            "--init-from", base]
     done = run(env, "ml.train", *args)
     assert done.returncode == 0, done.stderr[-3000:]
+    replaced = json.loads((base / "model_card.json").read_text())
+    (base / "model_card.json").write_text(json.dumps({**replaced, "file_sha256": "replaced", "reproduce": ["other"]}))
     artifact = tmp_path / "ft-artifact"
     assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", artifact, "--head", "ferplus",
                "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
