@@ -45,6 +45,13 @@ def positive_float(value: str) -> float:
     return number
 
 
+def ema_momentum(value: str) -> float:
+    m = float(value)
+    if not 0.0 <= m < 1.0:
+        raise argparse.ArgumentTypeError(f"EMA momentum must be in [0, 1), got {value}")
+    return m
+
+
 def parse_teacher_arg(value: str) -> tuple[str, str]:
     from ml.distill import parse_teacher
 
@@ -93,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-mode", choices=("offline", "online"), default="offline",
                    help="offline: the teacher scores the un-augmented images once (cached); "
                         "online: it scores every augmented batch (see ml.distill)")
+    p.add_argument("--ema", type=ema_momentum, default=0.0, metavar="MOMENTUM",
+                   help="keep an exponential moving average of the weights (e.g. 0.998) and validate, checkpoint "
+                        "and save that average instead of the raw weights (0 = off)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     return p
 
@@ -247,10 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=peak_lr * (0.1 if warmup_steps else 1.0), decay_steps=max(1, total - warmup_steps),
             alpha=0.01, warmup_target=peak_lr if warmup_steps else None, warmup_steps=warmup_steps)
+        ema = {"use_ema": args.ema > 0, "ema_momentum": args.ema or 0.99}
         optimizer = {
-            "adamw": lambda: keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay),
-            "adam": lambda: keras.optimizers.Adam(schedule),
-            "sgd": lambda: keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=args.weight_decay),
+            "adamw": lambda: keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay, **ema),
+            "adam": lambda: keras.optimizers.Adam(schedule, **ema),
+            "sgd": lambda: keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=args.weight_decay, **ema),
         }[args.optimizer]()
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
         metrics = ["accuracy"] if single else {h: ["accuracy"] for h in heads}
@@ -260,8 +271,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def callbacks(phase: str) -> list:
         cbs: list = [WallClock()] if single else [WallClock(), MeanAccuracy(heads)]
+        # The backup is taken before the EMA swap (raw weights, so --resume continues training them); the
+        # checkpoint, the log's val_* and last.keras see the averaged weights.
+        cbs.append(keras.callbacks.BackupAndRestore(str(out / "backup" / phase), delete_checkpoint=False))
+        if args.ema:
+            cbs.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
         cbs += [
-            keras.callbacks.BackupAndRestore(str(out / "backup" / phase), delete_checkpoint=False),
             keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
             keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
             keras.callbacks.TensorBoard(str(out / "tb"), write_graph=False, profile_batch=0),

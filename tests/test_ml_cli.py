@@ -295,6 +295,40 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     return path
 
 
+def test_train_ema_validates_and_checkpoints_the_weight_average(exported, data_dir, env, tmp_path):
+    """--ema: validation, best.keras and last.keras use the moving average, not the raw weights. One step per
+    epoch and momentum ~1: after two epochs the average is still the weights after step 1 (Keras starts it there)."""
+    import keras
+
+    import ml.models  # noqa: F401  (registers the custom layers)
+
+    common = ["--model", "feednet", "--labels", "ferplus-distribution", "--limit", 96, "--batch-size", 96,
+              "--data", data_dir, "--verbose", 0, "--lr", 1e-2, "--warmup-epochs", 0, "--no-augment",
+              "--deterministic", "--init-from", exported[0]]
+
+    def train(name: str, *extra) -> tuple[list[float], dict[str, list[np.ndarray]]]:
+        done = run(env, "ml.train", *common, "--out", tmp_path / name, *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+        with open(tmp_path / name / "log.csv") as f:
+            val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
+        saved = {f: keras.saving.load_model(tmp_path / name / f, compile=False).get_weights()
+                 for f in ("best.keras", "last.keras")}
+        return val_loss, saved
+
+    def distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+        return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+    (loss_one, one), (loss_two, two) = train("one", "--epochs", 1), train("two", "--epochs", 2)
+    loss_ema, ema = train("ema", "--epochs", 2, "--ema", 0.999999)
+    moved = distance(two["last.keras"], one["last.keras"])
+    assert moved > 1e-3 and abs(loss_two[1] - loss_one[0]) > 1e-3
+    for f in ("best.keras", "last.keras"):
+        assert distance(ema[f], one["last.keras"]) < moved / 100, f
+    np.testing.assert_allclose(loss_ema, [loss_one[0]] * 2, rtol=1e-4)
+    assert_clean_error(run(env, "ml.train", *common, "--out", tmp_path / "bad", "--ema", 1), 2,
+                       "EMA momentum must be in [0, 1), got 1")
+
+
 def test_train_bad_inputs(env, tmp_path):
     common = ("--model", "feednet", "--width", 4, "--epochs", 1, "--out", tmp_path / "out")
     assert_clean_error(run(env, "ml.train", *common, "--data", tmp_path / "missing"), 1, "error: no fer2013.csv")
