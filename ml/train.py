@@ -272,20 +272,31 @@ def main(argv: list[str] | None = None) -> int:
     def callbacks(phase: str) -> list:
         cbs: list = [WallClock()] if single else [WallClock(), MeanAccuracy(heads)]
         # The backup is taken before the EMA swap (raw weights, so --resume continues training them); the
-        # checkpoint, the log's val_* and last.keras see the averaged weights.
+        # checkpoint, the log's val_* and last.keras see the averaged weights. The stopping callbacks run before
+        # the swap so that it knows when an epoch is the last one.
         cbs.append(keras.callbacks.BackupAndRestore(str(out / "backup" / phase), delete_checkpoint=False))
+        if args.patience > 0:
+            cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=args.patience))
+        if args.stop_after:
+            cbs.append(StopAfter(args.stop_after))
         if args.ema:
-            cbs.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+            cbs.append(AveragedWeights(swap_on_epoch=True))
         cbs += [
             keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
             keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
             keras.callbacks.TensorBoard(str(out / "tb"), write_graph=False, profile_batch=0),
         ]
-        if args.patience > 0:
-            cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=args.patience))
-        if args.stop_after:
-            cbs.append(StopAfter(args.stop_after))
         return cbs
+
+    class AveragedWeights(keras.callbacks.SwapEMAWeights):
+        """Keras' swap, which also keeps the average in the model when training stops early (--stop-after,
+        --patience): Keras finalizes the average only after the last planned epoch, and fit() then copies the
+        optimizer's copy into the model, which the swap had left holding the raw weights."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if self.model.stop_training:
+                self._finalize_ema_values()
 
     class StopAfter(keras.callbacks.Callback):
         """Ends training after global epoch N (the LR schedule still spans all --epochs)."""

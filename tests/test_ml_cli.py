@@ -329,6 +329,29 @@ def test_train_ema_validates_and_checkpoints_the_weight_average(exported, data_d
                        "EMA momentum must be in [0, 1), got 1")
 
 
+def test_train_ema_backup_keeps_the_raw_weights(exported, data_dir, env, tmp_path):
+    """The averaged weights are swapped in only after the backup is written, so --resume continues training the raw
+    weights: an --ema run's backup holds the same weights as the same run without --ema (the average never feeds
+    back into training), while its last.keras holds the average."""
+    import keras
+
+    import ml.models  # noqa: F401  (registers the custom layers)
+
+    common = ["--model", "feednet", "--labels", "ferplus-distribution", "--limit", 96, "--batch-size", 48,
+              "--data", data_dir, "--verbose", 0, "--lr", 1e-2, "--warmup-epochs", 0, "--no-augment",
+              "--deterministic", "--init-from", exported[0], "--epochs", 3, "--stop-after", 2]
+    for out, extra in (("raw", []), ("ema", ["--ema", 0.5])):
+        done = run(env, "ml.train", *common, "--out", tmp_path / out, *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+    raw = keras.saving.load_model(tmp_path / "raw" / "last.keras", compile=False).get_weights()
+    model = keras.saving.load_model(tmp_path / "ema" / "last.keras", compile=False)
+    averaged = model.get_weights()
+    model.load_weights(tmp_path / "ema" / "backup" / "main" / "latest.weights.h5")
+    assert max(float(np.abs(a - b).max()) for a, b in zip(averaged, raw)) > 1e-3
+    for a, b in zip(model.get_weights(), raw):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_train_bad_inputs(env, tmp_path):
     common = ("--model", "feednet", "--width", 4, "--epochs", 1, "--out", tmp_path / "out")
     assert_clean_error(run(env, "ml.train", *common, "--data", tmp_path / "missing"), 1, "error: no fer2013.csv")
