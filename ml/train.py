@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=peak_lr * (0.1 if warmup_steps else 1.0), decay_steps=max(1, total - warmup_steps),
             alpha=0.01, warmup_target=peak_lr if warmup_steps else None, warmup_steps=warmup_steps)
-        ema = {"use_ema": args.ema > 0, "ema_momentum": args.ema or 0.99}
+        ema = {"use_ema": True, "ema_momentum": args.ema} if args.ema else {}
         optimizer = {
             "adamw": lambda: keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay, **ema),
             "adam": lambda: keras.optimizers.Adam(schedule, **ema),

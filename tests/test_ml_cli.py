@@ -295,35 +295,43 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     return path
 
 
-def test_train_ema_validates_and_checkpoints_the_weight_average(exported, data_dir, env, tmp_path):
-    """--ema: validation, best.keras and last.keras use the moving average, not the raw weights. One step per
-    epoch and momentum ~1: after two epochs the average is still the weights after step 1 (Keras starts it there)."""
+def ema_run_args(exported, data_dir, batch_size: int) -> list:
+    """A deterministic fine-tune of the tiny artifact on 96 faces, large steps (lr 1e-2) from the first one."""
+    return ["--model", "feednet", "--labels", "ferplus-distribution", "--limit", 96, "--batch-size", batch_size,
+            "--data", data_dir, "--verbose", 0, "--lr", 1e-2, "--warmup-epochs", 0, "--no-augment",
+            "--deterministic", "--init-from", exported[0]]
+
+
+def saved_model(path: Path):
     import keras
 
     import ml.models  # noqa: F401  (registers the custom layers)
 
-    common = ["--model", "feednet", "--labels", "ferplus-distribution", "--limit", 96, "--batch-size", 96,
-              "--data", data_dir, "--verbose", 0, "--lr", 1e-2, "--warmup-epochs", 0, "--no-augment",
-              "--deterministic", "--init-from", exported[0]]
+    return keras.saving.load_model(path, compile=False)
+
+
+def max_weight_change(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+def test_train_ema_validates_and_checkpoints_the_weight_average(exported, data_dir, env, tmp_path):
+    """--ema: validation, best.keras and last.keras use the moving average, not the raw weights. One step per
+    epoch and momentum ~1: after two epochs the average is still the weights after step 1 (Keras starts it there)."""
+    common = ema_run_args(exported, data_dir, batch_size=96)
 
     def train(name: str, *extra) -> tuple[list[float], dict[str, list[np.ndarray]]]:
         done = run(env, "ml.train", *common, "--out", tmp_path / name, *extra)
         assert done.returncode == 0, done.stderr[-3000:]
         with open(tmp_path / name / "log.csv") as f:
             val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
-        saved = {f: keras.saving.load_model(tmp_path / name / f, compile=False).get_weights()
-                 for f in ("best.keras", "last.keras")}
-        return val_loss, saved
-
-    def distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-        return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+        return val_loss, {f: saved_model(tmp_path / name / f).get_weights() for f in ("best.keras", "last.keras")}
 
     (loss_one, one), (loss_two, two) = train("one", "--epochs", 1), train("two", "--epochs", 2)
     loss_ema, ema = train("ema", "--epochs", 2, "--ema", 0.999999)
-    moved = distance(two["last.keras"], one["last.keras"])
+    moved = max_weight_change(two["last.keras"], one["last.keras"])
     assert moved > 1e-3 and abs(loss_two[1] - loss_one[0]) > 1e-3
     for f in ("best.keras", "last.keras"):
-        assert distance(ema[f], one["last.keras"]) < moved / 100, f
+        assert max_weight_change(ema[f], one["last.keras"]) < moved / 100, f
     np.testing.assert_allclose(loss_ema, [loss_one[0]] * 2, rtol=1e-4)
     assert_clean_error(run(env, "ml.train", *common, "--out", tmp_path / "bad", "--ema", 1), 2,
                        "EMA momentum must be in [0, 1), got 1")
@@ -333,21 +341,15 @@ def test_train_ema_backup_keeps_the_raw_weights(exported, data_dir, env, tmp_pat
     """The averaged weights are swapped in only after the backup is written, so --resume continues training the raw
     weights: an --ema run's backup holds the same weights as the same run without --ema (the average never feeds
     back into training), while its last.keras holds the average."""
-    import keras
-
-    import ml.models  # noqa: F401  (registers the custom layers)
-
-    common = ["--model", "feednet", "--labels", "ferplus-distribution", "--limit", 96, "--batch-size", 48,
-              "--data", data_dir, "--verbose", 0, "--lr", 1e-2, "--warmup-epochs", 0, "--no-augment",
-              "--deterministic", "--init-from", exported[0], "--epochs", 3, "--stop-after", 2]
+    common = ema_run_args(exported, data_dir, batch_size=48) + ["--epochs", 3, "--stop-after", 2]
     for out, extra in (("raw", []), ("ema", ["--ema", 0.5])):
         done = run(env, "ml.train", *common, "--out", tmp_path / out, *extra)
         assert done.returncode == 0, done.stderr[-3000:]
-    raw = keras.saving.load_model(tmp_path / "raw" / "last.keras", compile=False).get_weights()
-    model = keras.saving.load_model(tmp_path / "ema" / "last.keras", compile=False)
+    raw = saved_model(tmp_path / "raw" / "last.keras").get_weights()
+    model = saved_model(tmp_path / "ema" / "last.keras")
     averaged = model.get_weights()
     model.load_weights(tmp_path / "ema" / "backup" / "main" / "latest.weights.h5")
-    assert max(float(np.abs(a - b).max()) for a, b in zip(averaged, raw)) > 1e-3
+    assert max_weight_change(averaged, raw) > 1e-3
     for a, b in zip(model.get_weights(), raw):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
