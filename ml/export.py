@@ -208,8 +208,10 @@ def training_info(checkpoint: Path) -> dict:
         })
         # What the run recorded when it started; runs from before that record: the artifacts as they are now.
         built_on = meta.get("built_on") or {}
-        if args.get("init_from") and Path(args["init_from"]).is_dir():
-            info["initialized_from"] = built_on.get("initialized_from") or artifact_info(args["init_from"])
+        initialized_from = built_on.get("initialized_from") or (
+            artifact_info(args["init_from"]) if args.get("init_from") and Path(args["init_from"]).is_dir() else None)
+        if initialized_from:  # recorded even when that directory has since been moved or deleted
+            info["initialized_from"] = initialized_from
         if args.get("teacher"):
             info["distilled_from"] = built_on.get("distilled_from") or [
                 teacher_info(head, path) for head, path in args["teacher"]]

@@ -459,6 +459,13 @@ def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
     assert card["reproduce"][: len(start["reproduce"])] == start["reproduce"]
     assert "--init-from" in card["reproduce"][-2]
     assert card["training"]["train_wall_seconds_all_phases"] > start["training"]["train_wall_seconds_all_phases"]
+    shutil.rmtree(base)  # the starting artifact is gone by the time the run is exported again: the record stands
+    again = tmp_path / "ft-artifact-again"
+    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", again, "--head", "ferplus",
+               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    card_again = json.loads((again / "model_card.json").read_text())
+    assert card_again["training"]["initialized_from"]["file_sha256"] == start["file_sha256"]
+    assert card_again["reproduce"][: len(start["reproduce"])] == start["reproduce"]
 
     common = args[:-2]
     assert_clean_error(run(env, "ml.train", *common[:1], "cnn", *common[2:], "--init-from", exported[0]), 1,
