@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from ml import data as D  # noqa: E402
-from ml.export import CANDIDATES, measure_speed  # noqa: E402
+from ml.export import CANDIDATES, measure_speed, timing_host  # noqa: E402
 from ml.runtime import EmotionClassifier  # noqa: E402
 from ml.train import DEFAULT_DATA  # noqa: E402
 
@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-runs", type=int, default=30)
     p.add_argument("--latency-runs", type=int, default=200)
     p.add_argument("--eval-limit", type=int, default=0, help="also score accuracy on the first N PublicTest rows")
+    p.add_argument("--tta-modes", choices=("card", "both"), default="card",
+                   help="card: each artifact as its card sets test-time flip; both: also with it flipped")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args(argv)
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -118,24 +120,29 @@ def main(argv: list[str] | None = None) -> int:
             if mode not in cache:
                 cache[mode] = public_faces(args.data, mode, args.eval_limit)
             faces, targets, source = cache[mode]
-            accuracy = None
-            if args.eval_limit > 0 and targets is not None:
-                n = min(args.eval_limit, len(faces))
-                probs = card_clf.predict_proba(faces[:n])
-                accuracy = float(np.mean(probs.argmax(axis=1) == targets[:n].argmax(axis=1)))
-            for t in threads:
-                clf = EmotionClassifier.load(directory, threads=t)
-                speed = measure_speed(clf, faces, args.batch_runs, args.latency_runs)
-                row = {"artifact": str(directory) if str(directory).find(tmp) < 0 else f"<{args.checkpoint}>",
-                       "name": clf.name, "format": clf.format, "file_bytes": (directory / clf.card["file"]).stat().st_size,
-                       "threads": t, "tta": clf.tta, **speed, "accuracy": accuracy,
-                       "accuracy_rows": min(args.eval_limit, len(faces)) if accuracy is not None else 0,
-                       "card_accuracy": (clf.card.get("metrics") or {}).get("accuracy"), "faces": source}
-                rows.append(row)
-                acc = f"  acc {100 * accuracy:.2f}%" if accuracy is not None else ""
-                print(f"{clf.name:<32} {clf.format:<12} threads {t}: {row['faces_per_s_b64']:9.1f} faces/s @b64  "
-                      f"{row['ms_per_face_b1']:8.3f} ms/face @b1{acc}", flush=True)
-                del clf
+            modes = [card_clf.tta] + ([not card_clf.tta] if args.tta_modes == "both" else [])
+            for tta in modes:
+                accuracy = None
+                if args.eval_limit > 0 and targets is not None:
+                    n = min(args.eval_limit, len(faces))
+                    probs = EmotionClassifier.load(directory, tta=tta).predict_proba(faces[:n])
+                    accuracy = float(np.mean(probs.argmax(axis=1) == targets[:n].argmax(axis=1)))
+                recorded = card_clf.card.get("metrics") if tta == card_clf.tta else card_clf.card.get("other_tta")
+                for t in threads:
+                    clf = EmotionClassifier.load(directory, threads=t, tta=tta)
+                    speed = measure_speed(clf, faces, args.batch_runs, args.latency_runs)
+                    row = {"artifact": str(directory) if str(directory).find(tmp) < 0 else f"<{args.checkpoint}>",
+                           "name": clf.name, "format": clf.format,
+                           "file_bytes": (directory / clf.card["file"]).stat().st_size,
+                           "threads": t, "tta": clf.tta, "tta_as_card": tta == card_clf.tta, **speed,
+                           "accuracy": accuracy, "accuracy_rows": min(args.eval_limit, len(faces)) if accuracy is not None else 0,
+                           "card_accuracy": (recorded or {}).get("accuracy"), "faces": source}
+                    rows.append(row)
+                    acc = f"  acc {100 * accuracy:.2f}%" if accuracy is not None else ""
+                    print(f"{clf.name:<26} tta {'on ' if tta else 'off'} {clf.format:<12} threads {t}: "
+                          f"{row['faces_per_s_b64']:9.1f} faces/s @b64  {row['ms_per_face_b1']:8.3f} ms/face @b1{acc}",
+                          flush=True)
+                    del clf
 
     versions = {}
     for module in ("tensorflow", "keras", "ai-edge-litert", "onnxruntime"):
@@ -151,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"batch": 64, "batch_runs": args.batch_runs, "latency_runs": args.latency_runs, "threads": threads},
         "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), **versions,
                  "loadavg_before": [round(x, 2) for x in load_before],
-                 "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+                 "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+                 "cpu_flags": timing_host()["cpu_flags"]},
         "note": busy_note(load_before),
         "results": rows,
     }
@@ -160,15 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     (out / "inference_formats.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Inference speed per runtime format (through ml.runtime)", "",
              f"Host: {os.cpu_count()} CPUs, load average before/after {report['host']['loadavg_before']} / "
-             f"{report['host']['loadavg_after']}. Batch-64 throughput = median of {args.batch_runs} calls; "
-             f"latency = median of {args.latency_runs} single-face calls.", ""]
+             f"{report['host']['loadavg_after']}; CPU flags {', '.join(report['host']['cpu_flags']) or 'none of note'}. "
+             f"Batch-64 throughput = median of {args.batch_runs} calls; latency = median of {args.latency_runs} "
+             "single-face calls. TTA: test-time flip (\"card\" when as the artifact ships).", ""]
     if report["note"]:
         lines += [f"**Note:** {report['note']}", ""]
-    lines += ["| model | format | threads | size | faces/s (b64) | ms/face (b1) | accuracy |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["| model | TTA | format | threads | size | faces/s (b64) | ms/face (b1) | accuracy |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         acc = r["accuracy"] if r["accuracy"] is not None else r["card_accuracy"]
-        lines.append(f"| {r['name']} | {r['format']} | {r['threads']} | {r['file_bytes'] / 1e6:.2f} MB | "
+        tta = ("on" if r["tta"] else "off") + (" (card)" if r["tta_as_card"] else "")
+        lines.append(f"| {r['name']} | {tta} | {r['format']} | {r['threads']} | {r['file_bytes'] / 1e6:.2f} MB | "
                      f"{r['faces_per_s_b64']:.1f} | {r['ms_per_face_b1']:.3f} | "
                      f"{'' if acc is None else f'{100 * acc:.2f}%'} |")
     (out / "inference_formats.md").write_text("\n".join(lines) + "\n")

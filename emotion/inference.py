@@ -13,6 +13,8 @@ import os
 import threading
 from pathlib import Path
 
+from django.conf import settings
+
 from ml.runtime import EmotionClassifier
 
 from emotion.affect import CIRCUMPLEX
@@ -31,8 +33,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def load_classifier(artifact_path: str | os.PathLike) -> EmotionClassifier:
-    """Load and sanity-check an artifact (no caching): labels must be known emotions."""
-    classifier = EmotionClassifier.load(artifact_path)
+    """Load and sanity-check an artifact (no caching): labels must be known emotions.
+
+    Test-time flip follows ``settings.FEEDMOOD_MODEL_TTA`` (None: the artifact's card).
+    """
+    classifier = EmotionClassifier.load(artifact_path, tta=settings.FEEDMOOD_MODEL_TTA)
     unknown = [name for name in classifier.labels if name not in CIRCUMPLEX]
     if unknown:
         raise ValueError(f"model {classifier.name} has labels FeedMood does not know: {unknown}")

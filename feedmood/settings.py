@@ -277,6 +277,10 @@ FEEDMOOD_RESCORING_PARALLELISM = env_int("FEEDMOOD_RESCORING_PARALLELISM", 2)
 FEEDMOOD_RESCORING_STALL_MINUTES = env_int("FEEDMOOD_RESCORING_STALL_MINUTES", 15)
 FEEDMOOD_RESCORING_MAX_FAILED_RATIO = env_float("FEEDMOOD_RESCORING_MAX_FAILED_RATIO", 0.5)
 FEEDMOOD_MODEL_DIR = Path(env_str("FEEDMOOD_MODEL_DIR", str(BASE_DIR / "ml" / "artifacts" / "ferplus")))
+# Test-time flip of the emotion model: "card" (default) follows each artifact; off halves the work per face
+# (a card's other_tta calibration keeps the probabilities calibrated; the model cards give the accuracy cost).
+FEEDMOOD_MODEL_TTA = None if env_str("FEEDMOOD_MODEL_TTA", "card").strip().lower() == "card" else env_bool(
+    "FEEDMOOD_MODEL_TTA", False)
 #: One-to-one relations of the user read with the API token (feedmood.authentication): the feed needs both.
 FEEDMOOD_AUTH_USER_RELATED = ("profile", "mood_state")
 FEEDMOOD_MAX_UPLOAD_BYTES = env_int("FEEDMOOD_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)

@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", choices=D.LABEL_MODES, default=None,
                    help="evaluation protocol (default: fer2013 for the fer2013 head, ferplus-majority for ferplus)")
     p.add_argument("--head", default=None, help="head of a multi-head checkpoint (default: the one --labels scores, else ferplus)")
-    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped face")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the horizontally flipped face (artifacts default to their card's setting)")
     p.add_argument("--temperature", type=positive_float, default=None,
                    help="temperature applied to log-probabilities (artifacts default to their card's)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N rows")
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if is_artifact(path):
         from ml.runtime import EmotionClassifier
 
-        clf = EmotionClassifier.load(path, temperature=args.temperature, tta=True if args.tta else None)
+        clf = EmotionClassifier.load(path, temperature=args.temperature, tta=args.tta)
         head = clf.card.get("head") or ("ferplus" if len(clf.labels) == len(L.FERPLUS_LABELS) else "fer2013")
         if head not in HEAD_LABELS:
             raise ValueError(f"artifact {path}: unknown head {head!r} in its model card")
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: multi-head checkpoint ({', '.join(head_size)}); evaluating {head} (choose with --head)", file=sys.stderr)
         mode = resolve_label_mode(head, args.labels)
         sub = single_head_model(model, head)
-        temperature, tta, source = args.temperature or 1.0, args.tta, "keras checkpoint"
+        temperature, tta, source = args.temperature or 1.0, bool(args.tta), "keras checkpoint"
 
         def predict(faces: np.ndarray) -> np.ndarray:
             probs = keras_predict(sub, faces, args.batch_size, tta)

@@ -40,7 +40,8 @@ from ml import metrics as M
 from ml.evaluate import (PROTOCOLS, as_float32, choose_head, head_sizes, load_checkpoint, load_eval_split,
                          resolve_label_mode, single_head_model)
 from ml.runtime import BATCH, CARD_NAME, EmotionClassifier, default_threads
-from ml.train import DEFAULT_DATA, positive_int
+from ml.tta_mode import measure_other_tta
+from ml.train import DEFAULT_DATA, SPEED_FLAGS, cpu_flags, positive_int, read_cpuinfo
 
 FORMAT_FILES = {"tflite": "model.tflite", "tflite-int8": "model_int8.tflite", "onnx": "model.onnx", "keras": "model.keras"}
 CANDIDATES = ("keras", "tflite", "tflite-int8", "onnx")
@@ -169,6 +170,14 @@ def measure_speed(clf: EmotionClassifier, faces: np.ndarray, batch_runs: int = 1
     }
 
 
+def timing_host() -> dict:
+    """What the speed figures depend on: cores, inference threads, load, and the CPU's matrix/vector flags."""
+    flags = cpu_flags(read_cpuinfo())
+    return {"cpu_count": os.cpu_count(), "threads": default_threads(),
+            "loadavg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()],
+            "cpu_flags": [f for f in SPEED_FLAGS if f in flags]}
+
+
 def choose_format(rows: dict[str, dict], prefer: str = "throughput", tolerance: float = ACCURACY_TOLERANCE) -> str:
     """Fastest working format whose accuracy is within `tolerance` of the Keras reference."""
     ok = {f: r for f, r in rows.items() if r.get("status") == "ok"}
@@ -203,7 +212,8 @@ def training_info(checkpoint: Path) -> dict:
             "data": meta.get("data"),
             "model_args": {k: args.get(k) for k in ("model", "width", "weights", "base_size", "batch_size", "lr",
                                                      "optimizer", "weight_decay", "label_smoothing", "class_weights",
-                                                     "precision", "seed", "freeze_epochs", "finetune_lr") if k in args},
+                                                     "precision", "seed", "freeze_epochs", "finetune_lr", "ema", "random_erasing")
+                           if k in args},
             "tf_version": meta.get("tf_version"), "keras_version": meta.get("keras_version"),
         })
         # What the run recorded when it started; runs from before that record: the artifacts as they are now.
@@ -498,12 +508,13 @@ def main(argv: list[str] | None = None) -> int:
                 "tolerance_points": 100 * ACCURACY_TOLERANCE,
                 "rule": "fastest format whose PublicTest accuracy is within 0.3 points of the Keras float model"
                 if args.format == "auto" else "format chosen explicitly with --format",
-                "timing_host": {"cpu_count": os.cpu_count(), "threads": default_threads(),
-                                "loadavg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()]},
+                "timing_host": timing_host(),
             },
             "training": training,
             "reproduce": reproduce_commands(training, argv_used, [m for m in ensemble.get("ensemble_members", [])]),
             "regression_slice": regression_slice(final, public, mode, REGRESSION_ROWS),
+            "other_tta": measure_other_tta(stage, card, public.images, targets, list(names), seed=args.seed,
+                                           bench_runs=args.bench_runs, latency_runs=args.latency_runs),
             **({"ensemble_members": ensemble["ensemble_members"],
                 "speed": measure_speed(final, public.images, args.bench_runs, args.latency_runs)} if ensemble else {}),
             "export_command": "python -m ml.export " + shlex.join(argv_used),
@@ -522,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     print(M.format_report(result, f"{name}: {chosen}, head {head}, PublicTest ({mode}), T={temperature:.3f}, "
                                    f"tta={'on' if args.tta else 'off'}"))
     print(f"ECE (2-fold cross-calibrated on PublicTest): before {cross['ece_before']:.4f} -> after {cross['ece_after']:.4f}")
+    other = card["other_tta"]
+    print(f"with test-time flip {'on' if other['tta'] else 'off'}: acc {100 * other['accuracy']:.2f}%, "
+          f"T={other['temperature']:.3f}, ECE {other['ece_before_calibration']:.4f} -> "
+          f"{other['ece_after_calibration']:.4f}, {other['speed']['faces_per_s_b64']:.0f} faces/s at batch 64")
     print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))}) in {time.time() - started:.0f} s")
     return 0
 

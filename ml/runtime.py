@@ -74,6 +74,17 @@ def as_faces(faces: Any) -> np.ndarray:
     return np.ascontiguousarray(faces)
 
 
+def card_temperature(card: dict, tta: bool) -> float:
+    """The card's temperature for this TTA mode: its own, or `other_tta`'s when the mode is flipped.
+
+    A card without a calibration for the asked mode gives its own temperature (fitted for the other mode).
+    """
+    other = card.get("other_tta")
+    if tta != bool(card.get("tta", False)) and isinstance(other, dict) and other.get("tta") == tta:
+        return float(other["temperature"])
+    return float(card.get("temperature", 1.0))
+
+
 def _softmax_log(probs: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(log(p) / T) row-wise, float32."""
     logits = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / temperature
@@ -231,10 +242,10 @@ class EmotionClassifier:
         self.name: str = str(card.get("name") or directory.name)
         self.labels: tuple[str, ...] = tuple(labels)
         self.format: str = fmt
-        self.temperature = float(card.get("temperature", 1.0) if temperature is None else temperature)
+        self.tta = bool(card.get("tta", False) if tta is None else tta)
+        self.temperature = float(card_temperature(card, self.tta) if temperature is None else temperature)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
-        self.tta = bool(card.get("tta", False) if tta is None else tta)
         self.threads = default_threads() if threads is None else int(threads)
         backend = {"keras": _KerasBackend, "onnx": _OnnxBackend}.get(fmt, _TFLiteBackend)
         self._backends = [backend(model_file, self.threads) for model_file in model_files]
@@ -247,7 +258,8 @@ class EmotionClassifier:
              threads: int | None = None) -> "EmotionClassifier":
         """Read an artifact directory (or its model_card.json). Nothing heavy happens until the first predict.
 
-        `temperature` / `tta` override the card (e.g. temperature=1.0 for raw probabilities).
+        `temperature` / `tta` override the card (e.g. temperature=1.0 for raw probabilities). With `tta` flipped
+        from the card's and no `temperature`, the card's `other_tta` calibration applies when it has one.
         """
         path = Path(path)
         directory = path.parent if path.name == CARD_NAME else path

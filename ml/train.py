@@ -45,6 +45,13 @@ def positive_float(value: str) -> float:
     return number
 
 
+def unit_interval(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return number
+
+
 def ema_momentum(value: str) -> float:
     m = float(value)
     if not 0.0 <= m < 1.0:
@@ -76,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--class-weights", choices=("balanced", "sqrt", "none"), default="balanced")
     p.add_argument("--no-augment", action="store_true", help="disable training augmentation")
+    p.add_argument("--random-erasing", type=unit_interval, default=0.0, metavar="P",
+                   help="after the affine warp, fill one random rectangle of each image with noise, with probability P")
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 = off)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--deterministic", action="store_true", help="enable TF op determinism (slower)")
@@ -107,17 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX-512 / AMX; "bf16" on Arm
+#: bf16 matrix units: AMX on x86, the bf16 extension on Arm. avx512_bf16 alone only converts and dots in vectors.
+FAST_BF16_FLAGS = frozenset({"amx_bf16", "bf16"})
+VECTOR_BF16_FLAGS = frozenset({"avx512_bf16"})
+#: The flags that decide training and inference speed here, recorded with every timing.
+SPEED_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
+
+
+def cpu_flags(cpuinfo: str | None) -> set[str]:
+    """The CPU feature flags in /proc/cpuinfo text (x86 `flags`, Arm `Features`)."""
+    return {flag for line in (cpuinfo or "").splitlines() if line.split(":")[0].strip() in ("flags", "Features")
+            for flag in line.split(":", 1)[-1].split()}
 
 
 def bf16_warning(precision: str, cpuinfo: str | None) -> str | None:
-    """A warning when mixed_bfloat16 will be emulated: a CPU without bf16 instructions runs it ~10x slower."""
+    """A warning when mixed_bfloat16 will not be faster than float32 on this CPU (no bf16 matrix unit)."""
     if precision != "mixed_bfloat16" or not cpuinfo:
         return None  # float32, or a platform without /proc/cpuinfo (we cannot tell)
-    flags = {flag for line in cpuinfo.splitlines() if line.split(":")[0].strip() in ("flags", "Features")
-             for flag in line.split(":", 1)[-1].split()}
-    if flags & NATIVE_BF16_FLAGS:
+    flags = cpu_flags(cpuinfo)
+    if flags & FAST_BF16_FLAGS:
         return None
+    if flags & VECTOR_BF16_FLAGS:
+        return ("warning: --precision mixed_bfloat16 on a CPU with avx512_bf16 but no AMX (no amx_bf16 flag): slower "
+                "than float32 (measured: ~120 vs ~180 images/s for the 2-head FeedNet w32 at batch 128 on a 2-core "
+                "Xeon without AMX; AMX machines ran it 1.3-2.5x faster than float32). Use --precision float32 here.")
     return ("warning: --precision mixed_bfloat16 on a CPU without bfloat16 instructions (no avx512_bf16, amx_bf16 "
             "or bf16 flag): TensorFlow emulates it, ~10x slower than float32 (measured: 14.7 vs 1.6 s per batch "
             "of 128 on an AVX2-only AMD EPYC). Use --precision float32 here.")
@@ -230,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
 
     single = len(heads) == 1
     train_ds = make_dataset(train.images, train.targets, weights, args.batch_size, shuffle=True,
-                            augment=not args.no_augment, seed=args.seed, single_output=single,
-                            teachers=teachers)
+                            augment=not args.no_augment, erase=args.random_erasing, seed=args.seed,
+                            single_output=single, teachers=teachers)
     val_ds = make_dataset(val.images, val.targets, val.weights, args.batch_size * 2, shuffle=False,
                           augment=False, seed=args.seed, single_output=single)
     steps_per_epoch = int(np.ceil(len(train) / args.batch_size))

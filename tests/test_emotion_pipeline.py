@@ -10,7 +10,7 @@ import pytest
 from emotion import pipeline, testing
 from emotion.affect import CIRCUMPLEX, valence_arousal
 from emotion.fixtures import face_jpeg, faces_png, fer_model_dir, no_face_png  # noqa: F401
-from emotion.inference import get_classifier
+from emotion.inference import get_classifier, load_classifier
 from ml import labels as L
 from tests.fer_data import shared_fer_dir
 
@@ -20,6 +20,16 @@ SHARED_FER = shared_fer_dir()
 @pytest.fixture(scope="module")
 def classifier(fer_model_dir: Path):
     return get_classifier(fer_model_dir)
+
+
+def test_service_classifier_follows_the_tta_setting(fer_model_dir: Path, settings) -> None:
+    card = load_classifier(fer_model_dir).card
+    settings.FEEDMOOD_MODEL_TTA = None
+    assert load_classifier(fer_model_dir).tta is bool(card["tta"])
+    settings.FEEDMOOD_MODEL_TTA = not card["tta"]
+    flipped = load_classifier(fer_model_dir)
+    assert flipped.tta is not card["tta"]
+    assert flipped.temperature == card.get("other_tta", card)["temperature"]
 
 
 # --- Affect ---------------------------------------------------------------------------------

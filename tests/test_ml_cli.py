@@ -47,7 +47,8 @@ def trained(tmp_path_factory, data_dir, env):
     """A 1-epoch multi-task FeedNet (width 4) trained by the real CLI."""
     out = tmp_path_factory.mktemp("run")
     done = run(env, "ml.train", "--model", "feednet", "--width", 4, "--labels", "fer2013,ferplus-distribution",
-               "--epochs", 1, "--limit", 128, "--batch-size", 32, "--data", data_dir, "--out", out, "--verbose", 0)
+               "--epochs", 1, "--limit", 128, "--batch-size", 32, "--random-erasing", 0.5, "--data", data_dir,
+               "--out", out, "--verbose", 0)
     assert done.returncode == 0, done.stderr[-3000:]
     for name in ("best.keras", "last.keras", "log.csv", "train_meta.json", "wall_seconds.json"):
         assert (out / name).is_file(), name
@@ -68,6 +69,7 @@ def test_train_writes_meta(trained):
     assert meta["model"] == "feednet" and meta["label_modes"] == ["fer2013", "ferplus-distribution"]
     assert meta["data"]["train_images"] == 128 and meta["epochs_run"] == 1
     assert set(meta["heads"]) == {"fer2013", "ferplus"}
+    assert meta["args"]["random_erasing"] == 0.5
 
 
 @pytest.mark.parametrize(("extra", "head", "mode", "k"), [
@@ -116,6 +118,40 @@ def test_export_artifact_contents(exported, trained):
     assert card["versions"]["tensorflow"] and card["created"]
     assert json.loads((out / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
     assert "chosen format: tflite" in done.stdout
+    other = card["other_tta"]  # the same file with test-time flip on, calibrated for it
+    assert other["tta"] is True and other["temperature"] > 0 and other["n"] == metrics["n"]
+    assert 0 <= other["accuracy"] <= 1 and other["ece_after_calibration"] >= 0
+    assert other["speed"]["faces_per_s_b64"] > 0 and other["speed"]["card_mode_faces_per_s_b64"] > 0
+    assert "with test-time flip on: acc" in done.stdout
+
+
+def test_evaluate_and_tta_mode_agree_on_the_other_mode(exported, data_dir, env, tmp_path):
+    """ml.evaluate --tta on a no-TTA artifact uses other_tta's temperature; ml.tta_mode re-measures the same block
+    for an artifact that lacks it, and refuses data that does not reproduce the card."""
+    import shutil
+
+    out = Path(shutil.copytree(exported[0], tmp_path / "a"))
+    card = json.loads((out / "model_card.json").read_text())
+    done = run(env, "ml.evaluate", "--checkpoint", out, "--data", data_dir, "--tta", "--json", tmp_path / "e.json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["tta"] is True and report["temperature"] == pytest.approx(card["other_tta"]["temperature"])
+    assert report["metrics"]["accuracy"] == pytest.approx(card["other_tta"]["accuracy"])
+
+    del card["other_tta"]
+    (out / "model_card.json").write_text(json.dumps(card))
+    done = run(env, "ml.tta_mode", out, "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3)
+    assert done.returncode == 0, done.stderr[-3000:]
+    amended = json.loads((out / "model_card.json").read_text())
+    assert amended["other_tta"]["temperature"] == pytest.approx(report["temperature"])
+    assert amended["other_tta"]["accuracy"] == pytest.approx(report["metrics"]["accuracy"])
+    assert amended["amendments"][-1]["command"].startswith("python -m ml.tta_mode ")
+    assert {k: v for k, v in amended.items() if k not in ("other_tta", "amendments")} == card
+
+    card["metrics"]["accuracy"] += 0.01
+    (out / "model_card.json").write_text(json.dumps(card))
+    assert_clean_error(run(env, "ml.tta_mode", out, "--data", data_dir), 1, "not the data (or the model files)")
+    assert_clean_error(run(env, "ml.tta_mode", tmp_path), 1, "is not an exported model artifact")
 
 
 def test_exported_runtime_matches_keras(exported, trained):
@@ -369,6 +405,7 @@ def test_train_bad_inputs(env, tmp_path):
 
     assert_clean_error(run(env, "ml.train", "--model", "mobilenet"), 2, "invalid choice: 'mobilenet'")
     assert_clean_error(run(env, "ml.train", "--model", "cnn", "--labels", "ferplus"), 2, "invalid label set")
+    assert_clean_error(run(env, "ml.train", *common, "--random-erasing", 1.5), 2, "must be in [0, 1], got 1.5")
 
 
 def test_evaluate_and_export_bad_inputs(env, trained, data_dir, tmp_path):
@@ -392,7 +429,7 @@ def test_evaluate_and_export_bad_inputs(env, trained, data_dir, tmp_path):
                        "invalid choice")
 
 
-def test_bf16_warning_names_cpus_that_would_emulate_it():
+def test_bf16_warning_names_cpus_where_it_is_not_faster():
     from ml.train import bf16_warning
 
     epyc = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma f16c\n"
@@ -403,6 +440,10 @@ def test_bf16_warning_names_cpus_that_would_emulate_it():
     assert bf16_warning("mixed_bfloat16", graviton) is None
     assert bf16_warning("float32", epyc) is None
     assert bf16_warning("mixed_bfloat16", None) is None  # cannot tell: no warning
+    no_amx = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 avx512_vnni avx512_fp16\n"  # a Xeon VM without AMX
+    assert "but no AMX" in bf16_warning("mixed_bfloat16", no_amx) and "emulates" not in bf16_warning(
+        "mixed_bfloat16", no_amx)
+    assert "emulates" in bf16_warning("mixed_bfloat16", epyc)
 
 
 def test_warmstart_rebuilds_the_exported_network(trained, exported, data_dir, env, tmp_path):

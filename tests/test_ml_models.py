@@ -12,7 +12,7 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from ml import models as M  # noqa: E402
-from ml.augment import AugmentConfig, random_affine  # noqa: E402
+from ml.augment import AugmentConfig, random_affine, random_erasing  # noqa: E402
 from ml.models.transfer import BASE_LAYER_NAME, unfreeze_base  # noqa: E402
 from ml.pipeline import make_dataset, sample_weights  # noqa: E402
 from ml.synthetic import faces  # noqa: E402
@@ -126,6 +126,25 @@ def test_random_affine_keeps_shape_and_range_and_changes_images():
     flip_only = random_affine(x, AugmentConfig(rotation_deg=0.0, shift=0.0, zoom=(1.0, 1.0), hflip=True)).numpy()
     for a, b in zip(flip_only, x.numpy()):
         assert np.allclose(a, b, atol=1e-3) or np.allclose(a, b[:, ::-1], atol=1e-3)
+
+
+def test_random_erasing_fills_one_rectangle_per_chosen_image():
+    x = tf.fill([64, 48, 48, 1], -1.0)  # a value the noise (0..255) never takes
+    out = random_erasing(x, 1.0, area=(0.1, 0.2)).numpy()[..., 0]
+    assert out.shape == (64, 48, 48)
+    for image in out:
+        rows, cols = np.nonzero(image != -1.0)
+        assert rows.size, "every image is erased at probability 1"
+        box = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert np.all(box != -1.0), "the erased pixels form one solid rectangle"
+        assert 0.05 <= box.size / image.size <= 0.25  # area 10-20 %, give or take the clipping and rounding
+        assert 0.0 <= box.min() and box.max() <= 255.0 and box.std() > 10  # noise, not a constant
+    assert np.array_equal(random_erasing(x, 0.0).numpy(), x.numpy())
+    some = random_erasing(x, 0.5).numpy()
+    erased = np.any(some != -1.0, axis=(1, 2, 3)).mean()
+    assert 0.2 < erased < 0.8
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        random_erasing(x, 1.5)
 
 
 def test_make_dataset_and_sample_weights():

@@ -151,6 +151,28 @@ def test_card_temperature_is_applied(artifacts, tmp_path):
     assert np.allclose(clf.predict_proba(x), expected / expected.sum(axis=1, keepdims=True), atol=1e-5)
 
 
+def test_flipping_tta_uses_the_cards_other_calibration(artifacts, tmp_path):
+    import shutil
+
+    copy = Path(shutil.copytree(artifacts["tflite"], tmp_path / "a"))
+    card = json.loads((copy / "model_card.json").read_text())
+    card.update(temperature=0.5, tta=True)
+    (copy / "model_card.json").write_text(json.dumps(card))
+    assert EmotionClassifier.load(copy, tta=False).temperature == 0.5  # no other_tta: the card's own
+    card["other_tta"] = {"tta": False, "temperature": 0.8}
+    (copy / "model_card.json").write_text(json.dumps(card))
+    plain = EmotionClassifier.load(copy, tta=False)
+    assert (plain.tta, plain.temperature) == (False, 0.8)
+    x = artifacts["faces"][:5]
+    expected = EmotionClassifier.load(copy, tta=False, temperature=0.8).predict_proba(x)
+    assert np.allclose(plain.predict_proba(x), expected, atol=1e-6)
+    assert EmotionClassifier.load(copy).temperature == 0.5  # the card's mode keeps its own
+    assert EmotionClassifier.load(copy, tta=False, temperature=2.0).temperature == 2.0  # explicit wins
+    card["other_tta"] = {"tta": True, "temperature": 0.8}  # describes the card's own mode: ignored
+    (copy / "model_card.json").write_text(json.dumps(card))
+    assert EmotionClassifier.load(copy, tta=False).temperature == 0.5
+
+
 def test_bad_artifacts(tmp_path, artifacts):
     with pytest.raises(FileNotFoundError, match="not an exported model artifact"):
         EmotionClassifier.load(tmp_path)

@@ -22,7 +22,7 @@ print(json.dumps({
     "BROKER": s.CELERY_BROKER_URL, "BACKEND": s.CELERY_RESULT_BACKEND, "CACHE": s.CACHES["default"]["BACKEND"],
     "MEDIA_ROOT": str(s.MEDIA_ROOT), "STATIC_ROOT": str(s.STATIC_ROOT), "RETAIN": s.FEEDMOOD_RETAIN_SELFIES,
     "MODEL_DIR": str(s.FEEDMOOD_MODEL_DIR), "SSL_REDIRECT": s.SECURE_SSL_REDIRECT, "HOSTS": s.ALLOWED_HOSTS,
-    "THROTTLE": s.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+    "THROTTLE": s.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "TTA": s.FEEDMOOD_MODEL_TTA,
 }))
 """
 
@@ -49,6 +49,16 @@ def test_embedded_defaults() -> None:
     assert s["MEDIA_ROOT"] == str(PROJECT_DIR / "media") and s["STATIC_ROOT"] == str(PROJECT_DIR / "staticfiles")
     assert s["RETAIN"] is False and s["MODEL_DIR"] == str(PROJECT_DIR / "ml" / "artifacts" / "ferplus")
     assert s["THROTTLE"] == {"user": "1000/min", "anon": "100/min", "uploads": "60/min"}
+    assert s["TTA"] is None  # each model card decides
+
+
+def test_model_tta_setting() -> None:
+    assert _settings(FEEDMOOD_MODEL_TTA="off")["TTA"] is False
+    assert _settings(FEEDMOOD_MODEL_TTA="On")["TTA"] is True
+    assert _settings(FEEDMOOD_MODEL_TTA="card")["TTA"] is None
+    out = subprocess.run([sys.executable, "-c", "import feedmood.settings"], cwd=PROJECT_DIR,
+                         env=_clean_env(FEEDMOOD_MODEL_TTA="sometimes"), capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "FEEDMOOD_MODEL_TTA='sometimes' is not a boolean" in out.stderr
 
 
 def test_production_like_env() -> None:

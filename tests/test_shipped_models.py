@@ -46,3 +46,22 @@ def test_artifact_keeps_recorded_accuracy_on_fixed_publictest_slice(name: str) -
     probs = EmotionClassifier.load(path).predict_proba(split.images[:rows])
     accuracy = float((probs.argmax(1) == split.targets[head][:rows].argmax(1)).mean())
     assert accuracy == pytest.approx(recorded["accuracy"], abs=TOLERANCE)
+
+
+@pytest.mark.parametrize("name", ["ferplus", "fer2013"])
+def test_default_artifacts_are_calibrated_in_both_tta_modes(name: str) -> None:
+    """The defaults also record the other TTA mode (FEEDMOOD_MODEL_TTA): its temperature, metrics and slice."""
+    path = ROOT / "ml" / "artifacts" / name
+    card = json.loads((path / "model_card.json").read_text())
+    other = card["other_tta"]
+    assert other["tta"] is not card["tta"] and other["n"] == card["metrics"]["n"]
+    clf = EmotionClassifier.load(path, tta=other["tta"])
+    assert clf.temperature == other["temperature"] != card["temperature"]
+    data_dir = shared_fer_dir()
+    if data_dir is None:
+        pytest.skip("FER-2013 data not present (set FEEDMOOD_FER_DATA)")
+    split = D.load_split(data_dir, card["label_mode"], "PublicTest")
+    rows = other["regression_slice"]["rows"]
+    probs = clf.predict_proba(split.images[:rows])
+    accuracy = float((probs.argmax(1) == split.targets[card["head"]][:rows].argmax(1)).mean())
+    assert accuracy == pytest.approx(other["regression_slice"]["accuracy"], abs=TOLERANCE)
