@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +36,11 @@ from ml.export import CANDIDATES, measure_speed, timing_host  # noqa: E402
 from ml.runtime import EmotionClassifier  # noqa: E402
 from ml.train import DEFAULT_DATA  # noqa: E402
 
+
+
+def sweeps(values: list[float], digits: int) -> str:
+    """' [a, b, c]' when a figure is the median of several sweeps, else ''."""
+    return f" [{', '.join(f'{v:,.{digits}f}' for v in values)}]" if len(values) > 1 else ""
 
 
 def busy_note(load: tuple[float, float, float]) -> str | None:
@@ -96,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-runs", type=int, default=30)
     p.add_argument("--latency-runs", type=int, default=200)
     p.add_argument("--eval-limit", type=int, default=0, help="also score accuracy on the first N PublicTest rows")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="sweep all configurations this many times and report each one's median (noisy machines)")
     p.add_argument("--tta-modes", choices=("card", "both"), default="card",
                    help="card: each artifact as its card sets test-time flip; both: also with it flipped")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -104,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     if not args.artifacts and not args.checkpoint:
         p.error("give artifact directories and/or --checkpoint")
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     if any(f not in CANDIDATES for f in args.formats) or not threads or min(threads) < 1:
         p.error(f"--formats must be a subset of {', '.join(CANDIDATES)}; --threads positive integers")
     load_before = os.getloadavg()
@@ -114,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint:
             dirs += build_artifacts(args, Path(tmp))
         cache: dict[str, tuple] = {}
-        for directory in dirs:
+        for directory in dirs:  # what to time, and each configuration's accuracy
             card_clf = EmotionClassifier.load(directory)
             mode = card_clf.card.get("label_mode") or ("fer2013" if card_clf.card.get("head") == "fer2013" else "ferplus-majority")
             if mode not in cache:
@@ -129,20 +139,33 @@ def main(argv: list[str] | None = None) -> int:
                     accuracy = float(np.mean(probs.argmax(axis=1) == targets[:n].argmax(axis=1)))
                 recorded = card_clf.card.get("metrics") if tta == card_clf.tta else card_clf.card.get("other_tta")
                 for t in threads:
-                    clf = EmotionClassifier.load(directory, threads=t, tta=tta)
-                    speed = measure_speed(clf, faces, args.batch_runs, args.latency_runs)
-                    row = {"artifact": str(directory) if str(directory).find(tmp) < 0 else f"<{args.checkpoint}>",
-                           "name": clf.name, "format": clf.format,
-                           "file_bytes": (directory / clf.card["file"]).stat().st_size,
-                           "threads": t, "tta": clf.tta, "tta_as_card": tta == card_clf.tta, **speed,
-                           "accuracy": accuracy, "accuracy_rows": min(args.eval_limit, len(faces)) if accuracy is not None else 0,
-                           "card_accuracy": (recorded or {}).get("accuracy"), "faces": source}
-                    rows.append(row)
-                    acc = f"  acc {100 * accuracy:.2f}%" if accuracy is not None else ""
-                    print(f"{clf.name:<26} tta {'on ' if tta else 'off'} {clf.format:<12} threads {t}: "
-                          f"{row['faces_per_s_b64']:9.1f} faces/s @b64  {row['ms_per_face_b1']:8.3f} ms/face @b1{acc}",
-                          flush=True)
-                    del clf
+                    rows.append({"artifact": str(directory) if str(directory).find(tmp) < 0 else f"<{args.checkpoint}>",
+                                 "directory": directory, "mode": mode, "name": card_clf.name, "format": card_clf.format,
+                                 "file_bytes": (directory / card_clf.card["file"]).stat().st_size,
+                                 "threads": t, "tta": tta, "tta_as_card": tta == card_clf.tta, "sweeps": [],
+                                 "accuracy": accuracy,
+                                 "accuracy_rows": min(args.eval_limit, len(faces)) if accuracy is not None else 0,
+                                 "card_accuracy": (recorded or {}).get("accuracy"), "faces": source})
+        # Sweep every configuration in turn, --repeat times: a slow phase of a shared machine then touches every
+        # row alike instead of one row's repeats, and each row reports the median of its sweeps.
+        for sweep in range(args.repeat):
+            for row in rows:
+                clf = EmotionClassifier.load(row["directory"], threads=row["threads"], tta=row["tta"])
+                speed = measure_speed(clf, cache[row["mode"]][0], args.batch_runs, args.latency_runs)
+                row["sweeps"].append(speed)
+                del clf
+                acc = f"  acc {100 * row['accuracy']:.2f}%" if row["accuracy"] is not None else ""
+                print(f"[{sweep + 1}/{args.repeat}] {row['name']:<22} tta {'on ' if row['tta'] else 'off'} "
+                      f"{row['format']:<12} threads {row['threads']}: {speed['faces_per_s_b64']:9.1f} faces/s @b64  "
+                      f"{speed['ms_per_face_b1']:8.3f} ms/face @b1{acc}", flush=True)
+        for row in rows:
+            timed = row["sweeps"]
+            row.update({key: statistics.median(s[key] for s in timed) for key in ("faces_per_s_b64", "ms_per_face_b1")},
+                       batch_runs=args.batch_runs, latency_runs=args.latency_runs,
+                       faces_per_s_b64_sweeps=[s["faces_per_s_b64"] for s in timed],
+                       ms_per_face_b1_sweeps=[s["ms_per_face_b1"] for s in timed])
+            for key in ("directory", "mode", "sweeps"):
+                del row[key]
 
     versions = {}
     for module in ("tensorflow", "keras", "ai-edge-litert", "onnxruntime"):
@@ -155,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "inference_formats",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": {"batch": 64, "batch_runs": args.batch_runs, "latency_runs": args.latency_runs, "threads": threads},
+        "config": {"batch": 64, "batch_runs": args.batch_runs, "latency_runs": args.latency_runs, "threads": threads,
+                   "repeat": args.repeat, "tta_modes": args.tta_modes},
         "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), **versions,
                  "loadavg_before": [round(x, 2) for x in load_before],
                  "loadavg_after": [round(x, 2) for x in os.getloadavg()],
@@ -170,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
              f"Host: {os.cpu_count()} CPUs, load average before/after {report['host']['loadavg_before']} / "
              f"{report['host']['loadavg_after']}; CPU flags {', '.join(report['host']['cpu_flags']) or 'none of note'}. "
              f"Batch-64 throughput = median of {args.batch_runs} calls; latency = median of {args.latency_runs} "
-             "single-face calls. TTA: test-time flip (\"card\" when as the artifact ships).", ""]
+             f"single-face calls; each figure is the median of {args.repeat} sweep(s) over all rows"
+             + (" (every sweep's figure in brackets)" if args.repeat > 1 else "") + ". TTA: test-time flip (\"card\" when as the artifact ships).", ""]
     if report["note"]:
         lines += [f"**Note:** {report['note']}", ""]
     lines += ["| model | TTA | format | threads | size | faces/s (b64) | ms/face (b1) | accuracy |",
@@ -179,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         acc = r["accuracy"] if r["accuracy"] is not None else r["card_accuracy"]
         tta = ("on" if r["tta"] else "off") + (" (card)" if r["tta_as_card"] else "")
         lines.append(f"| {r['name']} | {tta} | {r['format']} | {r['threads']} | {r['file_bytes'] / 1e6:.2f} MB | "
-                     f"{r['faces_per_s_b64']:.1f} | {r['ms_per_face_b1']:.3f} | "
+                     f"{r['faces_per_s_b64']:.1f}{sweeps(r['faces_per_s_b64_sweeps'], 0)} | "
+                     f"{r['ms_per_face_b1']:.3f}{sweeps(r['ms_per_face_b1_sweeps'], 2)} | "
                      f"{'' if acc is None else f'{100 * acc:.2f}%'} |")
     (out / "inference_formats.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'inference_formats.json'} and .md" + (f"\nNOTE: {report['note']}" if report["note"] else ""))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from emotion import testing
+from emotion import inference, testing
 from emotion.fixtures import face_jpeg, faces_png, fer_model_dir, no_face_png  # noqa: F401
 from emotion.models import ModelVersion
 
@@ -68,3 +69,12 @@ def test_analyze_uses_the_active_model(settings, tmp_path: Path, fer_model_dir: 
     image.write_bytes(testing.one_face_jpeg())
     out, _ = run("analyze", str(image))
     assert "1 face(s)" in out
+    card_tta = json.loads((fer_model_dir / "model_card.json").read_text()).get("tta", False)
+    assert f"test-time flip {'on' if card_tta else 'off'}, temperature" in out
+    settings.FEEDMOOD_MODEL_TTA = not card_tta
+    inference.clear_cache()
+    try:
+        out, _ = run("analyze", str(image))
+    finally:
+        inference.clear_cache()  # later tests load the card's mode again
+    assert f"test-time flip {'off' if card_tta else 'on'}, temperature" in out and "1 face(s)" in out
