@@ -46,14 +46,16 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
     temperature = M.fit_temperature(raw, y)
     cross = M.cross_calibrate(raw, y, folds=2, seed=seed)
     calibrated = EmotionClassifier.load(directory, temperature=temperature, tta=tta)
-    result = M.evaluate_probs(calibrated.predict_proba(images), targets, names)
+    probs = calibrated.predict_proba(images)
+    result = M.evaluate_probs(probs, targets, names)
     rows = min(SLICE_ROWS, len(images))
-    slice_accuracy = float((calibrated.predict_proba(images[:rows]).argmax(1) == y[:rows]).mean())
+    slice_accuracy = float((probs[:rows].argmax(1) == y[:rows]).mean())
     speed = measure_speed(calibrated, images, bench_runs, latency_runs)
     card_mode = measure_speed(EmotionClassifier.load(directory), images, bench_runs, latency_runs)
     return {
         "tta": tta, "temperature": temperature,
-        **{k: result[k] for k in ("n", "accuracy", "loss", "macro_f1", "weighted_f1", "macro_precision", "macro_recall")},
+        **{k: result[k] for k in ("n", "accuracy", "loss", "macro_f1", "weighted_f1", "macro_precision", "macro_recall",
+                                  "per_class", "confusion_matrix")},
         "ece_before_calibration": cross["ece_before"], "ece_after_calibration": cross["ece_after"],
         "regression_slice": {"rows": rows, "accuracy": round(slice_accuracy, 4)},
         "speed": {**speed, "card_mode_faces_per_s_b64": card_mode["faces_per_s_b64"],
@@ -102,10 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     other = measure_other_tta(directory, card, public.images, targets, names,
                               bench_runs=args.bench_runs, latency_runs=args.latency_runs)
     card["other_tta"] = other
-    card.setdefault("amendments", []).append({
+    # Earlier entries of this command described the block replaced now: keep the other amendments and this one.
+    card["amendments"] = [a for a in card.get("amendments", []) if not str(a.get("command", "")).startswith(
+        "python -m ml.tta_mode")]
+    card["amendments"].append({
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m ml.tta_mode " + shlex.join(argv_used),
-        "what": f"added other_tta (test-time flip {'on' if other['tta'] else 'off'}: its temperature and metrics)",
+        "what": f"wrote other_tta (test-time flip {'on' if other['tta'] else 'off'}: its temperature and metrics)",
     })
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     s = other["speed"]

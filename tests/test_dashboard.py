@@ -276,6 +276,26 @@ def test_model_summary_reads_the_card_metrics() -> None:
     assert summary.analyses_24h == 1
 
 
+def test_model_summary_follows_the_services_tta_mode(settings, admin_client) -> None:
+    version = make_version()
+    other = {"tta": False, "accuracy": 0.70, "macro_f1": 0.63, "ece_after_calibration": 0.025, "n": 3589,
+             "per_class": {"happiness": {"f1": 0.86}}}
+    version.card = {"name": version.name, "tta": True, "other_tta": other}
+    version.save(update_fields=["card"])
+    settings.FEEDMOOD_MODEL_TTA = None
+    summary = selectors.model_summary()
+    assert summary.tta is True and summary.accuracy == pytest.approx(0.7134)
+    settings.FEEDMOOD_MODEL_TTA = False
+    summary = selectors.model_summary()
+    assert summary.tta is False and summary.accuracy == pytest.approx(0.70) and summary.ece == pytest.approx(0.025)
+    assert summary.per_class_f1 == [("happiness", pytest.approx(0.86))] and summary.split == "PublicTest"
+    assert "3,589 faces), test-time flip off ·" in admin_client.get(URL).content.decode()
+    version.card = {"name": version.name, "tta": True}  # the other mode was never measured: the card's own figures
+    version.save(update_fields=["card"])
+    summary = selectors.model_summary()
+    assert summary.tta is True and summary.accuracy == pytest.approx(0.7134)
+
+
 def test_model_summary_tolerates_sparse_cards() -> None:
     make_version(metrics={"accuracy": "n/a", "ece": 0.05})
     summary = selectors.model_summary()

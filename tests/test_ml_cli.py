@@ -147,6 +147,10 @@ def test_evaluate_and_tta_mode_agree_on_the_other_mode(exported, data_dir, env, 
     assert amended["other_tta"]["accuracy"] == pytest.approx(report["metrics"]["accuracy"])
     assert amended["amendments"][-1]["command"].startswith("python -m ml.tta_mode ")
     assert {k: v for k, v in amended.items() if k not in ("other_tta", "amendments")} == card
+    assert amended["other_tta"]["per_class"] and amended["other_tta"]["confusion_matrix"]
+    done = run(env, "ml.tta_mode", out, "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(json.loads((out / "model_card.json").read_text())["amendments"]) == 1  # refreshed, not appended
 
     card["metrics"]["accuracy"] += 0.01
     (out / "model_card.json").write_text(json.dumps(card))

@@ -463,6 +463,22 @@ class ModelSummary:
     samples: int | None
     per_class_f1: list[tuple[str, float]]
     analyses_24h: int
+    tta: bool | None = None  # test-time flip as the service runs the model (None: the card does not say)
+
+
+def service_metrics(card: dict, metrics: dict) -> tuple[dict, bool | None]:
+    """The card metrics of the TTA mode the service runs (``FEEDMOOD_MODEL_TTA``), and that mode.
+
+    When the setting flips the card's mode and the card measured that mode (``other_tta``), its figures apply.
+    """
+    card_tta = card.get("tta") if isinstance(card.get("tta"), bool) else None
+    wanted = settings.FEEDMOOD_MODEL_TTA
+    other = card.get("other_tta")
+    if wanted is not None and card_tta is not None and wanted != card_tta:
+        if isinstance(other, dict) and other.get("tta") == wanted:
+            return {"split": metrics.get("split"), **other}, wanted
+        return metrics, card_tta  # that mode was never measured: the card's own figures, labelled as such
+    return metrics, card_tta
 
 
 def model_summary(version: ModelVersion | None = None, *, now: datetime | None = None) -> ModelSummary | None:
@@ -472,8 +488,10 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
         return None
     now = now or timezone.now()
     metrics = version.metrics if isinstance(version.metrics, dict) else {}
-    if not metrics and isinstance(version.card, dict) and isinstance(version.card.get("metrics"), dict):
-        metrics = version.card["metrics"]
+    card = version.card if isinstance(version.card, dict) else {}
+    if not metrics and isinstance(card.get("metrics"), dict):
+        metrics = card["metrics"]
+    metrics, tta = service_metrics(card, metrics)
     ece_keys = (("ece_after_calibration", "calibrated, cross-fitted"), ("ece", ""),
                 ("ece_calibrated_in_sample", "calibrated, in-sample"), ("ece_uncalibrated", "uncalibrated"))
     ece, ece_label = None, ""
@@ -502,6 +520,7 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
         samples=int(metrics["n"]) if isinstance(metrics.get("n"), int) else None,
         per_class_f1=per_class_f1,
         analyses_24h=ImageAnalysis.objects.filter(model_version=version, created_at__gte=now - timedelta(hours=24)).count(),
+        tta=tta,
     )
 
 
