@@ -24,7 +24,7 @@ from ml import cli
 from ml import metrics as M
 from ml.evaluate import load_eval_split
 from ml.runtime import CARD_NAME, EmotionClassifier
-from ml.train import DEFAULT_DATA
+from ml.train import DEFAULT_DATA, positive_int
 
 #: Rows of the PublicTest protocol scored for the other mode's regression slice (as ml.export's).
 SLICE_ROWS = 600
@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifact", help="exported artifact directory (model_card.json inside)")
     p.add_argument("--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv]")
-    p.add_argument("--bench-runs", type=int, default=10, help="timed batch-64 calls per mode")
-    p.add_argument("--latency-runs", type=int, default=50, help="timed single-face calls per mode")
+    p.add_argument("--bench-runs", type=positive_int, default=10, help="timed batch-64 calls per mode")
+    p.add_argument("--latency-runs", type=positive_int, default=50, help="timed single-face calls per mode")
     return p
 
 

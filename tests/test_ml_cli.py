@@ -156,6 +156,7 @@ def test_evaluate_and_tta_mode_agree_on_the_other_mode(exported, data_dir, env, 
     (out / "model_card.json").write_text(json.dumps(card))
     assert_clean_error(run(env, "ml.tta_mode", out, "--data", data_dir), 1, "not the data (or the model files)")
     assert_clean_error(run(env, "ml.tta_mode", tmp_path), 1, "is not an exported model artifact")
+    assert_clean_error(run(env, "ml.tta_mode", out, "--bench-runs", 0), 2, "must be a positive integer, got 0")
 
 
 def test_exported_runtime_matches_keras(exported, trained):
