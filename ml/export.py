@@ -40,7 +40,6 @@ from ml import metrics as M
 from ml.evaluate import (PROTOCOLS, as_float32, choose_head, head_sizes, load_checkpoint, load_eval_split,
                          resolve_label_mode, single_head_model)
 from ml.runtime import BATCH, CARD_NAME, EmotionClassifier, default_threads
-from ml.tta_mode import measure_other_tta
 from ml.train import DEFAULT_DATA, SPEED_FLAGS, cpu_flags, positive_int, read_cpuinfo
 
 FORMAT_FILES = {"tflite": "model.tflite", "tflite-int8": "model_int8.tflite", "onnx": "model.onnx", "keras": "model.keras"}
@@ -387,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     _check_out(out)
     name = args.name or out.resolve().name
     started = time.time()
+    from ml.tta_mode import measure_other_tta  # ml.tta_mode imports this module, so not at the top
 
     model = load_checkpoint(checkpoint)
     sizes = head_sizes(model)

@@ -23,11 +23,10 @@ import numpy as np
 from ml import cli
 from ml import metrics as M
 from ml.evaluate import load_eval_split
+from ml.export import REGRESSION_ROWS, measure_speed, timing_host
 from ml.runtime import CARD_NAME, EmotionClassifier
 from ml.train import DEFAULT_DATA, positive_int
 
-#: Rows of the PublicTest protocol scored for the other mode's regression slice (as ml.export's).
-SLICE_ROWS = 600
 #: The card's accuracy must be reproduced this closely before anything is written.
 ACCURACY_MATCH = 1e-9
 
@@ -38,8 +37,6 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
 
     Speed is measured for both modes in this process, one after the other, so the two figures compare.
     """
-    from ml.export import measure_speed, timing_host  # ml.export imports this module
-
     tta = not bool(card.get("tta", False))
     y = targets.argmax(axis=1)
     raw = EmotionClassifier.load(directory, temperature=1.0, tta=tta).predict_proba(images)
@@ -48,7 +45,7 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
     calibrated = EmotionClassifier.load(directory, temperature=temperature, tta=tta)
     probs = calibrated.predict_proba(images)
     result = M.evaluate_probs(probs, targets, names)
-    rows = min(SLICE_ROWS, len(images))
+    rows = min(REGRESSION_ROWS, len(images))
     slice_accuracy = float((probs[:rows].argmax(1) == y[:rows]).mean())
     speed = measure_speed(calibrated, images, bench_runs, latency_runs)
     card_mode = measure_speed(EmotionClassifier.load(directory), images, bench_runs, latency_runs)
