@@ -74,15 +74,21 @@ def as_faces(faces: Any) -> np.ndarray:
     return np.ascontiguousarray(faces)
 
 
+def other_tta_for(card: dict, tta: bool) -> dict | None:
+    """The card's `other_tta` entry when it describes this TTA mode and the card's own mode is the other one."""
+    other = card.get("other_tta")
+    if tta != bool(card.get("tta", False)) and isinstance(other, dict) and other.get("tta") == tta:
+        return other
+    return None
+
+
 def card_temperature(card: dict, tta: bool) -> float:
     """The card's temperature for this TTA mode: its own, or `other_tta`'s when the mode is flipped.
 
     A card without a calibration for the asked mode gives its own temperature (fitted for the other mode).
     """
-    other = card.get("other_tta")
-    if tta != bool(card.get("tta", False)) and isinstance(other, dict) and other.get("tta") == tta:
-        return float(other["temperature"])
-    return float(card.get("temperature", 1.0))
+    other = other_tta_for(card, tta)
+    return float(other["temperature"] if other is not None else card.get("temperature", 1.0))
 
 
 def _softmax_log(probs: np.ndarray, temperature: float) -> np.ndarray:

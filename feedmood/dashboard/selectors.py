@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
 from feedmood.models import Profile
+from ml.runtime import other_tta_for
 
 logger = logging.getLogger(__name__)
 
@@ -473,12 +474,10 @@ def service_metrics(card: dict, metrics: dict) -> tuple[dict, bool | None]:
     """
     card_tta = card.get("tta") if isinstance(card.get("tta"), bool) else None
     wanted = settings.FEEDMOOD_MODEL_TTA
-    other = card.get("other_tta")
-    if wanted is not None and card_tta is not None and wanted != card_tta:
-        if isinstance(other, dict) and other.get("tta") == wanted:
-            return {"split": metrics.get("split"), **other}, wanted
-        return metrics, card_tta  # that mode was never measured: the card's own figures, labelled as such
-    return metrics, card_tta
+    other = other_tta_for(card, wanted) if wanted is not None and card_tta is not None else None
+    if other is not None:
+        return {"split": metrics.get("split"), **other}, wanted
+    return metrics, card_tta  # the card's own mode, or a flipped one it never measured: its own figures, so labelled
 
 
 def model_summary(version: ModelVersion | None = None, *, now: datetime | None = None) -> ModelSummary | None:
