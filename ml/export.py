@@ -209,7 +209,7 @@ def training_info(checkpoint: Path) -> dict:
             "epochs_planned": args.get("epochs"),
             "train_wall_seconds_total": meta.get("train_wall_seconds_total"),
             "data": meta.get("data"),
-            "model_args": {k: args.get(k) for k in ("model", "width", "weights", "base_size", "batch_size", "lr",
+            "model_args": {k: args.get(k) for k in ("model", "width", "stage_widths", "stage_convs", "weights", "base_size", "batch_size", "lr",
                                                      "optimizer", "weight_decay", "label_smoothing", "class_weights",
                                                      "precision", "seed", "freeze_epochs", "finetune_lr", "ema", "random_erasing")
                            if k in args},

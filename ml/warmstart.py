@@ -84,12 +84,51 @@ def feednet_from_artifact(directory: str | Path):
     if card.get("format") not in ("tflite", "tflite-int8"):
         raise WarmStartError(f"--init-from {directory}: format {card.get('format')!r}; only TFLite artifacts can seed a run")
     convs, (head_kernel, head_bias) = folded_weights(directory / card["file"])
-    stages = 1 + max(stage for stage, _ in convs)
-    per_stage = 1 + max(conv for _, conv in convs)
-    width = convs[(0, 0)][0].shape[-1]
-    model = build_feednet((48, 48, 1), head_kernel.shape[1], width=width, convs_per_stage=per_stage,
-                          stages=stages, batch_norm=False)
+    stages = range(1 + max(stage for stage, _ in convs))
+    widths = [convs[(stage, 0)][0].shape[-1] for stage in stages]
+    counts = [sum(1 for s, _ in convs if s == stage) for stage in stages]
+    model = build_feednet((48, 48, 1), head_kernel.shape[1], stage_widths=widths, stage_convs=counts, batch_norm=False)
     for (stage, conv), (kernel, bias) in convs.items():
         model.get_layer(f"s{stage}_c{conv}_conv").set_weights([kernel, bias])
     model.get_layer("probs").set_weights([head_kernel, head_bias])
     return model, card
+
+
+def conv_names(model) -> list[str]:
+    """The FeedNet's conv layers, input to output."""
+    return [layer.name for layer in model.layers if CONV.match(layer.name) and layer.name.endswith("_conv")]
+
+
+def narrow_feednet(model, stage_widths, stage_convs):
+    """A folded FeedNet of the given (smaller) shape, seeded from `model`'s weights.
+
+    Each stage keeps its first `stage_convs[s]` convs, and each conv its `stage_widths[s]` output
+    channels of largest L1 norm, with the matching input channels of the layer after it (and rows of
+    the head). Dropping a conv is not function-preserving: the next conv reads the kept conv's
+    channels where it used to read the dropped one's, so a narrowed net needs fine-tuning (with a
+    teacher) to recover. The target must fit inside the source: no stage wider, none with more convs.
+    """
+    from ml.models.feednet import build_feednet
+
+    target = build_feednet((48, 48, 1), model.get_layer("probs").units, stage_widths=stage_widths,
+                           stage_convs=stage_convs, batch_norm=False)
+    source = set(conv_names(model))
+    kept_inputs = np.arange(1)  # the grey channel
+    for name in conv_names(target):
+        if name not in source:
+            raise WarmStartError(f"cannot narrow: the source FeedNet has no layer {name} (target {list(stage_widths)} "
+                                 f"x {list(stage_convs)} convs must fit inside it)")
+        kernel, bias = model.get_layer(name).get_weights()
+        layer = target.get_layer(name)
+        filters, inputs = layer.filters, layer.kernel.shape[2]
+        if filters > kernel.shape[3] or inputs > kernel.shape[2]:
+            raise WarmStartError(f"cannot narrow {name}: target {inputs}->{filters} channels, source "
+                                 f"{kernel.shape[2]}->{kernel.shape[3]}")
+        if len(kept_inputs) != inputs:  # the layer before was dropped, not narrowed: read its channels in order
+            kept_inputs = np.arange(inputs)
+        kept = np.sort(np.argsort(-np.abs(kernel).sum(axis=(0, 1, 2)), kind="stable")[:filters])
+        layer.set_weights([kernel[:, :, kept_inputs][..., kept], bias[kept]])
+        kept_inputs = kept
+    head_kernel, head_bias = model.get_layer("probs").get_weights()
+    target.get_layer("probs").set_weights([head_kernel[kept_inputs], head_bias])
+    return target

@@ -449,6 +449,9 @@ def test_bf16_warning_names_cpus_where_it_is_not_faster():
     assert "but no AMX" in bf16_warning("mixed_bfloat16", no_amx) and "emulates" not in bf16_warning(
         "mixed_bfloat16", no_amx)
     assert "emulates" in bf16_warning("mixed_bfloat16", epyc)
+    zen5 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n"
+    assert bf16_warning("mixed_bfloat16", zen5) is None  # measured faster than float32 there
+    assert "emulates" in bf16_warning("mixed_bfloat16", "vendor_id\t: AuthenticAMD\n" + epyc)
 
 
 def test_warmstart_rebuilds_the_exported_network(trained, exported, data_dir, env, tmp_path):
@@ -518,3 +521,53 @@ def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
                        "artifacts seed --model feednet only")
     fer = [a if a != "ferplus-distribution" else "fer2013" for a in common]
     assert_clean_error(run(env, "ml.train", *fer, "--init-from", exported[0]), 1, "the artifact has one 'ferplus' head")
+
+
+def test_train_narrows_a_shipped_artifact(exported, data_dir, env, tmp_path):
+    """--stage-widths/--stage-convs with an --init-from artifact: the run trains the narrowed FeedNet, its export
+    loads, and ml.warmstart reads the narrowed shape back from the export."""
+    from ml.runtime import EmotionClassifier
+    from ml.warmstart import feednet_from_artifact
+
+    out = tmp_path / "lean"
+    args = ["--model", "feednet", "--labels", "ferplus-distribution", "--epochs", 1, "--limit", 96, "--batch-size", 32,
+            "--data", data_dir, "--out", out, "--verbose", 0, "--warmup-epochs", 0, "--init-from", exported[0]]
+    done = run(env, "ml.train", *args, "--stage-widths", "4,8,16,24", "--stage-convs", "1,2,2,2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    artifact = tmp_path / "lean-artifact"
+    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", artifact, "--head", "ferplus",
+               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    card = json.loads((artifact / "model_card.json").read_text())
+    assert card["training"]["model_args"]["stage_widths"] == [4, 8, 16, 24]
+    assert card["training"]["model_args"]["stage_convs"] == [1, 2, 2, 2]
+    model, _ = feednet_from_artifact(artifact)
+    assert {layer.name: layer.filters for layer in model.layers if layer.name.endswith("_conv")} == {
+        "s0_c0_conv": 4, "s1_c0_conv": 8, "s1_c1_conv": 8, "s2_c0_conv": 16, "s2_c1_conv": 16,
+        "s3_c0_conv": 24, "s3_c1_conv": 24}
+    x, _ = faces(16, seed=4)
+    probs = EmotionClassifier.load(artifact).predict_proba(x)
+    assert probs.shape == (16, 8) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+    assert_clean_error(run(env, "ml.train", *args, "--stage-widths", "4,64,16,24"), 1, "cannot narrow s1_c0_conv")
+    assert_clean_error(run(env, "ml.train", *args, "--stage-widths", "4,8", "--stage-convs", "1,2,2"), 1,
+                       "--stage-widths has 2 stages and --stage-convs 3")
+    assert_clean_error(run(env, "ml.train", *args, "--stage-widths", "4,x"), 2, "comma-separated positive integers")
+    assert_clean_error(run(env, "ml.train", *args, "--stage-convs", "1,0,2,2"), 2, "comma-separated positive integers")
+    assert_clean_error(run(env, "ml.train", *args, "--width", 4, "--stage-widths", "4,8,16,24"), 1,
+                       "--width or --stage-widths, not both")
+    cnn = [a if a != "feednet" else "cnn" for a in args[:-2]]
+    assert_clean_error(run(env, "ml.train", *cnn, "--stage-convs", "1,2"), 1, "apply to --model feednet only")
+    assert_clean_error(run(env, "ml.train", *args[:-1], out / "best.keras", "--stage-convs", "1,2,2,2"), 1,
+                       "a .keras checkpoint fixes the shape")
+
+
+def test_train_builds_a_per_stage_feednet_from_scratch(data_dir, env, tmp_path):
+    import keras
+
+    out = tmp_path / "scratch"
+    done = run(env, "ml.train", "--model", "feednet", "--labels", "fer2013", "--epochs", 1, "--limit", 64,
+               "--batch-size", 32, "--data", data_dir, "--out", out, "--verbose", 0,
+               "--stage-widths", "4,8,12", "--stage-convs", "1,1,2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    model = keras.models.load_model(out / "best.keras")
+    assert [layer.filters for layer in model.layers if layer.name.endswith("_conv")] == [4, 8, 12, 12]

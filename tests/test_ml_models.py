@@ -174,3 +174,54 @@ def test_folded_feednet_has_conv_biases_and_no_batchnorm():
     bn_params = sum(layer.count_params() for layer in plain.layers if layer.name.endswith("_bn"))
     conv_biases = sum(layer.filters for layer in folded.layers if layer.name.endswith("_conv"))
     assert folded.count_params() == plain.count_params() - bn_params + conv_biases
+
+
+def test_feednet_per_stage_widths_and_convs():
+    from ml.models.feednet import build_feednet, stage_plan
+
+    model = build_feednet((48, 48, 1), 8, stage_widths=(4, 8, 12), stage_convs=(1, 2, 1), batch_norm=False)
+    convs = {layer.name: layer.filters for layer in model.layers if layer.name.endswith("_conv")}
+    assert convs == {"s0_c0_conv": 4, "s1_c0_conv": 8, "s1_c1_conv": 8, "s2_c0_conv": 12}
+    assert model.output_shape == (None, 8)
+    assert stage_plan(4, 2, 3) == ((4, 8, 16), (2, 2, 2))
+    assert stage_plan(4, 2, 4, stage_convs=(1, 2)) == ((4, 8), (1, 2))  # the lists set the stage count
+    with pytest.raises(ValueError, match="differ in length"):
+        stage_plan(4, 2, 4, (4, 8), (1, 2, 2))
+    with pytest.raises(ValueError, match="at least one conv"):
+        build_feednet((48, 48, 1), 8, stage_widths=(4, 8), stage_convs=(1, 0))
+
+
+def test_narrow_feednet_keeps_the_strongest_channels():
+    """Same shape: the same function. Narrower: the largest-L1 channels, their inputs and head rows. Wider: refused."""
+    from ml.models.feednet import build_feednet
+    from ml.warmstart import WarmStartError, narrow_feednet
+
+    source = build_feednet((48, 48, 1), 8, stage_widths=(4, 8), stage_convs=(2, 2), batch_norm=False)
+    rng = np.random.default_rng(3)
+    for layer in source.layers:
+        if layer.weights:
+            layer.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()])
+    kernel, bias = source.get_layer("s1_c1_conv").get_weights()
+    kernel[..., [1, 6]] *= 10.0  # the two channels a 2-wide last stage must keep
+    source.get_layer("s1_c1_conv").set_weights([kernel, bias])
+    x = rng.integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
+
+    same = narrow_feednet(source, (4, 8), (2, 2))
+    np.testing.assert_allclose(same.predict(x, verbose=0), source.predict(x, verbose=0), atol=1e-6)
+
+    narrow = narrow_feednet(source, (4, 2), (1, 2))
+    assert [layer.name for layer in narrow.layers if layer.name.endswith("_conv")] == ["s0_c0_conv", "s1_c0_conv", "s1_c1_conv"]
+    last_kernel, last_bias = narrow.get_layer("s1_c1_conv").get_weights()
+    first_kernel = source.get_layer("s1_c0_conv").get_weights()[0]
+    kept_in = np.sort(np.argsort(-np.abs(first_kernel).sum(axis=(0, 1, 2)))[:2])
+    np.testing.assert_array_equal(last_kernel, kernel[:, :, kept_in][..., [1, 6]])
+    np.testing.assert_array_equal(last_bias, bias[[1, 6]])
+    head = source.get_layer("probs").get_weights()[0]
+    np.testing.assert_array_equal(narrow.get_layer("probs").get_weights()[0], head[[1, 6]])
+    # s0_c1 is gone: s1_c0 reads s0_c0's 4 channels where it read s0_c1's
+    np.testing.assert_array_equal(narrow.get_layer("s0_c0_conv").get_weights()[0], source.get_layer("s0_c0_conv").get_weights()[0])
+
+    with pytest.raises(WarmStartError, match="cannot narrow s1_c0_conv"):
+        narrow_feednet(source, (4, 16), (2, 2))
+    with pytest.raises(WarmStartError, match="has no layer s1_c2_conv"):
+        narrow_feednet(source, (4, 8), (2, 3))

@@ -8,6 +8,8 @@ ones of the same accuracy (measured: 1.2 M params trains at ~400 img/s vs 210 im
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 from keras import layers
 
@@ -20,18 +22,27 @@ def build_feednet(
     stages: int = 4,
     dropout: float = 0.3,
     batch_norm: bool = True,
+    stage_widths: Sequence[int] | None = None,
+    stage_convs: Sequence[int] | None = None,
 ) -> keras.Model:
     """FeedNet: `stages` stages of `convs_per_stage` conv-BN-ReLU layers, each stage ending in 2x2 max-pool.
+
+    `stage_widths` / `stage_convs` set each stage's channels and conv count on their own (default
+    `width * 2**stage` and `convs_per_stage`); both give the number of stages when set. For example
+    `stage_widths=(32, 64, 128, 192), stage_convs=(1, 2, 2, 2)`: one conv at 48 px, 192 channels at
+    6 px. Stage 0 costs few MACs but much memory traffic, so dropping its second conv speeds int8
+    inference far more than its MAC count suggests (bench/feednet_shapes.py).
 
     `batch_norm=False` builds the folded network an export runs (conv with bias, no BN): the shape
     `ml.warmstart` rebuilds from a shipped artifact to fine-tune it.
     """
+    widths, convs = stage_plan(width, convs_per_stage, stages, stage_widths, stage_convs)
     inputs = keras.Input(input_shape, name="face")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    for stage in range(stages):
-        for conv in range(convs_per_stage):
+    for stage, (filters, count) in enumerate(zip(widths, convs)):
+        for conv in range(count):
             name = f"s{stage}_c{conv}"
-            x = layers.Conv2D(width * 2**stage, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv")(x)
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv")(x)
             if batch_norm:
                 x = layers.BatchNormalization(name=f"{name}_bn")(x)
             x = layers.ReLU(name=f"{name}_relu")(x)
@@ -40,3 +51,16 @@ def build_feednet(
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inputs, outputs, name="feednet")
+
+
+def stage_plan(width: int, convs_per_stage: int, stages: int, stage_widths: Sequence[int] | None = None,
+               stage_convs: Sequence[int] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(channels per stage, convs per stage) from the uniform arguments or the per-stage lists."""
+    if stage_widths is not None and stage_convs is not None and len(stage_widths) != len(stage_convs):
+        raise ValueError(f"stage_widths {tuple(stage_widths)} and stage_convs {tuple(stage_convs)} differ in length")
+    n = len(stage_widths) if stage_widths is not None else len(stage_convs) if stage_convs is not None else stages
+    widths = tuple(stage_widths) if stage_widths is not None else tuple(width * 2**s for s in range(n))
+    convs = tuple(stage_convs) if stage_convs is not None else (convs_per_stage,) * n
+    if not widths or min(widths) < 1 or min(convs) < 1:
+        raise ValueError(f"every stage needs at least one conv and one channel (widths {widths}, convs {convs})")
+    return widths, convs
