@@ -571,3 +571,19 @@ def test_train_builds_a_per_stage_feednet_from_scratch(data_dir, env, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     model = keras.models.load_model(out / "best.keras")
     assert [layer.filters for layer in model.layers if layer.name.endswith("_conv")] == [4, 8, 12, 12]
+
+
+def test_feednet_shapes_bench_smoke(env, tmp_path):
+    """bench/feednet_shapes.py quantises each shape as ml.export does and reports both TTA modes."""
+    done = run(env, "bench.feednet_shapes", "--shapes", "shipped,lean", "--batch-runs", 1, "--latency-runs", 1,
+               "--repeat", 1, "--out", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "feednet_shapes.json").read_text())
+    assert list(result["shapes"]) == ["shipped", "lean"]
+    assert result["shapes"]["shipped"]["mmacs_per_face"] == 117.4 and result["shapes"]["lean"]["mmacs_per_face"] == 84.3
+    assert result["shapes"]["shipped"]["params"] == 1_173_736  # the shipped ferplus network's parameter count
+    for row in result["shapes"].values():
+        assert row["tta"]["faces_per_s_b64"] > 0 and row["no_tta"]["ms_per_face_b1"] > 0
+    assert "| lean | 32/64/128/192 | 1/2/2/2 | 84.3 |" in (tmp_path / "feednet_shapes.md").read_text()
+    assert_clean_error(run(env, "bench.feednet_shapes", "--shapes", "huge"), 2, "unknown shape")
+    assert_clean_error(run(env, "bench.feednet_shapes", "--repeat", 0, "--out", tmp_path), 2, "must be positive")
