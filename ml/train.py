@@ -226,7 +226,8 @@ def check_stage_args(args: argparse.Namespace) -> None:
 
 
 def artifact_model(args: argparse.Namespace, heads: list[str]):
-    """The folded FeedNet of the --init-from artifact, checked against this run's architecture and head."""
+    """The folded FeedNet of the --init-from artifact, checked against this run's architecture and head, and
+    narrowed to --stage-widths / --stage-convs when given (the artifact's own value for the one not given)."""
     from ml.warmstart import WarmStartError, feednet_from_artifact
 
     if args.model != "feednet":
@@ -237,13 +238,12 @@ def artifact_model(args: argparse.Namespace, heads: list[str]):
                              f"trains {', '.join(heads)} (pass one --labels mode for that head)")
     if args.stage_widths or args.stage_convs:
         from ml.models.feednet import stage_plan
-        from ml.warmstart import conv_names, narrow_feednet
+        from ml.warmstart import feednet_shape, narrow_feednet
 
-        names = conv_names(model)
-        widths = [model.get_layer(f"s{s}_c0_conv").filters for s in range(1 + max(int(n[1]) for n in names))]
-        counts = [sum(1 for n in names if n.startswith(f"s{s}_")) for s in range(len(widths))]
+        widths, counts = feednet_shape(model)
         try:
-            target = stage_plan(0, 0, len(widths), args.stage_widths or widths, args.stage_convs or counts)
+            target = stage_plan(widths[0], counts[0], len(widths), stage_widths=args.stage_widths or widths,
+                                stage_convs=args.stage_convs or counts)
         except ValueError as error:
             raise WarmStartError(f"--init-from {args.init_from}: {error}") from error
         model = narrow_feednet(model, *target)

@@ -99,6 +99,15 @@ def conv_names(model) -> list[str]:
     return [layer.name for layer in model.layers if CONV.match(layer.name) and layer.name.endswith("_conv")]
 
 
+def feednet_shape(model) -> tuple[list[int], list[int]]:
+    """(channels per stage, convs per stage) of a built FeedNet."""
+    names = conv_names(model)
+    stages = range(1 + max(int(CONV.match(name).group(1)) for name in names))
+    widths = [model.get_layer(f"s{stage}_c0_conv").filters for stage in stages]
+    counts = [sum(1 for name in names if name.startswith(f"s{stage}_")) for stage in stages]
+    return widths, counts
+
+
 def narrow_feednet(model, stage_widths, stage_convs):
     """A folded FeedNet of the given (smaller) shape, seeded from `model`'s weights.
 
