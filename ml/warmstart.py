@@ -114,7 +114,7 @@ def narrow_feednet(model, stage_widths, stage_convs):
     Each stage keeps its first `stage_convs[s]` convs, and each conv its `stage_widths[s]` output
     channels of largest L1 norm, with the matching input channels of the layer after it (and rows of
     the head). Dropping a conv is not function-preserving: the next conv reads the kept conv's
-    channels where it used to read the dropped one's, so a narrowed net needs fine-tuning (with a
+    (kept) channels in place of the dropped one's, so a narrowed net needs fine-tuning (with a
     teacher) to recover. The target must fit inside the source: no stage wider, none with more convs.
     """
     from ml.models.feednet import build_feednet
@@ -133,8 +133,6 @@ def narrow_feednet(model, stage_widths, stage_convs):
         if filters > kernel.shape[3] or inputs > kernel.shape[2]:
             raise WarmStartError(f"cannot narrow {name}: target {inputs}->{filters} channels, source "
                                  f"{kernel.shape[2]}->{kernel.shape[3]}")
-        if len(kept_inputs) != inputs:  # the layer before was dropped, not narrowed: read its channels in order
-            kept_inputs = np.arange(inputs)
         kept = np.sort(np.argsort(-np.abs(kernel).sum(axis=(0, 1, 2)), kind="stable")[:filters])
         layer.set_weights([kernel[:, :, kept_inputs][..., kept], bias[kept]])
         kept_inputs = kept
