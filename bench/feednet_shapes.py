@@ -99,21 +99,12 @@ def main(argv: list[str] | None = None) -> int:
                          "ms_per_face_b1": min(s["ms_per_face_b1"] for s in sweeps)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"host": {**timing_host(), "cpu_model": cpu_model()}, "repeat": args.repeat, "batch_runs": args.batch_runs,
+    result = {"host": timing_host(), "repeat": args.repeat, "batch_runs": args.batch_runs,
               "latency_runs": args.latency_runs, "shapes": rows}
     (out / "feednet_shapes.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "feednet_shapes.md").write_text(markdown(result))
     print(f"wrote {out / 'feednet_shapes.json'} and .md")
     return 0
-
-
-def cpu_model() -> str:
-    """'AMD EPYC (family 26)': the model name and family, which the flags alone do not tell apart."""
-    from ml.train import read_cpuinfo
-
-    fields = dict(line.split(":", 1) for line in (read_cpuinfo() or "").splitlines()[:30] if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    return f"{fields.get('model name', 'unknown CPU')} (family {fields.get('cpu family', '?')})"
 
 
 def markdown(result: dict) -> str:

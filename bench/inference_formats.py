@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), **versions,
                  "loadavg_before": [round(x, 2) for x in load_before],
                  "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-                 "cpu_flags": timing_host()["cpu_flags"]},
+                 "cpu_model": timing_host()["cpu_model"], "cpu_flags": timing_host()["cpu_flags"]},
         "note": busy_note(load_before),
         "results": rows,
     }
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "inference_formats.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Inference speed per runtime format (through ml.runtime)", "",
-             f"Host: {os.cpu_count()} CPUs, load average before/after {report['host']['loadavg_before']} / "
+             f"Host: {report['host']['cpu_model']}, {os.cpu_count()} CPUs, load average before/after {report['host']['loadavg_before']} / "
              f"{report['host']['loadavg_after']}; CPU flags {', '.join(report['host']['cpu_flags']) or 'none of note'}. "
              f"Batch-64 throughput = median of {args.batch_runs} calls; latency = median of {args.latency_runs} "
              f"single-face calls; each figure is the median of {args.repeat} sweep(s) over all rows"

@@ -52,11 +52,13 @@ def load_checkpoint(path: str | Path):
     import keras
 
     import ml.models.transfer  # noqa: F401  registers ImagenetPreprocess for deserialisation
+    from ml.quant import strip_int8_weights  # registers Int8WeightConv2D
 
     try:
-        return keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"{path}: cannot load Keras checkpoint ({exc})") from exc
+    return strip_int8_weights(model)  # an --int8-weights run: plain convs with the rounded kernels it trained
 
 
 def head_sizes(model) -> dict[str, int]:

@@ -40,7 +40,7 @@ from ml import metrics as M
 from ml.evaluate import (PROTOCOLS, as_float32, choose_head, head_sizes, load_checkpoint, load_eval_split,
                          resolve_label_mode, single_head_model)
 from ml.runtime import BATCH, CARD_NAME, EmotionClassifier, default_threads
-from ml.train import DEFAULT_DATA, SPEED_FLAGS, cpu_flags, positive_int, read_cpuinfo
+from ml.train import DEFAULT_DATA, SPEED_FLAGS, cpu_flags, cpu_model, positive_int, read_cpuinfo
 
 FORMAT_FILES = {"tflite": "model.tflite", "tflite-int8": "model_int8.tflite", "onnx": "model.onnx", "keras": "model.keras"}
 CANDIDATES = ("keras", "tflite", "tflite-int8", "onnx")
@@ -171,8 +171,9 @@ def measure_speed(clf: EmotionClassifier, faces: np.ndarray, batch_runs: int = 1
 
 def timing_host() -> dict:
     """What the speed figures depend on: cores, inference threads, load, and the CPU's matrix/vector flags."""
-    flags = cpu_flags(read_cpuinfo())
-    return {"cpu_count": os.cpu_count(), "threads": default_threads(),
+    cpuinfo = read_cpuinfo()
+    flags = cpu_flags(cpuinfo)
+    return {"cpu_model": cpu_model(cpuinfo), "cpu_count": os.cpu_count(), "threads": default_threads(),
             "loadavg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()],
             "cpu_flags": [f for f in SPEED_FLAGS if f in flags]}
 
@@ -211,9 +212,10 @@ def training_info(checkpoint: Path) -> dict:
             "data": meta.get("data"),
             "model_args": {k: args.get(k) for k in ("model", "width", "stage_widths", "stage_convs", "weights", "base_size", "batch_size", "lr",
                                                      "optimizer", "weight_decay", "label_smoothing", "class_weights",
-                                                     "precision", "seed", "freeze_epochs", "finetune_lr", "ema", "random_erasing")
+                                                     "precision", "seed", "freeze_epochs", "finetune_lr", "ema", "random_erasing", "int8_weights")
                            if k in args},
             "tf_version": meta.get("tf_version"), "keras_version": meta.get("keras_version"),
+            "train_host": {k: meta[k] for k in ("cpu_model", "cpu_count") if k in meta},
         })
         # What the run recorded when it started; runs from before that record: the artifacts as they are now.
         built_on = meta.get("built_on") or {}

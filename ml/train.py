@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=ema_momentum, default=0.0, metavar="MOMENTUM",
                    help="keep an exponential moving average of the weights (e.g. 0.998) and validate, checkpoint "
                         "and save that average instead of the raw weights (0 = off)")
+    p.add_argument("--int8-weights", action="store_true",
+                   help="quantization-aware training: conv layers compute with their kernels rounded to the int8 "
+                        "grid the export uses (straight-through gradient; see ml.quant). For fine-tuning an "
+                        "int8-bound network; feednet and cnn only")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     return p
 
@@ -161,6 +165,18 @@ def bf16_warning(precision: str, cpuinfo: str | None) -> str | None:
     return ("warning: --precision mixed_bfloat16 on a CPU without bfloat16 instructions (no avx512_bf16, amx_bf16 "
             "or bf16 flag): TensorFlow emulates it, ~10x slower than float32 (measured: 14.7 vs 1.6 s per batch "
             "of 128 on an AVX2-only AMD EPYC). Use --precision float32 here.")
+
+
+def cpu_model(cpuinfo: str | None) -> str:
+    """'AMD EPYC (family 26)': the first CPU's model name and family, which the flags alone do not tell apart."""
+    fields: dict[str, str] = {}
+    for line in (cpuinfo or "").splitlines():
+        if not line.strip():
+            break  # the first CPU's block ends at its blank line
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or "unknown CPU"  # Arm kernels print no model name
+    return f"{name} (family {fields['cpu family']})" if "cpu family" in fields else name
 
 
 def read_cpuinfo() -> str | None:
@@ -258,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.weights and args.model not in ("resnet50", "resnet50v2", "vgg16"):
         raise ValueError("--weights applies to transfer models (resnet50, resnet50v2, vgg16) only")
+    if args.int8_weights and args.model not in ("feednet", "cnn"):
+        raise ValueError(f"--int8-weights applies to feednet and cnn only, not {args.model} (nested base network)")
     check_stage_args(args)
     # Data first (numpy only): a bad --data fails in a second, before TensorFlow loads.
     train = D.load_split(args.data, args.labels, "Training")
@@ -412,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
                 if not Path(args.init_from).is_file():
                     raise FileNotFoundError(f"--init-from checkpoint {args.init_from} not found")
                 model.load_weights(args.init_from)
+        if args.int8_weights:
+            from ml.quant import with_int8_weights
+
+            model = with_int8_weights(model)
     if not args.resume:
         for stale in ("log.csv", "wall_seconds.json"):
             (out / stale).unlink(missing_ok=True)
@@ -448,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_wall_seconds_this_run": round(wall, 1),
         "precision": args.precision,
         "tf_version": tf.__version__, "keras_version": keras.__version__,
-        "cpu_count": os.cpu_count(),
+        "cpu_count": os.cpu_count(), "cpu_model": cpu_model(read_cpuinfo()),
         "built_on": built_on,
     }
     meta["train_wall_seconds_total"] = json.loads((out / "wall_seconds.json").read_text())["seconds"]

@@ -454,6 +454,16 @@ def test_bf16_warning_names_cpus_where_it_is_not_faster():
     assert "emulates" in bf16_warning("mixed_bfloat16", "vendor_id\t: AuthenticAMD\n" + epyc)
 
 
+def test_cpu_model_reads_the_first_cpu_block():
+    from ml.train import cpu_model
+
+    two_cpus = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel name\t: AMD EPYC 9B14\n\n"
+                "processor\t: 1\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel name\t: something else\n")
+    assert cpu_model(two_cpus) == "AMD EPYC 9B14 (family 25)"
+    assert cpu_model("processor\t: 0\nCPU implementer\t: 0x41\nCPU architecture: 8\n") == "unknown CPU"
+    assert cpu_model(None) == "unknown CPU"
+
+
 def test_warmstart_rebuilds_the_exported_network(trained, exported, data_dir, env, tmp_path):
     """ml.warmstart reads a TFLite artifact (float or int8) back into a Keras FeedNet computing the same function."""
     from ml.runtime import EmotionClassifier
@@ -559,6 +569,31 @@ def test_train_narrows_a_shipped_artifact(exported, data_dir, env, tmp_path):
     assert_clean_error(run(env, "ml.train", *cnn, "--stage-convs", "1,2"), 1, "apply to --model feednet only")
     assert_clean_error(run(env, "ml.train", *args[:-1], out / "best.keras", "--stage-convs", "1,2,2,2"), 1,
                        "a .keras checkpoint fixes the shape")
+
+
+def test_train_int8_weights_fine_tunes_on_the_int8_grid(exported, data_dir, env, tmp_path):
+    """--int8-weights: the run trains through int8 weight rounding; its checkpoint loads as plain convs whose
+    kernels are on the grid, the card records the flag, and the int8 export loads. Refused where it cannot apply."""
+    from ml.evaluate import load_checkpoint
+    from ml.quant import int8_grid
+    from ml.runtime import EmotionClassifier
+
+    out = tmp_path / "qat"
+    args = ["--model", "feednet", "--labels", "ferplus-distribution", "--epochs", 1, "--limit", 96, "--batch-size", 32,
+            "--data", data_dir, "--out", out, "--verbose", 0, "--warmup-epochs", 0]
+    done = run(env, "ml.train", *args, "--init-from", exported[0], "--int8-weights")
+    assert done.returncode == 0, done.stderr[-3000:]
+    model = load_checkpoint(out / "best.keras")
+    convs = [layer for layer in model.layers if layer.name.endswith("_conv")]
+    assert convs and all(np.array_equal(int8_grid(k := layer.get_weights()[0]), k) for layer in convs)
+    artifact = tmp_path / "qat-artifact"
+    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", artifact, "--head", "ferplus",
+               "--format", "tflite-int8", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    card = json.loads((artifact / "model_card.json").read_text())
+    assert card["training"]["model_args"]["int8_weights"] is True and card["format"] == "tflite-int8"
+    assert EmotionClassifier.load(artifact).predict_proba(faces(4, seed=5)[0]).shape == (4, 8)
+    assert_clean_error(run(env, "ml.train", *[a if a != "feednet" else "resnet50" for a in args], "--int8-weights"),
+                       1, "--int8-weights applies to feednet and cnn only")
 
 
 def test_train_builds_a_per_stage_feednet_from_scratch(data_dir, env, tmp_path):
