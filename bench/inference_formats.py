@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             versions[module] = version(module)
         except Exception:  # noqa: BLE001
             pass
+    host = timing_host()
     report = {
         "benchmark": "inference_formats",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), **versions,
                  "loadavg_before": [round(x, 2) for x in load_before],
                  "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-                 "cpu_model": timing_host()["cpu_model"], "cpu_flags": timing_host()["cpu_flags"]},
+                 **{k: host[k] for k in ("cpu_model", "cpu_flags")}},
         "note": busy_note(load_before),
         "results": rows,
     }

@@ -3,8 +3,9 @@
 `ml.export` ships full-int8 TFLite, whose converter rounds each conv kernel to 255 levels per
 output channel (symmetric, scale = max|w| / 127). On a lean `ferplus` checkpoint that rounding
 alone cost 0.2-0.3 accuracy points (float activations kept: 86.96% -> 86.78% on PublicTest), as
-much as the whole int8 file. `ml.train --int8-weights` trains through the same rounding (`Int8WeightConv2D`: the forward pass uses the rounded kernel, the
-gradient passes straight through to the float kernel), and `strip_int8_weights` turns such a
+much as the whole int8 file. `ml.train --int8-weights` trains through the same rounding
+(`Int8WeightConv2D`: the forward pass uses the rounded kernel, the gradient passes straight
+through to the float kernel), and `strip_int8_weights` turns such a
 model back into plain `Conv2D` layers whose kernels already lie on the int8 grid, so the
 converter's rounding changes nothing.
 """
@@ -17,21 +18,22 @@ from keras import ops
 LEVELS = 127  # symmetric int8: -127..127, as TFLite's per-channel weight quantization
 
 
+def rounded_to_grid(kernel):
+    """`kernel` rounded to the per-output-channel (last axis) symmetric int8 grid (a tensor)."""
+    axes = tuple(range(len(kernel.shape) - 1))
+    scale = ops.max(ops.abs(kernel), axis=axes, keepdims=True) / LEVELS
+    scale = ops.where(scale > 0, scale, ops.ones_like(scale))
+    return ops.round(kernel / scale) * scale
+
+
 def int8_grid(kernel: np.ndarray) -> np.ndarray:
-    """`kernel` rounded to the per-output-channel (last axis) symmetric int8 grid, as float."""
-    kernel = np.asarray(kernel, dtype=np.float32)
-    scale = np.abs(kernel).max(axis=tuple(range(kernel.ndim - 1)), keepdims=True) / LEVELS
-    scale = np.where(scale > 0, scale, 1.0)
-    return (np.round(kernel / scale) * scale).astype(np.float32)
+    """`rounded_to_grid` for a numpy kernel, as float32 numpy."""
+    return ops.convert_to_numpy(rounded_to_grid(ops.convert_to_tensor(np.asarray(kernel, dtype=np.float32))))
 
 
 def fake_quant(kernel):
     """The kernel rounded to the int8 grid in the forward pass; the identity for the gradient."""
-    axes = tuple(range(len(kernel.shape) - 1))
-    scale = ops.max(ops.abs(kernel), axis=axes, keepdims=True) / LEVELS
-    scale = ops.where(scale > 0, scale, ops.ones_like(scale))
-    rounded = ops.round(kernel / scale) * scale
-    return kernel + ops.stop_gradient(rounded - kernel)
+    return kernel + ops.stop_gradient(rounded_to_grid(kernel) - kernel)
 
 
 @keras.saving.register_keras_serializable(package="feedmood")
