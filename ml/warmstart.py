@@ -43,31 +43,42 @@ def _rescale_folded(interpreter) -> bool:
 
 
 def folded_weights(tflite_file: Path) -> tuple[dict[tuple[int, int], tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
-    """{(stage, conv): (kernel HWIO, bias)} and the (kernel, bias) of the softmax head."""
+    """{(stage, conv): (kernel HWIO, bias)} and the (kernel, bias) of the softmax head.
+
+    Each CONV_2D op names its kernel and bias tensors (inputs 1 and 2); the kernel's or the output's
+    name carries the Keras layer (`s<stage>_c<conv>_`). The head is the last FULLY_CONNECTED op.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(tflite_file))
     interpreter.allocate_tensors()
-    kernels, biases, head_kernel, head_bias = {}, {}, None, None
-    for detail in interpreter.get_tensor_details():
-        shape, name = tuple(detail["shape"]), detail["name"]
-        match = CONV.search(name)
-        try:
-            if len(shape) == 4 and shape[0] > 1 and shape[1:3] == (3, 3) and match:  # TFLite conv kernels are OHWI
-                kernels[tuple(map(int, match.groups()))] = _dequantized(interpreter, detail).transpose(1, 2, 3, 0)
-            elif len(shape) == 1 and match and "relu" in name:
-                biases[tuple(map(int, match.groups()))] = _dequantized(interpreter, detail)
-            elif len(shape) == 2 and name.endswith("MatMul") and detail["dtype"] != np.int32:
-                head_kernel = _dequantized(interpreter, detail).T
-            elif len(shape) == 1 and name.endswith("BiasAdd"):
-                head_bias = _dequantized(interpreter, detail)
-        except ValueError:  # an activation tensor with no data
+    details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    convs, head = {}, None
+    for op in interpreter._get_ops_details():
+        if op["op_name"] not in ("CONV_2D", "FULLY_CONNECTED"):
             continue
-    if not kernels or set(kernels) != set(biases) or head_kernel is None or head_bias is None:
-        raise WarmStartError(f"{tflite_file}: not a FeedNet export (found conv layers {sorted(kernels)}, biases {sorted(biases)})")
+        kernel = details[op["inputs"][1]]
+        try:
+            values = _dequantized(interpreter, kernel)
+            bias_index = op["inputs"][2] if len(op["inputs"]) > 2 else -1
+            # the converter drops an all-zero bias (inputs[2] == -1)
+            bias = _dequantized(interpreter, details[bias_index]) if bias_index >= 0 else np.zeros(len(values), np.float32)
+        except ValueError:  # a tensor computed at run time (not a constant): not a FeedNet export
+            continue
+        weights = (values, bias)
+        if op["op_name"] == "FULLY_CONNECTED":
+            head = (weights[0].T, weights[1])
+            continue
+        match = CONV.search(kernel["name"]) or CONV.search(details[op["outputs"][0]]["name"])
+        if match and weights[0].shape[1:3] == (3, 3):  # TFLite conv kernels are OHWI
+            convs[tuple(map(int, match.groups()))] = (weights[0].transpose(1, 2, 3, 0), weights[1])
+    if not convs or head is None:
+        raise WarmStartError(f"{tflite_file}: not a FeedNet export (found conv layers {sorted(convs)}, "
+                             f"{'a' if head else 'no'} dense head)")
     if _rescale_folded(interpreter):  # the converter folds Rescaling(1/255) into the first kernel; the model rescales itself
-        kernels[(0, 0)] = kernels[(0, 0)] * 255.0
-    return {key: (kernels[key], biases[key]) for key in sorted(kernels)}, (head_kernel, head_bias)
+        kernel, bias = convs[(0, 0)]
+        convs[(0, 0)] = (kernel * 255.0, bias)
+    return {key: convs[key] for key in sorted(convs)}, head
 
 
 def feednet_from_artifact(directory: str | Path):
