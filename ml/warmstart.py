@@ -65,13 +65,12 @@ def folded_weights(tflite_file: Path) -> tuple[dict[tuple[int, int], tuple[np.nd
             bias = _dequantized(interpreter, details[bias_index]) if bias_index >= 0 else np.zeros(len(values), np.float32)
         except ValueError:  # a tensor computed at run time (not a constant): not a FeedNet export
             continue
-        weights = (values, bias)
         if op["op_name"] == "FULLY_CONNECTED":
-            head = (weights[0].T, weights[1])
+            head = (values.T, bias)
             continue
         match = CONV.search(kernel["name"]) or CONV.search(details[op["outputs"][0]]["name"])
-        if match and weights[0].shape[1:3] == (3, 3):  # TFLite conv kernels are OHWI
-            convs[tuple(map(int, match.groups()))] = (weights[0].transpose(1, 2, 3, 0), weights[1])
+        if match and values.shape[1:3] == (3, 3):  # TFLite conv kernels are OHWI
+            convs[tuple(map(int, match.groups()))] = (values.transpose(1, 2, 3, 0), bias)
     if not convs or head is None:
         raise WarmStartError(f"{tflite_file}: not a FeedNet export (found conv layers {sorted(convs)}, "
                              f"{'a' if head else 'no'} dense head)")
