@@ -10,13 +10,15 @@
 Reports faces/s at batch 64 (median of `--batch-runs` calls) and the latency of one face (median of
 `--latency-runs` calls) for each format and each `--threads` value (FEEDMOOD_INFER_THREADS), plus
 PublicTest accuracy when `--eval-limit` > 0 and the data is available. Faces come from PublicTest when
-`--data` has it, else synthetic ones (speed does not depend on content). Writes
+`--data` has it, else synthetic ones (speed does not depend on content, except with a selective flip,
+which pays for the share of unsure faces; call i times the i-th batch of 64 faces). Writes
 `<out>/inference_formats.json` and `.md`.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -48,6 +50,23 @@ def busy_note(load: tuple[float, float, float]) -> str | None:
         return (f"machine was busy: 1-minute load average {load[0]:.2f} on {os.cpu_count()} CPUs before the benchmark "
                 "started; numbers are lower than on an idle machine")
     return None
+
+
+def tta_modes(clf: EmotionClassifier, which: str) -> list[tuple[bool, float]]:
+    """(tta, flip_below) to time: the card's mode; with "both" also the other one, and every-face flip when the
+    card flips selectively."""
+    modes = [(clf.tta, clf.flip_below)]
+    if which == "both":
+        modes.append((not clf.tta, math.inf))
+        if clf.tta and math.isfinite(clf.flip_below):
+            modes.append((True, math.inf))
+    return modes
+
+
+def tta_label(row: dict) -> str:
+    if not row["tta"]:
+        return "off"
+    return f"on, top < {row['flip_below']:g}" if row.get("flip_below") else "on"
 
 
 def public_faces(data_dir: str, label_mode: str, limit: int) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -105,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1,
                    help="sweep all configurations this many times and report each one's median (noisy machines)")
     p.add_argument("--tta-modes", choices=("card", "both"), default="card",
-                   help="card: each artifact as its card sets test-time flip; both: also with it flipped")
+                   help="card: each artifact as its card sets test-time flip; both: also with it flipped (and, for "
+                        "a selective flip, with every face flipped)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args(argv)
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -130,19 +150,21 @@ def main(argv: list[str] | None = None) -> int:
             if mode not in cache:
                 cache[mode] = public_faces(args.data, mode, args.eval_limit)
             faces, targets, source = cache[mode]
-            modes = [card_clf.tta] + ([not card_clf.tta] if args.tta_modes == "both" else [])
-            for tta in modes:
+            for tta, flip_below in tta_modes(card_clf, args.tta_modes):
                 accuracy = None
                 if args.eval_limit > 0 and targets is not None:
                     n = min(args.eval_limit, len(faces))
-                    probs = EmotionClassifier.load(directory, tta=tta).predict_proba(faces[:n])
+                    probs = EmotionClassifier.load(directory, tta=tta, flip_below=flip_below).predict_proba(faces[:n])
                     accuracy = float(np.mean(probs.argmax(axis=1) == targets[:n].argmax(axis=1)))
-                recorded = card_clf.card.get("metrics") if tta == card_clf.tta else card_clf.card.get("other_tta")
+                as_card = (tta, flip_below) == (card_clf.tta, card_clf.flip_below)
+                recorded = (card_clf.card.get("metrics") if as_card else card_clf.card.get("other_tta")
+                            if tta != card_clf.tta else (card_clf.card.get("selective_flip") or {}).get("full_flip"))
                 for t in threads:
                     rows.append({"artifact": str(directory) if str(directory).find(tmp) < 0 else f"<{args.checkpoint}>",
                                  "directory": directory, "mode": mode, "name": card_clf.name, "format": card_clf.format,
                                  "file_bytes": (directory / card_clf.card["file"]).stat().st_size,
-                                 "threads": t, "tta": tta, "tta_as_card": tta == card_clf.tta, "sweeps": [],
+                                 "threads": t, "tta": tta, "sweeps": [], "tta_as_card": as_card,
+                                 "flip_below": flip_below if math.isfinite(flip_below) else None,
                                  "accuracy": accuracy,
                                  "accuracy_rows": min(args.eval_limit, len(faces)) if accuracy is not None else 0,
                                  "card_accuracy": (recorded or {}).get("accuracy"), "faces": source})
@@ -150,12 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         # row alike instead of one row's repeats, and each row reports the median of its sweeps.
         for sweep in range(args.repeat):
             for row in rows:
-                clf = EmotionClassifier.load(row["directory"], threads=row["threads"], tta=row["tta"])
+                clf = EmotionClassifier.load(row["directory"], threads=row["threads"], tta=row["tta"],
+                                             flip_below=row["flip_below"] or math.inf)
                 speed = measure_speed(clf, cache[row["mode"]][0], args.batch_runs, args.latency_runs)
                 row["sweeps"].append(speed)
                 del clf
                 acc = f"  acc {100 * row['accuracy']:.2f}%" if row["accuracy"] is not None else ""
-                print(f"[{sweep + 1}/{args.repeat}] {row['name']:<22} tta {'on ' if row['tta'] else 'off'} "
+                print(f"[{sweep + 1}/{args.repeat}] {row['name']:<22} tta {tta_label(row):<16} "
                       f"{row['format']:<12} threads {row['threads']}: {speed['faces_per_s_b64']:9.1f} faces/s @b64  "
                       f"{speed['ms_per_face_b1']:8.3f} ms/face @b1{acc}", flush=True)
         for row in rows:
@@ -196,15 +219,14 @@ def main(argv: list[str] | None = None) -> int:
              f"{report['host']['loadavg_after']}; CPU flags {', '.join(report['host']['cpu_flags']) or 'none of note'}. "
              f"Batch-64 throughput = median of {args.batch_runs} calls; latency = median of {args.latency_runs} "
              f"single-face calls; each figure is the median of {args.repeat} sweep(s) over all rows"
-             + (" (every sweep's figure in brackets)" if args.repeat > 1 else "") + ". TTA: test-time flip (\"card\" when as the artifact ships).", ""]
+             + (" (every sweep's figure in brackets)" if args.repeat > 1 else "") + ". TTA: test-time flip (\"card\" when as the artifact ships; \"top < t\": only faces whose first pass is less sure than t are flipped).", ""]
     if report["note"]:
         lines += [f"**Note:** {report['note']}", ""]
     lines += ["| model | TTA | format | threads | size | faces/s (b64) | ms/face (b1) | accuracy |",
               "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         acc = r["accuracy"] if r["accuracy"] is not None else r["card_accuracy"]
-        tta = ("on" if r["tta"] else "off") + (" (card)" if r["tta_as_card"] else "")
-        lines.append(f"| {r['name']} | {tta} | {r['format']} | {r['threads']} | {r['file_bytes'] / 1e6:.2f} MB | "
+        lines.append(f"| {r['name']} | {tta_label(r)}{' (card)' if r['tta_as_card'] else ''} | {r['format']} | {r['threads']} | {r['file_bytes'] / 1e6:.2f} MB | "
                      f"{r['faces_per_s_b64']:.1f}{sweeps(r['faces_per_s_b64_sweeps'], 0)} | "
                      f"{r['ms_per_face_b1']:.3f}{sweeps(r['ms_per_face_b1_sweeps'], 2)} | "
                      f"{'' if acc is None else f'{100 * acc:.2f}%'} |")

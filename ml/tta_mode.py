@@ -22,6 +22,7 @@ import numpy as np
 
 from ml import cli
 from ml import metrics as M
+from ml.data import Split
 from ml.evaluate import load_eval_split
 from ml.export import REGRESSION_ROWS, measure_speed, timing_host
 from ml.runtime import CARD_NAME, EmotionClassifier
@@ -48,7 +49,7 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
     rows = min(REGRESSION_ROWS, len(images))
     slice_accuracy = float((probs[:rows].argmax(1) == y[:rows]).mean())
     speed = measure_speed(calibrated, images, bench_runs, latency_runs)
-    card_mode = measure_speed(EmotionClassifier.load(directory), images, bench_runs, latency_runs)
+    card_mode = measure_speed(EmotionClassifier(card, directory), images, bench_runs, latency_runs)
     return {
         "tta": tta, "temperature": temperature,
         **{k: result[k] for k in ("n", "accuracy", "loss", "macro_f1", "weighted_f1", "macro_precision", "macro_recall",
@@ -61,6 +62,32 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
                  "(EmotionClassifier.load(path, tta=...) uses this temperature); PublicTest, ECE 2-fold "
                  "cross-calibrated as in metrics; speed measured beside the card's mode in one process"),
     }
+
+
+def checked_artifact(directory: Path, data: str) -> tuple[Path, dict, Split, float]:
+    """(card path, card, PublicTest split, accuracy) of an artifact written by ml.export, after checking that
+    `data` reproduces the card's recorded PublicTest accuracy (else the figures would not compare)."""
+    if directory.name == CARD_NAME:
+        directory = directory.parent
+    card_path = directory / CARD_NAME
+    if not card_path.is_file():
+        raise FileNotFoundError(f"{card_path} not found: {directory} is not an exported model artifact")
+    card = json.loads(card_path.read_text())
+    recorded = card.get("metrics") or {}
+    mode, head = card.get("label_mode"), card.get("head")
+    if not mode or not head or "accuracy" not in recorded:
+        raise ValueError(f"{card_path}: needs label_mode, head and metrics.accuracy (a card written by ml.export)")
+    if recorded.get("limit"):
+        raise ValueError(f"{card_path}: its metrics cover only {recorded['limit']} PublicTest rows (a smoke export)")
+    public = load_eval_split(data, mode, "PublicTest", head, None)
+    names = list(public.labels[head])
+    if names != list(card.get("labels") or []):
+        raise ValueError(f"{data}: PublicTest labels {names} are not the card's {card.get('labels')}")
+    accuracy = M.accuracy(EmotionClassifier.load(directory).predict_proba(public.images), public.targets[head].argmax(axis=1))
+    if abs(accuracy - recorded["accuracy"]) > ACCURACY_MATCH:
+        raise ValueError(f"{data} gives PublicTest accuracy {accuracy:.6f} for {directory}, the card records "
+                         f"{recorded['accuracy']:.6f}: not the data (or the model files) the card was made with")
+    return card_path, card, public, accuracy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,28 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else list(argv)
-    directory = Path(args.artifact)
-    if directory.name == CARD_NAME:
-        directory = directory.parent
-    card_path = directory / CARD_NAME
-    if not card_path.is_file():
-        raise FileNotFoundError(f"{card_path} not found: {args.artifact} is not an exported model artifact")
-    card = json.loads(card_path.read_text())
-    recorded = card.get("metrics") or {}
-    mode, head = card.get("label_mode"), card.get("head")
-    if not mode or not head or "accuracy" not in recorded:
-        raise ValueError(f"{card_path}: needs label_mode, head and metrics.accuracy (a card written by ml.export)")
-    if recorded.get("limit"):
-        raise ValueError(f"{card_path}: its metrics cover only {recorded['limit']} PublicTest rows (a smoke export)")
-    public = load_eval_split(args.data, mode, "PublicTest", head, None)
-    targets = public.targets[head]
-    names = list(public.labels[head])
-    if names != list(card.get("labels") or []):
-        raise ValueError(f"{args.data}: PublicTest labels {names} are not the card's {card.get('labels')}")
-    accuracy = M.accuracy(EmotionClassifier.load(directory).predict_proba(public.images), targets.argmax(axis=1))
-    if abs(accuracy - recorded["accuracy"]) > ACCURACY_MATCH:
-        raise ValueError(f"{args.data} gives PublicTest accuracy {accuracy:.6f} for {directory}, the card records "
-                         f"{recorded['accuracy']:.6f}: not the data (or the model files) the card was made with")
+    card_path, card, public, accuracy = checked_artifact(Path(args.artifact), args.data)
+    directory = card_path.parent
+    targets, names = public.targets[card["head"]], list(public.labels[card["head"]])
     other = measure_other_tta(directory, card, public.images, targets, names,
                               bench_runs=args.bench_runs, latency_runs=args.latency_runs)
     card["other_tta"] = other

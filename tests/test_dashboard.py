@@ -294,6 +294,15 @@ def test_model_summary_follows_the_services_tta_mode(settings, admin_client) -> 
     version.save(update_fields=["card"])
     summary = selectors.model_summary()
     assert summary.tta is True and summary.accuracy == pytest.approx(0.7134)
+    assert summary.flip_below is None
+
+    version.card = {"name": version.name, "tta": True, "tta_flip_below": 0.7, "other_tta": other}  # selective flip
+    version.save(update_fields=["card"])
+    settings.FEEDMOOD_MODEL_TTA = None
+    assert selectors.model_summary().flip_below == pytest.approx(0.7)
+    assert "test-time flip on for faces whose top probability is below 0.7 ·" in admin_client.get(URL).content.decode()
+    settings.FEEDMOOD_MODEL_TTA = False  # the service turned the flip off: no threshold applies
+    assert selectors.model_summary().flip_below is None
 
 
 def test_model_summary_tolerates_sparse_cards() -> None:

@@ -159,6 +159,62 @@ def test_evaluate_and_tta_mode_agree_on_the_other_mode(exported, data_dir, env, 
     assert_clean_error(run(env, "ml.tta_mode", out, "--bench-runs", 0), 2, "must be a positive integer, got 0")
 
 
+def test_selective_flip_ships_a_threshold_and_keeps_the_full_flip_figures(exported, data_dir, env, tmp_path):
+    """ml.selective_flip --sweep writes nothing; --flip-below rewrites the card's shipped figures for the threshold,
+    which the runtime then reproduces, and keeps the every-face figures beside them."""
+    import shutil
+
+    from ml.evaluate import load_eval_split
+    from ml.runtime import EmotionClassifier
+
+    out = Path(shutil.copytree(exported[0], tmp_path / "a"))
+    card = json.loads((out / "model_card.json").read_text())
+    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", 0.5, "--data", data_dir), 1,
+                       "ships without test-time flip")
+    # make the card ship its measured flip mode, as `ml.export --tta` would
+    other = card.pop("other_tta")
+    card.update(tta=True, temperature=other["temperature"])
+    card["metrics"]["accuracy"] = other["accuracy"]
+    (out / "model_card.json").write_text(json.dumps(card))
+
+    public = load_eval_split(str(data_dir), card["label_mode"], "PublicTest", card["head"], None)
+    y = public.targets[card["head"]].argmax(1)
+    first = EmotionClassifier.load(out, tta=False, temperature=1.0).predict_proba(public.images).max(axis=1)
+    threshold = round(float(np.median(first)), 6)
+    before = (out / "model_card.json").read_text()
+    done = run(env, "ml.selective_flip", out, "--sweep", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "flip below 0.50" in done.stdout and (out / "model_card.json").read_text() == before
+
+    args = ("--flip-below", threshold, "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3)
+    done = run(env, "ml.selective_flip", out, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    amended = json.loads((out / "model_card.json").read_text())
+    shipped = EmotionClassifier.load(out)
+    assert shipped.tta and shipped.flip_below == threshold and shipped.temperature == amended["temperature"]
+    probs = shipped.predict_proba(public.images)
+    assert amended["metrics"]["accuracy"] == pytest.approx(float((probs.argmax(1) == y).mean()))
+    assert amended["metrics"]["tta_flip_below"] == threshold and amended["metrics"]["confusion_matrix"]
+    assert json.loads((out / "metrics.json").read_text()) == amended["metrics"]
+    block = amended["selective_flip"]
+    assert block["flipped_share"] == pytest.approx(float((first < threshold).mean()), abs=1e-4)
+    assert 0 < block["flipped_share"] < 1
+    assert block["full_flip"]["accuracy"] == pytest.approx(card["metrics"]["accuracy"])
+    assert block["speed"]["faces_per_s_b64"] > 0 and block["full_flip"]["speed"]["faces_per_s_b64"] > 0
+    assert amended["other_tta"]["tta"] is False and amended["regression_slice"]["rows"] == len(y)
+    assert amended["reproduce"][-1].startswith("python -m ml.selective_flip ")
+    done = run(env, "ml.selective_flip", out, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = json.loads((out / "model_card.json").read_text())
+    assert len(again["amendments"]) == 1 and again["reproduce"] == amended["reproduce"]  # refreshed, not appended
+    assert again["metrics"]["accuracy"] == amended["metrics"]["accuracy"]
+
+    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", 0), 2, "expected a number in (0, 1], got 0.0")
+    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", "x"), 2, "expected a number in (0, 1]")
+    assert_clean_error(run(env, "ml.selective_flip", out), 2, "one of the arguments --flip-below --sweep is required")
+    assert_clean_error(run(env, "ml.selective_flip", tmp_path, "--sweep"), 1, "is not an exported model artifact")
+
+
 def test_exported_runtime_matches_keras(exported, trained):
     keras = pytest.importorskip("keras")
     from ml.runtime import EmotionClassifier

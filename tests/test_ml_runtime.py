@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import subprocess
@@ -14,7 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ml import labels as L  # noqa: E402
-from ml.runtime import EmotionClassifier, default_threads  # noqa: E402
+from ml.runtime import BATCH, BUCKETS, EmotionClassifier, bucket, chunk_sizes, default_threads  # noqa: E402
 from ml.synthetic import faces  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +114,7 @@ def test_batching_across_chunks_equals_per_face(artifacts, clf):
     per_face = np.concatenate([clf.predict_proba(face) for face in x[:150:7]])
     assert np.allclose(batched[::7], per_face, atol=1e-5)
     assert np.allclose(clf.predict_proba(x[128:150]), batched[128:150], atol=1e-5)  # the 22-face remainder
-    for n in (3, 5, 7, 33):
+    for n in (3, 5, 7, 17, 33, 40):  # padded (7) or split into buckets (17 = 16 + 1, 40 = 32 + 8)
         assert np.allclose(clf.predict_proba(x[:n]), batched[:n], atol=1e-5)
     assert set(clf._backend._interpreters) <= {1, 2, 4, 8, 16, 32, 64}  # padded to buckets: bounded count
 
@@ -171,6 +172,45 @@ def test_flipping_tta_uses_the_cards_other_calibration(artifacts, tmp_path):
     card["other_tta"] = {"tta": True, "temperature": 0.8}  # describes the card's own mode: ignored
     (copy / "model_card.json").write_text(json.dumps(card))
     assert EmotionClassifier.load(copy, tta=False).temperature == 0.5
+
+
+def test_chunk_sizes_cover_every_face_with_little_padding():
+    for n in range(1, BATCH + 1):
+        sizes = chunk_sizes(n)
+        assert sum(sizes) == n and all(1 <= size <= BATCH for size in sizes)
+        assert all(size in BUCKETS for size in sizes[:-1])  # only the last chunk may be padded
+        assert bucket(sizes[-1]) - sizes[-1] <= sizes[-1] // 4
+
+
+def test_selective_flip_mirrors_only_the_unsure_faces(artifacts, tmp_path):
+    import shutil
+
+    x = artifacts["faces"][:64]
+    plain = EmotionClassifier.load(artifacts["tflite"], tta=False).predict_proba(x)
+    everyone = EmotionClassifier.load(artifacts["tflite"], tta=True).predict_proba(x)
+    threshold = float(np.median(plain.max(axis=1)))
+    unsure = plain.max(axis=1) < threshold
+    assert 0 < unsure.sum() < len(x)
+
+    copy = Path(shutil.copytree(artifacts["tflite"], tmp_path / "a"))
+    card = json.loads((copy / "model_card.json").read_text())
+    card.update(tta=True, tta_flip_below=threshold)
+    (copy / "model_card.json").write_text(json.dumps(card))
+    clf = EmotionClassifier.load(copy)
+    assert clf.flip_below == threshold and f"flip_below={threshold:g}" in repr(clf)
+    got = clf.predict_proba(x)
+    assert np.allclose(got[unsure], everyone[unsure], atol=1e-6)
+    assert np.allclose(got[~unsure], plain[~unsure], atol=1e-6)
+    assert not np.allclose(got, everyone, atol=1e-4)
+    assert np.allclose(pickle.loads(pickle.dumps(clf)).predict_proba(x), got, atol=1e-6)
+    assert np.allclose(EmotionClassifier.load(copy, flip_below=math.inf).predict_proba(x), everyone, atol=1e-6)
+    assert math.isinf(EmotionClassifier.load(copy, tta=False).flip_below)  # the other mode has no threshold
+    with pytest.raises(ValueError, match="flip_below must be positive"):
+        EmotionClassifier.load(copy, flip_below=0.0)
+    for bad in (0, -0.5, "0.7", True):
+        (copy / "model_card.json").write_text(json.dumps({**card, "tta_flip_below": bad}))
+        with pytest.raises(ValueError, match="tta_flip_below must be a positive number"):
+            EmotionClassifier.load(copy)
 
 
 def test_bad_artifacts(tmp_path, artifacts):

@@ -465,6 +465,7 @@ class ModelSummary:
     per_class_f1: list[tuple[str, float]]
     analyses_24h: int
     tta: bool | None = None  # test-time flip as the service runs the model (None: the card does not say)
+    flip_below: float | None = None  # selective flip: only faces whose first pass is less sure than this
 
 
 def service_metrics(card: dict, metrics: dict) -> tuple[dict, bool | None]:
@@ -520,6 +521,7 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
         per_class_f1=per_class_f1,
         analyses_24h=ImageAnalysis.objects.filter(model_version=version, created_at__gte=now - timedelta(hours=24)).count(),
         tta=tta,
+        flip_below=_number(card.get("tta_flip_below")) if tta and tta == card.get("tta") else None,
     )
 
 
