@@ -2,6 +2,7 @@
 
     python -m ml.selective_flip ml/artifacts/ferplus --sweep                 # the trade-off; writes nothing
     python -m ml.selective_flip ml/artifacts/ferplus --flip-below 0.7        # ship that threshold in the card
+    python -m ml.selective_flip ml/artifacts/ferplus --flip-below auto       # the lowest within 0.1 points of every face
 
 Flip TTA doubles the work per face, but a face whose first pass is confident rarely changes its
 answer when the mirror image is averaged in. With `tta_flip_below: t` in the card, `ml.runtime`
@@ -32,17 +33,20 @@ from ml.train import DEFAULT_DATA, positive_int
 from ml.tta_mode import checked_artifact, measure_other_tta
 
 SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9)
+TOLERANCE_POINTS = 0.1
 COMMAND = "python -m ml.selective_flip"
 
 
-def threshold(text: str) -> float:
-    """argparse type: a threshold in (0, 1]; 1 flips nearly every face."""
+def threshold(text: str) -> float | str:
+    """argparse type: "auto" or a threshold in (0, 1]; 1 flips nearly every face."""
+    if text == "auto":
+        return text
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected auto or a number in (0, 1], got {text!r}") from None
     if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+        raise argparse.ArgumentTypeError(f"expected auto or a number in (0, 1], got {value}")
     return value
 
 
@@ -71,8 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=COMMAND, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifact", help="exported artifact directory (model_card.json inside) that ships flip TTA")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--flip-below", type=threshold, help="write this threshold into the card")
+    what.add_argument("--flip-below", type=threshold, metavar="T|auto",
+                      help=f"write this threshold into the card; auto: the lowest of {SWEEP} whose PublicTest accuracy "
+                           "is within --tolerance of flipping every face")
     what.add_argument("--sweep", action="store_true", help=f"print accuracy, ECE and speed at {SWEEP}; write nothing")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE_POINTS, metavar="POINTS",
+                   help="accuracy points --flip-below auto may give up against flipping every face")
     p.add_argument("--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv]")
     p.add_argument("--bench-runs", type=positive_int, default=30, help="timed batch-64 calls per threshold")
     p.add_argument("--latency-runs", type=positive_int, default=100, help="timed single-face calls per threshold")
@@ -81,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.tolerance >= 0:
+        parser.error(f"--tolerance must be 0 or more accuracy points, got {args.tolerance}")
     argv_used = sys.argv[1:] if argv is None else list(argv)
     card_path, card, public, _ = checked_artifact(Path(args.artifact), args.data)
     if not card.get("tta"):
@@ -107,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{s['ms_per_face_b1']:.3f} ms/face")
         return 0
 
+    sweep = []
+    if args.flip_below == "auto":
+        sweep = [mode_figures(directory, public.images, y, t, args.seed) for t in SWEEP]
+        within = [row for row in sweep if 100 * (full["accuracy"] - row["accuracy"]) <= args.tolerance + 1e-9]
+        args.flip_below = within[0]["flip_below"] if within else SWEEP[-1]
     chosen = mode_figures(directory, public.images, y, args.flip_below, args.seed)
     chosen["speed"] = speed(args.flip_below)
     temperature = chosen["temperature"]
@@ -124,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     card["selective_flip"] = {
         "flip_below": args.flip_below, "flipped_share": chosen["flipped_share"],
         "speed": chosen["speed"], "full_flip": public_figures(full), "timing_host": timing_host(),
+        **({"rule": f"auto: the lowest of {list(SWEEP)} within {args.tolerance:g} accuracy points of flipping "
+                    "every face (else the highest)", "sweep": [public_figures(row) for row in sweep]} if sweep else {}),
         "note": ("PublicTest; flipped_share is the share of faces whose first pass is below the threshold; both "
                  "speeds measured in one process over the PublicTest faces in turn (batch i takes rows 64i..64i+63)"),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -209,8 +210,20 @@ def test_selective_flip_ships_a_threshold_and_keeps_the_full_flip_figures(export
     assert len(again["amendments"]) == 1 and again["reproduce"] == amended["reproduce"]  # refreshed, not appended
     assert again["metrics"]["accuracy"] == amended["metrics"]["accuracy"]
 
-    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", 0), 2, "expected a number in (0, 1], got 0.0")
-    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", "x"), 2, "expected a number in (0, 1]")
+    done = run(env, "ml.selective_flip", out, "--flip-below", "auto", *args[2:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    auto = json.loads((out / "model_card.json").read_text())
+    rows = auto["selective_flip"]["sweep"]
+    assert [row["flip_below"] for row in rows] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    best = auto["selective_flip"]["full_flip"]["accuracy"]
+    picked = next((row["flip_below"] for row in rows if 100 * (best - row["accuracy"]) <= 0.1 + 1e-9), 0.9)
+    assert auto["tta_flip_below"] == picked and EmotionClassifier.load(out).flip_below == picked
+    assert auto["reproduce"][-1].endswith("--flip-below auto " + shlex.join(map(str, args[2:])))
+
+    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", 0), 2, "expected auto or a number in (0, 1], got 0.0")
+    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", "x"), 2, "expected auto or a number in (0, 1]")
+    assert_clean_error(run(env, "ml.selective_flip", out, "--sweep", "--tolerance", -1), 2,
+                       "--tolerance must be 0 or more accuracy points, got -1.0")
     assert_clean_error(run(env, "ml.selective_flip", out), 2, "one of the arguments --flip-below --sweep is required")
     assert_clean_error(run(env, "ml.selective_flip", tmp_path, "--sweep"), 1, "is not an exported model artifact")
 
