@@ -210,15 +210,20 @@ def test_selective_flip_ships_a_threshold_and_keeps_the_full_flip_figures(export
     assert len(again["amendments"]) == 1 and again["reproduce"] == amended["reproduce"]  # refreshed, not appended
     assert again["metrics"]["accuracy"] == amended["metrics"]["accuracy"]
 
-    done = run(env, "ml.selective_flip", out, "--flip-below", "auto", *args[2:])
+    before = (out / "model_card.json").read_text()
+    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", "auto", "--max-ece", 1e-9, *args[2:]), 1,
+                       "with a calibrated ECE <= 1e-09; the card is unchanged")
+    assert (out / "model_card.json").read_text() == before
+    done = run(env, "ml.selective_flip", out, "--flip-below", "auto", "--max-ece", 0.9, *args[2:])
     assert done.returncode == 0, done.stderr[-3000:]
     auto = json.loads((out / "model_card.json").read_text())
     rows = auto["selective_flip"]["sweep"]
     assert [row["flip_below"] for row in rows] == [0.5, 0.6, 0.7, 0.8, 0.9]
     best = auto["selective_flip"]["full_flip"]["accuracy"]
-    picked = next((row["flip_below"] for row in rows if 100 * (best - row["accuracy"]) <= 0.1 + 1e-9), 0.9)
+    picked = next(row["flip_below"] for row in rows
+                  if 100 * (best - row["accuracy"]) <= 0.1 + 1e-9 and row["ece_after_calibration"] <= 0.9)
     assert auto["tta_flip_below"] == picked and EmotionClassifier.load(out).flip_below == picked
-    assert auto["reproduce"][-1].endswith("--flip-below auto " + shlex.join(map(str, args[2:])))
+    assert auto["reproduce"][-1].endswith("--flip-below auto --max-ece 0.9 " + shlex.join(map(str, args[2:])))
 
     assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", 0), 2, "expected auto or a number in (0, 1], got 0.0")
     assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", "x"), 2, "expected auto or a number in (0, 1]")
