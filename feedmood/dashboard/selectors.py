@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
 from feedmood.models import Profile
-from ml.runtime import other_tta_for
+from ml.runtime import card_flip_below, other_tta_for
 
 logger = logging.getLogger(__name__)
 
@@ -481,6 +481,17 @@ def service_metrics(card: dict, metrics: dict) -> tuple[dict, bool | None]:
     return metrics, card_tta  # the card's own mode, or a flipped one it never measured: its own figures, so labelled
 
 
+def service_flip_below(card: dict, tta: bool | None) -> float | None:
+    """The selective-flip threshold the runtime applies in this TTA mode (ml.runtime's rule), or None."""
+    if not tta:
+        return None
+    try:
+        value = card_flip_below(card, tta)
+    except ValueError:  # a malformed card: the runtime refuses it, the dashboard just shows no threshold
+        return None
+    return value if math.isfinite(value) else None
+
+
 def model_summary(version: ModelVersion | None = None, *, now: datetime | None = None) -> ModelSummary | None:
     """The active model's card metrics (accuracy, macro F1, ECE, per-class F1) and usage counts."""
     version = version or active_model_version()
@@ -521,7 +532,7 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
         per_class_f1=per_class_f1,
         analyses_24h=ImageAnalysis.objects.filter(model_version=version, created_at__gte=now - timedelta(hours=24)).count(),
         tta=tta,
-        flip_below=_number(card.get("tta_flip_below")) if tta and tta == card.get("tta") else None,
+        flip_below=service_flip_below(card, tta),
     )
 
 
