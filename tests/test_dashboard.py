@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -303,6 +304,23 @@ def test_model_summary_follows_the_services_tta_mode(settings, admin_client) -> 
     assert "test-time flip on for faces whose top probability is below 0.7 ·" in admin_client.get(URL).content.decode()
     settings.FEEDMOOD_MODEL_TTA = False  # the service turned the flip off: no threshold applies
     assert selectors.model_summary().flip_below is None
+
+
+def test_model_summary_notices_a_card_changed_on_disk(tmp_path, admin_client) -> None:
+    version = make_version()
+    assert selectors.model_summary().card_changed is False  # no card on disk (artifact_path does not exist)
+    (tmp_path / "model_card.json").write_text(json.dumps(version.card))
+    version.artifact_path = str(tmp_path)
+    version.save(update_fields=["artifact_path"])
+    assert selectors.model_summary().card_changed is False
+    assert "changed after this version was registered" not in admin_client.get(URL).content.decode()
+    (tmp_path / "model_card.json").write_text(json.dumps({**version.card, "tta_flip_below": 0.6}))
+    assert selectors.model_summary().card_changed is True
+    page = admin_client.get(URL).content.decode()
+    assert f"The model card at {tmp_path} changed after this version was registered." in page
+    assert f"manage.py register_model {tmp_path} --name NEW --activate" in page
+    (tmp_path / "model_card.json").write_text("{not json")
+    assert selectors.model_summary().card_changed is False  # unreadable: loading the model reports that
 
 
 def test_model_summary_tolerates_sparse_cards() -> None:

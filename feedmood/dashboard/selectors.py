@@ -17,6 +17,7 @@ interpolation, so both agree).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from django.utils import timezone
 
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
 from feedmood.models import Profile
-from ml.runtime import card_flip_below, other_tta_for
+from ml.runtime import CARD_NAME, card_flip_below, other_tta_for
 
 logger = logging.getLogger(__name__)
 
@@ -466,6 +467,7 @@ class ModelSummary:
     analyses_24h: int
     tta: bool | None = None  # test-time flip as the service runs the model (None: the card does not say)
     flip_below: float | None = None  # selective flip: only faces whose first pass is less sure than this
+    card_changed: bool = False  # the card on disk is not the one registered (the runtime follows the disk)
 
 
 def service_metrics(card: dict, metrics: dict) -> tuple[dict, bool | None]:
@@ -479,6 +481,18 @@ def service_metrics(card: dict, metrics: dict) -> tuple[dict, bool | None]:
     if other is not None:
         return {"split": metrics.get("split"), **other}, wanted
     return metrics, card_tta  # the card's own mode, or a flipped one it never measured: its own figures, so labelled
+
+
+def card_changed_on_disk(version: ModelVersion) -> bool:
+    """True when the artifact's model_card.json now differs from the card stored at registration.
+
+    The runtime reads the card from disk, so the service then runs with the new card while the stored figures
+    describe the old one. A missing or unreadable card is not reported here (loading the model reports it)."""
+    try:
+        on_disk = json.loads((version.artifact_dir / CARD_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(version.card, dict) and bool(version.card) and on_disk != version.card
 
 
 def service_flip_below(card: dict, tta: bool | None) -> float | None:
@@ -533,6 +547,7 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
         analyses_24h=ImageAnalysis.objects.filter(model_version=version, created_at__gte=now - timedelta(hours=24)).count(),
         tta=tta,
         flip_below=service_flip_below(card, tta),
+        card_changed=card_changed_on_disk(version),
     )
 
 
