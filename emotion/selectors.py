@@ -6,14 +6,19 @@ user can see another user's analyses or readings.
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
+from ml.runtime import CARD_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +40,20 @@ def active_model_version() -> ModelVersion | None:
     from emotion.services import model_version_register_default
 
     return model_version_register_default()
+
+
+def artifact_card(directory: Path) -> dict[str, Any]:
+    """The model card of the artifact at ``directory``; raises ``ValidationError`` when it is missing or unreadable."""
+    card_path = directory / CARD_NAME
+    if not card_path.is_file():
+        raise ValidationError(f"{card_path} not found: {directory} is not an exported model artifact.")
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValidationError(f"{card_path} is not readable JSON ({exc}).") from None
+    if not isinstance(card, dict):
+        raise ValidationError(f"{card_path} must hold a JSON object.")
+    return card
 
 
 def model_version_get(*, name: str) -> ModelVersion:

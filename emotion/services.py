@@ -12,7 +12,6 @@ Privacy rules enforced here:
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -35,11 +34,11 @@ from feedmood.images import read_upload, validate_image_upload
 from feedmood.models import Post
 from feedmood.services import profile_get_or_create
 from feedmood.tasks_utils import enqueue_on_commit, run_on_commit
+from ml.runtime import CARD_NAME
 
 logger = logging.getLogger(__name__)
 
 CONSENT_ENDPOINT = "/api/me/"
-CARD_NAME = "model_card.json"
 
 
 class ConsentRequired(PermissionDenied):
@@ -54,19 +53,6 @@ class ConsentRequired(PermissionDenied):
 
 
 # --- Model versions ---------------------------------------------------------------------
-
-
-def _read_card(directory: Path) -> dict[str, Any]:
-    card_path = directory / CARD_NAME
-    if not card_path.is_file():
-        raise ValidationError(f"{card_path} not found: {directory} is not an exported model artifact.")
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValidationError(f"{card_path} is not readable JSON ({exc}).") from None
-    if not isinstance(card, dict):
-        raise ValidationError(f"{card_path} must hold a JSON object.")
-    return card
 
 
 def public_test_metrics(card: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +111,7 @@ def model_version_register(
     directory = Path(path).expanduser().resolve()
     if directory.name == CARD_NAME:
         directory = directory.parent
-    card = _read_card(directory)
+    card = selectors.artifact_card(directory)
     try:
         classifier = load_classifier(directory)
         if smoke_test:

@@ -17,7 +17,6 @@ interpolation, so both agree).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -25,14 +24,16 @@ from datetime import datetime, time, timedelta
 from typing import Any, Iterable, Sequence
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Aggregate, Avg, Case, Count, F, FloatField, IntegerField, Min, Q, Value, When
 from django.db.models.functions import Mod
 from django.utils import timezone
 
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
+from emotion.selectors import artifact_card
 from feedmood.models import Profile
-from ml.runtime import CARD_NAME, card_flip_below, other_tta_for
+from ml.runtime import card_flip_below, other_tta_for
 
 logger = logging.getLogger(__name__)
 
@@ -489,8 +490,8 @@ def card_changed_on_disk(version: ModelVersion) -> bool:
     The runtime reads the card from disk, so the service then runs with the new card while the stored figures
     describe the old one. A missing or unreadable card is not reported here (loading the model reports it)."""
     try:
-        on_disk = json.loads((version.artifact_dir / CARD_NAME).read_text())
-    except (OSError, ValueError):
+        on_disk = artifact_card(version.artifact_dir)
+    except ValidationError:
         return False
     return isinstance(version.card, dict) and bool(version.card) and on_disk != version.card
 
