@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,10 @@ def teacher_probabilities(images: np.ndarray, artifact: str | Path, labels: tupl
     """Calibrated probabilities (N, K) of `artifact` on uint8 `images` (N, 48, 48), in `labels` order."""
     teacher, order = load_teacher(artifact, labels)
     digest = hashlib.sha256(images.tobytes()).hexdigest()[:16]
+    bias = None if teacher.class_bias is None else teacher.class_bias.tolist()
+    flip_below = teacher.flip_below if math.isfinite(teacher.flip_below) else None
     key = hashlib.sha256(json.dumps([teacher.card.get("file_sha256"), teacher.card.get("ensemble"),
-                                     teacher.temperature, teacher.tta, digest]).encode()).hexdigest()[:16]
+                                     teacher.temperature, bias, teacher.tta, flip_below, digest]).encode()).hexdigest()[:16]
     cached = cache_dir / f"teacher-{teacher.name}-{key}.npy" if cache_dir else None
     if cached and cached.is_file():
         return np.load(cached)

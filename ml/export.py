@@ -288,14 +288,16 @@ REGRESSION_ROWS = 600
 
 
 def publictest_metrics(raw: np.ndarray, calibrated: np.ndarray, targets: np.ndarray, names, mode: str, cross: dict,
-                       temperature: float, *, tta: bool, limit: int | None = None) -> tuple[dict, dict]:
+                       temperature: float, *, tta: bool, limit: int | None = None,
+                       class_bias: list[float] | None = None) -> tuple[dict, dict]:
     """The card's `metrics` block for what ships (raw and calibrated PublicTest probabilities), and the
     calibrated `M.evaluate_probs` result it was built from."""
     result = M.evaluate_probs(calibrated, targets, names)
     uncalibrated = M.evaluate_probs(raw, targets, names)
     metrics = {
         "split": "PublicTest", "label_mode": mode, "protocol": PROTOCOLS[mode], "limit": limit,
-        "tta": tta, "temperature": temperature, **{k: v for k, v in result.items() if k != "ece"},
+        "tta": tta, "temperature": temperature, **({"class_bias": class_bias} if class_bias is not None else {}),
+        **{k: v for k, v in result.items() if k != "ece"},
         "loss_uncalibrated": uncalibrated["loss"],
         "ece_uncalibrated": uncalibrated["ece"],
         "ece_calibrated_in_sample": result["ece"],
@@ -305,7 +307,9 @@ def publictest_metrics(raw: np.ndarray, calibrated: np.ndarray, targets: np.ndar
         "note": ("ece_before/after_calibration are 2-fold cross-calibrated on PublicTest (T fitted on one half, "
                  "ECE measured on the other, averaged): the honest estimate. The shipped temperature is fitted on "
                  "all PublicTest rows, so 'ece' / ece_calibrated_in_sample is optimistic. PublicTest also chose "
-                 "the checkpoint during training; PrivateTest is the untouched test set."),
+                 "the checkpoint during training; PrivateTest is the untouched test set."
+                 + (" With class_bias (fitted with T on all rows) the top class can move, so accuracy is in-sample "
+                    "too; cross_calibration.accuracy_after is its held-out estimate." if class_bias is not None else "")),
     }
     return metrics, result
 

@@ -104,14 +104,28 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(total)
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Temperature scaling on log-probabilities: softmax(log(p) / T) (float64 rows summing to 1)."""
+def apply_temperature(probs: np.ndarray, temperature: float, class_bias: np.ndarray | None = None) -> np.ndarray:
+    """Temperature scaling on log-probabilities: softmax(log(p) / T [+ b]) (float64 rows summing to 1).
+
+    `class_bias` b (K,) is the per-class offset of bias-corrected temperature scaling (`fit_temperature_and_bias`).
+    """
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     logits = np.log(np.clip(_as_probs(probs), 1e-12, 1.0)) / temperature
+    if class_bias is not None:
+        logits = logits + np.asarray(class_bias, dtype=np.float64)
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _calibration_inputs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(log p, integer labels, row index) for the calibration fits; refuses zero samples."""
+    probs = _as_probs(probs)
+    labels = np.asarray(labels, dtype=int)
+    if len(labels) == 0:
+        raise ValueError("cannot fit a calibration on zero samples")
+    return np.log(np.clip(probs, 1e-12, 1.0)), labels, np.arange(len(labels))
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
@@ -121,12 +135,7 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple[float, 
     """
     from scipy.optimize import minimize_scalar
 
-    probs = _as_probs(probs)
-    labels = np.asarray(labels, dtype=int)
-    if len(labels) == 0:
-        raise ValueError("cannot fit a temperature on zero samples")
-    log_p = np.log(np.clip(probs, 1e-12, 1.0))
-    rows = np.arange(len(labels))
+    log_p, labels, rows = _calibration_inputs(probs, labels)
 
     def objective(log_t: float) -> float:
         z = log_p / math.exp(log_t)
@@ -139,10 +148,51 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple[float, 
     return float(math.exp(result.x))
 
 
-def cross_calibrate(probs: np.ndarray, labels: np.ndarray, folds: int = 2, seed: int = 0) -> dict:
-    """Honest calibration estimate: fit T on all folds but one, measure ECE/NLL on the held-out fold.
+def fit_temperature_and_bias(probs: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Bias-corrected temperature scaling (Alexandari et al. 2020): the T and per-class offsets b (K,)
+    minimising the NLL of softmax(log(p) / T + b) on (probs, labels).
 
-    Returns the per-fold temperatures and the held-out ECE/NLL before and after scaling,
+    b is returned centred (mean 0; softmax ignores a common shift). Unlike T alone, b can change the top
+    class: it corrects class priors the training left skewed (class weights, label noise).
+    """
+    from scipy.optimize import minimize
+
+    log_p, labels, rows = _calibration_inputs(probs, labels)
+    start = math.log(fit_temperature(probs, labels))
+
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        inv_t = math.exp(-x[0])
+        z = log_p * inv_t + x[1:]
+        z = z - z.max(axis=1, keepdims=True)
+        exp = np.exp(z)
+        total = exp.sum(axis=1)
+        grad_z = exp / total[:, None]
+        grad_z[rows, labels] -= 1.0
+        grad_z /= len(labels)
+        loss = float(np.mean(np.log(total) - z[rows, labels]))
+        return loss, np.concatenate([[-float((grad_z * log_p).sum()) * inv_t], grad_z.sum(axis=0)])
+
+    classes = log_p.shape[1]
+    x0 = np.concatenate([[start], np.zeros(classes)])
+    result = minimize(objective, x0, jac=True, method="L-BFGS-B",
+                      bounds=[(math.log(0.05), math.log(20.0))] + [(-10.0, 10.0)] * classes)
+    bias = result.x[1:] - result.x[1:].mean()
+    return float(math.exp(result.x[0])), bias
+
+
+def fit_calibration(probs: np.ndarray, labels: np.ndarray, class_bias: bool = False) -> tuple[float, np.ndarray | None]:
+    """(T, b) of bias-corrected temperature scaling when `class_bias`, else (T, None) of plain temperature scaling."""
+    if class_bias:
+        return fit_temperature_and_bias(probs, labels)
+    return fit_temperature(probs, labels), None
+
+
+def cross_calibrate(probs: np.ndarray, labels: np.ndarray, folds: int = 2, seed: int = 0,
+                    class_bias: bool = False) -> dict:
+    """Honest calibration estimate: fit T (and b, with `class_bias`) on all folds but one, measure ECE/NLL and
+    accuracy on the held-out fold.
+
+    Returns the per-fold calibrations and the held-out ECE/NLL/accuracy before and after scaling,
     averaged over folds (each fold weighted equally).
     """
     probs = _as_probs(probs)
@@ -155,18 +205,22 @@ def cross_calibrate(probs: np.ndarray, labels: np.ndarray, folds: int = 2, seed:
     rows = []
     for i, held in enumerate(parts):
         fit = np.concatenate([p for j, p in enumerate(parts) if j != i])
-        t = fit_temperature(probs[fit], labels[fit])
-        scaled = apply_temperature(probs[held], t)
+        t, bias = fit_calibration(probs[fit], labels[fit], class_bias)
+        scaled = apply_temperature(probs[held], t, bias)
         rows.append({
             "temperature": t,
+            **({"class_bias": [round(float(b), 6) for b in bias]} if bias is not None else {}),
             "n_fit": int(len(fit)), "n_held_out": int(len(held)),
             "ece_before": expected_calibration_error(probs[held], labels[held]),
             "ece_after": expected_calibration_error(scaled, labels[held]),
             "nll_before": nll(probs[held], labels[held]),
             "nll_after": nll(scaled, labels[held]),
+            "accuracy_before": accuracy(probs[held], labels[held]),
+            "accuracy_after": accuracy(scaled, labels[held]),
         })
-    mean = {key: float(np.mean([r[key] for r in rows])) for key in ("ece_before", "ece_after", "nll_before", "nll_after")}
-    return {"folds": folds, "seed": seed, "per_fold": rows, **mean}
+    keys = ("ece_before", "ece_after", "nll_before", "nll_after", "accuracy_before", "accuracy_after")
+    mean = {key: float(np.mean([r[key] for r in rows])) for key in keys}
+    return {"folds": folds, "seed": seed, "fits_class_bias": class_bias, "per_fold": rows, **mean}
 
 
 def evaluate_probs(probs: np.ndarray, targets: np.ndarray, names: Sequence[str]) -> dict:

@@ -12,6 +12,8 @@ Test-time flip (`tta`) averages each face's probabilities with those of its mirr
 card's `tta_flip_below` set, only faces whose first-pass top probability is below it get the
 second pass ("selective flip"): confident faces rarely change their answer, so most of the gain
 comes at a fraction of the cost.
+Calibration is temperature scaling, softmax(log(p) / T), or with the card's `class_bias` b (one
+offset per label) bias-corrected temperature scaling, softmax(log(p) / T + b).
 TFLite artifacts need only numpy + ai_edge_litert, ONNX ones numpy + onnxruntime; TensorFlow/Keras
 are imported lazily and only for `keras`-format artifacts. The interpreter is created on first use and re-created whenever the
 process id changes, so a classifier loaded in a Celery prefork parent is safe to use in the
@@ -110,6 +112,22 @@ def card_temperature(card: dict, tta: bool) -> float:
     return float(other["temperature"] if other is not None else card.get("temperature", 1.0))
 
 
+def card_class_bias(card: dict, tta: bool) -> np.ndarray | None:
+    """The card's per-class calibration offsets for this TTA mode (its own, or `other_tta`'s), or None."""
+    other = other_tta_for(card, tta)
+    return checked_class_bias((other if other is not None else card).get("class_bias"), len(card.get("labels") or []))
+
+
+def checked_class_bias(value: Any, labels: int) -> np.ndarray | None:
+    """`value` as a float64 (labels,) array of finite offsets, or None when it is None."""
+    if value is None:
+        return None
+    bias = np.asarray(value, dtype=np.float64) if isinstance(value, (list, tuple, np.ndarray)) else None
+    if bias is None or bias.shape != (labels,) or not np.isfinite(bias).all():
+        raise ValueError(f"model card class_bias must be {labels} finite numbers (one per label), got {value!r}")
+    return bias
+
+
 def card_flip_below(card: dict, tta: bool) -> float:
     """The card's selective-flip threshold when it runs in its own TTA mode with one, else inf (flip every face)."""
     value = card.get("tta_flip_below")
@@ -120,9 +138,11 @@ def card_flip_below(card: dict, tta: bool) -> float:
     return float(value)
 
 
-def _softmax_log(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log(p) / T) row-wise, float32."""
+def _softmax_log(probs: np.ndarray, temperature: float, class_bias: np.ndarray | None = None) -> np.ndarray:
+    """softmax(log(p) / T [+ b]) row-wise, float32."""
     logits = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / temperature
+    if class_bias is not None:
+        logits += class_bias
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -261,11 +281,12 @@ class EmotionClassifier:
     """A facial-emotion classifier loaded from an artifact directory.
 
     `labels` is the canonical label of each output column; `predict_proba` returns calibrated
-    probabilities (the card's temperature, optional horizontal-flip test-time augmentation).
+    probabilities (the card's temperature and class bias, optional horizontal-flip test-time augmentation).
     """
 
     def __init__(self, card: dict, directory: Path, *, temperature: float | None = None,
-                 tta: bool | None = None, threads: int | None = None, flip_below: float | None = None):
+                 tta: bool | None = None, threads: int | None = None, flip_below: float | None = None,
+                 class_bias: Any = None):
         fmt = card.get("format")
         if fmt not in FORMATS:
             raise ValueError(f"{directory / CARD_NAME}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -292,6 +313,9 @@ class EmotionClassifier:
         self.temperature = float(card_temperature(card, self.tta) if temperature is None else temperature)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        # An explicit temperature replaces the card's whole calibration (temperature=1.0: raw probabilities).
+        bias = card_class_bias(card, self.tta) if temperature is None and class_bias is None else class_bias
+        self.class_bias = checked_class_bias(bias, len(self.labels))
         self.threads = default_threads() if threads is None else int(threads)
         backend = {"keras": _KerasBackend, "onnx": _OnnxBackend}.get(fmt, _TFLiteBackend)
         self._backends = [backend(model_file, self.threads) for model_file in model_files]
@@ -301,10 +325,12 @@ class EmotionClassifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, temperature: float | None = None, tta: bool | None = None,
-             threads: int | None = None, flip_below: float | None = None) -> "EmotionClassifier":
+             threads: int | None = None, flip_below: float | None = None,
+             class_bias: Any = None) -> "EmotionClassifier":
         """Read an artifact directory (or its model_card.json). Nothing heavy happens until the first predict.
 
-        `temperature` / `tta` override the card (e.g. temperature=1.0 for raw probabilities). With `tta` flipped
+        `temperature` / `tta` override the card (e.g. temperature=1.0 for raw probabilities: an explicit
+        temperature drops the card's `class_bias` unless `class_bias` is given too). With `tta` flipped
         from the card's and no `temperature`, the card's `other_tta` calibration applies when it has one.
         `flip_below` overrides the card's selective-flip threshold (`tta_flip_below`; math.inf flips every
         face); the card's temperature was fitted for the card's own threshold.
@@ -320,17 +346,20 @@ class EmotionClassifier:
             raise ValueError(f"{card_path}: not valid JSON ({exc})") from exc
         if not isinstance(card, dict):
             raise ValueError(f"{card_path}: expected a JSON object")
-        return cls(card, directory, temperature=temperature, tta=tta, threads=threads, flip_below=flip_below)
+        return cls(card, directory, temperature=temperature, tta=tta, threads=threads, flip_below=flip_below,
+                   class_bias=class_bias)
 
     def __repr__(self) -> str:
         members = f", members={len(self._backends)}" if len(self._backends) > 1 else ""
         return (f"EmotionClassifier({self.name!r}, format={self.format}{members}, labels={len(self.labels)}, "
-                f"T={self.temperature:.3f}, tta={self.tta}"
+                f"T={self.temperature:.3f}{', class bias' if self.class_bias is not None else ''}, tta={self.tta}"
                 + (f", flip_below={self.flip_below:g})" if self.tta and math.isfinite(self.flip_below) else ")"))
 
     def __reduce__(self):
         # Pickles as "load this artifact again" (spawned workers rebuild their own interpreter).
-        return (_reload, (self.card, str(self.directory), self.temperature, self.tta, self.threads, self.flip_below))
+        bias = None if self.class_bias is None else self.class_bias.tolist()
+        return (_reload, (self.card, str(self.directory), self.temperature, self.tta, self.threads, self.flip_below,
+                          bias))
 
     def _raw(self, faces: np.ndarray) -> np.ndarray:
         pid = os.getpid()
@@ -364,8 +393,8 @@ class EmotionClassifier:
                 probs[unsure] = 0.5 * (probs[unsure] + self._raw(np.ascontiguousarray(faces[unsure][:, :, ::-1])))
         if probs.shape != (len(faces), k):
             raise ValueError(f"model {self.name} returned shape {probs.shape}, card promises {k} labels")
-        if self.temperature != 1.0:
-            return _softmax_log(probs, self.temperature)
+        if self.temperature != 1.0 or self.class_bias is not None:
+            return _softmax_log(probs, self.temperature, self.class_bias)
         probs = np.clip(probs, 0.0, None)
         return (probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
@@ -375,6 +404,6 @@ class EmotionClassifier:
 
 
 def _reload(card: dict, directory: str, temperature: float, tta: bool, threads: int,
-            flip_below: float = math.inf) -> EmotionClassifier:
+            flip_below: float = math.inf, class_bias: list[float] | None = None) -> EmotionClassifier:
     return EmotionClassifier(card, Path(directory), temperature=temperature, tta=tta, threads=threads,
-                             flip_below=flip_below)
+                             flip_below=flip_below, class_bias=class_bias)

@@ -7,8 +7,9 @@
 Flip TTA doubles the work per face, but a face whose first pass is confident rarely changes its
 answer when the mirror image is averaged in. With `tta_flip_below: t` in the card, `ml.runtime`
 flips only the faces whose top (uncalibrated) probability is below t. This command measures a
-threshold on PublicTest against flipping every face, fits the temperature for it (the averaged
-and the single-pass rows are calibrated together), and rewrites the card's shipped figures:
+threshold on PublicTest against flipping every face, fits the calibration for it (the averaged
+and the single-pass rows are calibrated together; the card's kind: temperature, plus `class_bias`
+when the card has one, see `ml.calibrate`), and rewrites the card's shipped figures:
 `temperature`, `metrics`, `regression_slice`, `metrics.json` and `confusion_matrix.png`. The
 full-flip figures it replaces stay in the card's `selective_flip.full_flip`. The threshold is
 tuned on PublicTest, like the checkpoint and the temperature; PrivateTest stays untouched.
@@ -16,10 +17,7 @@ tuned on PublicTest, like the checkpoint and the temperature; PrivateTest stays 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import math
-import shlex
 import sys
 from pathlib import Path
 
@@ -27,10 +25,11 @@ import numpy as np
 
 from ml import cli
 from ml import metrics as M
-from ml.export import REGRESSION_ROWS, measure_speed, publictest_metrics, regression_slice, timing_host
+from ml.amend import rewrite_shipped_figures, rounded_bias
+from ml.export import measure_speed, timing_host
 from ml.runtime import EmotionClassifier
 from ml.train import DEFAULT_DATA, positive_int
-from ml.tta_mode import checked_artifact, measure_other_tta
+from ml.tta_mode import checked_artifact
 
 SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9)
 TOLERANCE_POINTS = 0.1
@@ -57,13 +56,22 @@ def flip_share(directory: Path, images: np.ndarray, flip_below: float) -> float:
     return float((first.max(axis=1) < flip_below).mean())
 
 
-def mode_figures(directory: Path, images: np.ndarray, y: np.ndarray, flip_below: float, seed: int = 0) -> dict:
-    """Accuracy, temperature and 2-fold cross-calibrated ECE of flip TTA with this threshold (inf: every face)."""
+def mode_figures(directory: Path, images: np.ndarray, y: np.ndarray, flip_below: float, seed: int = 0,
+                 class_bias: bool = False) -> dict:
+    """Accuracy, calibration and 2-fold cross-calibrated ECE of flip TTA with this threshold (inf: every face).
+
+    With `class_bias` the calibration can move the top class, so accuracy is that of the calibrated
+    probabilities (in-sample, like the shipped figure) and `accuracy_held_out` the cross-calibrated one.
+    """
     raw = EmotionClassifier.load(directory, temperature=1.0, tta=True, flip_below=flip_below).predict_proba(images)
-    cross = M.cross_calibrate(raw, y, folds=2, seed=seed)
+    cross = M.cross_calibrate(raw, y, folds=2, seed=seed, class_bias=class_bias)
+    temperature, bias = M.fit_calibration(raw, y, class_bias)
+    bias = rounded_bias(bias)
     return {"flip_below": None if math.isinf(flip_below) else flip_below,
             "flipped_share": round(flip_share(directory, images, flip_below), 4),
-            "accuracy": M.accuracy(raw, y), "temperature": M.fit_temperature(raw, y),
+            "accuracy": M.accuracy(M.apply_temperature(raw, temperature, bias), y),
+            "accuracy_held_out": cross["accuracy_after"], "temperature": temperature,
+            **({"class_bias": bias} if bias is not None else {}),
             "ece_before_calibration": cross["ece_before"], "ece_after_calibration": cross["ece_after"],
             "raw": raw, "cross": cross}
 
@@ -102,21 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     card_path, card, public, _ = checked_artifact(Path(args.artifact), args.data)
     if not card.get("tta"):
         raise ValueError(f"{card_path}: the card ships without test-time flip (tta false); nothing to make selective")
-    directory, head, mode = card_path.parent, card["head"], card["label_mode"]
-    targets, names = public.targets[head], list(public.labels[head])
-    y = targets.argmax(axis=1)
+    directory = card_path.parent
+    y = public.targets[card["head"]].argmax(axis=1)
+    fits_bias = card.get("class_bias") is not None
 
     def speed(flip_below: float) -> dict:
         clf = EmotionClassifier.load(directory, tta=True, flip_below=flip_below)
         return measure_speed(clf, public.images, args.bench_runs, args.latency_runs)
 
-    full = mode_figures(directory, public.images, y, math.inf, args.seed)
+    full = mode_figures(directory, public.images, y, math.inf, args.seed, fits_bias)
     full["speed"] = speed(math.inf)
     if args.sweep:
         print(f"{card.get('name')}: PublicTest {len(y)} rows; flip every face: {100 * full['accuracy']:.2f}%, "
               f"ECE after {full['ece_after_calibration']:.4f}, {full['speed']['faces_per_s_b64']:.0f} faces/s")
         for t in SWEEP:
-            row = mode_figures(directory, public.images, y, t, args.seed)
+            row = mode_figures(directory, public.images, y, t, args.seed, fits_bias)
             s = speed(t)
             print(f"  flip below {t:.2f}: flips {100 * row['flipped_share']:5.1f}%  acc {100 * row['accuracy']:.2f}%  "
                   f"ECE after {row['ece_after_calibration']:.4f}  {s['faces_per_s_b64']:.0f} faces/s  "
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sweep = []
     if args.flip_below == "auto":
-        sweep = [mode_figures(directory, public.images, y, t, args.seed) for t in SWEEP]
+        sweep = [mode_figures(directory, public.images, y, t, args.seed, fits_bias) for t in SWEEP]
         within = [row for row in sweep if 100 * (full["accuracy"] - row["accuracy"]) <= args.tolerance + 1e-9
                   and row["ece_after_calibration"] <= args.max_ece]
         if not within:
@@ -133,20 +141,12 @@ def main(argv: list[str] | None = None) -> int:
                              f"{args.tolerance:g} points of flipping every face ({100 * full['accuracy']:.2f}%) with a "
                              f"calibrated ECE <= {args.max_ece:g}; the card is unchanged (see --sweep)")
         args.flip_below = within[0]["flip_below"]
-    chosen = mode_figures(directory, public.images, y, args.flip_below, args.seed)
+    chosen = mode_figures(directory, public.images, y, args.flip_below, args.seed, fits_bias)
     chosen["speed"] = speed(args.flip_below)
     temperature = chosen["temperature"]
     card.update({"tta_flip_below": args.flip_below, "temperature": temperature})
-    final = EmotionClassifier(card, directory)
-    calibrated = final.predict_proba(public.images)
-    metrics, result = publictest_metrics(chosen["raw"], calibrated, targets, names, mode, chosen["cross"], temperature,
-                                         tta=True)
-    metrics["tta_flip_below"] = args.flip_below
-    card["metrics"] = metrics
-    card["regression_slice"] = regression_slice(final, public, mode, REGRESSION_ROWS)
-    card["output"] = ("calibrated probabilities: softmax(log(p) / temperature) of the model's softmax p (p averaged "
-                      "with the horizontally flipped face first when tta is true and p's top probability is below "
-                      "tta_flip_below)")
+    if fits_bias:
+        card["class_bias"] = chosen["class_bias"]
     card["selective_flip"] = {
         "flip_below": args.flip_below, "flipped_share": chosen["flipped_share"],
         "speed": chosen["speed"], "full_flip": public_figures(full), "timing_host": timing_host(),
@@ -157,19 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "speed" in card:  # an ensemble's card-mode speed (ml.export writes it for ensembles)
         card["speed"] = chosen["speed"]
-    card["other_tta"] = measure_other_tta(directory, card, public.images, targets, names, seed=args.seed)
-    command = f"{COMMAND} " + shlex.join(argv_used)
-    card["amendments"] = [a for a in card.get("amendments", []) if not str(a.get("command", "")).startswith(COMMAND)]
-    card["amendments"].append({
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
-        "what": f"ships selective flip below {args.flip_below}: rewrote temperature, metrics, regression_slice, "
-                "other_tta, selective_flip; metrics.json and confusion_matrix.png"})
-    card["reproduce"] = [c for c in card.get("reproduce", []) if not c.startswith(COMMAND)] + [command]
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    (directory / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    M.save_confusion_png(result["confusion_matrix"], names, directory / "confusion_matrix.png",
-                         f"{card.get('name')} ({card['format']}, selective flip < {args.flip_below:g}) {head} on "
-                         f"PublicTest ({mode}): acc {100 * result['accuracy']:.1f}%")
+    _, result = rewrite_shipped_figures(
+        card_path, card, public, chosen["raw"], chosen["cross"], program=COMMAND, argv=argv_used, seed=args.seed,
+        title=f"selective flip < {args.flip_below:g}",
+        what=f"ships selective flip below {args.flip_below}: rewrote temperature{', class_bias' if fits_bias else ''}, "
+             "metrics, regression_slice, other_tta, selective_flip; metrics.json and confusion_matrix.png")
     print(f"{card.get('name')}: flip below {args.flip_below:g} flips {100 * chosen['flipped_share']:.1f}% of faces: "
           f"{100 * result['accuracy']:.2f}% (every face: {100 * full['accuracy']:.2f}%), T={temperature:.3f}, ECE "
           f"{chosen['ece_before_calibration']:.4f} -> {chosen['ece_after_calibration']:.4f}, "

@@ -41,9 +41,11 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
     tta = not bool(card.get("tta", False))
     y = targets.argmax(axis=1)
     raw = EmotionClassifier.load(directory, temperature=1.0, tta=tta).predict_proba(images)
-    temperature = M.fit_temperature(raw, y)
-    cross = M.cross_calibrate(raw, y, folds=2, seed=seed)
-    calibrated = EmotionClassifier.load(directory, temperature=temperature, tta=tta)
+    fits_bias = card.get("class_bias") is not None  # the same kind of calibration as the card's own mode
+    temperature, bias = M.fit_calibration(raw, y, fits_bias)
+    cross = M.cross_calibrate(raw, y, folds=2, seed=seed, class_bias=fits_bias)
+    bias = None if bias is None else [round(float(b), 6) for b in bias]
+    calibrated = EmotionClassifier.load(directory, temperature=temperature, tta=tta, class_bias=bias)
     probs = calibrated.predict_proba(images)
     result = M.evaluate_probs(probs, targets, names)
     rows = min(REGRESSION_ROWS, len(images))
@@ -51,7 +53,7 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
     speed = measure_speed(calibrated, images, bench_runs, latency_runs)
     card_mode = measure_speed(EmotionClassifier(card, directory), images, bench_runs, latency_runs)
     return {
-        "tta": tta, "temperature": temperature,
+        "tta": tta, "temperature": temperature, **({"class_bias": bias} if bias is not None else {}),
         **{k: result[k] for k in ("n", "accuracy", "loss", "macro_f1", "weighted_f1", "macro_precision", "macro_recall",
                                   "per_class", "confusion_matrix")},
         "ece_before_calibration": cross["ece_before"], "ece_after_calibration": cross["ece_after"],
@@ -59,7 +61,7 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
         "speed": {**speed, "card_mode_faces_per_s_b64": card_mode["faces_per_s_b64"],
                   "card_mode_ms_per_face_b1": card_mode["ms_per_face_b1"], "timing_host": timing_host()},
         "note": (f"the same model files with test-time flip {'on' if tta else 'off'}, calibrated for that mode "
-                 "(EmotionClassifier.load(path, tta=...) uses this temperature); PublicTest, ECE 2-fold "
+                 "(EmotionClassifier.load(path, tta=...) uses this temperature and class_bias); PublicTest, ECE 2-fold "
                  "cross-calibrated as in metrics; speed measured beside the card's mode in one process"),
     }
 

@@ -233,6 +233,58 @@ def test_selective_flip_ships_a_threshold_and_keeps_the_full_flip_figures(export
     assert_clean_error(run(env, "ml.selective_flip", tmp_path, "--sweep"), 1, "is not an exported model artifact")
 
 
+def test_calibrate_ships_a_class_bias_the_runtime_applies(exported, data_dir, env, tmp_path):
+    """ml.calibrate --compare writes nothing; --class-bias rewrites the shipped figures from temperature plus class
+    offsets, which the runtime reproduces; --temperature-only goes back; --auto follows the held-out NLL."""
+    import shutil
+
+    from ml.evaluate import load_eval_split
+    from ml.runtime import EmotionClassifier
+
+    out = Path(shutil.copytree(exported[0], tmp_path / "a"))
+    card = json.loads((out / "model_card.json").read_text())
+    public = load_eval_split(str(data_dir), card["label_mode"], "PublicTest", card["head"], None)
+    y = public.targets[card["head"]].argmax(1)
+    before = (out / "model_card.json").read_text()
+    done = run(env, "ml.calibrate", out, "--compare", "--data", data_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "temperature + class bias" in done.stdout and (out / "model_card.json").read_text() == before
+
+    done = run(env, "ml.calibrate", out, "--class-bias", "--data", data_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    amended = json.loads((out / "model_card.json").read_text())
+    assert len(amended["class_bias"]) == len(card["labels"]) and amended["calibration"]["kind"] == "temperature + class bias"
+    shipped = EmotionClassifier.load(out)
+    assert shipped.class_bias is not None and shipped.temperature == amended["temperature"]
+    probs = shipped.predict_proba(public.images)
+    assert amended["metrics"]["accuracy"] == pytest.approx(float((probs.argmax(1) == y).mean()))
+    assert amended["metrics"]["class_bias"] == amended["class_bias"] and "class_bias" in amended["output"]
+    assert json.loads((out / "metrics.json").read_text()) == amended["metrics"]
+    assert amended["metrics"]["cross_calibration"]["fits_class_bias"] is True
+    assert len(amended["other_tta"]["class_bias"]) == len(card["labels"])  # the other mode: the same kind
+    assert amended["reproduce"][-1] == f"python -m ml.calibrate {out} --class-bias --data {data_dir}"
+    kept = {k: v for k, v in card.items() if k not in amended["amendments"][-1]["what"] and k not in (
+        "amendments", "reproduce", "output", "other_tta")}
+    assert {k: amended[k] for k in kept} == kept  # nothing else in the card changed
+
+    done = run(env, "ml.calibrate", out, "--temperature-only", "--data", data_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    plain = json.loads((out / "model_card.json").read_text())
+    assert "class_bias" not in plain and EmotionClassifier.load(out).class_bias is None
+    assert plain["temperature"] == pytest.approx(card["temperature"]) and len(plain["amendments"]) == 1
+    assert plain["metrics"]["accuracy"] == pytest.approx(card["metrics"]["accuracy"])
+
+    done = run(env, "ml.calibrate", out, "--auto", "--data", data_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    auto = json.loads((out / "model_card.json").read_text())
+    plain_nll, bias_nll = (row["nll_after_held_out"] for row in auto["calibration"]["compared"])
+    assert ("class_bias" in auto) == (bias_nll < plain_nll) and auto["calibration"]["rule"].startswith("auto")
+
+    assert_clean_error(run(env, "ml.calibrate", out), 2, "one of the arguments --compare --class-bias")
+    assert_clean_error(run(env, "ml.calibrate", out, "--class-bias", "--temperature-only"), 2, "not allowed with")
+    assert_clean_error(run(env, "ml.calibrate", tmp_path, "--compare"), 1, "is not an exported model artifact")
+
+
 def test_exported_runtime_matches_keras(exported, trained):
     keras = pytest.importorskip("keras")
     from ml.runtime import EmotionClassifier

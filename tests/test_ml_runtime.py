@@ -174,6 +174,36 @@ def test_flipping_tta_uses_the_cards_other_calibration(artifacts, tmp_path):
     assert EmotionClassifier.load(copy, tta=False).temperature == 0.5
 
 
+def test_card_class_bias_is_applied_and_explicit_temperature_drops_it(artifacts, tmp_path):
+    import shutil
+
+    copy = Path(shutil.copytree(artifacts["tflite"], tmp_path / "a"))
+    card = json.loads((copy / "model_card.json").read_text())
+    bias = [0.5, -0.5, 0.0, 0.25, -0.25, 0.0, 1.0, -1.0]
+    card.update(temperature=0.5, class_bias=bias)
+    (copy / "model_card.json").write_text(json.dumps(card))
+    x = artifacts["faces"][:6]
+    raw = EmotionClassifier.load(copy, temperature=1.0)  # an explicit temperature: the raw probabilities
+    assert raw.class_bias is None
+    z = np.log(np.clip(raw.predict_proba(x).astype(np.float64), 1e-12, 1)) / 0.5 + np.array(bias)
+    expected = np.exp(z - z.max(axis=1, keepdims=True))
+    clf = EmotionClassifier.load(copy)
+    assert np.allclose(clf.predict_proba(x), expected / expected.sum(axis=1, keepdims=True), atol=1e-5)
+    assert "class bias" in repr(clf)
+    again = pickle.loads(pickle.dumps(clf))
+    assert np.allclose(again.predict_proba(x), clf.predict_proba(x), atol=1e-6)
+    both = EmotionClassifier.load(copy, temperature=0.5, class_bias=bias)
+    assert np.allclose(both.predict_proba(x), clf.predict_proba(x), atol=1e-6)
+    card["other_tta"] = {"tta": True, "temperature": 0.8}  # the other mode was calibrated without a bias
+    (copy / "model_card.json").write_text(json.dumps(card))
+    assert EmotionClassifier.load(copy, tta=True).class_bias is None
+    for bad in ([0.0] * 7, [0.0] * 7 + [float("nan")], "0 0 0 0 0 0 0 0"):
+        card["class_bias"] = bad
+        (copy / "model_card.json").write_text(json.dumps(card))
+        with pytest.raises(ValueError, match="class_bias must be 8 finite numbers"):
+            EmotionClassifier.load(copy)
+
+
 def test_chunk_sizes_cover_every_face_with_little_padding():
     for n in range(1, BATCH + 1):
         sizes = chunk_sizes(n)

@@ -22,7 +22,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, images: list[str], model: str | None, **options: Any) -> None:
         classifier = self._classifier(model)
         self.stdout.write(f"model: {classifier.name} ({', '.join(classifier.labels)}); "
-                          f"test-time flip {'on' if classifier.tta else 'off'}, temperature {classifier.temperature:.3f}")
+                          f"test-time flip {'on' if classifier.tta else 'off'}, temperature {classifier.temperature:.3f}"
+                          + (" with class bias" if classifier.class_bias is not None else ""))
         failures = 0
         for name in images:
             try:
