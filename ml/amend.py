@@ -21,11 +21,6 @@ from ml.runtime import EmotionClassifier
 from ml.tta_mode import measure_other_tta
 
 
-def rounded_bias(bias: np.ndarray | None) -> list[float] | None:
-    """Class offsets as the card stores them (6 decimals); the shipped figures are computed from these."""
-    return None if bias is None else [round(float(b), 6) for b in bias]
-
-
 def output_text(card: dict) -> str:
     """The card's `output` sentence: what `predict_proba` returns for this card."""
     formula = "softmax(log(p) / temperature + class_bias)" if card.get("class_bias") is not None \

@@ -24,7 +24,7 @@ import numpy as np
 
 from ml import cli
 from ml import metrics as M
-from ml.amend import rewrite_shipped_figures, rounded_bias
+from ml.amend import rewrite_shipped_figures
 from ml.runtime import EmotionClassifier
 from ml.train import DEFAULT_DATA
 from ml.tta_mode import checked_artifact
@@ -36,7 +36,7 @@ KINDS = {False: "temperature", True: "temperature + class bias"}
 def kind_figures(raw: np.ndarray, y: np.ndarray, class_bias: bool, seed: int) -> dict:
     """One kind of calibration fitted on all rows, with its 2-fold cross-calibrated (held-out) figures."""
     temperature, bias = M.fit_calibration(raw, y, class_bias)
-    bias = rounded_bias(bias)
+    bias = M.rounded_bias(bias)
     cross = M.cross_calibrate(raw, y, folds=2, seed=seed, class_bias=class_bias)
     return {"kind": KINDS[class_bias], "temperature": temperature, **({"class_bias": bias} if class_bias else {}),
             "accuracy_in_sample": M.accuracy(M.apply_temperature(raw, temperature, bias), y),

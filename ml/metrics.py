@@ -180,6 +180,11 @@ def fit_temperature_and_bias(probs: np.ndarray, labels: np.ndarray) -> tuple[flo
     return float(math.exp(result.x[0])), bias
 
 
+def rounded_bias(bias: np.ndarray | None) -> list[float] | None:
+    """Class offsets as model cards store them (6 decimals); shipped figures are computed from these."""
+    return None if bias is None else [round(float(b), 6) for b in bias]
+
+
 def fit_calibration(probs: np.ndarray, labels: np.ndarray, class_bias: bool = False) -> tuple[float, np.ndarray | None]:
     """(T, b) of bias-corrected temperature scaling when `class_bias`, else (T, None) of plain temperature scaling."""
     if class_bias:
@@ -209,7 +214,7 @@ def cross_calibrate(probs: np.ndarray, labels: np.ndarray, folds: int = 2, seed:
         scaled = apply_temperature(probs[held], t, bias)
         rows.append({
             "temperature": t,
-            **({"class_bias": [round(float(b), 6) for b in bias]} if bias is not None else {}),
+            **({"class_bias": rounded_bias(bias)} if bias is not None else {}),
             "n_fit": int(len(fit)), "n_held_out": int(len(held)),
             "ece_before": expected_calibration_error(probs[held], labels[held]),
             "ece_after": expected_calibration_error(scaled, labels[held]),

@@ -25,7 +25,7 @@ import numpy as np
 
 from ml import cli
 from ml import metrics as M
-from ml.amend import rewrite_shipped_figures, rounded_bias
+from ml.amend import rewrite_shipped_figures
 from ml.export import measure_speed, timing_host
 from ml.runtime import EmotionClassifier
 from ml.train import DEFAULT_DATA, positive_int
@@ -66,7 +66,7 @@ def mode_figures(directory: Path, images: np.ndarray, y: np.ndarray, flip_below:
     raw = EmotionClassifier.load(directory, temperature=1.0, tta=True, flip_below=flip_below).predict_proba(images)
     cross = M.cross_calibrate(raw, y, folds=2, seed=seed, class_bias=class_bias)
     temperature, bias = M.fit_calibration(raw, y, class_bias)
-    bias = rounded_bias(bias)
+    bias = M.rounded_bias(bias)
     return {"flip_below": None if math.isinf(flip_below) else flip_below,
             "flipped_share": round(flip_share(directory, images, flip_below), 4),
             "accuracy": M.accuracy(M.apply_temperature(raw, temperature, bias), y),

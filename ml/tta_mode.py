@@ -44,7 +44,7 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
     fits_bias = card.get("class_bias") is not None  # the same kind of calibration as the card's own mode
     temperature, bias = M.fit_calibration(raw, y, fits_bias)
     cross = M.cross_calibrate(raw, y, folds=2, seed=seed, class_bias=fits_bias)
-    bias = None if bias is None else [round(float(b), 6) for b in bias]
+    bias = M.rounded_bias(bias)
     calibrated = EmotionClassifier.load(directory, temperature=temperature, tta=tta, class_bias=bias)
     probs = calibrated.predict_proba(images)
     result = M.evaluate_probs(probs, targets, names)
