@@ -56,6 +56,7 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
         "tta": tta, "temperature": temperature, **({"class_bias": bias} if bias is not None else {}),
         **{k: result[k] for k in ("n", "accuracy", "loss", "macro_f1", "weighted_f1", "macro_precision", "macro_recall",
                                   "per_class", "confusion_matrix")},
+        **({"accuracy_held_out": cross["accuracy_after"]} if bias is not None else {}),
         "ece_before_calibration": cross["ece_before"], "ece_after_calibration": cross["ece_after"],
         "regression_slice": {"rows": rows, "accuracy": round(slice_accuracy, 4)},
         "speed": {**speed, "card_mode_faces_per_s_b64": card_mode["faces_per_s_b64"],

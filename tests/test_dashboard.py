@@ -306,6 +306,26 @@ def test_model_summary_follows_the_services_tta_mode(settings, admin_client) -> 
     assert selectors.model_summary().flip_below is None
 
 
+def test_model_summary_gives_the_held_out_accuracy_of_a_class_bias_calibration(settings, admin_client) -> None:
+    version = make_version()
+    settings.FEEDMOOD_MODEL_TTA = None
+    summary = selectors.model_summary()
+    assert summary.class_bias is False and summary.accuracy_held_out is None  # temperature only: nothing to add
+    assert "per-class offset" not in admin_client.get(URL).content.decode()
+    version.metrics = {**version.metrics, "class_bias": [0.1, -0.1, 0.0], "accuracy": 0.7005,
+                       "cross_calibration": {"accuracy_after": 0.6951}}
+    version.save(update_fields=["metrics"])
+    summary = selectors.model_summary()
+    assert summary.class_bias is True and summary.accuracy_held_out == pytest.approx(0.6951)
+    page = admin_client.get(URL).content.decode()
+    assert "69.5% held out" in page and "calibrated by temperature and a per-class offset" in page
+    other = {"tta": False, "accuracy": 0.69, "class_bias": [0.0, 0.0, 0.0], "accuracy_held_out": 0.688}
+    version.card = {"name": version.name, "tta": True, "other_tta": other}  # the service turned the flip off
+    version.save(update_fields=["card"])
+    settings.FEEDMOOD_MODEL_TTA = False
+    assert selectors.model_summary().accuracy_held_out == pytest.approx(0.688)
+
+
 def test_model_summary_notices_a_card_changed_on_disk(tmp_path, admin_client) -> None:
     version = make_version()
     assert selectors.model_summary().card_changed is False  # no card on disk (artifact_path does not exist)

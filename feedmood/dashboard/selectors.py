@@ -469,6 +469,8 @@ class ModelSummary:
     tta: bool | None = None  # test-time flip as the service runs the model (None: the card does not say)
     flip_below: float | None = None  # selective flip: only faces whose first pass is less sure than this
     card_changed: bool = False  # the card on disk is not the one registered (the runtime follows the disk)
+    class_bias: bool = False  # calibrated with per-class offsets besides the temperature (ml.calibrate)
+    accuracy_held_out: float | None = None  # with class_bias the accuracy is in-sample; this is its 2-fold estimate
 
 
 def service_metrics(card: dict, metrics: dict) -> tuple[dict, bool | None]:
@@ -505,6 +507,15 @@ def service_flip_below(card: dict, tta: bool | None) -> float | None:
     except ValueError:  # a malformed card: the runtime refuses it, the dashboard just shows no threshold
         return None
     return value if math.isfinite(value) else None
+
+
+def held_out_accuracy(metrics: dict) -> float | None:
+    """The 2-fold cross-calibrated accuracy of a class-bias calibration (whose offsets can move the top class,
+    so the card's accuracy is in-sample), or None when the figures are temperature-only or do not say."""
+    if metrics.get("class_bias") is None:
+        return None
+    cross = metrics.get("cross_calibration") if isinstance(metrics.get("cross_calibration"), dict) else {}
+    return _number(metrics.get("accuracy_held_out"), cross.get("accuracy_after"))
 
 
 def model_summary(version: ModelVersion | None = None, *, now: datetime | None = None) -> ModelSummary | None:
@@ -549,6 +560,8 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
         tta=tta,
         flip_below=service_flip_below(card, tta),
         card_changed=card_changed_on_disk(version),
+        class_bias=metrics.get("class_bias") is not None,
+        accuracy_held_out=held_out_accuracy(metrics),
     )
 
 
