@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from dataclasses import asdict
 from typing import Any
 
@@ -25,9 +26,32 @@ logger = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError, KombuOperationalError)
 MAX_RETRIES = 5
+RETRY_BACKOFF_SECONDS = 2
+RETRY_BACKOFF_MAX_SECONDS = 60
 
 
-class AnalysisTask(Task):
+def retry_countdown(retries: int) -> float:
+    """Seconds before the retry after `retries` earlier ones: an exponential step (2, 4, 8, ... s, capped at 60)
+    with "equal jitter", half fixed and half random.
+
+    Celery's own full jitter draws from [0, step], so five retries can all come at once and be spent within
+    a few seconds of a database outage; here they wait at least 1 + 2 + 4 + 8 + 16 = 31 s in all, and tasks
+    that failed together still spread out.
+    """
+    step = min(RETRY_BACKOFF_MAX_SECONDS, RETRY_BACKOFF_SECONDS * 2 ** max(0, retries))
+    return step / 2 + random.uniform(0, step / 2)
+
+
+class RetryingTask(Task):
+    """A retry without an explicit countdown (autoretry on TRANSIENT_ERRORS) waits `retry_countdown`."""
+
+    def retry(self, *args: Any, countdown: float | None = None, eta: Any = None, **kwargs: Any) -> Any:
+        if countdown is None and eta is None:
+            countdown = retry_countdown(self.request.retries)
+        return super().retry(*args, countdown=countdown, eta=eta, **kwargs)
+
+
+class AnalysisTask(RetryingTask):
     """Marks the analysis failed when the task gives up (retries exhausted)."""
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
@@ -47,11 +71,8 @@ IDEMPOTENT_RETRYING: dict[str, Any] = dict(
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
     max_retries=MAX_RETRIES,
-)
+)  # the backoff is RetryingTask's: use it as the tasks' base
 
 
 @shared_task(
@@ -72,6 +93,7 @@ RESCORE_SOFT_TIME_LIMIT = 600
 
 @shared_task(
     bind=True,
+    base=RetryingTask,
     name="emotion.tasks.rescore_chunk",
     **IDEMPOTENT_RETRYING,
     soft_time_limit=RESCORE_SOFT_TIME_LIMIT,

@@ -25,3 +25,24 @@ def test_tasks_autodiscovered() -> None:
     app.loader.import_default_modules()
     assert "feedmood.tasks.ping" in app.tasks
     assert "feedmood.tasks.recount_likes" in app.tasks
+
+
+def test_retry_countdown_waits_at_least_half_of_each_exponential_step() -> None:
+    from emotion.tasks import MAX_RETRIES, retry_countdown
+
+    for retries in range(8):
+        step = min(60, 2 * 2**retries)
+        waits = [retry_countdown(retries) for _ in range(300)]
+        assert step / 2 <= min(waits) and max(waits) <= step, (retries, min(waits), max(waits))
+        assert max(waits) - min(waits) > step / 10  # still jittered: tasks that failed together spread out
+    # A burst outage of a few seconds cannot use up every retry (Celery's full jitter could retry at once).
+    assert sum(min(60, 2 * 2**r) / 2 for r in range(MAX_RETRIES)) >= 30
+
+
+def test_idempotent_tasks_retry_with_the_equal_jitter_backoff() -> None:
+    from emotion.tasks import RetryingTask, analyze_image, rescore_chunk
+
+    for task in (analyze_image, rescore_chunk):
+        assert isinstance(task, RetryingTask)
+        assert not getattr(task, "retry_backoff", False)  # Celery's full-jitter backoff would override ours
+        assert task.max_retries == 5 and task.autoretry_for
