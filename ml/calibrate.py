@@ -35,12 +35,11 @@ KINDS = {False: "temperature", True: "temperature + class bias"}
 
 def kind_figures(raw: np.ndarray, y: np.ndarray, class_bias: bool, seed: int) -> dict:
     """One kind of calibration fitted on all rows, with its 2-fold cross-calibrated (held-out) figures."""
-    temperature, bias = M.fit_calibration(raw, y, class_bias)
-    bias = M.rounded_bias(bias)
-    cross = M.cross_calibrate(raw, y, folds=2, seed=seed, class_bias=class_bias)
-    return {"kind": KINDS[class_bias], "temperature": temperature, **({"class_bias": bias} if class_bias else {}),
-            "accuracy_in_sample": M.accuracy(M.apply_temperature(raw, temperature, bias), y),
-            "accuracy_held_out": cross["accuracy_after"], "ece_after_held_out": cross["ece_after"],
+    fit = M.calibration_fit(raw, y, class_bias, seed)
+    cross = fit["cross"]
+    return {"kind": KINDS[class_bias], "temperature": fit["temperature"],
+            **({"class_bias": fit["class_bias"]} if class_bias else {}),
+            "accuracy_in_sample": fit["accuracy"], "accuracy_held_out": cross["accuracy_after"], "ece_after_held_out": cross["ece_after"],
             "nll_after_held_out": cross["nll_after"], "cross": cross}
 
 

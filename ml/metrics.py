@@ -192,6 +192,16 @@ def fit_calibration(probs: np.ndarray, labels: np.ndarray, class_bias: bool = Fa
     return fit_temperature(probs, labels), None
 
 
+def calibration_fit(probs: np.ndarray, labels: np.ndarray, class_bias: bool = False, seed: int = 0) -> dict:
+    """One kind of calibration as a card ships it: T and b fitted on all rows (b rounded by `rounded_bias`),
+    the accuracy of the calibrated probabilities (in-sample) and the 2-fold `cross_calibrate` figures."""
+    temperature, bias = fit_calibration(probs, labels, class_bias)
+    bias = rounded_bias(bias)
+    return {"temperature": temperature, "class_bias": bias,
+            "accuracy": accuracy(apply_temperature(probs, temperature, bias), labels),
+            "cross": cross_calibrate(probs, labels, folds=2, seed=seed, class_bias=class_bias)}
+
+
 def cross_calibrate(probs: np.ndarray, labels: np.ndarray, folds: int = 2, seed: int = 0,
                     class_bias: bool = False) -> dict:
     """Honest calibration estimate: fit T (and b, with `class_bias`) on all folds but one, measure ECE/NLL and

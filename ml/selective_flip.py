@@ -64,13 +64,11 @@ def mode_figures(directory: Path, images: np.ndarray, y: np.ndarray, flip_below:
     probabilities (in-sample, like the shipped figure) and `accuracy_held_out` the cross-calibrated one.
     """
     raw = EmotionClassifier.load(directory, temperature=1.0, tta=True, flip_below=flip_below).predict_proba(images)
-    cross = M.cross_calibrate(raw, y, folds=2, seed=seed, class_bias=class_bias)
-    temperature, bias = M.fit_calibration(raw, y, class_bias)
-    bias = M.rounded_bias(bias)
+    fit = M.calibration_fit(raw, y, class_bias, seed)
+    cross, bias = fit["cross"], fit["class_bias"]
     return {"flip_below": None if math.isinf(flip_below) else flip_below,
             "flipped_share": round(flip_share(directory, images, flip_below), 4),
-            "accuracy": M.accuracy(M.apply_temperature(raw, temperature, bias), y),
-            "accuracy_held_out": cross["accuracy_after"], "temperature": temperature,
+            "accuracy": fit["accuracy"], "accuracy_held_out": cross["accuracy_after"], "temperature": fit["temperature"],
             **({"class_bias": bias} if bias is not None else {}),
             "ece_before_calibration": cross["ece_before"], "ece_after_calibration": cross["ece_after"],
             "raw": raw, "cross": cross}

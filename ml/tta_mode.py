@@ -42,9 +42,8 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
     y = targets.argmax(axis=1)
     raw = EmotionClassifier.load(directory, temperature=1.0, tta=tta).predict_proba(images)
     fits_bias = card.get("class_bias") is not None  # the same kind of calibration as the card's own mode
-    temperature, bias = M.fit_calibration(raw, y, fits_bias)
-    cross = M.cross_calibrate(raw, y, folds=2, seed=seed, class_bias=fits_bias)
-    bias = M.rounded_bias(bias)
+    fit = M.calibration_fit(raw, y, fits_bias, seed)
+    temperature, bias, cross = fit["temperature"], fit["class_bias"], fit["cross"]
     calibrated = EmotionClassifier.load(directory, temperature=temperature, tta=tta, class_bias=bias)
     probs = calibrated.predict_proba(images)
     result = M.evaluate_probs(probs, targets, names)
