@@ -111,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=positive_int, default=None, help="feednet width (default 32)")
     p.add_argument("--stage-widths", type=positive_ints, default=None, metavar="W0,W1,...",
                    help="feednet channels per stage (default width*1,2,4,8); with an --init-from artifact, its "
-                        "stages are narrowed to these (largest-L1 channels kept, see ml.warmstart.narrow_feednet)")
+                        "stages are narrowed to these (largest-L1 channels kept, see ml.warmstart.reshape_feednet)")
     p.add_argument("--stage-convs", type=positive_ints, default=None, metavar="C0,C1,...",
-                   help="feednet convs per stage (default 2 each); with an --init-from artifact, each stage keeps its first convs")
+                   help="feednet convs per stage (default 2 each); with an --init-from artifact, each stage keeps its first "
+                        "convs, and convs beyond the artifact's start as identities (the same function, deeper)")
     p.add_argument("--weights", default=None, help="local ImageNet weights file for transfer models (never downloaded)")
     p.add_argument("--base-size", type=positive_int, default=96, help="input side of transfer backbones")
     p.add_argument("--freeze-epochs", type=int, default=5, help="transfer models: epochs with the base frozen before fine-tuning")
@@ -243,7 +244,7 @@ def check_stage_args(args: argparse.Namespace) -> None:
 
 def artifact_model(args: argparse.Namespace, heads: list[str]):
     """The folded FeedNet of the --init-from artifact, checked against this run's architecture and head, and
-    narrowed to --stage-widths / --stage-convs when given (the artifact's own value for the one not given)."""
+    narrowed or deepened to --stage-widths / --stage-convs when given (the artifact's own value for the one not given)."""
     from ml.warmstart import WarmStartError, feednet_from_artifact
 
     if args.model != "feednet":
@@ -254,7 +255,7 @@ def artifact_model(args: argparse.Namespace, heads: list[str]):
                              f"trains {', '.join(heads)} (pass one --labels mode for that head)")
     if args.stage_widths or args.stage_convs:
         from ml.models.feednet import stage_plan
-        from ml.warmstart import feednet_shape, narrow_feednet
+        from ml.warmstart import feednet_shape, reshape_feednet
 
         widths, counts = feednet_shape(model)
         try:
@@ -262,7 +263,7 @@ def artifact_model(args: argparse.Namespace, heads: list[str]):
                                 stage_convs=args.stage_convs or counts)
         except ValueError as error:
             raise WarmStartError(f"--init-from {args.init_from}: {error}") from error
-        model = narrow_feednet(model, *target)
+        model = reshape_feednet(model, *target)
     return model
 
 

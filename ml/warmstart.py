@@ -118,14 +118,25 @@ def feednet_shape(model) -> tuple[list[int], list[int]]:
     return widths, counts
 
 
-def narrow_feednet(model, stage_widths, stage_convs):
-    """A folded FeedNet of the given (smaller) shape, seeded from `model`'s weights.
+def identity_kernel(channels: int) -> np.ndarray:
+    """A 3x3 conv kernel (HWIO) that passes each channel through unchanged."""
+    kernel = np.zeros((3, 3, channels, channels), np.float32)
+    kernel[1, 1, np.arange(channels), np.arange(channels)] = 1.0
+    return kernel
 
-    Each stage keeps its first `stage_convs[s]` convs, and each conv its `stage_widths[s]` output
-    channels of largest L1 norm, with the matching input channels of the layer after it (and rows of
-    the head). Dropping a conv is not function-preserving: the next conv reads the kept conv's
+
+def reshape_feednet(model, stage_widths, stage_convs):
+    """A folded FeedNet of the given shape, seeded from `model`'s weights.
+
+    Narrower: each stage keeps its first `stage_convs[s]` convs, and each conv its `stage_widths[s]`
+    output channels of largest L1 norm, with the matching input channels of the layer after it (and
+    rows of the head). Dropping a conv is not function-preserving: the next conv reads the kept conv's
     (kept) channels in place of the dropped one's, so a narrowed net needs fine-tuning (with a
-    teacher) to recover. The target must fit inside the source: no stage wider, none with more convs.
+    teacher) to recover. No stage may be wider than the source's.
+
+    Deeper: convs beyond a stage's source count are appended at the stage's end as identities
+    (centre tap 1, bias 0). Their input is a ReLU output, never negative, so ReLU(identity) changes
+    nothing: a deepened net computes the source's function and fine-tuning starts from its accuracy.
     """
     from ml.models.feednet import build_feednet
 
@@ -134,11 +145,14 @@ def narrow_feednet(model, stage_widths, stage_convs):
     source = set(conv_names(model))
     kept_inputs = np.arange(1)  # the grey channel
     for name in conv_names(target):
-        if name not in source:
-            raise WarmStartError(f"cannot narrow: the source FeedNet has no layer {name} (target {list(stage_widths)} "
-                                 f"x {list(stage_convs)} convs must fit inside it)")
-        kernel, bias = model.get_layer(name).get_weights()
         layer = target.get_layer(name)
+        if name not in source:
+            stage = int(CONV.match(name).group(1))
+            if layer.kernel.shape[2] != layer.filters or f"s{stage}_c0_conv" not in source:
+                raise WarmStartError(f"cannot add {name}: a new conv must follow an existing one of its stage")
+            layer.set_weights([identity_kernel(layer.filters), np.zeros(layer.filters, np.float32)])
+            continue  # the channels pass through: kept_inputs still index them
+        kernel, bias = model.get_layer(name).get_weights()
         filters, inputs = layer.filters, layer.kernel.shape[2]
         if filters > kernel.shape[3] or inputs > kernel.shape[2]:
             raise WarmStartError(f"cannot narrow {name}: target {inputs}->{filters} channels, source "

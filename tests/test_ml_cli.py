@@ -659,9 +659,9 @@ def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
     assert_clean_error(run(env, "ml.train", *fer, "--init-from", exported[0]), 1, "the artifact has one 'ferplus' head")
 
 
-def test_train_narrows_a_shipped_artifact(exported, data_dir, env, tmp_path):
+def test_train_narrows_and_deepens_a_shipped_artifact(exported, data_dir, env, tmp_path):
     """--stage-widths/--stage-convs with an --init-from artifact: the run trains the narrowed FeedNet, its export
-    loads, and ml.warmstart reads the narrowed shape back from the export."""
+    loads, and ml.warmstart reads the narrowed shape back from the export; more convs deepen it, same function."""
     from ml.runtime import EmotionClassifier
     from ml.warmstart import feednet_from_artifact
 
@@ -683,6 +683,21 @@ def test_train_narrows_a_shipped_artifact(exported, data_dir, env, tmp_path):
     x, _ = faces(16, seed=4)
     probs = EmotionClassifier.load(artifact).predict_proba(x)
     assert probs.shape == (16, 8) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+    deep = tmp_path / "deep"
+    deeper = [deep if a == out else a for a in args]
+    done = run(env, "ml.train", *deeper, "--stage-convs", "2,2,3,3", "--epochs", 1, "--lr", "1e-9")
+    assert done.returncode == 0, done.stderr[-3000:]
+    from ml.evaluate import load_checkpoint
+
+    deepened = load_checkpoint(deep / "best.keras")
+    assert [layer.name for layer in deepened.layers if layer.name.startswith("s3_c") and layer.name.endswith("_conv")] == [
+        "s3_c0_conv", "s3_c1_conv", "s3_c2_conv"]
+    source, _ = feednet_from_artifact(exported[0])
+    x, _ = faces(8, seed=6)
+    # lr 1e-9: one epoch leaves the weights where the identity start put them, so the deeper net is the artifact's function
+    np.testing.assert_allclose(deepened.predict(x[..., None].astype(np.float32), verbose=0),
+                               source.predict(x[..., None].astype(np.float32), verbose=0), atol=1e-3)
 
     assert_clean_error(run(env, "ml.train", *args, "--stage-widths", "4,64,16,24"), 1, "cannot narrow s1_c0_conv")
     assert_clean_error(run(env, "ml.train", *args, "--stage-widths", "4,8", "--stage-convs", "1,2,2"), 1,

@@ -191,10 +191,11 @@ def test_feednet_per_stage_widths_and_convs():
         build_feednet((48, 48, 1), 8, stage_widths=(4, 8), stage_convs=(1, 0))
 
 
-def test_narrow_feednet_keeps_the_strongest_channels():
-    """Same shape: the same function. Narrower: the largest-L1 channels, their inputs and head rows. Wider: refused."""
+def test_reshape_feednet_narrows_to_the_strongest_channels_and_deepens_with_identities():
+    """Same shape: the same function. Narrower: the largest-L1 channels, their inputs and head rows. Deeper: the
+    new convs are identities, so the same function again (also when narrowed too). Wider or a new stage: refused."""
     from ml.models.feednet import build_feednet
-    from ml.warmstart import WarmStartError, narrow_feednet
+    from ml.warmstart import WarmStartError, reshape_feednet
 
     source = build_feednet((48, 48, 1), 8, stage_widths=(4, 8), stage_convs=(2, 2), batch_norm=False)
     rng = np.random.default_rng(3)
@@ -206,10 +207,10 @@ def test_narrow_feednet_keeps_the_strongest_channels():
     source.get_layer("s1_c1_conv").set_weights([kernel, bias])
     x = rng.integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
 
-    same = narrow_feednet(source, (4, 8), (2, 2))
+    same = reshape_feednet(source, (4, 8), (2, 2))
     np.testing.assert_allclose(same.predict(x, verbose=0), source.predict(x, verbose=0), atol=1e-6)
 
-    narrow = narrow_feednet(source, (4, 2), (1, 2))
+    narrow = reshape_feednet(source, (4, 2), (1, 2))
     assert [layer.name for layer in narrow.layers if layer.name.endswith("_conv")] == ["s0_c0_conv", "s1_c0_conv", "s1_c1_conv"]
     last_kernel, last_bias = narrow.get_layer("s1_c1_conv").get_weights()
     first_kernel = source.get_layer("s1_c0_conv").get_weights()[0]
@@ -222,6 +223,14 @@ def test_narrow_feednet_keeps_the_strongest_channels():
     np.testing.assert_array_equal(narrow.get_layer("s0_c0_conv").get_weights()[0], source.get_layer("s0_c0_conv").get_weights()[0])
 
     with pytest.raises(WarmStartError, match="cannot narrow s1_c0_conv"):
-        narrow_feednet(source, (4, 16), (2, 2))
-    with pytest.raises(WarmStartError, match="has no layer s1_c2_conv"):
-        narrow_feednet(source, (4, 8), (2, 3))
+        reshape_feednet(source, (4, 16), (2, 2))
+    deeper = reshape_feednet(source, (4, 8), (3, 4))
+    assert [layer.name for layer in deeper.layers if layer.name.endswith("_conv")] == [
+        "s0_c0_conv", "s0_c1_conv", "s0_c2_conv", "s1_c0_conv", "s1_c1_conv", "s1_c2_conv", "s1_c3_conv"]
+    np.testing.assert_allclose(deeper.predict(x, verbose=0), source.predict(x, verbose=0), atol=1e-6)
+    both = reshape_feednet(source, (4, 2), (1, 3))
+    np.testing.assert_allclose(both.predict(x, verbose=0), narrow.predict(x, verbose=0), atol=1e-6)
+    assert np.abs(deeper.get_layer("s1_c2_conv").get_weights()[0]).sum() == 8  # one centre tap per channel
+
+    with pytest.raises(WarmStartError, match="cannot add s2_c0_conv"):
+        reshape_feednet(source, (4, 8, 16), (2, 2, 1))
