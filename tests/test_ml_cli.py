@@ -662,6 +662,7 @@ def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
 def test_train_narrows_and_deepens_a_shipped_artifact(exported, data_dir, env, tmp_path):
     """--stage-widths/--stage-convs with an --init-from artifact: the run trains the narrowed FeedNet, its export
     loads, and ml.warmstart reads the narrowed shape back from the export; more convs deepen it, same function."""
+    from ml.evaluate import load_checkpoint
     from ml.runtime import EmotionClassifier
     from ml.warmstart import feednet_from_artifact
 
@@ -688,8 +689,6 @@ def test_train_narrows_and_deepens_a_shipped_artifact(exported, data_dir, env, t
     deeper = [deep if a == out else a for a in args]
     done = run(env, "ml.train", *deeper, "--stage-convs", "2,2,3,3", "--epochs", 1, "--lr", "1e-9")
     assert done.returncode == 0, done.stderr[-3000:]
-    from ml.evaluate import load_checkpoint
-
     deepened = load_checkpoint(deep / "best.keras")
     assert [layer.name for layer in deepened.layers if layer.name.startswith("s3_c") and layer.name.endswith("_conv")] == [
         "s3_c0_conv", "s3_c1_conv", "s3_c2_conv"]
