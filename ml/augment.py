@@ -3,12 +3,15 @@
 Random rotation of +-15 degrees, width/height shift of +-10 %, zoom 0.9-1.1 and horizontal flip
 are folded into a single projective transform per image, so a batch costs one
 `ImageProjectiveTransformV3` op. Optional random erasing (Zhong et al. 2020) then hides one
-rectangle per image. Pixels are rescaled to [0, 1] by the model, not here.
+rectangle per image, and optional mixup (Zhang et al. 2018) or CutMix (Yun et al. 2019) blends
+each image with another of its batch, targets and loss weights alike. Pixels are rescaled to
+[0, 1] by the model, not here.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import tensorflow as tf
 
@@ -84,3 +87,73 @@ def random_erasing(images: tf.Tensor, probability: float, area: tuple[float, flo
     mask = in_rows[:, :, None] & in_cols[:, None, :] & chosen[:, None, None]  # (B, H, W)
     noise = tf.random.uniform(tf.shape(images), 0.0, max_value, dtype=images.dtype)
     return tf.where(mask[..., None], noise, images)
+
+
+def _beta(shape: tf.Tensor, alpha: float) -> tf.Tensor:
+    """Beta(alpha, alpha) draws as a ratio of two gamma draws."""
+    a = tf.random.gamma(shape, alpha)
+    b = tf.random.gamma(shape, alpha)
+    return a / tf.maximum(a + b, 1e-12)
+
+
+def mix_batch(images: tf.Tensor, targets: Any, weights: Any, *, mixup: float = 0.0, cutmix: float = 0.0,
+              probability: float = 1.0) -> tuple[tf.Tensor, Any, Any]:
+    """Blend each image of a float batch (B, H, W, C) with a random partner from the same batch.
+
+    With `probability` an image is mixed: by mixup (`lam * x + (1 - lam) * x_partner`, lam ~ Beta(mixup, mixup))
+    or by CutMix (a box of the partner pasted in, covering a share 1 - lam of the image, lam ~ Beta(cutmix,
+    cutmix) and then set to the share actually kept); with both concentrations set, each image takes one of the
+    two at even odds. `targets` and `weights` are a tensor or a dict of tensors per head ((B, K) distributions
+    and (B,) loss weights, 0 where a row has no label for that head); each target becomes the same blend
+    `lam * y + (1 - lam) * y_partner`, each weight `lam * w + (1 - lam) * w_partner`, and a mixed row whose
+    partner has no label for a head gets weight 0 there. Returns (images, targets, weights).
+    """
+    for name, value in (("mixup", mixup), ("cutmix", cutmix)):
+        if not value >= 0.0:
+            raise ValueError(f"{name} concentration must be >= 0, got {value}")
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"mix probability must be in [0, 1], got {probability}")
+    if (mixup == 0.0 and cutmix == 0.0) or probability == 0.0:
+        return images, targets, weights
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    partner = tf.random.shuffle(tf.range(batch))
+    others = tf.gather(images, partner)
+    use_cut = tf.zeros([batch], tf.bool)
+    if mixup > 0.0 and cutmix > 0.0:
+        use_cut = tf.random.uniform([batch]) < 0.5
+    elif cutmix > 0.0:
+        use_cut = tf.ones([batch], tf.bool)
+    lam_mix = _beta([batch], mixup) if mixup > 0.0 else tf.ones([batch])
+    lam_cut = _beta([batch], cutmix) if cutmix > 0.0 else tf.ones([batch])
+
+    # CutMix box: side ratios sqrt(1 - lam), centre uniform, clipped to the image.
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    ratio = tf.sqrt(1.0 - lam_cut)
+    cy, cx = tf.random.uniform([batch]) * h, tf.random.uniform([batch]) * w
+    top, bottom = tf.clip_by_value(cy - ratio * h / 2, 0.0, h), tf.clip_by_value(cy + ratio * h / 2, 0.0, h)
+    left, right = tf.clip_by_value(cx - ratio * w / 2, 0.0, w), tf.clip_by_value(cx + ratio * w / 2, 0.0, w)
+    top, bottom, left, right = (tf.round(v) for v in (top, bottom, left, right))
+    rows, cols = tf.range(h)[None, :], tf.range(w)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < bottom[:, None])
+    in_cols = (cols >= left[:, None]) & (cols < right[:, None])
+    box = in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W)
+    lam_cut = 1.0 - (bottom - top) * (right - left) / (h * w)
+
+    mixed = tf.random.uniform([batch]) < probability
+    lam = tf.where(mixed, tf.where(use_cut, lam_cut, lam_mix), 1.0)
+    blended = lam[:, None, None, None] * images + (1.0 - lam[:, None, None, None]) * others
+    pasted = tf.where(box[..., None], others, images)
+    out = tf.where((mixed & use_cut)[:, None, None, None], pasted, blended)
+
+    def mix_targets(y: tf.Tensor) -> tf.Tensor:
+        y = tf.cast(y, tf.float32)
+        return lam[:, None] * y + (1.0 - lam[:, None]) * tf.gather(y, partner)
+
+    def mix_weights(wt: tf.Tensor) -> tf.Tensor:
+        wt = tf.cast(wt, tf.float32)
+        other = tf.gather(wt, partner)
+        both = (wt > 0) & ((other > 0) | (lam >= 1.0))
+        return tf.where(both, lam * wt + (1.0 - lam) * other, 0.0)
+
+    return out, tf.nest.map_structure(mix_targets, targets), tf.nest.map_structure(mix_weights, weights)

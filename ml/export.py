@@ -217,7 +217,8 @@ def training_info(checkpoint: Path) -> dict:
             "data": meta.get("data"),
             "model_args": {k: args.get(k) for k in ("model", "width", "stage_widths", "stage_convs", "weights", "base_size", "batch_size", "lr",
                                                      "optimizer", "weight_decay", "label_smoothing", "class_weights",
-                                                     "precision", "seed", "freeze_epochs", "finetune_lr", "ema", "random_erasing", "int8_weights")
+                                                     "precision", "seed", "freeze_epochs", "finetune_lr", "ema", "random_erasing",
+                                                     "mixup", "cutmix", "mix_prob", "int8_weights")
                            if k in args},
             "tf_version": meta.get("tf_version"), "keras_version": meta.get("keras_version"),
             "train_host": {k: meta[k] for k in ("cpu_model", "cpu_count") if k in meta},

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
-from ml.augment import random_affine, random_erasing
+from ml.augment import mix_batch, random_affine, random_erasing
 from ml.data import class_weights
 
 if TYPE_CHECKING:
@@ -29,13 +29,18 @@ def make_dataset(
     shuffle: bool,
     augment: bool,
     erase: float = 0.0,
+    mixup: float = 0.0,
+    cutmix: float = 0.0,
+    mix_prob: float = 1.0,
     seed: int = 0,
     single_output: bool = True,
     teachers: Sequence[OnlineTeacher] = (),
 ) -> tf.data.Dataset:
     """(x, y, sample_weight) batches; x is float32 (B, 48, 48, 1) in 0..255, augmented when asked.
 
-    `erase` is the random-erasing probability per image, applied after the affine warp when augmenting.
+    `erase` is the random-erasing probability per image, applied after the affine warp when augmenting;
+    `mixup` / `cutmix` (Beta concentrations, 0 = off) then blend images with batch partners, each image with
+    probability `mix_prob` (see ml.augment.mix_batch), before any online teacher scores the batch.
 
     With `single_output` the only head's arrays are passed bare, else as dicts keyed by head.
     Augmentation runs batched and in parallel so both cores stay busy. Each online teacher then
@@ -53,6 +58,7 @@ def make_dataset(
         xb = tf.cast(xb, tf.float32)
         if augment:
             xb = random_erasing(random_affine(xb), erase)
+            xb, yb, wb = mix_batch(xb, yb, wb, mixup=mixup, cutmix=cutmix, probability=mix_prob)
         return xb, yb, wb
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)

@@ -56,6 +56,13 @@ def positive_ints(value: str) -> tuple[int, ...]:
     return numbers
 
 
+def non_negative_float(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value}")
+    return number
+
+
 def unit_interval(value: str) -> float:
     number = float(value)
     if not 0.0 <= number <= 1.0:
@@ -96,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="disable training augmentation")
     p.add_argument("--random-erasing", type=unit_interval, default=0.0, metavar="P",
                    help="after the affine warp, fill one random rectangle of each image with noise, with probability P")
+    p.add_argument("--mixup", type=non_negative_float, default=0.0, metavar="ALPHA",
+                   help="mixup: blend images and targets with a batch partner, lam ~ Beta(ALPHA, ALPHA) (0 = off)")
+    p.add_argument("--cutmix", type=non_negative_float, default=0.0, metavar="ALPHA",
+                   help="CutMix: paste a box of a batch partner, area share 1 - lam, lam ~ Beta(ALPHA, ALPHA) (0 = off); "
+                        "with --mixup too, each image takes one of the two")
+    p.add_argument("--mix-prob", type=unit_interval, default=1.0, metavar="P",
+                   help="share of training images that --mixup / --cutmix mix (default 1)")
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 = off)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--deterministic", action="store_true", help="enable TF op determinism (slower)")
@@ -316,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
 
     single = len(heads) == 1
     train_ds = make_dataset(train.images, train.targets, weights, args.batch_size, shuffle=True,
-                            augment=not args.no_augment, erase=args.random_erasing, seed=args.seed,
+                            augment=not args.no_augment, erase=args.random_erasing, mixup=args.mixup,
+                            cutmix=args.cutmix, mix_prob=args.mix_prob, seed=args.seed,
                             single_output=single, teachers=teachers)
     val_ds = make_dataset(val.images, val.targets, val.weights, args.batch_size * 2, shuffle=False,
                           augment=False, seed=args.seed, single_output=single)

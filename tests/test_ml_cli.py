@@ -48,7 +48,8 @@ def trained(tmp_path_factory, data_dir, env):
     """A 1-epoch multi-task FeedNet (width 4) trained by the real CLI."""
     out = tmp_path_factory.mktemp("run")
     done = run(env, "ml.train", "--model", "feednet", "--width", 4, "--labels", "fer2013,ferplus-distribution",
-               "--epochs", 1, "--limit", 128, "--batch-size", 32, "--random-erasing", 0.5, "--data", data_dir,
+               "--epochs", 1, "--limit", 128, "--batch-size", 32, "--random-erasing", 0.5,
+               "--mixup", 0.2, "--cutmix", 1.0, "--mix-prob", 0.5, "--data", data_dir,
                "--out", out, "--verbose", 0)
     assert done.returncode == 0, done.stderr[-3000:]
     for name in ("best.keras", "last.keras", "log.csv", "train_meta.json", "wall_seconds.json"):
@@ -71,6 +72,7 @@ def test_train_writes_meta(trained):
     assert meta["data"]["train_images"] == 128 and meta["epochs_run"] == 1
     assert set(meta["heads"]) == {"fer2013", "ferplus"}
     assert meta["args"]["random_erasing"] == 0.5
+    assert (meta["args"]["mixup"], meta["args"]["cutmix"], meta["args"]["mix_prob"]) == (0.2, 1.0, 0.5)
 
 
 @pytest.mark.parametrize(("extra", "head", "mode", "k"), [
@@ -102,6 +104,8 @@ def test_export_artifact_contents(exported, trained):
     card = json.loads((out / "model_card.json").read_text())
     assert card["head"] == "ferplus" and card["labels"] == list(L.FERPLUS_LABELS) and card["format"] == "tflite"
     assert card["input"] == {"shape": [48, 48], "dtype": "uint8", "color": "grayscale", "range": [0, 255]}
+    assert {k: card["training"]["model_args"][k] for k in ("random_erasing", "mixup", "cutmix", "mix_prob")} == {
+        "random_erasing": 0.5, "mixup": 0.2, "cutmix": 1.0, "mix_prob": 0.5}
     assert "INTER_AREA" in card["preprocessing"] and card["file"] == "model.tflite" and card["tta"] is False
     assert card["temperature"] > 0
     metrics = card["metrics"]
@@ -537,6 +541,9 @@ def test_train_bad_inputs(env, tmp_path):
     assert_clean_error(run(env, "ml.train", "--model", "mobilenet"), 2, "invalid choice: 'mobilenet'")
     assert_clean_error(run(env, "ml.train", "--model", "cnn", "--labels", "ferplus"), 2, "invalid label set")
     assert_clean_error(run(env, "ml.train", *common, "--random-erasing", 1.5), 2, "must be in [0, 1], got 1.5")
+    assert_clean_error(run(env, "ml.train", *common, "--mixup", -0.5), 2, "must be a finite number >= 0, got -0.5")
+    assert_clean_error(run(env, "ml.train", *common, "--cutmix", "inf"), 2, "must be a finite number >= 0, got inf")
+    assert_clean_error(run(env, "ml.train", *common, "--mix-prob", 2), 2, "must be in [0, 1], got 2")
 
 
 def test_evaluate_and_export_bad_inputs(env, trained, data_dir, tmp_path):

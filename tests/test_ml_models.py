@@ -12,7 +12,7 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from ml import models as M  # noqa: E402
-from ml.augment import AugmentConfig, random_affine, random_erasing  # noqa: E402
+from ml.augment import AugmentConfig, mix_batch, random_affine, random_erasing  # noqa: E402
 from ml.models.transfer import BASE_LAYER_NAME, unfreeze_base  # noqa: E402
 from ml.pipeline import make_dataset, sample_weights  # noqa: E402
 from ml.synthetic import faces  # noqa: E402
@@ -147,6 +147,58 @@ def test_random_erasing_fills_one_rectangle_per_chosen_image():
         random_erasing(x, 1.5)
 
 
+def _constant_batch(n: int = 32):
+    """Image i filled with the value 8 * i, a one-hot target for class i and weight i + 1 (row 5 unlabelled)."""
+    values = 8.0 * np.arange(n, dtype=np.float32)
+    x = tf.constant(np.broadcast_to(values[:, None, None, None], (n, 48, 48, 1)).copy())
+    y = np.eye(n, dtype=np.float32)
+    w = np.arange(1, n + 1, dtype=np.float32)
+    w[5] = 0.0
+    return values, x, tf.constant(y), tf.constant(w)
+
+
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_mix_batch_blends_images_targets_and_weights_alike(kind):
+    values, x, y, w = _constant_batch()
+    tf.random.set_seed(3)
+    out, ym, wm = mix_batch(x, {"fer2013": y}, {"fer2013": w}, **{kind: 1.0})
+    out, ym, wm = out.numpy()[..., 0], ym["fer2013"].numpy(), wm["fer2013"].numpy()
+    mixed = 0
+    for i in range(len(values)):
+        partners = [j for j in np.nonzero(ym[i])[0] if j != i]
+        assert len(partners) <= 1 and ym[i].sum() == pytest.approx(1.0, abs=1e-5)
+        lam = ym[i, i]
+        if not partners:  # mixed with itself, or lam rounded to 1
+            assert np.allclose(out[i], values[i]) and wm[i] == w.numpy()[i]
+            continue
+        j, mixed = partners[0], mixed + 1
+        if kind == "mixup":  # every pixel the same convex blend as the target
+            assert np.allclose(out[i], lam * values[i] + (1 - lam) * values[j], atol=1e-3)
+        else:  # one solid box of the partner's pixels, whose share is the partner's target weight
+            from_partner = out[i] == values[j]
+            assert np.all((out[i] == values[i]) | from_partner)
+            rows, cols = np.nonzero(from_partner)
+            assert from_partner[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+            assert from_partner.mean() == pytest.approx(1 - lam, abs=1e-5)
+        expected = 0.0 if 5 in (i, j) else lam * (i + 1) + (1 - lam) * (j + 1)
+        assert wm[i] == pytest.approx(expected, rel=1e-5), "an unlabelled row or partner drops the mixed row"
+    assert mixed >= len(values) // 2
+
+
+def test_mix_batch_probability_and_arguments():
+    values, x, y, w = _constant_batch()
+    same = mix_batch(x, y, w, mixup=0.4, probability=0.0)
+    assert same[0] is x and same[1] is y and same[2] is w
+    assert mix_batch(x, y, w)[0] is x  # both concentrations 0: off
+    tf.random.set_seed(4)
+    _, ym, _ = mix_batch(x, y, w, mixup=1.0, cutmix=1.0, probability=0.5)
+    untouched = np.isclose(ym.numpy().max(axis=1), 1.0).mean()
+    assert 0.2 < untouched < 0.9
+    for bad in ({"mixup": -1.0}, {"cutmix": float("nan")}, {"mixup": 1.0, "probability": 1.5}):
+        with pytest.raises(ValueError, match="must be"):
+            mix_batch(x, y, w, **bad)
+
+
 def test_make_dataset_and_sample_weights():
     images, cls = faces(10, 7, seed=2)
     targets = {"fer2013": np.eye(7, dtype=np.float32)[cls]}
@@ -162,6 +214,9 @@ def test_make_dataset_and_sample_weights():
     xa, ya, wa = next(iter(aug))
     assert isinstance(ya, dict) and set(ya) == {"fer2013"} and xa.shape == (4, 48, 48, 1)
     assert 0.0 <= float(tf.reduce_min(xa)) and float(tf.reduce_max(xa)) <= 255.0
+    mixed = make_dataset(images, targets, weights, 10, shuffle=False, augment=True, cutmix=1.0, seed=1)
+    _, ym, _ = next(iter(mixed))
+    assert np.allclose(ym.numpy().sum(axis=1), 1.0) and (ym.numpy().max(axis=1) < 1.0).any()  # soft, mixed targets
 
 
 def test_folded_feednet_has_conv_biases_and_no_batchnorm():
