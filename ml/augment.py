@@ -60,6 +60,15 @@ def random_affine(images: tf.Tensor, config: AugmentConfig = AugmentConfig(), se
     )
 
 
+def _box_mask(top: tf.Tensor, bottom: tf.Tensor, left: tf.Tensor, right: tf.Tensor, height: tf.Tensor,
+              width: tf.Tensor) -> tf.Tensor:
+    """(B, H, W) booleans, true inside each image's box: rows [top, bottom), columns [left, right) (floats)."""
+    rows, cols = tf.range(height)[None, :], tf.range(width)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < bottom[:, None])  # (B, H)
+    in_cols = (cols >= left[:, None]) & (cols < right[:, None])  # (B, W)
+    return in_rows[:, :, None] & in_cols[:, None, :]
+
+
 def random_erasing(images: tf.Tensor, probability: float, area: tuple[float, float] = (0.02, 0.25),
                    aspect: tuple[float, float] = (0.3, 3.3), max_value: float = 255.0) -> tf.Tensor:
     """With `probability`, fill one random rectangle of each image (B, H, W, C) with uniform noise.
@@ -79,12 +88,8 @@ def random_erasing(images: tf.Tensor, probability: float, area: tuple[float, flo
     w = tf.minimum(tf.round(tf.sqrt(fraction * height * width / ratio)), width)
     top = tf.floor(tf.random.uniform([batch]) * (height - h + 1.0))
     left = tf.floor(tf.random.uniform([batch]) * (width - w + 1.0))
-    rows = tf.range(height)[None, :]
-    cols = tf.range(width)[None, :]
-    in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # (B, H)
-    in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # (B, W)
     chosen = tf.random.uniform([batch]) < probability
-    mask = in_rows[:, :, None] & in_cols[:, None, :] & chosen[:, None, None]  # (B, H, W)
+    mask = _box_mask(top, top + h, left, left + w, height, width) & chosen[:, None, None]  # (B, H, W)
     noise = tf.random.uniform(tf.shape(images), 0.0, max_value, dtype=images.dtype)
     return tf.where(mask[..., None], noise, images)
 
@@ -134,10 +139,7 @@ def mix_batch(images: tf.Tensor, targets: Any, weights: Any, *, mixup: float = 0
     top, bottom = tf.clip_by_value(cy - ratio * h / 2, 0.0, h), tf.clip_by_value(cy + ratio * h / 2, 0.0, h)
     left, right = tf.clip_by_value(cx - ratio * w / 2, 0.0, w), tf.clip_by_value(cx + ratio * w / 2, 0.0, w)
     top, bottom, left, right = (tf.round(v) for v in (top, bottom, left, right))
-    rows, cols = tf.range(h)[None, :], tf.range(w)[None, :]
-    in_rows = (rows >= top[:, None]) & (rows < bottom[:, None])
-    in_cols = (cols >= left[:, None]) & (cols < right[:, None])
-    box = in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W)
+    box = _box_mask(top, bottom, left, right, h, w)
     lam_cut = 1.0 - (bottom - top) * (right - left) / (h * w)
 
     mixed = tf.random.uniform([batch]) < probability
