@@ -101,6 +101,21 @@ def _beta(shape: tf.Tensor, alpha: float) -> tf.Tensor:
     return a / tf.maximum(a + b, 1e-12)
 
 
+def _cutmix_boxes(shape: tf.Tensor, alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """One CutMix box per image of a batch of `shape` (B, H, W, C): its (B, H, W) mask and the share lam it keeps.
+
+    lam ~ Beta(alpha, alpha) sets the box's side ratios to sqrt(1 - lam); the centre is uniform and the box is
+    clipped to the image, so lam is then recomputed from the box actually cut.
+    """
+    batch, h, w = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    ratio = tf.sqrt(1.0 - _beta([batch], alpha))
+    cy, cx = tf.random.uniform([batch]) * h, tf.random.uniform([batch]) * w
+    top, bottom = tf.clip_by_value(cy - ratio * h / 2, 0.0, h), tf.clip_by_value(cy + ratio * h / 2, 0.0, h)
+    left, right = tf.clip_by_value(cx - ratio * w / 2, 0.0, w), tf.clip_by_value(cx + ratio * w / 2, 0.0, w)
+    top, bottom, left, right = (tf.round(v) for v in (top, bottom, left, right))
+    return _box_mask(top, bottom, left, right, h, w), 1.0 - (bottom - top) * (right - left) / (h * w)
+
+
 def mix_batch(images: tf.Tensor, targets: Any, weights: Any, *, mixup: float = 0.0, cutmix: float = 0.0,
               probability: float = 1.0) -> tuple[tf.Tensor, Any, Any]:
     """Blend each image of a float batch (B, H, W, C) with a random partner from the same batch.
@@ -120,33 +135,20 @@ def mix_batch(images: tf.Tensor, targets: Any, weights: Any, *, mixup: float = 0
         raise ValueError(f"mix probability must be in [0, 1], got {probability}")
     if (mixup == 0.0 and cutmix == 0.0) or probability == 0.0:
         return images, targets, weights
-    shape = tf.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
+    batch = tf.shape(images)[0]
     partner = tf.random.shuffle(tf.range(batch))
     others = tf.gather(images, partner)
-    use_cut = tf.zeros([batch], tf.bool)
-    if mixup > 0.0 and cutmix > 0.0:
-        use_cut = tf.random.uniform([batch]) < 0.5
-    elif cutmix > 0.0:
-        use_cut = tf.ones([batch], tf.bool)
-    lam_mix = _beta([batch], mixup) if mixup > 0.0 else tf.ones([batch])
-    lam_cut = _beta([batch], cutmix) if cutmix > 0.0 else tf.ones([batch])
-
-    # CutMix box: side ratios sqrt(1 - lam), centre uniform, clipped to the image.
-    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    ratio = tf.sqrt(1.0 - lam_cut)
-    cy, cx = tf.random.uniform([batch]) * h, tf.random.uniform([batch]) * w
-    top, bottom = tf.clip_by_value(cy - ratio * h / 2, 0.0, h), tf.clip_by_value(cy + ratio * h / 2, 0.0, h)
-    left, right = tf.clip_by_value(cx - ratio * w / 2, 0.0, w), tf.clip_by_value(cx + ratio * w / 2, 0.0, w)
-    top, bottom, left, right = (tf.round(v) for v in (top, bottom, left, right))
-    box = _box_mask(top, bottom, left, right, h, w)
-    lam_cut = 1.0 - (bottom - top) * (right - left) / (h * w)
-
     mixed = tf.random.uniform([batch]) < probability
-    lam = tf.where(mixed, tf.where(use_cut, lam_cut, lam_mix), 1.0)
-    blended = lam[:, None, None, None] * images + (1.0 - lam[:, None, None, None]) * others
-    pasted = tf.where(box[..., None], others, images)
-    out = tf.where((mixed & use_cut)[:, None, None, None], pasted, blended)
+    lam = _beta([batch], mixup) if mixup > 0.0 else tf.ones([batch])
+    if cutmix > 0.0:  # each image takes CutMix, or mixup at even odds when both are on
+        use_cut = tf.random.uniform([batch]) < 0.5 if mixup > 0.0 else tf.ones([batch], tf.bool)
+        box, lam_cut = _cutmix_boxes(tf.shape(images), cutmix)
+        lam = tf.where(use_cut, lam_cut, lam)
+    lam = tf.where(mixed, lam, 1.0)
+    out = lam[:, None, None, None] * images + (1.0 - lam[:, None, None, None]) * others
+    if cutmix > 0.0:
+        pasted = tf.where(box[..., None], others, images)
+        out = tf.where((mixed & use_cut)[:, None, None, None], pasted, out)
 
     def mix_targets(y: tf.Tensor) -> tf.Tensor:
         y = tf.cast(y, tf.float32)
