@@ -3,7 +3,7 @@
 With no environment at all you get the embedded dev mode: DEBUG on, SQLite in
 ``db.sqlite3`` and Celery tasks executed eagerly in-process.  Production sets
 ``DEBUG=0``, ``SECRET_KEY``, ``ALLOWED_HOSTS``, ``DATABASE_URL`` and
-``CELERY_BROKER_URL``/``REDIS_URL``.  Every variable is listed in README.md.
+``CELERY_BROKER_URL``/``REDIS_URL``.  Every variable is listed in docs/operations.md.
 """
 
 from __future__ import annotations

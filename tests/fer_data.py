@@ -8,8 +8,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_fer_dir() -> Path | None:
-    """$FEEDMOOD_FER_DATA, else ../shared/data/fer2013 next to the checkout, else /work/shared/data/fer2013."""
-    candidates = [os.environ.get("FEEDMOOD_FER_DATA"), ROOT.parent / "shared" / "data" / "fer2013", "/work/shared/data/fer2013"]
+    """$FEEDMOOD_FER_DATA, else ../shared/data/fer2013 next to the checkout."""
+    candidates = [os.environ.get("FEEDMOOD_FER_DATA"), ROOT.parent / "shared" / "data" / "fer2013"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "fer2013.csv.gz").is_file():
             return Path(candidate)

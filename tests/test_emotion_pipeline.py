@@ -127,7 +127,7 @@ def test_tiny_image_has_no_face(classifier) -> None:
 
 # --- The default config on the standard test images -------------------------------------------
 
-#: The "thorough" config of the README (emotion section), for group photos with small faces.
+#: The "thorough" config of docs/operations.md (models in the service), for group photos with small faces.
 THOROUGH = {"cascade": "haarcascade_frontalface_alt.xml", "detect_max_pixels": 448 * 336, "scale_factor": 1.1}
 
 

@@ -8,7 +8,7 @@ model) analyses it, ``analysis_finished`` updates the mood, and the next
 them, with reasons.  Post images go through ``POST /api/posts/`` and the same
 pipeline (``post_created`` -> analysis -> ``PostAffect``).
 
-Images: real FER-2013 face crops (``/work/shared/data/fer2013``) that the real
+Images: real FER-2013 face crops (``$FEEDMOOD_FER_DATA``) that the real
 model classifies as sad / happy, upscaled onto a larger canvas so the Haar
 detector finds them; each is checked through ``pipeline.analyze_bytes``
 before use.  Needs the shipped model at ``settings.FEEDMOOD_MODEL_DIR``
