@@ -16,7 +16,7 @@ help: ## list targets
 
 venv: $(STAMP) ## create .venv and install requirements-dev.txt (re-runs only when requirements change)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-ml.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -r requirements-dev.txt
 	@touch $@
