@@ -19,14 +19,15 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedmood.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -66,8 +67,10 @@ def redis_candidates(r: Any, key: str, user_id: int, limit: int) -> list[Candida
     with connection.cursor() as cursor:
         cursor.execute(sql, [ids])
         rows = cursor.fetchall()
-    return [Candidate(pid, aid, ts, likes, None, Source.OWN if aid == user_id else Source.NETWORK)
-            for pid, aid, ts, likes, *_ in rows]
+    return [
+        Candidate(pid, aid, ts, likes, None, Source.OWN if aid == user_id else Source.NETWORK)
+        for pid, aid, ts, likes, *_ in rows
+    ]
 
 
 def main(tokens_path: str, repeat: int = 30) -> dict[str, Any]:
@@ -77,9 +80,10 @@ def main(tokens_path: str, repeat: int = 30) -> dict[str, Any]:
     User = get_user_model()
     users = list(User.objects.filter(pk__in=[b["user_id"] for b in bench[:10]]))
     now = timezone.now()
-    out: dict[str, Any] = {"config": {k: conf.get(k) for k in ("WINDOW_DAYS", "PER_AUTHOR", "MAX_CANDIDATES",
-                                                               "FEED_MAX_ITEMS")}}
-    authors = {u.pk: selectors.followee_ids(user=u) + [u.pk] for u in users}
+    out: dict[str, Any] = {
+        "config": {k: conf.get(k) for k in ("WINDOW_DAYS", "PER_AUTHOR", "MAX_CANDIDATES", "FEED_MAX_ITEMS")}
+    }
+    authors = {u.pk: [*selectors.followee_ids(user=u), u.pk] for u in users}
     i = 0
 
     def next_user() -> Any:
@@ -148,8 +152,9 @@ def main(tokens_path: str, repeat: int = 30) -> dict[str, Any]:
     def mood_readings() -> None:
         u = next_user()
         version = selectors.active_model_version_id()
-        readings = selectors.selfie_readings(user=u, model_version_id=version,
-                                             since=now - timedelta(hours=MAX_AGE_HALF_LIVES * 24))
+        readings = selectors.selfie_readings(
+            user=u, model_version_id=version, since=now - timedelta(hours=MAX_AGE_HALF_LIVES * 24)
+        )
         estimate_mood(readings, now=now, half_life_hours=24)
 
     out["mood_from_state"] = timed(mood_state, repeat)
@@ -159,15 +164,23 @@ def main(tokens_path: str, repeat: int = 30) -> dict[str, Any]:
     cands = selectors.feed_candidates(user=users[0], snapshot=now)
     mood = selectors.mood_get(user=users[0], now=now)
     out["rank_pipeline"] = timed(
-        lambda: rank_feed(cands, now=now, mood=mood, policy="repair", strength=0.5,
-                          limit=conf.get("FEED_MAX_ITEMS")), repeat)
+        lambda: rank_feed(cands, now=now, mood=mood, policy="repair", strength=0.5, limit=conf.get("FEED_MAX_ITEMS")),
+        repeat,
+    )
     out["rank_pipeline"]["candidates"] = len(cands)
 
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + selectors._LATERAL_SQL.format(
-            post=Post._meta.db_table, affect=PostAffect._meta.db_table),
-            {"authors": authors[users[0].pk], "snapshot": now, "since": since,
-             "per_author": conf.get("PER_AUTHOR"), "limit": conf.get("MAX_CANDIDATES")})
+        cursor.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) "
+            + selectors._LATERAL_SQL.format(post=Post._meta.db_table, affect=PostAffect._meta.db_table),
+            {
+                "authors": authors[users[0].pk],
+                "snapshot": now,
+                "since": since,
+                "per_author": conf.get("PER_AUTHOR"),
+                "limit": conf.get("MAX_CANDIDATES"),
+            },
+        )
         plan = cursor.fetchone()[0][0]
     out["lateral_explain"] = {"execution_ms": plan.get("Execution Time"), "planning_ms": plan.get("Planning Time")}
     return out

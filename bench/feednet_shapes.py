@@ -9,6 +9,7 @@ depend on the weights, so this tells which shape is worth training for a speed t
 MACs per face, faces/s at batch 64 and ms for one face, with and without test-time flip (which
 costs a second pass), the best of `--repeat` sweeps. Writes `<out>/feednet_shapes.json` and `.md`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ SHAPES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 def macs_per_face(widths: tuple[int, ...], convs: tuple[int, ...], side: int = 48) -> int:
     """Multiply-accumulates of the 3x3 convolutions (the rest is under 1%)."""
     total, channels = 0, 1
-    for width, count in zip(widths, convs):
+    for width, count in zip(widths, convs, strict=True):
         for _ in range(count):
             total += side * side * channels * width * 9
             channels = width
@@ -80,27 +81,48 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.shapes:
             widths, convs = SHAPES[name]
             model = build_feednet((48, 48, 1), 8, stage_widths=widths, stage_convs=convs, batch_norm=False)
-            directory = make_artifact(model, "tflite-int8", Path(tmp) / name, name=name, head="ferplus",
-                                      labels=[str(i) for i in range(8)], representative=faces[:64])
+            directory = make_artifact(
+                model,
+                "tflite-int8",
+                Path(tmp) / name,
+                name=name,
+                head="ferplus",
+                labels=[str(i) for i in range(8)],
+                representative=faces[:64],
+            )
             classifiers[name] = {tta: EmotionClassifier.load(directory, tta=tta) for tta in (True, False)}
-            rows[name] = {"stage_widths": list(widths), "stage_convs": list(convs),
-                          "mmacs_per_face": round(macs_per_face(widths, convs) / 1e6, 1),
-                          "params": model.count_params(), "sweeps": {"tta": [], "no_tta": []}}
+            rows[name] = {
+                "stage_widths": list(widths),
+                "stage_convs": list(convs),
+                "mmacs_per_face": round(macs_per_face(widths, convs) / 1e6, 1),
+                "params": model.count_params(),
+                "sweeps": {"tta": [], "no_tta": []},
+            }
         for sweep in range(args.repeat):
             for name in args.shapes:
                 for tta in (True, False):
                     speed = measure_speed(classifiers[name][tta], faces, args.batch_runs, args.latency_runs)
                     rows[name]["sweeps"]["tta" if tta else "no_tta"].append(speed)
-                    print(f"[{sweep + 1}/{args.repeat}] {name:12s} tta {'on ' if tta else 'off'}: "
-                          f"{speed['faces_per_s_b64']:8.1f} faces/s @b64 {speed['ms_per_face_b1']:7.3f} ms @b1", flush=True)
+                    print(
+                        f"[{sweep + 1}/{args.repeat}] {name:12s} tta {'on ' if tta else 'off'}: "
+                        f"{speed['faces_per_s_b64']:8.1f} faces/s @b64 {speed['ms_per_face_b1']:7.3f} ms @b1",
+                        flush=True,
+                    )
     for row in rows.values():
         for mode, sweeps in row["sweeps"].items():
-            row[mode] = {"faces_per_s_b64": max(s["faces_per_s_b64"] for s in sweeps),
-                         "ms_per_face_b1": min(s["ms_per_face_b1"] for s in sweeps)}
+            row[mode] = {
+                "faces_per_s_b64": max(s["faces_per_s_b64"] for s in sweeps),
+                "ms_per_face_b1": min(s["ms_per_face_b1"] for s in sweeps),
+            }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"host": timing_host(), "repeat": args.repeat, "batch_runs": args.batch_runs,
-              "latency_runs": args.latency_runs, "shapes": rows}
+    result = {
+        "host": timing_host(),
+        "repeat": args.repeat,
+        "batch_runs": args.batch_runs,
+        "latency_runs": args.latency_runs,
+        "shapes": rows,
+    }
     (out / "feednet_shapes.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "feednet_shapes.md").write_text(markdown(result))
     print(f"wrote {out / 'feednet_shapes.json'} and .md")
@@ -121,10 +143,12 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in result["shapes"].items():
-        lines.append(f"| {name} | {'/'.join(map(str, row['stage_widths']))} | {'/'.join(map(str, row['stage_convs']))} | "
-                     f"{row['mmacs_per_face']} | {row['params']:,} | {row['tta']['faces_per_s_b64']:,.0f} | "
-                     f"{row['tta']['ms_per_face_b1']:.3f} | {row['no_tta']['faces_per_s_b64']:,.0f} | "
-                     f"{row['no_tta']['ms_per_face_b1']:.3f} |")
+        lines.append(
+            f"| {name} | {'/'.join(map(str, row['stage_widths']))} | {'/'.join(map(str, row['stage_convs']))} | "
+            f"{row['mmacs_per_face']} | {row['params']:,} | {row['tta']['faces_per_s_b64']:,.0f} | "
+            f"{row['tta']['ms_per_face_b1']:.3f} | {row['no_tta']['faces_per_s_b64']:,.0f} | "
+            f"{row['no_tta']['ms_per_face_b1']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

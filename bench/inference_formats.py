@@ -14,6 +14,7 @@ PublicTest accuracy when `--eval-limit` > 0 and the data is available. Faces com
 which pays for the share of unsure faces; call i times the i-th batch of 64 faces). Writes
 `<out>/inference_formats.json` and `.md`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,6 @@ from ml.runtime import EmotionClassifier  # noqa: E402
 from ml.train import DEFAULT_DATA  # noqa: E402
 
 
-
 def sweeps(values: list[float], digits: int) -> str:
     """' [a, b, c]' when a figure is the median of several sweeps, else ''."""
     return f" [{', '.join(f'{v:,.{digits}f}' for v in values)}]" if len(values) > 1 else ""
@@ -47,8 +47,10 @@ def sweeps(values: list[float], digits: int) -> str:
 
 def busy_note(load: tuple[float, float, float]) -> str | None:
     if load[0] > 0.5:
-        return (f"machine was busy: 1-minute load average {load[0]:.2f} on {os.cpu_count()} CPUs before the benchmark "
-                "started; numbers are lower than on an idle machine")
+        return (
+            f"machine was busy: 1-minute load average {load[0]:.2f} on {os.cpu_count()} CPUs before the benchmark "
+            "started; numbers are lower than on an idle machine"
+        )
     return None
 
 
@@ -89,7 +91,9 @@ def build_artifacts(args, work: Path) -> list[Path]:
 
     model = load_checkpoint(args.checkpoint)
     head = choose_head(head_sizes(model), args.head, None)
-    sub = as_float32(single_head_model(model, head))  # a mixed_bfloat16 checkpoint exports as float32, as ml.export does
+    sub = as_float32(
+        single_head_model(model, head)
+    )  # a mixed_bfloat16 checkpoint exports as float32, as ml.export does
     rep = None
     if "tflite-int8" in args.formats:
         try:
@@ -99,13 +103,25 @@ def build_artifacts(args, work: Path) -> list[Path]:
             from ml.synthetic import faces
 
             rep = faces(200, seed=1)[0]
-            print("note: int8 calibrated on synthetic faces (no Training data); its accuracy is meaningless", file=sys.stderr)
+            print(
+                "note: int8 calibrated on synthetic faces (no Training data); its accuracy is meaningless",
+                file=sys.stderr,
+            )
     dirs = []
     for fmt in args.formats:
         try:
-            dirs.append(make_artifact(sub, fmt, work / fmt, name=f"{Path(args.checkpoint).parent.name}-{head}-{fmt}",
-                                      head=head, labels=HEAD_LABELS[head], representative=rep))
-        except Exception as exc:  # noqa: BLE001
+            dirs.append(
+                make_artifact(
+                    sub,
+                    fmt,
+                    work / fmt,
+                    name=f"{Path(args.checkpoint).parent.name}-{head}-{fmt}",
+                    head=head,
+                    labels=HEAD_LABELS[head],
+                    representative=rep,
+                )
+            )
+        except Exception as exc:
             print(f"{fmt}: conversion failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     return dirs
 
@@ -121,11 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-runs", type=int, default=30)
     p.add_argument("--latency-runs", type=int, default=200)
     p.add_argument("--eval-limit", type=int, default=0, help="also score accuracy on the first N PublicTest rows")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="sweep all configurations this many times and report each one's median (noisy machines)")
-    p.add_argument("--tta-modes", choices=("card", "both"), default="card",
-                   help="card: each artifact as its card sets test-time flip; both: also with it flipped (and, for "
-                        "a selective flip, with every face flipped)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="sweep all configurations this many times and report each one's median (noisy machines)",
+    )
+    p.add_argument(
+        "--tta-modes",
+        choices=("card", "both"),
+        default="card",
+        help="card: each artifact as its card sets test-time flip; both: also with it flipped (and, for "
+        "a selective flip, with every face flipped)",
+    )
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args(argv)
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -146,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         cache: dict[str, tuple] = {}
         for directory in dirs:  # what to time, and each configuration's accuracy
             card_clf = EmotionClassifier.load(directory)
-            mode = card_clf.card.get("label_mode") or ("fer2013" if card_clf.card.get("head") == "fer2013" else "ferplus-majority")
+            mode = card_clf.card.get("label_mode") or (
+                "fer2013" if card_clf.card.get("head") == "fer2013" else "ferplus-majority"
+            )
             if mode not in cache:
                 cache[mode] = public_faces(args.data, mode, args.eval_limit)
             faces, targets, source = cache[mode]
@@ -157,36 +183,59 @@ def main(argv: list[str] | None = None) -> int:
                     probs = EmotionClassifier.load(directory, tta=tta, flip_below=flip_below).predict_proba(faces[:n])
                     accuracy = float(np.mean(probs.argmax(axis=1) == targets[:n].argmax(axis=1)))
                 as_card = (tta, flip_below) == (card_clf.tta, card_clf.flip_below)
-                recorded = (card_clf.card.get("metrics") if as_card else card_clf.card.get("other_tta")
-                            if tta != card_clf.tta else (card_clf.card.get("selective_flip") or {}).get("full_flip"))
+                recorded = (
+                    card_clf.card.get("metrics")
+                    if as_card
+                    else card_clf.card.get("other_tta")
+                    if tta != card_clf.tta
+                    else (card_clf.card.get("selective_flip") or {}).get("full_flip")
+                )
                 for t in threads:
-                    rows.append({"artifact": str(directory) if str(directory).find(tmp) < 0 else f"<{args.checkpoint}>",
-                                 "directory": directory, "mode": mode, "name": card_clf.name, "format": card_clf.format,
-                                 "file_bytes": (directory / card_clf.card["file"]).stat().st_size,
-                                 "threads": t, "tta": tta, "sweeps": [], "tta_as_card": as_card,
-                                 "flip_below": flip_below if math.isfinite(flip_below) else None,
-                                 "accuracy": accuracy,
-                                 "accuracy_rows": min(args.eval_limit, len(faces)) if accuracy is not None else 0,
-                                 "card_accuracy": (recorded or {}).get("accuracy"), "faces": source})
+                    rows.append(
+                        {
+                            "artifact": str(directory) if str(directory).find(tmp) < 0 else f"<{args.checkpoint}>",
+                            "directory": directory,
+                            "mode": mode,
+                            "name": card_clf.name,
+                            "format": card_clf.format,
+                            "file_bytes": (directory / card_clf.card["file"]).stat().st_size,
+                            "threads": t,
+                            "tta": tta,
+                            "sweeps": [],
+                            "tta_as_card": as_card,
+                            "flip_below": flip_below if math.isfinite(flip_below) else None,
+                            "accuracy": accuracy,
+                            "accuracy_rows": min(args.eval_limit, len(faces)) if accuracy is not None else 0,
+                            "card_accuracy": (recorded or {}).get("accuracy"),
+                            "faces": source,
+                        }
+                    )
         # Sweep every configuration in turn, --repeat times: a slow phase of a shared machine then touches every
         # row alike instead of one row's repeats, and each row reports the median of its sweeps.
         for sweep in range(args.repeat):
             for row in rows:
-                clf = EmotionClassifier.load(row["directory"], threads=row["threads"], tta=row["tta"],
-                                             flip_below=row["flip_below"] or math.inf)
+                clf = EmotionClassifier.load(
+                    row["directory"], threads=row["threads"], tta=row["tta"], flip_below=row["flip_below"] or math.inf
+                )
                 speed = measure_speed(clf, cache[row["mode"]][0], args.batch_runs, args.latency_runs)
                 row["sweeps"].append(speed)
                 del clf
                 acc = f"  acc {100 * row['accuracy']:.2f}%" if row["accuracy"] is not None else ""
-                print(f"[{sweep + 1}/{args.repeat}] {row['name']:<22} tta {tta_label(row):<16} "
-                      f"{row['format']:<12} threads {row['threads']}: {speed['faces_per_s_b64']:9.1f} faces/s @b64  "
-                      f"{speed['ms_per_face_b1']:8.3f} ms/face @b1{acc}", flush=True)
+                print(
+                    f"[{sweep + 1}/{args.repeat}] {row['name']:<22} tta {tta_label(row):<16} "
+                    f"{row['format']:<12} threads {row['threads']}: {speed['faces_per_s_b64']:9.1f} faces/s @b64  "
+                    f"{speed['ms_per_face_b1']:8.3f} ms/face @b1{acc}",
+                    flush=True,
+                )
         for row in rows:
             timed = row["sweeps"]
-            row.update({key: statistics.median(s[key] for s in timed) for key in ("faces_per_s_b64", "ms_per_face_b1")},
-                       batch_runs=args.batch_runs, latency_runs=args.latency_runs,
-                       faces_per_s_b64_sweeps=[s["faces_per_s_b64"] for s in timed],
-                       ms_per_face_b1_sweeps=[s["ms_per_face_b1"] for s in timed])
+            row.update(
+                {key: statistics.median(s[key] for s in timed) for key in ("faces_per_s_b64", "ms_per_face_b1")},
+                batch_runs=args.batch_runs,
+                latency_runs=args.latency_runs,
+                faces_per_s_b64_sweeps=[s["faces_per_s_b64"] for s in timed],
+                ms_per_face_b1_sweeps=[s["ms_per_face_b1"] for s in timed],
+            )
             for key in ("directory", "mode", "sweeps"):
                 del row[key]
 
@@ -196,40 +245,59 @@ def main(argv: list[str] | None = None) -> int:
             from importlib.metadata import version
 
             versions[module] = version(module)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     host = timing_host()
     report = {
         "benchmark": "inference_formats",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": {"batch": 64, "batch_runs": args.batch_runs, "latency_runs": args.latency_runs, "threads": threads,
-                   "repeat": args.repeat, "tta_modes": args.tta_modes},
-        "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), **versions,
-                 "loadavg_before": [round(x, 2) for x in load_before],
-                 "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-                 **{k: host[k] for k in ("cpu_model", "cpu_flags")}},
+        "config": {
+            "batch": 64,
+            "batch_runs": args.batch_runs,
+            "latency_runs": args.latency_runs,
+            "threads": threads,
+            "repeat": args.repeat,
+            "tta_modes": args.tta_modes,
+        },
+        "host": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            **versions,
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            **{k: host[k] for k in ("cpu_model", "cpu_flags")},
+        },
         "note": busy_note(load_before),
         "results": rows,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "inference_formats.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["# Inference speed per runtime format (through ml.runtime)", "",
-             f"Host: {report['host']['cpu_model']}, {os.cpu_count()} CPUs, load average before/after {report['host']['loadavg_before']} / "
-             f"{report['host']['loadavg_after']}; CPU flags {', '.join(report['host']['cpu_flags']) or 'none of note'}. "
-             f"Batch-64 throughput = median of {args.batch_runs} calls; latency = median of {args.latency_runs} "
-             f"single-face calls; each figure is the median of {args.repeat} sweep(s) over all rows"
-             + (" (every sweep's figure in brackets)" if args.repeat > 1 else "") + ". TTA: test-time flip (\"card\" when as the artifact ships; \"top < t\": only faces whose first pass is less sure than t are flipped).", ""]
+    lines = [
+        "# Inference speed per runtime format (through ml.runtime)",
+        "",
+        f"Host: {report['host']['cpu_model']}, {os.cpu_count()} CPUs, load average before/after {report['host']['loadavg_before']} / "
+        f"{report['host']['loadavg_after']}; CPU flags {', '.join(report['host']['cpu_flags']) or 'none of note'}. "
+        f"Batch-64 throughput = median of {args.batch_runs} calls; latency = median of {args.latency_runs} "
+        f"single-face calls; each figure is the median of {args.repeat} sweep(s) over all rows"
+        + (" (every sweep's figure in brackets)" if args.repeat > 1 else "")
+        + '. TTA: test-time flip ("card" when as the artifact ships; "top < t": only faces whose first pass is less sure than t are flipped).',
+        "",
+    ]
     if report["note"]:
         lines += [f"**Note:** {report['note']}", ""]
-    lines += ["| model | TTA | format | threads | size | faces/s (b64) | ms/face (b1) | accuracy |",
-              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "| model | TTA | format | threads | size | faces/s (b64) | ms/face (b1) | accuracy |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
         acc = r["accuracy"] if r["accuracy"] is not None else r["card_accuracy"]
-        lines.append(f"| {r['name']} | {tta_label(r)}{' (card)' if r['tta_as_card'] else ''} | {r['format']} | {r['threads']} | {r['file_bytes'] / 1e6:.2f} MB | "
-                     f"{r['faces_per_s_b64']:.1f}{sweeps(r['faces_per_s_b64_sweeps'], 0)} | "
-                     f"{r['ms_per_face_b1']:.3f}{sweeps(r['ms_per_face_b1_sweeps'], 2)} | "
-                     f"{'' if acc is None else f'{100 * acc:.2f}%'} |")
+        lines.append(
+            f"| {r['name']} | {tta_label(r)}{' (card)' if r['tta_as_card'] else ''} | {r['format']} | {r['threads']} | {r['file_bytes'] / 1e6:.2f} MB | "
+            f"{r['faces_per_s_b64']:.1f}{sweeps(r['faces_per_s_b64_sweeps'], 0)} | "
+            f"{r['ms_per_face_b1']:.3f}{sweeps(r['ms_per_face_b1_sweeps'], 2)} | "
+            f"{'' if acc is None else f'{100 * acc:.2f}%'} |"
+        )
     (out / "inference_formats.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'inference_formats.json'} and .md" + (f"\nNOTE: {report['note']}" if report["note"] else ""))
     return 0

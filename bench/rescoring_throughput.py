@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -143,7 +143,9 @@ def stop_workers(workers: list[tuple[subprocess.Popen, Path]]) -> None:
             process.wait(timeout=10)
 
 
-def run_job(workers: int, parallelism: int, chunk_size: int, env: dict[str, str], log_dir: Path, timeout: float) -> dict:
+def run_job(
+    workers: int, parallelism: int, chunk_size: int, env: dict[str, str], log_dir: Path, timeout: float
+) -> dict:
     """Rescore every stored image with a new version through ``workers`` worker processes."""
     from emotion import rescoring, services
     from emotion.models import ModelVersion, RescoringJob
@@ -160,9 +162,9 @@ def run_job(workers: int, parallelism: int, chunk_size: int, env: dict[str, str]
         marks: dict[str, float] = {}
         deadline = time.monotonic() + timeout
         while True:
-            status, done, failed, total = RescoringJob.objects.filter(pk=job.pk).values_list(
-                "status", "done", "failed", "total"
-            ).get()
+            status, done, failed, total = (
+                RescoringJob.objects.filter(pk=job.pk).values_list("status", "done", "failed", "total").get()
+            )
             now = time.perf_counter()
             for share in (0.1, 0.9):
                 if f"{share}" not in marks and done + failed >= share * total:
@@ -264,9 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
 
     version_id, seed_s = seed(args.images)
-    runs = [
-        run_job(n, max(worker_counts), args.chunk_size, env, work, args.timeout) for n in worker_counts
-    ]
+    runs = [run_job(n, max(worker_counts), args.chunk_size, env, work, args.timeout) for n in worker_counts]
     purge_queues()
     by_workers = {run["workers"]: run for run in runs}
     speedup = None
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     result = {
         "bench": "rescoring_throughput",
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit.stdout.strip() or "unknown",
         "argv": sys.argv[1:] if argv is None else argv,
         "host": {

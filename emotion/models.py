@@ -44,7 +44,7 @@ class ModelVersion(models.Model):
         return path if path.is_absolute() else Path(settings.BASE_DIR) / path
 
 
-def selfie_upload_to(instance: "ImageAnalysis", filename: str) -> str:
+def selfie_upload_to(instance: ImageAnalysis, filename: str) -> str:
     """Random storage name under ``selfies/``; only a known extension is kept."""
     ext = PurePath(filename).suffix.lower()
     if ext not in SELFIE_EXTENSIONS:

@@ -155,7 +155,9 @@ def rescoring_resume(job_id: int) -> int:
 
 def rescoring_resume_stalled(*, stalled_for: timedelta | None = None) -> list[int]:
     """Resume open jobs without progress for ``stalled_for`` (default ``FEEDMOOD_RESCORING_STALL_MINUTES``)."""
-    stalled_for = stalled_for if stalled_for is not None else timedelta(minutes=settings.FEEDMOOD_RESCORING_STALL_MINUTES)
+    stalled_for = (
+        stalled_for if stalled_for is not None else timedelta(minutes=settings.FEEDMOOD_RESCORING_STALL_MINUTES)
+    )
     cutoff = timezone.now() - stalled_for
     stalled = RescoringJob.objects.filter(status__in=RescoringJob.OPEN_STATUSES).filter(
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
@@ -330,7 +332,9 @@ def _complete(job: RescoringJob) -> None:
     )
     since = job.created_at - CATCH_UP_MARGIN
     run_on_commit(lambda: _catch_up(version.pk, since))
-    logger.info("Rescoring job %s completed: %s done, %s failed; %s is active", job.pk, job.done, job.failed, version.name)
+    logger.info(
+        "Rescoring job %s completed: %s done, %s failed; %s is active", job.pk, job.done, job.failed, version.name
+    )
 
 
 def _catch_up(version_id: int, since: Any) -> int:

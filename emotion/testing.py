@@ -83,7 +83,9 @@ def one_face_box(width: int = 640, height: int = 480) -> tuple[int, int, int, in
     return (round((width - side) // 2 + x * k), round((height - side) // 2 + y * k), round(w * k), round(h * k))
 
 
-def group_image(count: int = 4, width: int = 640, height: int = 480, face: int = 80) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+def group_image(
+    count: int = 4, width: int = 640, height: int = 480, face: int = 80
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """A group photo: ``count`` astronaut heads (face side ``face`` px, every other one mirrored)
     in a grid on grey; returns the RGB image and the face boxes (x, y, w, h), in reading order."""
     import cv2
@@ -134,7 +136,12 @@ def png_claiming_size(width: int, height: int) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def fer_faces(data_dir: str | Path, count: int = 4, emotion_code: int = 3) -> np.ndarray | None:

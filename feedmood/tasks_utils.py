@@ -7,7 +7,8 @@ services so a worker never sees rows that are not committed yet (or rolled back)
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from celery import Task
 from django.conf import settings

@@ -5,6 +5,7 @@ change what `EmotionClassifier.load(path)` returns, so both rewrite the same par
 the PublicTest probabilities: `metrics`, `regression_slice`, `other_tta`, `output`, `amendments`,
 `reproduce`, plus `metrics.json` and `confusion_matrix.png`. Everything else in the card stays.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -23,18 +24,31 @@ from ml.tta_mode import measure_other_tta
 
 def output_text(card: dict) -> str:
     """The card's `output` sentence: what `predict_proba` returns for this card."""
-    formula = "softmax(log(p) / temperature + class_bias)" if card.get("class_bias") is not None \
+    formula = (
+        "softmax(log(p) / temperature + class_bias)"
+        if card.get("class_bias") is not None
         else "softmax(log(p) / temperature)"
+    )
     flip = ""
     if card.get("tta"):
         flip = " (p averaged with the horizontally flipped face first"
-        flip += (" when p's top probability is below tta_flip_below)" if card.get("tta_flip_below") is not None
-                 else ")")
+        flip += " when p's top probability is below tta_flip_below)" if card.get("tta_flip_below") is not None else ")"
     return f"calibrated probabilities: {formula} of the model's softmax p{flip}"
 
 
-def rewrite_shipped_figures(card_path: Path, card: dict, public: Split, raw: np.ndarray, cross: dict, *,
-                            program: str, argv: list[str], what: str, title: str, seed: int = 0) -> tuple[dict, dict]:
+def rewrite_shipped_figures(
+    card_path: Path,
+    card: dict,
+    public: Split,
+    raw: np.ndarray,
+    cross: dict,
+    *,
+    program: str,
+    argv: list[str],
+    what: str,
+    title: str,
+    seed: int = 0,
+) -> tuple[dict, dict]:
     """Write `card` (its calibration already updated) with figures recomputed from `raw`, the uncalibrated
     PublicTest probabilities of the card's mode. `program` ("python -m ml.calibrate") run with `argv` is
     recorded in `amendments` and `reproduce`, replacing that program's earlier entries.
@@ -44,9 +58,17 @@ def rewrite_shipped_figures(card_path: Path, card: dict, public: Split, raw: np.
     directory, head, mode = card_path.parent, card["head"], card["label_mode"]
     targets, names = public.targets[head], list(public.labels[head])
     final = EmotionClassifier(card, directory)
-    metrics, result = publictest_metrics(raw, final.predict_proba(public.images), targets, names, mode, cross,
-                                         card["temperature"], tta=bool(card.get("tta")),
-                                         class_bias=card.get("class_bias"))
+    metrics, result = publictest_metrics(
+        raw,
+        final.predict_proba(public.images),
+        targets,
+        names,
+        mode,
+        cross,
+        card["temperature"],
+        tta=bool(card.get("tta")),
+        class_bias=card.get("class_bias"),
+    )
     if card.get("tta_flip_below") is not None:
         metrics["tta_flip_below"] = card["tta_flip_below"]
     card["metrics"] = metrics
@@ -54,13 +76,20 @@ def rewrite_shipped_figures(card_path: Path, card: dict, public: Split, raw: np.
     card["output"] = output_text(card)
     card["other_tta"] = measure_other_tta(directory, card, public.images, targets, names, seed=seed)
     command = f"{program} {shlex.join(argv)}"
-    card["amendments"] = [a for a in card.get("amendments", []) if not str(a.get("command", "")).startswith(program + " ")]
-    card["amendments"].append({"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                               "command": command, "what": what})
+    card["amendments"] = [
+        a for a in card.get("amendments", []) if not str(a.get("command", "")).startswith(program + " ")
+    ]
+    card["amendments"].append(
+        {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command, "what": what}
+    )
     card["reproduce"] = [c for c in card.get("reproduce", []) if not c.startswith(program + " ")] + [command]
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    M.save_confusion_png(result["confusion_matrix"], names, directory / "confusion_matrix.png",
-                         f"{card.get('name')} ({card['format']}, {title}) {head} on PublicTest ({mode}): "
-                         f"acc {100 * result['accuracy']:.1f}%")
+    M.save_confusion_png(
+        result["confusion_matrix"],
+        names,
+        directory / "confusion_matrix.png",
+        f"{card.get('name')} ({card['format']}, {title}) {head} on PublicTest ({mode}): "
+        f"acc {100 * result['accuracy']:.1f}%",
+    )
     return metrics, result

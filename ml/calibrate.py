@@ -14,6 +14,7 @@ Writing rewrites `temperature`, `class_bias`, `metrics`, `regression_slice`, `ot
 `metrics.json` and `confusion_matrix.png`, and records both kinds' figures under `calibration`.
 `ml.selective_flip` and `ml.tta_mode` then fit the same kind the card has.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,16 @@ def kind_figures(raw: np.ndarray, y: np.ndarray, class_bias: bool, seed: int) ->
     """One kind of calibration fitted on all rows, with its 2-fold cross-calibrated (held-out) figures."""
     fit = M.calibration_fit(raw, y, class_bias, seed)
     cross = fit["cross"]
-    return {"kind": KINDS[class_bias], "temperature": fit["temperature"],
-            **({"class_bias": fit["class_bias"]} if class_bias else {}),
-            "accuracy_in_sample": fit["accuracy"], "accuracy_held_out": cross["accuracy_after"], "ece_after_held_out": cross["ece_after"],
-            "nll_after_held_out": cross["nll_after"], "cross": cross}
+    return {
+        "kind": KINDS[class_bias],
+        "temperature": fit["temperature"],
+        **({"class_bias": fit["class_bias"]} if class_bias else {}),
+        "accuracy_in_sample": fit["accuracy"],
+        "accuracy_held_out": cross["accuracy_after"],
+        "ece_after_held_out": cross["ece_after"],
+        "nll_after_held_out": cross["nll_after"],
+        "cross": cross,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--compare", action="store_true", help="print both kinds' PublicTest figures; write nothing")
     what.add_argument("--class-bias", action="store_true", help="ship temperature + one offset per class")
     what.add_argument("--temperature-only", action="store_true", help="ship temperature scaling alone")
-    what.add_argument("--auto", action="store_true",
-                      help="ship the class bias when it lowers the held-out NLL (the fitting criterion), else temperature alone")
+    what.add_argument(
+        "--auto",
+        action="store_true",
+        help="ship the class bias when it lowers the held-out NLL (the fitting criterion), else temperature alone",
+    )
     p.add_argument("--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv]")
     p.add_argument("--seed", type=int, default=0, help="split of the 2-fold cross-calibration")
     return p
@@ -66,30 +76,48 @@ def main(argv: list[str] | None = None) -> int:
     figures = {bias: kind_figures(raw, y, bias, args.seed) for bias in (False, True)}
     print(f"{card.get('name')}: PublicTest {len(y)} rows; uncalibrated accuracy {100 * M.accuracy(raw, y):.2f}%")
     for row in figures.values():
-        print(f"  {row['kind']:<25} T={row['temperature']:.3f}  accuracy {100 * row['accuracy_in_sample']:.2f}% "
-              f"(held out {100 * row['accuracy_held_out']:.2f}%)  ECE {row['ece_after_held_out']:.4f}  "
-              f"NLL {row['nll_after_held_out']:.4f} (held out)")
+        print(
+            f"  {row['kind']:<25} T={row['temperature']:.3f}  accuracy {100 * row['accuracy_in_sample']:.2f}% "
+            f"(held out {100 * row['accuracy_held_out']:.2f}%)  ECE {row['ece_after_held_out']:.4f}  "
+            f"NLL {row['nll_after_held_out']:.4f} (held out)"
+        )
     if args.compare:
         return 0
-    use_bias = args.class_bias or (args.auto and figures[True]["nll_after_held_out"] < figures[False]["nll_after_held_out"])
+    use_bias = args.class_bias or (
+        args.auto and figures[True]["nll_after_held_out"] < figures[False]["nll_after_held_out"]
+    )
     chosen = figures[use_bias]
     card["temperature"] = chosen["temperature"]
     card.pop("class_bias", None)
     if use_bias:
         card["class_bias"] = chosen["class_bias"]
     card["calibration"] = {
-        "kind": chosen["kind"], "labels": card["labels"],
+        "kind": chosen["kind"],
+        "labels": card["labels"],
         **({"rule": "auto: the class bias when it lowers the held-out NLL"} if args.auto else {}),
         "compared": [{k: v for k, v in row.items() if k != "cross"} for row in figures.values()],
-        "note": ("fitted on all PublicTest rows in the card's mode; *_held_out are 2-fold cross-calibrated (fitted on "
-                 "one half, measured on the other, averaged); class_bias is in the order of labels"),
+        "note": (
+            "fitted on all PublicTest rows in the card's mode; *_held_out are 2-fold cross-calibrated (fitted on "
+            "one half, measured on the other, averaged); class_bias is in the order of labels"
+        ),
     }
     _, result = rewrite_shipped_figures(
-        card_path, card, public, raw, chosen["cross"], program=COMMAND, argv=argv_used, seed=args.seed,
-        title=chosen["kind"], what=f"ships {chosen['kind']} calibration: rewrote temperature, class_bias, metrics, "
-                                   "regression_slice, other_tta, calibration; metrics.json and confusion_matrix.png")
-    print(f"{card.get('name')}: ships {chosen['kind']}: {100 * result['accuracy']:.2f}% on PublicTest, "
-          f"ECE {chosen['ece_after_held_out']:.4f} (held out); wrote {card_path}")
+        card_path,
+        card,
+        public,
+        raw,
+        chosen["cross"],
+        program=COMMAND,
+        argv=argv_used,
+        seed=args.seed,
+        title=chosen["kind"],
+        what=f"ships {chosen['kind']} calibration: rewrote temperature, class_bias, metrics, "
+        "regression_slice, other_tta, calibration; metrics.json and confusion_matrix.png",
+    )
+    print(
+        f"{card.get('name')}: ships {chosen['kind']}: {100 * result['accuracy']:.2f}% on PublicTest, "
+        f"ECE {chosen['ece_after_held_out']:.4f} (held out); wrote {card_path}"
+    )
     return 0
 
 

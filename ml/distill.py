@@ -10,6 +10,7 @@ that `ml.runtime` loads (an ensemble, with or without flip TTA).
   pipeline, so the student matches the teacher on the very view it trains on ("consistent
   teaching"). Its flip TTA is off there: the augmentation already flips at random.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,15 +46,27 @@ def load_teacher(artifact: str | Path, labels: tuple[str, ...], tta: bool | None
     return teacher, [teacher.labels.index(name) for name in labels]
 
 
-def teacher_probabilities(images: np.ndarray, artifact: str | Path, labels: tuple[str, ...],
-                          cache_dir: Path | None = None) -> np.ndarray:
+def teacher_probabilities(
+    images: np.ndarray, artifact: str | Path, labels: tuple[str, ...], cache_dir: Path | None = None
+) -> np.ndarray:
     """Calibrated probabilities (N, K) of `artifact` on uint8 `images` (N, 48, 48), in `labels` order."""
     teacher, order = load_teacher(artifact, labels)
     digest = hashlib.sha256(images.tobytes()).hexdigest()[:16]
     bias = None if teacher.class_bias is None else teacher.class_bias.tolist()
     flip_below = teacher.flip_below if math.isfinite(teacher.flip_below) else None
-    key = hashlib.sha256(json.dumps([teacher.card.get("file_sha256"), teacher.card.get("ensemble"),
-                                     teacher.temperature, bias, teacher.tta, flip_below, digest]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                teacher.card.get("file_sha256"),
+                teacher.card.get("ensemble"),
+                teacher.temperature,
+                bias,
+                teacher.tta,
+                flip_below,
+                digest,
+            ]
+        ).encode()
+    ).hexdigest()[:16]
     cached = cache_dir / f"teacher-{teacher.name}-{key}.npy" if cache_dir else None
     if cached and cached.is_file():
         return np.load(cached)

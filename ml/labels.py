@@ -1,9 +1,17 @@
 """Canonical emotion label names and the mappings from each dataset's own encoding."""
+
 from __future__ import annotations
 
 #: Every label FeedMood knows, in the canonical (alphabetical) output order.
 CANONICAL: tuple[str, ...] = (
-    "anger", "contempt", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
+    "anger",
+    "contempt",
+    "disgust",
+    "fear",
+    "happiness",
+    "neutral",
+    "sadness",
+    "surprise",
 )
 #: The 7-class FER-2013 set in canonical order (no contempt).
 FER2013_LABELS: tuple[str, ...] = tuple(name for name in CANONICAL if name != "contempt")
@@ -14,19 +22,35 @@ FERPLUS_LABELS: tuple[str, ...] = CANONICAL
 FER2013_CODES: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 #: Emotion columns of Microsoft's fer2013new.csv, in file order (followed by unknown, NF).
 FERPLUS_VOTE_COLUMNS: tuple[str, ...] = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
 )
 
 #: Folder names people use for these classes, lower-cased -> canonical.
 ALIASES: dict[str, str] = {
-    "angry": "anger", "anger": "anger",
+    "angry": "anger",
+    "anger": "anger",
     "contempt": "contempt",
-    "disgust": "disgust", "disgusted": "disgust",
-    "fear": "fear", "fearful": "fear", "scared": "fear",
-    "happy": "happiness", "happiness": "happiness", "joy": "happiness",
-    "neutral": "neutral", "calm": "neutral",
-    "sad": "sadness", "sadness": "sadness",
-    "surprise": "surprise", "surprised": "surprise",
+    "disgust": "disgust",
+    "disgusted": "disgust",
+    "fear": "fear",
+    "fearful": "fear",
+    "scared": "fear",
+    "happy": "happiness",
+    "happiness": "happiness",
+    "joy": "happiness",
+    "neutral": "neutral",
+    "calm": "neutral",
+    "sad": "sadness",
+    "sadness": "sadness",
+    "surprise": "surprise",
+    "surprised": "surprise",
 }
 
 

@@ -9,6 +9,7 @@ through to the float kernel), and `strip_int8_weights` turns such a
 model back into plain `Conv2D` layers whose kernels already lie on the int8 grid, so the
 converter's rounding changes nothing.
 """
+
 from __future__ import annotations
 
 import keras

@@ -14,6 +14,7 @@ when the card has one, see `ml.calibrate`), and rewrites the card's shipped figu
 full-flip figures it replaces stay in the card's `selective_flip.full_flip`. The threshold is
 tuned on PublicTest, like the checkpoint and the temperature; PrivateTest stays untouched.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,9 @@ def flip_share(directory: Path, images: np.ndarray, flip_below: float) -> float:
     return float((first.max(axis=1) < flip_below).mean())
 
 
-def mode_figures(directory: Path, images: np.ndarray, y: np.ndarray, flip_below: float, seed: int = 0,
-                 class_bias: bool = False) -> dict:
+def mode_figures(
+    directory: Path, images: np.ndarray, y: np.ndarray, flip_below: float, seed: int = 0, class_bias: bool = False
+) -> dict:
     """Accuracy, calibration and 2-fold cross-calibrated ECE of flip TTA with this threshold (inf: every face).
 
     With `class_bias` the calibration can move the top class, so accuracy is that of the calibrated
@@ -66,12 +68,18 @@ def mode_figures(directory: Path, images: np.ndarray, y: np.ndarray, flip_below:
     raw = EmotionClassifier.load(directory, temperature=1.0, tta=True, flip_below=flip_below).predict_proba(images)
     fit = M.calibration_fit(raw, y, class_bias, seed)
     cross, bias = fit["cross"], fit["class_bias"]
-    return {"flip_below": None if math.isinf(flip_below) else flip_below,
-            "flipped_share": round(flip_share(directory, images, flip_below), 4),
-            "accuracy": fit["accuracy"], "accuracy_held_out": cross["accuracy_after"], "temperature": fit["temperature"],
-            **({"class_bias": bias} if bias is not None else {}),
-            "ece_before_calibration": cross["ece_before"], "ece_after_calibration": cross["ece_after"],
-            "raw": raw, "cross": cross}
+    return {
+        "flip_below": None if math.isinf(flip_below) else flip_below,
+        "flipped_share": round(flip_share(directory, images, flip_below), 4),
+        "accuracy": fit["accuracy"],
+        "accuracy_held_out": cross["accuracy_after"],
+        "temperature": fit["temperature"],
+        **({"class_bias": bias} if bias is not None else {}),
+        "ece_before_calibration": cross["ece_before"],
+        "ece_after_calibration": cross["ece_after"],
+        "raw": raw,
+        "cross": cross,
+    }
 
 
 def public_figures(row: dict) -> dict:
@@ -82,14 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=COMMAND, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifact", help="exported artifact directory (model_card.json inside) that ships flip TTA")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--flip-below", type=threshold, metavar="T|auto",
-                      help=f"write this threshold into the card; auto: the lowest of {SWEEP} whose PublicTest accuracy "
-                           "is within --tolerance of flipping every face and whose ECE is at most --max-ece")
+    what.add_argument(
+        "--flip-below",
+        type=threshold,
+        metavar="T|auto",
+        help=f"write this threshold into the card; auto: the lowest of {SWEEP} whose PublicTest accuracy "
+        "is within --tolerance of flipping every face and whose ECE is at most --max-ece",
+    )
     what.add_argument("--sweep", action="store_true", help=f"print accuracy, ECE and speed at {SWEEP}; write nothing")
-    p.add_argument("--tolerance", type=float, default=TOLERANCE_POINTS, metavar="POINTS",
-                   help="accuracy points --flip-below auto may give up against flipping every face")
-    p.add_argument("--max-ece", type=float, default=MAX_ECE, metavar="ECE",
-                   help="--flip-below auto: the largest cross-calibrated ECE a threshold may have")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=TOLERANCE_POINTS,
+        metavar="POINTS",
+        help="accuracy points --flip-below auto may give up against flipping every face",
+    )
+    p.add_argument(
+        "--max-ece",
+        type=float,
+        default=MAX_ECE,
+        metavar="ECE",
+        help="--flip-below auto: the largest cross-calibrated ECE a threshold may have",
+    )
     p.add_argument("--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv]")
     p.add_argument("--bench-runs", type=positive_int, default=30, help="timed batch-64 calls per threshold")
     p.add_argument("--latency-runs", type=positive_int, default=100, help="timed single-face calls per threshold")
@@ -119,25 +141,35 @@ def main(argv: list[str] | None = None) -> int:
     full = mode_figures(directory, public.images, y, math.inf, args.seed, fits_bias)
     full["speed"] = speed(math.inf)
     if args.sweep:
-        print(f"{card.get('name')}: PublicTest {len(y)} rows; flip every face: {100 * full['accuracy']:.2f}%, "
-              f"ECE after {full['ece_after_calibration']:.4f}, {full['speed']['faces_per_s_b64']:.0f} faces/s")
+        print(
+            f"{card.get('name')}: PublicTest {len(y)} rows; flip every face: {100 * full['accuracy']:.2f}%, "
+            f"ECE after {full['ece_after_calibration']:.4f}, {full['speed']['faces_per_s_b64']:.0f} faces/s"
+        )
         for t in SWEEP:
             row = mode_figures(directory, public.images, y, t, args.seed, fits_bias)
             s = speed(t)
-            print(f"  flip below {t:.2f}: flips {100 * row['flipped_share']:5.1f}%  acc {100 * row['accuracy']:.2f}%  "
-                  f"ECE after {row['ece_after_calibration']:.4f}  {s['faces_per_s_b64']:.0f} faces/s  "
-                  f"{s['ms_per_face_b1']:.3f} ms/face")
+            print(
+                f"  flip below {t:.2f}: flips {100 * row['flipped_share']:5.1f}%  acc {100 * row['accuracy']:.2f}%  "
+                f"ECE after {row['ece_after_calibration']:.4f}  {s['faces_per_s_b64']:.0f} faces/s  "
+                f"{s['ms_per_face_b1']:.3f} ms/face"
+            )
         return 0
 
     sweep = []
     if args.flip_below == "auto":
         sweep = [mode_figures(directory, public.images, y, t, args.seed, fits_bias) for t in SWEEP]
-        within = [row for row in sweep if 100 * (full["accuracy"] - row["accuracy"]) <= args.tolerance + 1e-9
-                  and row["ece_after_calibration"] <= args.max_ece]
+        within = [
+            row
+            for row in sweep
+            if 100 * (full["accuracy"] - row["accuracy"]) <= args.tolerance + 1e-9
+            and row["ece_after_calibration"] <= args.max_ece
+        ]
         if not within:
-            raise ValueError(f"{card_path}: no threshold of {list(SWEEP)} keeps PublicTest accuracy within "
-                             f"{args.tolerance:g} points of flipping every face ({100 * full['accuracy']:.2f}%) with a "
-                             f"calibrated ECE <= {args.max_ece:g}; the card is unchanged (see --sweep)")
+            raise ValueError(
+                f"{card_path}: no threshold of {list(SWEEP)} keeps PublicTest accuracy within "
+                f"{args.tolerance:g} points of flipping every face ({100 * full['accuracy']:.2f}%) with a "
+                f"calibrated ECE <= {args.max_ece:g}; the card is unchanged (see --sweep)"
+            )
         args.flip_below = within[0]["flip_below"]
     chosen = mode_figures(directory, public.images, y, args.flip_below, args.seed, fits_bias)
     chosen["speed"] = speed(args.flip_below)
@@ -146,25 +178,47 @@ def main(argv: list[str] | None = None) -> int:
     if fits_bias:
         card["class_bias"] = chosen["class_bias"]
     card["selective_flip"] = {
-        "flip_below": args.flip_below, "flipped_share": chosen["flipped_share"],
-        "speed": chosen["speed"], "full_flip": public_figures(full), "timing_host": timing_host(),
-        **({"rule": f"auto: the lowest of {list(SWEEP)} within {args.tolerance:g} accuracy points of flipping "
-                    f"every face, with a cross-calibrated ECE <= {args.max_ece:g}", "sweep": [public_figures(row) for row in sweep]} if sweep else {}),
-        "note": ("PublicTest; flipped_share is the share of faces whose first pass is below the threshold; both "
-                 "speeds measured in one process over the PublicTest faces in turn (batch i takes rows 64i..64i+63)"),
+        "flip_below": args.flip_below,
+        "flipped_share": chosen["flipped_share"],
+        "speed": chosen["speed"],
+        "full_flip": public_figures(full),
+        "timing_host": timing_host(),
+        **(
+            {
+                "rule": f"auto: the lowest of {list(SWEEP)} within {args.tolerance:g} accuracy points of flipping "
+                f"every face, with a cross-calibrated ECE <= {args.max_ece:g}",
+                "sweep": [public_figures(row) for row in sweep],
+            }
+            if sweep
+            else {}
+        ),
+        "note": (
+            "PublicTest; flipped_share is the share of faces whose first pass is below the threshold; both "
+            "speeds measured in one process over the PublicTest faces in turn (batch i takes rows 64i..64i+63)"
+        ),
     }
     if "speed" in card:  # an ensemble's card-mode speed (ml.export writes it for ensembles)
         card["speed"] = chosen["speed"]
     _, result = rewrite_shipped_figures(
-        card_path, card, public, chosen["raw"], chosen["cross"], program=COMMAND, argv=argv_used, seed=args.seed,
+        card_path,
+        card,
+        public,
+        chosen["raw"],
+        chosen["cross"],
+        program=COMMAND,
+        argv=argv_used,
+        seed=args.seed,
         title=f"selective flip < {args.flip_below:g}",
         what=f"ships selective flip below {args.flip_below}: rewrote temperature{', class_bias' if fits_bias else ''}, "
-             "metrics, regression_slice, other_tta, selective_flip; metrics.json and confusion_matrix.png")
-    print(f"{card.get('name')}: flip below {args.flip_below:g} flips {100 * chosen['flipped_share']:.1f}% of faces: "
-          f"{100 * result['accuracy']:.2f}% (every face: {100 * full['accuracy']:.2f}%), T={temperature:.3f}, ECE "
-          f"{chosen['ece_before_calibration']:.4f} -> {chosen['ece_after_calibration']:.4f}, "
-          f"{chosen['speed']['faces_per_s_b64']:.0f} faces/s (every face: {full['speed']['faces_per_s_b64']:.0f}); "
-          f"wrote {card_path}")
+        "metrics, regression_slice, other_tta, selective_flip; metrics.json and confusion_matrix.png",
+    )
+    print(
+        f"{card.get('name')}: flip below {args.flip_below:g} flips {100 * chosen['flipped_share']:.1f}% of faces: "
+        f"{100 * result['accuracy']:.2f}% (every face: {100 * full['accuracy']:.2f}%), T={temperature:.3f}, ECE "
+        f"{chosen['ece_before_calibration']:.4f} -> {chosen['ece_after_calibration']:.4f}, "
+        f"{chosen['speed']['faces_per_s_b64']:.0f} faces/s (every face: {full['speed']['faces_per_s_b64']:.0f}); "
+        f"wrote {card_path}"
+    )
     return 0
 
 

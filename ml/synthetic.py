@@ -4,6 +4,7 @@ Each class gets its own simple, learnable pattern (a bright blob at a class-spec
 noise), written in the exact on-disk formats FeedMood reads: Kaggle `fer2013.csv` and
 Microsoft's `fer2013new.csv` (FER+ votes, joined by row position).
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,14 @@ def faces(n: int, num_classes: int = 7, seed: int = 0) -> tuple[np.ndarray, np.n
     return np.clip(images, 0, 255).astype(np.uint8), classes
 
 
-def write_fer_csv(directory: str | Path, n_train: int = 96, n_public: int = 48, n_private: int = 0,
-                  seed: int = 0, ferplus: bool = True) -> Path:
+def write_fer_csv(
+    directory: str | Path,
+    n_train: int = 96,
+    n_public: int = 48,
+    n_private: int = 0,
+    seed: int = 0,
+    ferplus: bool = True,
+) -> Path:
     """Write fer2013.csv (+ fer2013new.csv when `ferplus`) into `directory`; returns the directory.
 
     FER-2013 codes follow the Kaggle order; FER+ votes give 8 of 10 votes to the same emotion
@@ -46,14 +53,14 @@ def write_fer_csv(directory: str | Path, n_train: int = 96, n_public: int = 48, 
     with open(directory / "fer2013.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["emotion", "pixels", "Usage"])
-        for img, code, use in zip(images, codes, usage):
+        for img, code, use in zip(images, codes, usage, strict=True):
             writer.writerow([int(code), " ".join(map(str, img.reshape(-1).tolist())), use])
     if ferplus:
         columns = [*L.FERPLUS_VOTE_COLUMNS, "unknown", "NF"]
         with open(directory / "fer2013new.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["Usage", "Image name", *columns])
-            for i, (code, use) in enumerate(zip(codes, usage)):
+            for i, (code, use) in enumerate(zip(codes, usage, strict=True)):
                 votes = [0] * 10
                 name = L.FER2013_CODES[int(code)]
                 if i % 23 == 22:

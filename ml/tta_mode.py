@@ -9,6 +9,7 @@ probabilities stay calibrated only with a temperature fitted for that mode. `ml.
 the data reproduces the card's recorded PublicTest accuracy. Nothing else in the card changes
 besides an `amendments` entry naming this command.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,17 @@ from ml.train import DEFAULT_DATA, positive_int
 ACCURACY_MATCH = 1e-9
 
 
-def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: np.ndarray, names: list[str], *,
-                      seed: int = 0, bench_runs: int = 10, latency_runs: int = 50) -> dict:
+def measure_other_tta(
+    directory: Path,
+    card: dict,
+    images: np.ndarray,
+    targets: np.ndarray,
+    names: list[str],
+    *,
+    seed: int = 0,
+    bench_runs: int = 10,
+    latency_runs: int = 50,
+) -> dict:
     """Temperature and metrics of the artifact at `directory` with its card's TTA flag flipped.
 
     Speed is measured for both modes in this process, one after the other, so the two figures compare.
@@ -52,17 +62,38 @@ def measure_other_tta(directory: Path, card: dict, images: np.ndarray, targets: 
     speed = measure_speed(calibrated, images, bench_runs, latency_runs)
     card_mode = measure_speed(EmotionClassifier(card, directory), images, bench_runs, latency_runs)
     return {
-        "tta": tta, "temperature": temperature, **({"class_bias": bias} if bias is not None else {}),
-        **{k: result[k] for k in ("n", "accuracy", "loss", "macro_f1", "weighted_f1", "macro_precision", "macro_recall",
-                                  "per_class", "confusion_matrix")},
+        "tta": tta,
+        "temperature": temperature,
+        **({"class_bias": bias} if bias is not None else {}),
+        **{
+            k: result[k]
+            for k in (
+                "n",
+                "accuracy",
+                "loss",
+                "macro_f1",
+                "weighted_f1",
+                "macro_precision",
+                "macro_recall",
+                "per_class",
+                "confusion_matrix",
+            )
+        },
         **({"accuracy_held_out": cross["accuracy_after"]} if bias is not None else {}),
-        "ece_before_calibration": cross["ece_before"], "ece_after_calibration": cross["ece_after"],
+        "ece_before_calibration": cross["ece_before"],
+        "ece_after_calibration": cross["ece_after"],
         "regression_slice": {"rows": rows, "accuracy": round(slice_accuracy, 4)},
-        "speed": {**speed, "card_mode_faces_per_s_b64": card_mode["faces_per_s_b64"],
-                  "card_mode_ms_per_face_b1": card_mode["ms_per_face_b1"], "timing_host": timing_host()},
-        "note": (f"the same model files with test-time flip {'on' if tta else 'off'}, calibrated for that mode "
-                 "(EmotionClassifier.load(path, tta=...) uses this temperature and class_bias); PublicTest, ECE 2-fold "
-                 "cross-calibrated as in metrics; speed measured beside the card's mode in one process"),
+        "speed": {
+            **speed,
+            "card_mode_faces_per_s_b64": card_mode["faces_per_s_b64"],
+            "card_mode_ms_per_face_b1": card_mode["ms_per_face_b1"],
+            "timing_host": timing_host(),
+        },
+        "note": (
+            f"the same model files with test-time flip {'on' if tta else 'off'}, calibrated for that mode "
+            "(EmotionClassifier.load(path, tta=...) uses this temperature and class_bias); PublicTest, ECE 2-fold "
+            "cross-calibrated as in metrics; speed measured beside the card's mode in one process"
+        ),
     }
 
 
@@ -85,16 +116,21 @@ def checked_artifact(directory: Path, data: str) -> tuple[Path, dict, Split, flo
     names = list(public.labels[head])
     if names != list(card.get("labels") or []):
         raise ValueError(f"{data}: PublicTest labels {names} are not the card's {card.get('labels')}")
-    accuracy = M.accuracy(EmotionClassifier.load(directory).predict_proba(public.images), public.targets[head].argmax(axis=1))
+    accuracy = M.accuracy(
+        EmotionClassifier.load(directory).predict_proba(public.images), public.targets[head].argmax(axis=1)
+    )
     if abs(accuracy - recorded["accuracy"]) > ACCURACY_MATCH:
-        raise ValueError(f"{data} gives PublicTest accuracy {accuracy:.6f} for {directory}, the card records "
-                         f"{recorded['accuracy']:.6f}: not the data (or the model files) the card was made with")
+        raise ValueError(
+            f"{data} gives PublicTest accuracy {accuracy:.6f} for {directory}, the card records "
+            f"{recorded['accuracy']:.6f}: not the data (or the model files) the card was made with"
+        )
     return card_path, card, public, accuracy
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ml.tta_mode", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m ml.tta_mode", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("artifact", help="exported artifact directory (model_card.json inside)")
     p.add_argument("--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv]")
     p.add_argument("--bench-runs", type=positive_int, default=10, help="timed batch-64 calls per mode")
@@ -108,23 +144,29 @@ def main(argv: list[str] | None = None) -> int:
     card_path, card, public, accuracy = checked_artifact(Path(args.artifact), args.data)
     directory = card_path.parent
     targets, names = public.targets[card["head"]], list(public.labels[card["head"]])
-    other = measure_other_tta(directory, card, public.images, targets, names,
-                              bench_runs=args.bench_runs, latency_runs=args.latency_runs)
+    other = measure_other_tta(
+        directory, card, public.images, targets, names, bench_runs=args.bench_runs, latency_runs=args.latency_runs
+    )
     card["other_tta"] = other
     # Earlier entries of this command described the block replaced now: keep the other amendments and this one.
-    card["amendments"] = [a for a in card.get("amendments", []) if not str(a.get("command", "")).startswith(
-        "python -m ml.tta_mode")]
-    card["amendments"].append({
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python -m ml.tta_mode " + shlex.join(argv_used),
-        "what": f"wrote other_tta (test-time flip {'on' if other['tta'] else 'off'}: its temperature and metrics)",
-    })
+    card["amendments"] = [
+        a for a in card.get("amendments", []) if not str(a.get("command", "")).startswith("python -m ml.tta_mode")
+    ]
+    card["amendments"].append(
+        {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "command": "python -m ml.tta_mode " + shlex.join(argv_used),
+            "what": f"wrote other_tta (test-time flip {'on' if other['tta'] else 'off'}: its temperature and metrics)",
+        }
+    )
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     s = other["speed"]
-    print(f"{card.get('name')}: tta {'on' if card.get('tta') else 'off'} {100 * accuracy:.2f}% "
-          f"{s['card_mode_faces_per_s_b64']:.0f} faces/s; tta {'on' if other['tta'] else 'off'} "
-          f"{100 * other['accuracy']:.2f}% {s['faces_per_s_b64']:.0f} faces/s, T={other['temperature']:.3f}, "
-          f"ECE {other['ece_before_calibration']:.4f} -> {other['ece_after_calibration']:.4f}; wrote {card_path}")
+    print(
+        f"{card.get('name')}: tta {'on' if card.get('tta') else 'off'} {100 * accuracy:.2f}% "
+        f"{s['card_mode_faces_per_s_b64']:.0f} faces/s; tta {'on' if other['tta'] else 'off'} "
+        f"{100 * other['accuracy']:.2f}% {s['faces_per_s_b64']:.0f} faces/s, T={other['temperature']:.3f}, "
+        f"ECE {other['ece_before_calibration']:.4f} -> {other['ece_after_calibration']:.4f}; wrote {card_path}"
+    )
     return 0
 
 

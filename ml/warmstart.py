@@ -5,6 +5,7 @@ reads the (dequantized) kernels and biases back into the folded FeedNet
 (`build_feednet(..., batch_norm=False)`), which computes the same function as the artifact up to int8
 rounding. `python -m ml.train --init-from ml/artifacts/ferplus ...` starts from it.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,9 @@ def _rescale_folded(interpreter) -> bool:
     return False
 
 
-def folded_weights(tflite_file: Path) -> tuple[dict[tuple[int, int], tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
+def folded_weights(
+    tflite_file: Path,
+) -> tuple[dict[tuple[int, int], tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
     """{(stage, conv): (kernel HWIO, bias)} and the (kernel, bias) of the softmax head.
 
     Each CONV_2D op names its kernel and bias tensors (inputs 1 and 2); the kernel's or the output's
@@ -62,7 +65,9 @@ def folded_weights(tflite_file: Path) -> tuple[dict[tuple[int, int], tuple[np.nd
             values = _dequantized(interpreter, kernel)
             bias_index = op["inputs"][2] if len(op["inputs"]) > 2 else -1
             # the converter drops an all-zero bias (inputs[2] == -1)
-            bias = _dequantized(interpreter, details[bias_index]) if bias_index >= 0 else np.zeros(len(values), np.float32)
+            bias = (
+                _dequantized(interpreter, details[bias_index]) if bias_index >= 0 else np.zeros(len(values), np.float32)
+            )
         except ValueError:  # a tensor computed at run time (not a constant): not a FeedNet export
             continue
         if op["op_name"] == "FULLY_CONNECTED":
@@ -72,9 +77,13 @@ def folded_weights(tflite_file: Path) -> tuple[dict[tuple[int, int], tuple[np.nd
         if match and values.shape[1:3] == (3, 3):  # TFLite conv kernels are OHWI
             convs[tuple(map(int, match.groups()))] = (values.transpose(1, 2, 3, 0), bias)
     if not convs or head is None:
-        raise WarmStartError(f"{tflite_file}: not a FeedNet export (found conv layers {sorted(convs)}, "
-                             f"{'a' if head else 'no'} dense head)")
-    if _rescale_folded(interpreter):  # the converter folds Rescaling(1/255) into the first kernel; the model rescales itself
+        raise WarmStartError(
+            f"{tflite_file}: not a FeedNet export (found conv layers {sorted(convs)}, "
+            f"{'a' if head else 'no'} dense head)"
+        )
+    if _rescale_folded(
+        interpreter
+    ):  # the converter folds Rescaling(1/255) into the first kernel; the model rescales itself
         kernel, bias = convs[(0, 0)]
         convs[(0, 0)] = (kernel * 255.0, bias)
     return {key: convs[key] for key in sorted(convs)}, head
@@ -92,7 +101,9 @@ def feednet_from_artifact(directory: str | Path):
     if card.get("ensemble"):
         raise WarmStartError(f"--init-from {directory}: an ensemble of {1 + len(card['ensemble'])} networks; pick one")
     if card.get("format") not in ("tflite", "tflite-int8"):
-        raise WarmStartError(f"--init-from {directory}: format {card.get('format')!r}; only TFLite artifacts can seed a run")
+        raise WarmStartError(
+            f"--init-from {directory}: format {card.get('format')!r}; only TFLite artifacts can seed a run"
+        )
     convs, (head_kernel, head_bias) = folded_weights(directory / card["file"])
     stages = range(1 + max(stage for stage, _ in convs))
     widths = [convs[(stage, 0)][0].shape[-1] for stage in stages]
@@ -140,8 +151,13 @@ def reshape_feednet(model, stage_widths, stage_convs):
     """
     from ml.models.feednet import build_feednet
 
-    target = build_feednet((48, 48, 1), model.get_layer("probs").units, stage_widths=stage_widths,
-                           stage_convs=stage_convs, batch_norm=False)
+    target = build_feednet(
+        (48, 48, 1),
+        model.get_layer("probs").units,
+        stage_widths=stage_widths,
+        stage_convs=stage_convs,
+        batch_norm=False,
+    )
     source = set(conv_names(model))
     kept_inputs = np.arange(1)  # the grey channel
     for name in conv_names(target):
@@ -155,8 +171,10 @@ def reshape_feednet(model, stage_widths, stage_convs):
         kernel, bias = model.get_layer(name).get_weights()
         filters, inputs = layer.filters, layer.kernel.shape[2]
         if filters > kernel.shape[3] or inputs > kernel.shape[2]:
-            raise WarmStartError(f"cannot narrow {name}: target {inputs}->{filters} channels, source "
-                                 f"{kernel.shape[2]}->{kernel.shape[3]}")
+            raise WarmStartError(
+                f"cannot narrow {name}: target {inputs}->{filters} channels, source "
+                f"{kernel.shape[2]}->{kernel.shape[3]}"
+            )
         kept = np.sort(np.argsort(-np.abs(kernel).sum(axis=(0, 1, 2)), kind="stable")[:filters])
         layer.set_weights([kernel[:, :, kept_inputs][..., kept], bias[kept]])
         kept_inputs = kept

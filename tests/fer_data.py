@@ -1,4 +1,5 @@
 """Where the real FER-2013 data is, for the tests that use it when it is present (it is never committed)."""
+
 from __future__ import annotations
 
 import os

@@ -6,8 +6,9 @@ valence/arousal come from the emotion app's own circumplex table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from django.utils import timezone
 
@@ -48,8 +49,14 @@ def activate(version: ModelVersion) -> None:
     ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
 
 
-def reading(analysis: ImageAnalysis, version: ModelVersion, probs: Mapping[str, float], *, confidence: float = 0.9,
-            face_index: int = 0) -> FaceReading:
+def reading(
+    analysis: ImageAnalysis,
+    version: ModelVersion,
+    probs: Mapping[str, float],
+    *,
+    confidence: float = 0.9,
+    face_index: int = 0,
+) -> FaceReading:
     v, a = circumplex(probs)
     full = {k: float(probs.get(k, 0.0)) for k in LABELS}
     return FaceReading.objects.create(
@@ -59,8 +66,9 @@ def reading(analysis: ImageAnalysis, version: ModelVersion, probs: Mapping[str, 
     )  # fmt: skip
 
 
-def selfie(user: Any, version: ModelVersion, probs: Mapping[str, float], *, hours_ago: float = 0.0,
-           confidence: float = 0.9) -> ImageAnalysis:
+def selfie(
+    user: Any, version: ModelVersion, probs: Mapping[str, float], *, hours_ago: float = 0.0, confidence: float = 0.9
+) -> ImageAnalysis:
     """A finished selfie analysis with one face reading, taken ``hours_ago``."""
     analysis = ImageAnalysis.objects.create(
         owner=user, source=ImageAnalysis.Source.SELFIE, status=ImageAnalysis.Status.DONE, model_version=version,
@@ -78,8 +86,16 @@ def post(author: Any, *, hours_ago: float = 1.0, likes: int = 0, text: str = "po
     return p
 
 
-def post_with_faces(author: Any, version: ModelVersion | None, faces: list[Mapping[str, float]] | None, *,
-                    hours_ago: float = 1.0, likes: int = 0, text: str = "post", confidence: float = 0.9) -> Post:
+def post_with_faces(
+    author: Any,
+    version: ModelVersion | None,
+    faces: list[Mapping[str, float]] | None,
+    *,
+    hours_ago: float = 1.0,
+    likes: int = 0,
+    text: str = "post",
+    confidence: float = 0.9,
+) -> Post:
     """A post whose image analysis found ``faces`` (``[]``: no face), affect recomputed."""
     p = post(author, hours_ago=hours_ago, likes=likes, text=text)
     if faces is not None and version is not None:

@@ -8,9 +8,11 @@ import struct
 import zlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from feedmood.models import Post
@@ -28,8 +30,9 @@ def _bomb_png() -> bytes:
 
 
 def _truncated_png() -> bytes:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     img = Image.frombytes("RGB", (64, 64), os.urandom(64 * 64 * 3))
     buf = io.BytesIO()

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -26,14 +27,25 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT = Path(__file__).resolve().parent.parent / "bench" / "results" / "dashboard.png"
 #: Charts the seeded data must fill (none may show the "no data" placeholder).
-SEEDED_CHARTS = ("chart-analyses", "chart-latency-queue_wait", "chart-latency-processing", "chart-emotions",
-                 "chart-mood-labels", "chart-mood-valence", "chart-policies", "chart-model-f1", "chart-backlog")
+SEEDED_CHARTS = (
+    "chart-analyses",
+    "chart-latency-queue_wait",
+    "chart-latency-processing",
+    "chart-emotions",
+    "chart-mood-labels",
+    "chart-mood-valence",
+    "chart-policies",
+    "chart-model-f1",
+    "chart-backlog",
+)
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                       reason="needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)"),
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)",
+    ),
 ]
 
 
@@ -77,8 +89,10 @@ def _full_page_screenshot(driver: Any, *paths: Path, width: int = 1440) -> None:
 
     height = int(driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)"))
     height = min(max(height, 600), 8000)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
     try:
         data = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
     finally:
@@ -95,14 +109,31 @@ def _seed_rescoring_jobs(seeded) -> None:
     from emotion.models import ModelVersion, RescoringJob
 
     now = timezone.now()
-    newer = ModelVersion.objects.create(name="ferplus-next", labels=seeded.version.labels,
-                                        artifact_path=seeded.version.artifact_path, card=seeded.version.card)
-    RescoringJob.objects.create(model_version=seeded.version, status=RescoringJob.Status.COMPLETED, total=11_870,
-                                done=11_852, failed=18, started_at=now - timedelta(days=3),
-                                finished_at=now - timedelta(days=3) + timedelta(minutes=14))
-    RescoringJob.objects.create(model_version=newer, previous_version=seeded.version,
-                                status=RescoringJob.Status.RUNNING, total=12_400, done=7_930, failed=41,
-                                started_at=now - timedelta(minutes=9), heartbeat_at=now)
+    newer = ModelVersion.objects.create(
+        name="ferplus-next",
+        labels=seeded.version.labels,
+        artifact_path=seeded.version.artifact_path,
+        card=seeded.version.card,
+    )
+    RescoringJob.objects.create(
+        model_version=seeded.version,
+        status=RescoringJob.Status.COMPLETED,
+        total=11_870,
+        done=11_852,
+        failed=18,
+        started_at=now - timedelta(days=3),
+        finished_at=now - timedelta(days=3) + timedelta(minutes=14),
+    )
+    RescoringJob.objects.create(
+        model_version=newer,
+        previous_version=seeded.version,
+        status=RescoringJob.Status.RUNNING,
+        total=12_400,
+        done=7_930,
+        failed=41,
+        started_at=now - timedelta(minutes=9),
+        heartbeat_at=now,
+    )
 
 
 def test_dashboard_in_headless_chromium(live_server, browser, transactional_db, tmp_path) -> None:
@@ -121,8 +152,7 @@ def test_dashboard_in_headless_chromium(live_server, browser, transactional_db, 
     assert "FeedMood dashboard" in browser.find_element(By.TAG_NAME, "h1").text
 
     # The stylesheet was served (offline, from our static files) and applied.
-    assert browser.execute_script(
-        "return getComputedStyle(document.querySelector('.fm-grid')).display") == "grid"
+    assert browser.execute_script("return getComputedStyle(document.querySelector('.fm-grid')).display") == "grid"
 
     # Every seeded chart rendered with data and a visible size.
     bars = browser.execute_script("return document.querySelectorAll('svg rect.bar').length")
@@ -133,7 +163,9 @@ def test_dashboard_in_headless_chromium(live_server, browser, transactional_db, 
             "const s = document.getElementById(arguments[0]); if (!s) return null;"
             "const r = s.getBoundingClientRect();"
             "return {cls: s.getAttribute('class'), w: r.width, h: r.height,"
-            " marks: s.querySelectorAll('rect.bar, path.slice, circle.point').length};", chart_id)
+            " marks: s.querySelectorAll('rect.bar, path.slice, circle.point').length};",
+            chart_id,
+        )
         assert info is not None, chart_id
         assert "no-data" not in info["cls"], chart_id
         assert info["w"] > 150 and info["h"] > 40, (chart_id, info)
@@ -149,18 +181,19 @@ def test_dashboard_in_headless_chromium(live_server, browser, transactional_db, 
     # A narrow window reflows the cards into one column (responsive widths).
     browser.set_window_size(760, 1000)
     widths = browser.execute_script(
-        "return [...document.querySelectorAll('.fm-card')].map(c => Math.round(c.getBoundingClientRect().width))")
+        "return [...document.querySelectorAll('.fm-card')].map(c => Math.round(c.getBoundingClientRect().width))"
+    )
     assert len(set(widths)) == 1
     _full_page_screenshot(browser, tmp_path / "dashboard-narrow.png", width=760)
 
     # The admin's dark theme (prefers-color-scheme): text follows the theme's colours.
     browser.set_window_size(1440, 1000)
-    browser.execute_cdp_cmd("Emulation.setEmulatedMedia",
-                            {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    )
     browser.refresh()
     WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.ID, "panel-analyses")))
-    fill = browser.execute_script(
-        "return getComputedStyle(document.querySelector('#chart-policies .row-label')).fill")
+    fill = browser.execute_script("return getComputedStyle(document.querySelector('#chart-policies .row-label')).fill")
     assert fill not in ("rgb(74, 85, 97)", "")  # not the light-theme default baked into the SVG
     _full_page_screenshot(browser, tmp_path / "dashboard-dark.png")
 

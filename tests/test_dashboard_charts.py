@@ -90,7 +90,8 @@ def test_normalized_bars_fill_the_plot_and_suppressed_buckets_are_hatched() -> N
     bars = marks(root, "rect", "bar")
     assert len(bars) == 2  # d1 only: d2 is suppressed, d3 is empty
     assert sum(float(b.get("height")) for b in bars) == pytest.approx(
-        float(marks(root, "rect", "suppressed")[0].get("height")), abs=0.5)
+        float(marks(root, "rect", "suppressed")[0].get("height")), abs=0.5
+    )
     sup = marks(root, "rect", "suppressed")
     assert len(sup) == 1 and "suppressed (&lt; 5 users)" in svg
     assert "9" not in [b.get("data-value") for b in bars]  # the suppressed bucket's values never reach the SVG
@@ -98,8 +99,9 @@ def test_normalized_bars_fill_the_plot_and_suppressed_buckets_are_hatched() -> N
 
 
 def test_empty_stacked_chart_is_a_placeholder() -> None:
-    svg = charts.stacked_bar_chart(title="Nothing", categories=["a"], series=[Series("x", [0], "#000")],
-                                   empty_message="no analyses")
+    svg = charts.stacked_bar_chart(
+        title="Nothing", categories=["a"], series=[Series("x", [0], "#000")], empty_message="no analyses"
+    )
     root = parse(svg)
     assert "no-data" in root.get("class") and "no analyses" in svg and not marks(root, "rect", "bar")
 
@@ -143,8 +145,16 @@ def test_bar_chart_scales_to_the_largest_value_and_hides_suppressed_values() -> 
 
 
 def test_bar_chart_with_fixed_maximum() -> None:
-    root = parse(charts.bar_chart(title="F1", items=[Item("a", 0.5, "#000")], max_value=1.0,
-                                  value_fmt=lambda v: f"{v:.2f}", width=400, label_width=100))
+    root = parse(
+        charts.bar_chart(
+            title="F1",
+            items=[Item("a", 0.5, "#000")],
+            max_value=1.0,
+            value_fmt=lambda v: f"{v:.2f}",
+            width=400,
+            label_width=100,
+        )
+    )
     (bar,) = marks(root, "rect", "bar")
     (track,) = marks(root, "rect", "track")
     assert float(bar.get("width")) == pytest.approx(float(track.get("width")) / 2, rel=0.01)

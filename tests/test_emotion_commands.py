@@ -47,7 +47,9 @@ def test_activate_unknown_name() -> None:
         run("activate_model", "nope")
 
 
-def test_analyze_prints_faces_and_fails_on_bad_files(tmp_path: Path, fer_model_dir: Path, face_jpeg, faces_png, no_face_png) -> None:
+def test_analyze_prints_faces_and_fails_on_bad_files(
+    tmp_path: Path, fer_model_dir: Path, face_jpeg, faces_png, no_face_png
+) -> None:
     files = {"one.jpg": face_jpeg, "three.png": faces_png, "wall.png": no_face_png, "broken.jpg": face_jpeg[:3000]}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)

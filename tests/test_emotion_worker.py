@@ -30,14 +30,15 @@ KILL_QUEUE = f"fer-kill-test-{uuid.uuid4().hex[:8]}"
 VISIBILITY_TIMEOUT = 3  # seconds before an unacked message of a dead worker is redelivered
 
 
-
 def analysis_state(analysis_id: int) -> tuple[str, int]:
     row = ImageAnalysis.objects.filter(pk=analysis_id).values_list("status", "attempts").get()
     return row[0], row[1]
 
 
 @pytest.mark.celery_worker(queues=("fer", "default", "batch"))
-def test_selfie_flow_through_a_real_worker(celery_worker_process, consenting_user, fer_model, client_for, upload, face_jpeg) -> None:
+def test_selfie_flow_through_a_real_worker(
+    celery_worker_process, consenting_user, fer_model, client_for, upload, face_jpeg
+) -> None:
     client = client_for(consenting_user)
     response = client.post("/api/selfies/?wait=10", {"image": upload(face_jpeg)}, format="multipart")
     assert response.status_code in (200, 202), response.content
@@ -56,7 +57,6 @@ def test_selfie_flow_through_a_real_worker(celery_worker_process, consenting_use
     assert not any((Path(settings.MEDIA_ROOT) / "selfies").iterdir())
     log = celery_worker_process.log()
     assert "emotion.tasks.analyze_image" in log and "succeeded" in log
-
 
 
 @pytest.mark.celery_worker(queues=(KILL_QUEUE,), env={"CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})

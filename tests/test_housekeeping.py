@@ -17,8 +17,12 @@ def test_stale_selection_and_requeue(make_user, monkeypatch) -> None:
     now = timezone.now()
     old_pending = ImageAnalysis.objects.create(owner=user, source=ImageAnalysis.Source.SELFIE)
     fresh_pending = ImageAnalysis.objects.create(owner=user, source=ImageAnalysis.Source.SELFIE)
-    old_processing = ImageAnalysis.objects.create(owner=user, source=ImageAnalysis.Source.SELFIE, status="processing", started_at=now - timedelta(hours=2))
-    running = ImageAnalysis.objects.create(owner=user, source=ImageAnalysis.Source.SELFIE, status="processing", started_at=now)
+    old_processing = ImageAnalysis.objects.create(
+        owner=user, source=ImageAnalysis.Source.SELFIE, status="processing", started_at=now - timedelta(hours=2)
+    )
+    running = ImageAnalysis.objects.create(
+        owner=user, source=ImageAnalysis.Source.SELFIE, status="processing", started_at=now
+    )
     done = ImageAnalysis.objects.create(owner=user, source=ImageAnalysis.Source.SELFIE, status="done")
     ImageAnalysis.objects.filter(pk__in=[old_pending.pk, done.pk]).update(created_at=now - timedelta(hours=1))
 
@@ -32,7 +36,11 @@ def test_stale_selection_and_requeue(make_user, monkeypatch) -> None:
     assert set(ids) & mine == {old_pending.pk, old_processing.pk} and all(kw == {"queue": "q1"} for _, kw in sent)
     assert fresh_pending.pk not in ids and running.pk not in ids and done.pk not in ids
     assert set(housekeeping.analyses_requeue_stale(pending_seconds=0, processing_seconds=0)) & mine == {
-        old_pending.pk, fresh_pending.pk, old_processing.pk, running.pk}
+        old_pending.pk,
+        fresh_pending.pk,
+        old_processing.pk,
+        running.pk,
+    }
 
 
 def test_task_registered_routed_and_scheduled() -> None:

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from feedmood.images import ImageInfo, decode_image_to_array, validate_image_bytes, validate_image_upload

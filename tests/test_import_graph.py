@@ -73,7 +73,9 @@ def test_no_app_imports_the_dashboard() -> None:
 def test_the_graph_reader_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     """The checks above are only as good as the reader: it must see imports inside functions and relative ones."""
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from django.conf import settings\n    from . import runtime\n    from .models import cnn\n")
+    probe.write_text(
+        "def f():\n    from django.conf import settings\n    from . import runtime\n    from .models import cnn\n"
+    )
     names = imported_modules(probe, package="ml")
     assert {"ml.models", "ml.models.cnn"} <= names
     assert {"django.conf", "django.conf.settings", "ml", "ml.runtime"} <= names

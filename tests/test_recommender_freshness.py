@@ -157,8 +157,9 @@ def texts(page):
     return [item["post"]["text"] for item in page["results"]]
 
 
-def test_a_built_page_is_served_again_until_it_expires(viewer_world, client_for, settings,
-                                                       django_assert_max_num_queries):
+def test_a_built_page_is_served_again_until_it_expires(
+    viewer_world, client_for, settings, django_assert_max_num_queries
+):
     viewer, friend = viewer_world
     client = client_for(viewer)
     first = first_page(client)
@@ -180,9 +181,10 @@ def test_cursor_pages_are_cached_too(viewer_world, client_for):
     assert first_page(client, cursor=cursor) == page2 and page2["results"] and "edited" not in texts(page2)
 
 
-def test_own_like_shows_at_once_others_likes_within_the_cache_time(viewer_world, client_for, make_user,
-                                                                    django_capture_on_commit_callbacks):
-    viewer, friend = viewer_world
+def test_own_like_shows_at_once_others_likes_within_the_cache_time(
+    viewer_world, client_for, make_user, django_capture_on_commit_callbacks
+):
+    viewer, _friend = viewer_world
     client = client_for(viewer)
     post = first_page(client)["results"][0]["post"]
     stranger = make_user(username="stranger")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +19,7 @@ from recommender.mood import (
     mood_from_sums,
 )
 
-NOW = datetime(2025, 1, 1, 12, tzinfo=timezone.utc)
+NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
 SAD = {"sadness": 0.8, "neutral": 0.2}
 HAPPY = {"happiness": 0.9, "neutral": 0.1}
 
@@ -96,7 +96,10 @@ def test_stored_sums_age_like_recomputation():
 @given(
     st.lists(
         st.tuples(
-            st.floats(-1, 1), st.floats(-1, 1), st.floats(0.01, 1), st.floats(0, 200),
+            st.floats(-1, 1),
+            st.floats(-1, 1),
+            st.floats(0.01, 1),
+            st.floats(0, 200),
         ),
         min_size=1,
         max_size=12,
@@ -114,9 +117,7 @@ def test_mood_values_stay_in_range(rows, half_life):
 
 def test_affect_from_faces():
     assert affect_from_faces([]) is None
-    affect = affect_from_faces(
-        [Face(HAPPY, 0.8, 0.4, 0.9), Face(SAD, -0.6, -0.3, 0.3)]
-    )
+    affect = affect_from_faces([Face(HAPPY, 0.8, 0.4, 0.9), Face(SAD, -0.6, -0.3, 0.3)])
     assert affect.face_count == 2
     assert affect.valence == pytest.approx((0.9 * 0.8 + 0.3 * -0.6) / 1.2)
     assert affect.confidence == pytest.approx(0.6)

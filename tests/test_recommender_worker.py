@@ -27,14 +27,15 @@ def test_finished_analyses_update_mood_and_affect_in_the_worker(celery_worker_pr
     user = make_user(username="workerviewer", emotion_consent=True)
     selfie = rf.selfie(user, version, rf.SAD)
     post = rf.post(user)
-    analysis = ImageAnalysis.objects.create(owner=user, source="post", post=post, status="done",
-                                            model_version=version)
+    analysis = ImageAnalysis.objects.create(owner=user, source="post", post=post, status="done", model_version=version)
     rf.reading(analysis, version, rf.HAPPY)
     with transaction.atomic():  # like the emotion app: sent on commit, queued on commit
         transaction.on_commit(lambda: emotion_signals.analysis_finished.send(sender=ImageAnalysis, analysis=selfie))
         transaction.on_commit(lambda: emotion_signals.analysis_finished.send(sender=ImageAnalysis, analysis=analysis))
     wait_for(lambda: MoodState.objects.filter(user=user).exists(), 30, "the mood update", celery_worker_process.log)
-    wait_for(lambda: PostAffect.objects.filter(post=post).exists(), 30, "the post affect update", celery_worker_process.log)
+    wait_for(
+        lambda: PostAffect.objects.filter(post=post).exists(), 30, "the post affect update", celery_worker_process.log
+    )
     assert PostAffect.objects.get(post=post).dominant_emotion == "happiness"
     log = celery_worker_process.log()
     assert "recommender.tasks.mood_recompute" in log and "recommender.tasks.post_affect_recompute" in log

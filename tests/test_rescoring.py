@@ -154,7 +154,9 @@ def test_moods_use_only_the_active_version_until_the_switch(v1, v2, retain, make
     assert len(readings) == 4
 
 
-def test_lanes_reopen_for_analyses_created_while_the_job_ran(v1, v2, make_user, django_capture_on_commit_callbacks) -> None:
+def test_lanes_reopen_for_analyses_created_while_the_job_ran(
+    v1, v2, make_user, django_capture_on_commit_callbacks
+) -> None:
     author = make_user(username="author")
     analyses = [rf.post_analysis(author) for _ in range(4)]
     job = rescoring.rescoring_start(v2, chunk_size=10, parallelism=2)

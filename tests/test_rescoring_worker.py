@@ -31,7 +31,6 @@ QUEUES = ("batch", "fer", "default")  # everything a rescoring touches: chunks, 
 VISIBILITY_TIMEOUT = 3  # seconds before the unacked chunk of a dead worker is redelivered
 
 
-
 def job_state(job_id: int) -> tuple[str, int, int]:
     return RescoringJob.objects.filter(pk=job_id).values_list("status", "done", "failed").get()
 
@@ -70,7 +69,6 @@ def test_full_rescoring_job_through_a_real_worker(celery_worker_process, v1, v2,
     log = worker.log()
     assert "emotion.tasks.rescore_chunk" in log and "recommender.tasks.recompute_all" in log
     assert "batch" in worker.queues
-
 
 
 @pytest.mark.celery_worker(queues=QUEUES, env={"CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})

@@ -51,11 +51,9 @@ def test_post_created_signal_sent_on_commit(user, recorder, django_capture_on_co
 def test_post_created_not_sent_on_rollback(user, recorder, django_capture_on_commit_callbacks) -> None:
     signals.post_created.connect(recorder)
     try:
-        with django_capture_on_commit_callbacks(execute=True):
-            with pytest.raises(RuntimeError):
-                with transaction.atomic():
-                    services.post_create(author=user, text="doomed")
-                    raise RuntimeError("rollback")
+        with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
+            services.post_create(author=user, text="doomed")
+            raise RuntimeError("rollback")
     finally:
         signals.post_created.disconnect(recorder)
     assert recorder.calls == [] and not Post.objects.exists()

@@ -1,4 +1,5 @@
 """The models FeedMood ships: they load through ml.runtime and still score what their cards record."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,14 @@ from ml.runtime import EmotionClassifier
 from tests.fer_data import shared_fer_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = {"ferplus": FERPLUS_LABELS, "fer2013": FER2013_LABELS,
-             "ferplus-ensemble": FERPLUS_LABELS, "fer2013-ensemble": FER2013_LABELS,
-             "ferplus-ensemble3": FERPLUS_LABELS, "fer2013-ensemble3": FER2013_LABELS}
+ARTIFACTS = {
+    "ferplus": FERPLUS_LABELS,
+    "fer2013": FER2013_LABELS,
+    "ferplus-ensemble": FERPLUS_LABELS,
+    "fer2013-ensemble": FER2013_LABELS,
+    "ferplus-ensemble3": FERPLUS_LABELS,
+    "fer2013-ensemble3": FER2013_LABELS,
+}
 TOLERANCE = 0.01  # int8 kernels may differ in the last bits across CPUs
 
 

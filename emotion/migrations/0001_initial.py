@@ -7,98 +7,166 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('feedmood', '0001_initial'),
+        ("feedmood", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('labels', models.JSONField(help_text='Canonical label of each output column, in order.')),
-                ('artifact_path', models.CharField(help_text='Directory holding model_card.json (relative paths are relative to the project).', max_length=500)),
-                ('card', models.JSONField(default=dict, help_text="The artifact's model_card.json.")),
-                ('metrics', models.JSONField(blank=True, default=dict, help_text="The card's PublicTest metrics.")),
-                ('is_active', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('activated_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("labels", models.JSONField(help_text="Canonical label of each output column, in order.")),
+                (
+                    "artifact_path",
+                    models.CharField(
+                        help_text="Directory holding model_card.json (relative paths are relative to the project).",
+                        max_length=500,
+                    ),
+                ),
+                ("card", models.JSONField(default=dict, help_text="The artifact's model_card.json.")),
+                ("metrics", models.JSONField(blank=True, default=dict, help_text="The card's PublicTest metrics.")),
+                ("is_active", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("activated_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('is_active',), name='modelversion_single_active')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_active", True)),
+                        fields=("is_active",),
+                        name="modelversion_single_active",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ImageAnalysis',
+            name="ImageAnalysis",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('selfie', 'Selfie'), ('post', 'Post image')], max_length=16)),
-                ('image', models.FileField(blank=True, max_length=200, upload_to=emotion.models.selfie_upload_to)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('processing', 'Processing'), ('done', 'Done'), ('no_face', 'No face found'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('error', models.TextField(blank=True)),
-                ('face_count', models.PositiveIntegerField(default=0)),
-                ('image_width', models.PositiveIntegerField(blank=True, null=True)),
-                ('image_height', models.PositiveIntegerField(blank=True, null=True)),
-                ('queue_wait_ms', models.FloatField(blank=True, null=True)),
-                ('decode_ms', models.FloatField(blank=True, null=True)),
-                ('detect_ms', models.FloatField(blank=True, null=True)),
-                ('classify_ms', models.FloatField(blank=True, null=True)),
-                ('total_ms', models.FloatField(blank=True, null=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='image_analyses', to=settings.AUTH_USER_MODEL)),
-                ('post', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='image_analyses', to='feedmood.post')),
-                ('model_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='analyses', to='emotion.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("source", models.CharField(choices=[("selfie", "Selfie"), ("post", "Post image")], max_length=16)),
+                ("image", models.FileField(blank=True, max_length=200, upload_to=emotion.models.selfie_upload_to)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("processing", "Processing"),
+                            ("done", "Done"),
+                            ("no_face", "No face found"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("face_count", models.PositiveIntegerField(default=0)),
+                ("image_width", models.PositiveIntegerField(blank=True, null=True)),
+                ("image_height", models.PositiveIntegerField(blank=True, null=True)),
+                ("queue_wait_ms", models.FloatField(blank=True, null=True)),
+                ("decode_ms", models.FloatField(blank=True, null=True)),
+                ("detect_ms", models.FloatField(blank=True, null=True)),
+                ("classify_ms", models.FloatField(blank=True, null=True)),
+                ("total_ms", models.FloatField(blank=True, null=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="image_analyses",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "post",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="image_analyses",
+                        to="feedmood.post",
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="analyses",
+                        to="emotion.modelversion",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'image analyses',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name_plural": "image analyses",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='FaceReading',
+            name="FaceReading",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('face_index', models.PositiveIntegerField()),
-                ('x', models.PositiveIntegerField()),
-                ('y', models.PositiveIntegerField()),
-                ('w', models.PositiveIntegerField()),
-                ('h', models.PositiveIntegerField()),
-                ('probabilities', models.JSONField(help_text='{label: probability}')),
-                ('dominant_emotion', models.CharField(max_length=32)),
-                ('confidence', models.FloatField()),
-                ('valence', models.FloatField()),
-                ('arousal', models.FloatField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('analysis', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='readings', to='emotion.imageanalysis')),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='readings', to='emotion.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("face_index", models.PositiveIntegerField()),
+                ("x", models.PositiveIntegerField()),
+                ("y", models.PositiveIntegerField()),
+                ("w", models.PositiveIntegerField()),
+                ("h", models.PositiveIntegerField()),
+                ("probabilities", models.JSONField(help_text="{label: probability}")),
+                ("dominant_emotion", models.CharField(max_length=32)),
+                ("confidence", models.FloatField()),
+                ("valence", models.FloatField()),
+                ("arousal", models.FloatField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "analysis",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="readings", to="emotion.imageanalysis"
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="readings", to="emotion.modelversion"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', 'analysis_id', 'face_index'],
+                "ordering": ["-created_at", "analysis_id", "face_index"],
             },
         ),
         migrations.AddIndex(
-            model_name='imageanalysis',
-            index=models.Index(fields=['owner', '-created_at'], name='analysis_owner_created_idx'),
+            model_name="imageanalysis",
+            index=models.Index(fields=["owner", "-created_at"], name="analysis_owner_created_idx"),
         ),
         migrations.AddIndex(
-            model_name='imageanalysis',
-            index=models.Index(fields=['status', 'created_at'], name='analysis_status_created_idx'),
+            model_name="imageanalysis",
+            index=models.Index(fields=["status", "created_at"], name="analysis_status_created_idx"),
         ),
         migrations.AddConstraint(
-            model_name='imageanalysis',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('post__isnull', True), ('source', 'selfie')), models.Q(('post__isnull', False), ('source', 'post')), _connector='OR'), name='analysis_source_matches_post'),
+            model_name="imageanalysis",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("post__isnull", True), ("source", "selfie")),
+                    models.Q(("post__isnull", False), ("source", "post")),
+                    _connector="OR",
+                ),
+                name="analysis_source_matches_post",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='facereading',
-            constraint=models.UniqueConstraint(fields=('analysis', 'model_version', 'face_index'), name='reading_unique_face_per_model'),
+            model_name="facereading",
+            constraint=models.UniqueConstraint(
+                fields=("analysis", "model_version", "face_index"), name="reading_unique_face_per_model"
+            ),
         ),
     ]

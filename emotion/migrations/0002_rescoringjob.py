@@ -5,35 +5,91 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('emotion', '0001_initial'),
+        ("emotion", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RescoringJob',
+            name="RescoringJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('completed', 'Completed'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='pending', max_length=16)),
-                ('total', models.PositiveIntegerField(default=0)),
-                ('done', models.PositiveIntegerField(default=0, help_text='Analyses scored by the new version (faces or none).')),
-                ('failed', models.PositiveIntegerField(default=0, help_text='Analyses the new version could not score.')),
-                ('cursor', models.BigIntegerField(default=0, help_text='Every eligible analysis with an id up to this is processed.')),
-                ('lanes', models.JSONField(default=list, help_text='Per lane: {"cursor": last processed id, "finished": bool}.')),
-                ('chunk_size', models.PositiveIntegerField(default=32)),
-                ('parallelism', models.PositiveSmallIntegerField(default=1)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, help_text='Last time a chunk committed progress.', null=True)),
-                ('error', models.TextField(blank=True)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='rescoring_jobs', to='emotion.modelversion')),
-                ('previous_version', models.ForeignKey(blank=True, help_text='The active version when the job started (stays active until the job completes).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='emotion.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("completed", "Completed"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("total", models.PositiveIntegerField(default=0)),
+                (
+                    "done",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Analyses scored by the new version (faces or none)."
+                    ),
+                ),
+                (
+                    "failed",
+                    models.PositiveIntegerField(default=0, help_text="Analyses the new version could not score."),
+                ),
+                (
+                    "cursor",
+                    models.BigIntegerField(
+                        default=0, help_text="Every eligible analysis with an id up to this is processed."
+                    ),
+                ),
+                (
+                    "lanes",
+                    models.JSONField(
+                        default=list, help_text='Per lane: {"cursor": last processed id, "finished": bool}.'
+                    ),
+                ),
+                ("chunk_size", models.PositiveIntegerField(default=32)),
+                ("parallelism", models.PositiveSmallIntegerField(default=1)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "heartbeat_at",
+                    models.DateTimeField(blank=True, help_text="Last time a chunk committed progress.", null=True),
+                ),
+                ("error", models.TextField(blank=True)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="rescoring_jobs",
+                        to="emotion.modelversion",
+                    ),
+                ),
+                (
+                    "previous_version",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The active version when the job started (stays active until the job completes).",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="emotion.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.UniqueConstraint(models.Value(1), condition=models.Q(('status__in', ['pending', 'running'])), name='rescoringjob_single_open')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        models.Value(1),
+                        condition=models.Q(("status__in", ["pending", "running"])),
+                        name="rescoringjob_single_open",
+                    )
+                ],
             },
         ),
     ]

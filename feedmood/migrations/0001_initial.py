@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,81 +17,160 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Post',
+            name="Post",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.TextField(blank=True, max_length=5000)),
-                ('image', models.ImageField(blank=True, upload_to=feedmood.models.post_image_upload_to)),
-                ('image_width', models.PositiveIntegerField(blank=True, null=True)),
-                ('image_height', models.PositiveIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('like_count', models.PositiveIntegerField(default=0)),
-                ('author', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='posts', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("text", models.TextField(blank=True, max_length=5000)),
+                ("image", models.ImageField(blank=True, upload_to=feedmood.models.post_image_upload_to)),
+                ("image_width", models.PositiveIntegerField(blank=True, null=True)),
+                ("image_height", models.PositiveIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("like_count", models.PositiveIntegerField(default=0)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="posts", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Profile',
+            name="Profile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('display_name', models.CharField(blank=True, max_length=80)),
-                ('emotion_consent', models.BooleanField(default=False)),
-                ('emotion_consent_at', models.DateTimeField(blank=True, null=True)),
-                ('mood_policy', models.CharField(choices=[('repair', 'Mood repair (lift a low mood)'), ('congruent', 'Mood congruent (match the mood)'), ('off', 'Off (no mood adaptation)')], default='repair', max_length=16)),
-                ('mood_strength', models.FloatField(default=0.5, validators=[feedmood.validators.validate_finite, django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('mood_half_life_hours', models.FloatField(default=24.0, validators=[feedmood.validators.validate_finite, django.core.validators.MinValueValidator(1.0), django.core.validators.MaxValueValidator(720.0)])),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='profile', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("display_name", models.CharField(blank=True, max_length=80)),
+                ("emotion_consent", models.BooleanField(default=False)),
+                ("emotion_consent_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "mood_policy",
+                    models.CharField(
+                        choices=[
+                            ("repair", "Mood repair (lift a low mood)"),
+                            ("congruent", "Mood congruent (match the mood)"),
+                            ("off", "Off (no mood adaptation)"),
+                        ],
+                        default="repair",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "mood_strength",
+                    models.FloatField(
+                        default=0.5,
+                        validators=[
+                            feedmood.validators.validate_finite,
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "mood_half_life_hours",
+                    models.FloatField(
+                        default=24.0,
+                        validators=[
+                            feedmood.validators.validate_finite,
+                            django.core.validators.MinValueValidator(1.0),
+                            django.core.validators.MaxValueValidator(720.0),
+                        ],
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="profile", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Reaction',
+            name="Reaction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('like', 'Like')], default='like', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('post', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reactions', to='feedmood.post')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reactions', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(choices=[("like", "Like")], default="like", max_length=16)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "post",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="reactions", to="feedmood.post"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reactions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Follow',
+            name="Follow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('followee', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='follower_links', to=settings.AUTH_USER_MODEL)),
-                ('follower', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='following_links', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "followee",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="follower_links",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "follower",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="following_links",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['followee', '-created_at'], name='follow_followee_created_idx')],
-                'constraints': [models.UniqueConstraint(fields=('follower', 'followee'), name='follow_unique_pair'), models.CheckConstraint(condition=models.Q(('follower', models.F('followee')), _negated=True), name='follow_no_self_follow')],
+                "indexes": [models.Index(fields=["followee", "-created_at"], name="follow_followee_created_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("follower", "followee"), name="follow_unique_pair"),
+                    models.CheckConstraint(
+                        condition=models.Q(("follower", models.F("followee")), _negated=True),
+                        name="follow_no_self_follow",
+                    ),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='post',
-            index=models.Index(fields=['author', '-created_at'], name='post_author_created_idx'),
+            model_name="post",
+            index=models.Index(fields=["author", "-created_at"], name="post_author_created_idx"),
         ),
         migrations.AddIndex(
-            model_name='post',
-            index=models.Index(fields=['-created_at'], name='post_created_idx'),
+            model_name="post",
+            index=models.Index(fields=["-created_at"], name="post_created_idx"),
         ),
         migrations.AddConstraint(
-            model_name='profile',
-            constraint=models.CheckConstraint(condition=models.Q(('mood_strength__gte', 0.0), ('mood_strength__lte', 1.0)), name='profile_mood_strength_range'),
+            model_name="profile",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("mood_strength__gte", 0.0), ("mood_strength__lte", 1.0)),
+                name="profile_mood_strength_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='profile',
-            constraint=models.CheckConstraint(condition=models.Q(('mood_half_life_hours__gte', 1.0), ('mood_half_life_hours__lte', 720.0)), name='profile_half_life_range'),
+            model_name="profile",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("mood_half_life_hours__gte", 1.0), ("mood_half_life_hours__lte", 720.0)),
+                name="profile_half_life_range",
+            ),
         ),
         migrations.AddIndex(
-            model_name='reaction',
-            index=models.Index(fields=['post', 'kind'], name='reaction_post_kind_idx'),
+            model_name="reaction",
+            index=models.Index(fields=["post", "kind"], name="reaction_post_kind_idx"),
         ),
         migrations.AddConstraint(
-            model_name='reaction',
-            constraint=models.UniqueConstraint(fields=('user', 'post', 'kind'), name='reaction_unique_user_post_kind'),
+            model_name="reaction",
+            constraint=models.UniqueConstraint(fields=("user", "post", "kind"), name="reaction_unique_user_post_kind"),
         ),
     ]

@@ -18,14 +18,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="name of a registered model version")
-        parser.add_argument("--chunk-size", type=int, help="analyses per chunk task (default FEEDMOOD_RESCORING_CHUNK_SIZE)")
+        parser.add_argument(
+            "--chunk-size", type=int, help="analyses per chunk task (default FEEDMOOD_RESCORING_CHUNK_SIZE)"
+        )
         parser.add_argument(
             "--parallelism", type=int, help="parallel chunk lanes (default FEEDMOOD_RESCORING_PARALLELISM)"
         )
 
-    def handle(
-        self, *args: Any, name: str, chunk_size: int | None, parallelism: int | None, **options: Any
-    ) -> None:
+    def handle(self, *args: Any, name: str, chunk_size: int | None, parallelism: int | None, **options: Any) -> None:
         try:
             version = selectors.model_version_get(name=name)
         except ModelVersion.DoesNotExist:

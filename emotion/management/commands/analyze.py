@@ -21,9 +21,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, images: list[str], model: str | None, **options: Any) -> None:
         classifier = self._classifier(model)
-        self.stdout.write(f"model: {classifier.name} ({', '.join(classifier.labels)}); "
-                          f"test-time flip {'on' if classifier.tta else 'off'}, temperature {classifier.temperature:.3f}"
-                          + (" with class bias" if classifier.class_bias is not None else ""))
+        self.stdout.write(
+            f"model: {classifier.name} ({', '.join(classifier.labels)}); "
+            f"test-time flip {'on' if classifier.tta else 'off'}, temperature {classifier.temperature:.3f}"
+            + (" with class bias" if classifier.class_bias is not None else "")
+        )
         failures = 0
         for name in images:
             try:
@@ -58,7 +60,9 @@ class Command(BaseCommand):
             ) from None
 
     def _print(self, name: str, result: pipeline.PipelineResult) -> None:
-        timing = f"decode {result.decode_ms:.1f} ms, detect {result.detect_ms:.1f} ms, classify {result.classify_ms:.1f} ms"
+        timing = (
+            f"decode {result.decode_ms:.1f} ms, detect {result.detect_ms:.1f} ms, classify {result.classify_ms:.1f} ms"
+        )
         self.stdout.write(f"{name}: {result.width}x{result.height}, {result.face_count} face(s) ({timing})")
         if not result.faces:
             self.stdout.write("  no face found")

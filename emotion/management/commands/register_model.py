@@ -29,5 +29,7 @@ class Command(BaseCommand):
         if job is not None and job.model_version_id == version.pk:
             state = f"inactive until rescoring job {job.pk} completes"
         self.stdout.write(
-            self.style.SUCCESS(f"{verb} {version.name} ({len(version.labels)} labels, {state}) at {version.artifact_path}")
+            self.style.SUCCESS(
+                f"{verb} {version.name} ({len(version.labels)} labels, {state}) at {version.artifact_path}"
+            )
         )
