@@ -36,13 +36,16 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = request_id_from(request.headers.get(HEADER))
         request.request_id = request_id  # type: ignore[attr-defined]
-        token = current_request_id.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            current_request_id.reset(token)
+        # Kept until the response is closed (``clear_after_response``): Django logs 4xx/5xx after the middleware.
+        current_request_id.set(request_id)
+        response = self.get_response(request)
         response[HEADER] = request_id
         return response
+
+
+def clear_after_response(**kwargs: Any) -> None:
+    """``request_finished``: the thread's next log lines belong to no request."""
+    current_request_id.set(None)
 
 
 # --- Celery: publish the id with each task, restore it while the task runs ----------------------
