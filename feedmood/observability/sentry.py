@@ -72,7 +72,6 @@ def init_sentry(dsn: str | None, *, environment: str, release: str | None = None
         environment=environment,
         release=release,
         traces_sample_rate=traces_sample_rate,
-        send_default_pii=False,
         include_local_variables=False,
         max_request_body_size="never",
         before_send=scrub_event,
