@@ -47,11 +47,14 @@ def parsed(stream: io.StringIO) -> list[dict[str, Any]]:
 
 @pytest.mark.django_db
 def test_request_log_lines_are_json_with_the_request_id(api_client, json_lines: io.StringIO) -> None:
-    response = api_client.get("/api/posts/999999/", HTTP_X_REQUEST_ID=REQUEST_ID, HTTP_AUTHORIZATION=f"Token {TOKEN}")
+    response = api_client.get(f"/api/posts/999999/?token={TOKEN}", HTTP_X_REQUEST_ID=REQUEST_ID,
+                              HTTP_AUTHORIZATION=f"Token {TOKEN}")  # fmt: skip
     assert response.status_code in (401, 404) and response["X-Request-ID"] == REQUEST_ID
     lines = parsed(json_lines)
     assert lines and all(line["request_id"] == REQUEST_ID for line in lines)
     assert {"level", "logger", "message", "asctime"} <= set(lines[0])
+    assert "/api/posts/999999/" in lines[0]["request"]  # Django's extra field, a string now
+    assert TOKEN not in json_lines.getvalue()  # not even in the query string of that field
 
 
 @pytest.mark.django_db

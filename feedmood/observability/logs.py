@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from feedmood.observability.redaction import redact_text
+from pythonjsonlogger.json import JsonFormatter
+
+from feedmood.observability.redaction import redact_text, scrub
 from feedmood.observability.request_id import current_request_id
 
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s %(task_name)s"
@@ -39,10 +41,19 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class RedactingJsonFormatter(JsonFormatter):
+    """JSON lines whose extra fields are masked too (e.g. Django's ``request`` repr holds the query string)."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        plain = {k: v if isinstance(v, (str, int, float, bool, type(None), dict, list)) else str(v)
+                 for k, v in log_data.items()}  # fmt: skip
+        return scrub(plain)
+
+
 def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
     """A ``LOGGING`` dict: ``log_format`` is ``json`` or ``human``."""
     formatter = (
-        {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": JSON_FIELDS, "rename_fields": {"levelname": "level",
+        {"()": "feedmood.observability.logs.RedactingJsonFormatter", "fmt": JSON_FIELDS, "rename_fields": {"levelname": "level",
                                                                                            "name": "logger"}}
         if log_format == "json"
         else {"format": HUMAN_FORMAT}
