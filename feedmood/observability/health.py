@@ -25,7 +25,9 @@ def check_cache() -> CheckResult:
     from django.core.cache import cache
 
     cache.set("health:ready", "1", timeout=10)
-    return (cache.get("health:ready") == "1"), "ok"
+    if cache.get("health:ready") != "1":
+        return False, "the cache did not return what was stored"
+    return True, "ok"
 
 
 def check_broker() -> CheckResult:
