@@ -1,4 +1,4 @@
-# FeedMood service image: web (gunicorn), Celery worker and beat all run from it.
+# FeedMood service image: web (gunicorn), Celery workers, beat and the one-shot migrate all run from it.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,9 +23,14 @@ RUN useradd --create-home --uid 10001 feedmood \
 USER feedmood
 
 ENV MEDIA_ROOT=/data/media \
-    STATIC_ROOT=/app/staticfiles
+    STATIC_ROOT=/app/staticfiles \
+    LOG_FORMAT=json \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
+# Static files are collected once, into the image (no database or secret is needed for it).
+RUN env -u PROMETHEUS_MULTIPROC_DIR DEBUG=0 SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0
 EXPOSE 8000
 
 # 4 processes x 2 threads per 2 cores: keep-alive connections stick to a worker, and more workers than cores
 # keep two busy connections from sharing one GIL (bench/results/feed_scale_4x2.md).
-CMD ["gunicorn", "feedmood.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "2", "--timeout", "60", "--access-logfile", "-"]
+# The metrics directory is emptied at each start: its files are the live processes' counters.
+CMD ["sh", "-c", "rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec gunicorn feedmood.wsgi:application --bind 0.0.0.0:8000 --workers 4 --threads 2 --timeout 60 --access-logfile -"]

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: help venv run migrate worker beat test test-fast superuser lint schema collectstatic clean
+.PHONY: help venv run migrate worker broker-check beat test test-fast superuser lint schema collectstatic clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -27,10 +27,21 @@ migrate: venv ## apply database migrations
 run: migrate ## dev server on 127.0.0.1:8000 (SQLite + in-process Celery unless env says otherwise)
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-worker: venv ## Celery worker on all queues (needs CELERY_BROKER_URL or REDIS_URL)
+worker: broker-check venv ## Celery worker on all queues (needs CELERY_BROKER_URL or REDIS_URL)
 	$(BIN)/celery -A feedmood worker -Q fer,default,batch -c 2 --loglevel=info
 
-beat: venv ## Celery beat with the database scheduler
+# Without a broker the settings fall back to memory:// (tasks run inside the web process): a worker would idle.
+BROKER := $(or $(CELERY_BROKER_URL),$(REDIS_URL))
+broker-check:
+	@case "$(BROKER)" in \
+	  "" | memory://*) echo "make: no broker. Set CELERY_BROKER_URL (or REDIS_URL), e.g. redis://127.0.0.1:6379/0;" \
+	    "without one, tasks run inside the web process and a worker would receive nothing." >&2; exit 2;; \
+	esac
+	@set -- $$(echo "$(BROKER)" | sed -E 's#^[a-z]+://([^@/]*@)?([^:/]+):?([0-9]*).*#\2 \3#'); \
+	  timeout 5 bash -c 'exec 3<>/dev/tcp/$$0/$$1' "$$1" "$${2:-6379}" 2>/dev/null \
+	  || { echo "make: the broker at $$1:$${2:-6379} does not answer; start Redis first." >&2; exit 2; }
+
+beat: broker-check venv ## Celery beat with the database scheduler
 	$(BIN)/celery -A feedmood beat --loglevel=info --scheduler django_celery_beat.schedulers:DatabaseScheduler
 
 test: venv ## run the test suite

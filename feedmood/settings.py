@@ -11,10 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from corsheaders.defaults import default_headers as cors_default_headers
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from feedmood.env import env_bool, env_float, env_int, env_list, env_str
+from feedmood.observability.logs import logging_config
+from feedmood.observability.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -292,13 +295,37 @@ FEEDMOOD_DASHBOARD_MIN_GROUP = env_int("FEEDMOOD_DASHBOARD_MIN_GROUP", 5)
 # ... and its aggregates over many rows are cached this many seconds (0: computed on every view).
 FEEDMOOD_DASHBOARD_CACHE_SECONDS = env_int("FEEDMOOD_DASHBOARD_CACHE_SECONDS", 60)
 
-# --- Logging ----------------------------------------------------------------------------
+# --- Operations: CORS, error reports, metrics, logs, probes (docs/operations.md) ------------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+INSTALLED_APPS += ["corsheaders", "django_prometheus", "feedmood.observability.apps.ObservabilityConfig"]
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "feedmood.observability.request_id.RequestIdMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware: preflights get their headers
+    *MIDDLEWARE,
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+# Browser clients on other origins: none unless listed (e.g. CORS_ALLOWED_ORIGINS=https://app.example.com).
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]
+CORS_ALLOW_HEADERS = (*cors_default_headers, "x-request-id")
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^api/health/(live|ready)/?$"]
+
+# Seconds each readiness check (broker connect, worker ping) may take before /api/health/ready says 503.
+FEEDMOOD_HEALTH_TIMEOUT_SECONDS = env_float("FEEDMOOD_HEALTH_TIMEOUT_SECONDS", 3.0)
+
+# Sentry error reports: only with SENTRY_DSN; events are scrubbed (feedmood.observability.sentry).
+SENTRY_ENABLED = init_sentry(
+    env_str("SENTRY_DSN"),
+    environment=env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production"),
+    release=env_str("SENTRY_RELEASE"),
+    traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0),
+)
+
+# Logs: one JSON object per line in production, plain lines in development (LOG_FORMAT=json|human).
+LOG_FORMAT = (env_str("LOG_FORMAT", "human" if DEBUG else "json") or "").lower()
+if LOG_FORMAT not in ("json", "human"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not json or human")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING too

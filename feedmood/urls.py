@@ -1,12 +1,15 @@
-"""Root URLconf: admin (and its staff dashboard), the API (social core + optional apps), schema and docs."""
+"""Root URLconf: admin (and its staff dashboard), the API (social core + optional apps), schema and docs,
+health probes, the staff-only metrics endpoint, and ``/`` leading to the API docs."""
 
 from importlib.util import find_spec
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from feedmood import views
 from feedmood.dashboard.views import dashboard_view
+from feedmood.observability.apis import MetricsApi
 
 
 def _optional_api_includes() -> list:
@@ -19,6 +22,13 @@ def _optional_api_includes() -> list:
 
 
 urlpatterns = [
+    path("", views.home, name="home"),
+    # Probes answer with or without the trailing slash (Kubernetes and compose use the bare form).
+    re_path(r"^api/health/live/?$", views.health_live, name="health-live"),
+    re_path(r"^api/health/ready/?$", views.health_ready, name="health-ready"),
+    path("metrics", MetricsApi.as_view(), name="metrics"),
+    # Login/logout for the browsable API (its "Log in" link).
+    path("api-auth/", include("rest_framework.urls")),
     # Staff-only: admin_view redirects anyone else to /admin/login/?next=/admin/dashboard/.
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="admin-dashboard"),
     path("admin/", admin.site.urls),

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from feedmood.models import Profile
+from feedmood.observability.metrics import FEED_RANKING_SECONDS
 from recommender import candidates as candidate_source, conf, cursor as cursors, freshness, selectors
 from recommender.mood import Mood
 from recommender.ranking import Policy, Source, rank_feed
@@ -90,6 +91,7 @@ def plain_note(mood: Mood, policy: str, strength: float) -> str:
     return ""
 
 
+@FEED_RANKING_SECONDS.time()
 def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[Any, ...]]:
     """Rank the user's candidates as of the cursor's snapshot with its mood and policy."""
     mood = _mood_from_key(cur.mood, cur.mood_reason)

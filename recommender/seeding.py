@@ -35,6 +35,7 @@ from emotion.affect import CIRCUMPLEX
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion
 from feedmood.models import Follow, Post, Profile
 from recommender.models import MoodState, PostAffect
+from ml.runtime import CARD_NAME
 from recommender.mood import LABELS, Reading, accumulate
 
 EMOTION_PRIOR = {
@@ -141,6 +142,36 @@ def _va(probs: dict[str, float]) -> tuple[float, float]:
     return round(v, 4), round(a, 4)
 
 
+class SeedError(Exception):
+    """Seeding cannot start (no real model to attribute the synthetic readings to)."""
+
+
+def seed_model_version(alias: str = "default") -> ModelVersion:
+    """The active model version, whose artifact must exist: synthetic readings are seeded under a real model.
+
+    On a fresh default database the model at ``FEEDMOOD_MODEL_DIR`` is registered and activated first
+    (``emotion.selectors.active_model_version``), so analyses after seeding run with it. A version is
+    never created without an artifact: a selfie analysed under it could only fail.
+    """
+    from emotion.selectors import active_model_version
+
+    if alias == "default":
+        version = active_model_version()
+    else:
+        version = ModelVersion.objects.using(alias).filter(is_active=True).first()
+    if version is None:
+        raise SeedError(
+            "No active emotion model with an artifact: register one first with "
+            "`manage.py register_model PATH --activate` (the shipped ml/artifacts/ferplus will do)."
+        )
+    if not (version.artifact_dir / CARD_NAME).is_file():
+        raise SeedError(
+            f"The active model version {version.name!r} has no artifact at {version.artifact_path or '(empty path)'}: "
+            "activate a real one with `manage.py register_model PATH --activate` before seeding."
+        )
+    return version
+
+
 def seed(connection: Any, cfg: SeedConfig, *, now: datetime | None = None, log: Any = print) -> SeedResult:
     """Generate and insert a synthetic network (appends; ids continue after existing rows)."""
     from django.contrib.auth import get_user_model
@@ -160,12 +191,7 @@ def seed(connection: Any, cfg: SeedConfig, *, now: datetime | None = None, log: 
         log(f"  {name}: {res.counts.get(name, '')} rows in {res.timings[name]:.1f}s")
 
     # --- model version ---------------------------------------------------------------------
-    version = ModelVersion.objects.using(alias).filter(is_active=True).first()
-    if version is None:
-        version = ModelVersion.objects.using(alias).create(
-            name=f"seed-synthetic-{cfg.seed}", labels=list(LABELS), artifact_path="", card={}, metrics={},
-            is_active=True, activated_at=now,
-        )  # fmt: skip
+    version = seed_model_version(alias)
     res.model_version_id = version.pk
     vid = version.pk
 

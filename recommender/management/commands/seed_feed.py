@@ -11,7 +11,7 @@ import dj_database_url
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, transaction
 
-from recommender.seeding import SeedConfig, seed
+from recommender.seeding import SeedConfig, SeedError, seed, seed_model_version
 
 
 class Command(BaseCommand):
@@ -50,8 +50,12 @@ class Command(BaseCommand):
         connection = connections[alias]
         started = time.perf_counter()
         self.stdout.write(f"Seeding {cfg.users} users, {cfg.posts} posts into {connection.settings_dict['NAME']}")
-        with transaction.atomic(using=alias):
-            result = seed(connection, cfg, log=self.stdout.write)
+        try:
+            seed_model_version(alias)  # a fresh install registers its real model here, before the bulk writes
+            with transaction.atomic(using=alias):
+                result = seed(connection, cfg, log=self.stdout.write)
+        except SeedError as exc:
+            raise CommandError(str(exc)) from None
         if connection.vendor == "postgresql":  # sets the visibility map: index-only scans
             t0 = time.perf_counter()
             with connection.cursor() as cursor:
