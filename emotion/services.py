@@ -10,7 +10,8 @@ Privacy rules enforced here:
 - a selfie file is deleted as soon as its analysis is final, unless
   ``settings.FEEDMOOD_RETAIN_SELFIES`` is on;
 - ``readings_erase`` removes every analysis, reading and stored selfie of a
-  user (also run when consent is withdrawn);
+  user through a durable erasure request (``feedmood.erasure``), as do a
+  consent withdrawal and an account deletion;
 - nothing leaves the process: the model runs locally.
 """
 
@@ -23,6 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
@@ -34,8 +36,9 @@ from django.utils import timezone
 from emotion import pipeline, selectors, signals
 from emotion.inference import get_classifier, load_classifier
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion
+from feedmood.erasure import erasure_record
 from feedmood.images import read_upload, validate_image_upload
-from feedmood.models import Post, Profile
+from feedmood.models import ErasureRequest, Post, Profile
 from feedmood.services import profile_get_or_create
 from feedmood.tasks_utils import enqueue_on_commit, run_on_commit
 from ml.runtime import CARD_NAME
@@ -424,16 +427,28 @@ def analysis_mark_failed(*, analysis_id: int, error: str) -> None:
 
 
 def readings_erase(*, user: AbstractBaseUser) -> int:
-    """Delete all of ``user``'s analyses, readings and stored selfies; returns the analyses deleted.
+    """Erase all of ``user``'s analyses, readings and stored selfies; returns how many analyses there were.
 
-    Files are removed and ``readings_erased`` is sent after commit.
+    Recorded as a durable erasure request and run right after commit (retried
+    and swept if that fails); ``readings_erased`` is sent once the rows are gone.
     """
     with transaction.atomic():
-        # Lock first: an analysis being finished right now commits its readings before we delete.
-        count = len(ImageAnalysis.objects.select_for_update().filter(owner=user).values_list("pk", flat=True))
-        ImageAnalysis.objects.filter(owner=user).delete()  # readings cascade; selfies go on commit
-        run_on_commit(lambda: signals.readings_erased.send(sender=ImageAnalysis, user=user))
+        count = ImageAnalysis.objects.filter(owner=user).count()
+        erasure_record(user=user, scope=ErasureRequest.Scope.EMOTION)
     return count
+
+
+def analyses_erase_rows(*, user_id: int) -> list[str]:
+    """Delete the user's analyses and readings (inside an erasure's transaction); returns the selfie files.
+
+    Sends ``readings_erased`` after commit.
+    """
+    # Lock first: an analysis being finished right now commits its readings before we delete.
+    rows = list(ImageAnalysis.objects.select_for_update().filter(owner_id=user_id).values_list("pk", "image"))
+    ImageAnalysis.objects.filter(pk__in=[pk for pk, _ in rows]).delete()  # readings cascade
+    user = get_user_model()(pk=user_id)  # receivers only need the id (the account may be going too)
+    run_on_commit(lambda: signals.readings_erased.send(sender=ImageAnalysis, user=user))
+    return [name for _, name in rows if name]
 
 
 def readings_export(*, user: AbstractBaseUser) -> dict[str, Any]:

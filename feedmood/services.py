@@ -20,8 +20,9 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from feedmood import signals
+from feedmood.erasure import erasure_record
 from feedmood.images import validate_image_upload
-from feedmood.models import POST_TEXT_MAX_LENGTH, Follow, Post, Profile, Reaction
+from feedmood.models import POST_TEXT_MAX_LENGTH, ErasureRequest, Follow, Post, Profile, Reaction
 from feedmood.tasks_utils import run_on_commit
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ def profile_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> Profile:
     """Update the editable profile fields present in ``data``.
 
     Consent transitions stamp ``emotion_consent_at`` and send
-    ``consent_granted`` / ``consent_withdrawn`` after commit.
+    ``consent_granted`` / ``consent_withdrawn`` after commit; a withdrawal records
+    the durable erasure of the user's emotion data in the same transaction.
     """
     unknown = set(data) - set(PROFILE_EDITABLE_FIELDS)
     if unknown:
@@ -116,6 +118,7 @@ def profile_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> Profile:
     profile.save(update_fields=[*changed, "updated_at"])
 
     if was_consenting and not profile.emotion_consent:
+        erasure_record(user=user, scope=ErasureRequest.Scope.EMOTION)
         run_on_commit(lambda: signals.consent_withdrawn.send(sender=Profile, user=user, profile=profile))
     elif not was_consenting and profile.emotion_consent:
         run_on_commit(lambda: signals.consent_granted.send(sender=Profile, user=user, profile=profile))

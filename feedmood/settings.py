@@ -237,6 +237,7 @@ CELERY_TASK_ROUTES = {
     "emotion.tasks.resume_stalled_rescoring_jobs": {"queue": "batch"},
     "emotion.tasks.prune_expired_selfies": {"queue": "batch"},
     "emotion.housekeeping.requeue_stale_analyses": {"queue": "batch"},
+    "feedmood.tasks.sweep_erasures": {"queue": "batch"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -262,6 +263,10 @@ CELERY_BEAT_SCHEDULE = {
     "emotion.prune-expired-selfies": {
         "task": "emotion.tasks.prune_expired_selfies",
         "schedule": float(env_int("FEEDMOOD_SELFIE_PRUNE_EVERY_SECONDS", 3600)),
+    },
+    "feedmood.sweep-erasures": {
+        "task": "feedmood.tasks.sweep_erasures",
+        "schedule": float(env_int("FEEDMOOD_ERASURE_SWEEP_EVERY_SECONDS", 300)),
     },
 }
 
@@ -291,6 +296,13 @@ FEEDMOOD_ON_COMMIT_PROPAGATE = env_bool("FEEDMOOD_ON_COMMIT_PROPAGATE", False)
 FEEDMOOD_DASHBOARD_MIN_GROUP = env_int("FEEDMOOD_DASHBOARD_MIN_GROUP", 5)
 # ... and its aggregates over many rows are cached this many seconds (0: computed on every view).
 FEEDMOOD_DASHBOARD_CACHE_SECONDS = env_int("FEEDMOOD_DASHBOARD_CACHE_SECONDS", 60)
+
+# Durable erasure (feedmood.erasure): lock wait before an erasure gives up and is retried, first retry
+# delay, age of open requests the sweep takes over, and age before an unreferenced media file is deleted.
+FEEDMOOD_ERASURE_LOCK_TIMEOUT_MS = env_int("FEEDMOOD_ERASURE_LOCK_TIMEOUT_MS", 5000)
+FEEDMOOD_ERASURE_RETRY_SECONDS = env_int("FEEDMOOD_ERASURE_RETRY_SECONDS", 30)
+FEEDMOOD_ERASURE_SWEEP_MIN_AGE_SECONDS = env_int("FEEDMOOD_ERASURE_SWEEP_MIN_AGE_SECONDS", 60)
+FEEDMOOD_ORPHAN_FILE_GRACE_SECONDS = env_int("FEEDMOOD_ORPHAN_FILE_GRACE_SECONDS", 3600)
 
 # --- Logging ----------------------------------------------------------------------------
 
