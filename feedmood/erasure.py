@@ -29,10 +29,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from feedmood import signals
-from feedmood.models import ErasureRequest, Post
+from feedmood.models import ErasureRequest, Post, Reaction
 from feedmood.tasks_utils import run_on_commit
 
 logger = logging.getLogger(__name__)
@@ -90,13 +92,22 @@ def _erase_rows(request: ErasureRequest) -> None:
     for _, names in signals.erasure_due.send(sender=ErasureRequest, user_id=request.user_id, scope=request.scope):
         files.update(names or ())
     if request.scope == ErasureRequest.Scope.ACCOUNT:
+        liked = list(Reaction.objects.filter(user_id=request.user_id).values_list("post_id", flat=True))
         get_user_model().objects.filter(pk=request.user_id).delete()
+        _recount_likes(liked)
         user_id = request.user_id
         run_on_commit(lambda: signals.account_erased.send(sender=ErasureRequest, user_id=user_id))
     request.files = sorted(files)
     request.rows_erased_at = timezone.now()
     request.attempts += 1
     request.save(update_fields=["files", "rows_erased_at", "attempts"])
+
+
+def _recount_likes(post_ids: list[int]) -> None:
+    """The posts the erased account liked lose its likes from their counts too."""
+    count = Reaction.objects.filter(post_id=OuterRef("pk"), kind=Reaction.Kind.LIKE).order_by()
+    count = count.values("post_id").annotate(n=Count("pk")).values("n")
+    Post.objects.filter(pk__in=post_ids).update(like_count=Coalesce(Subquery(count), 0))
 
 
 def _erase_files(request: ErasureRequest) -> bool:

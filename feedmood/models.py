@@ -160,3 +160,22 @@ class ErasureRequest(models.Model):
 
     def __str__(self) -> str:
         return f"ErasureRequest({self.pk}, {self.scope}, user {self.user_id})"
+
+
+class ApiToken(models.Model):
+    """An API token (``Authorization: Token <key>``): only the SHA-256 of the key is stored.
+
+    A new token is issued at every sign-in; it works until ``expires_at``, logout
+    (that token) or a password change or reset (all tokens of the user).
+    """
+
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 (hex) of the key.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"], name="apitoken_user_created_idx")]
+
+    def __str__(self) -> str:
+        return f"ApiToken({self.pk}, user {self.user_id})"

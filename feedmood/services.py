@@ -17,7 +17,6 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from feedmood import signals
 from feedmood.erasure import erasure_record
@@ -50,10 +49,16 @@ def profile_get_or_create(*, user: AbstractBaseUser) -> Profile:
 
 
 @transaction.atomic
-def user_signup(*, username: str, password: str, display_name: str = "") -> tuple[AbstractBaseUser, Token]:
-    """Create a user (password checked by Django's validators), its profile and API token."""
+def user_signup(*, username: str, password: str, display_name: str = "", email: str = "") -> tuple[AbstractBaseUser, str]:
+    """Create a user (password checked by Django's validators), its profile and an API token; returns the key.
+
+    ``email`` is optional (it is where password-reset mail goes).
+    """
+    from feedmood.accounts import token_issue
+
     username = (username or "").strip()
-    user = User(username=username)
+    email = (email or "").strip()
+    user = User(username=username, email=email)
     errors: dict[str, list[str]] = {}
     try:
         user.full_clean(exclude=["password"], validate_unique=False)
@@ -61,6 +66,8 @@ def user_signup(*, username: str, password: str, display_name: str = "") -> tupl
         errors.update(exc.message_dict)
     if username and User.objects.filter(username__iexact=username).exists():
         errors.setdefault("username", []).append("A user with that username already exists.")
+    if email and User.objects.filter(email__iexact=email).exists():
+        errors.setdefault("email", []).append("An account with that email already exists.")
     try:
         validate_password(password, user=user)
     except ValidationError as exc:
@@ -80,14 +87,7 @@ def user_signup(*, username: str, password: str, display_name: str = "") -> tupl
     if display_name:
         profile.display_name = display_name
         profile.save(update_fields=["display_name", "updated_at"])
-    token, _ = Token.objects.get_or_create(user=user)
-    return user, token
-
-
-def auth_token_for(*, user: AbstractBaseUser) -> Token:
-    """The user's API token (created on first use)."""
-    token, _ = Token.objects.get_or_create(user=user)
-    return token
+    return user, token_issue(user=user)
 
 
 @transaction.atomic

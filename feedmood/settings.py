@@ -314,3 +314,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Accounts (feedmood.accounts) --------------------------------------------------------
+# API tokens expire this long after sign-in; at most this many live tokens per user (oldest revoked).
+FEEDMOOD_TOKEN_TTL_HOURS = env_int("FEEDMOOD_TOKEN_TTL_HOURS", 30 * 24)
+FEEDMOOD_TOKENS_PER_USER = env_int("FEEDMOOD_TOKENS_PER_USER", 10)
+# Password-reset mail: the console backend prints it (dev); set EMAIL_BACKEND/EMAIL_HOST/... for real mail.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "FeedMood <no-reply@localhost>")
+# Lifetime of a password-reset token (Django's default is 3 days).
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)

@@ -9,6 +9,11 @@ Sent after the transaction commits:
 - ``account_erased(sender=ErasureRequest, user_id=int)``: every row of a deleted account is gone
   (files may still be in progress); caches keyed by the user should be dropped.
 
+Sent while building an export (``feedmood.export``):
+
+- ``export_requested(sender=Profile, user=User)``: return ``{file name: JSON-ready data}``
+  to add to the person's export zip.
+
 Sent INSIDE the erasure's transaction (receivers must not swallow errors: a failure rolls the
 erasure back and it is retried):
 
@@ -24,3 +29,4 @@ consent_granted = Signal()
 consent_withdrawn = Signal()
 account_erased = Signal()
 erasure_due = Signal()
+export_requested = Signal()
