@@ -19,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from feedmood import signals
+from feedmood.accounts import token_issue
 from feedmood.erasure import erasure_record
 from feedmood.images import validate_image_upload
 from feedmood.models import POST_TEXT_MAX_LENGTH, ErasureRequest, Follow, Post, Profile, Reaction
@@ -54,8 +55,6 @@ def user_signup(*, username: str, password: str, display_name: str = "", email: 
 
     ``email`` is optional (it is where password-reset mail goes).
     """
-    from feedmood.accounts import token_issue
-
     username = (username or "").strip()
     email = (email or "").strip()
     user = User(username=username, email=email)
