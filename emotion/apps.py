@@ -16,5 +16,6 @@ class EmotionConfig(AppConfig):
         from feedmood import signals
 
         signals.post_created.connect(receivers.on_post_created, dispatch_uid="emotion.post_created")
-        signals.consent_withdrawn.connect(receivers.on_consent_withdrawn, dispatch_uid="emotion.consent_withdrawn")
+        signals.erasure_due.connect(receivers.on_erasure_due, dispatch_uid="emotion.erasure_due")
+        signals.export_requested.connect(receivers.on_export_requested, dispatch_uid="emotion.export_requested")
         post_delete.connect(receivers.on_analysis_deleted, sender=ImageAnalysis, dispatch_uid="emotion.analysis_deleted")

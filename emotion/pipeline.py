@@ -364,6 +364,35 @@ def readings(boxes: Sequence[Box], probs: np.ndarray, labels: Sequence[str]) -> 
     return tuple(faces)
 
 
+def aggregate_faces(faces: Sequence[FaceResult], width: int, height: int) -> FaceResult | None:
+    """One reading for a whole image: the confidence-weighted mean of its faces (``None`` without faces).
+
+    Post images may show people other than the author, so only this aggregate
+    is stored for them: no per-face box or reading.  The box is the whole image;
+    ``confidence`` is the mean face confidence; ``dominant`` the argmax of the
+    weighted mean distribution (the recommender's ``affect_from_faces`` of this
+    one face gives the same valence, arousal and dominant emotion as of all faces).
+    """
+    if not faces:
+        return None
+    weights = np.clip(np.asarray([f.confidence for f in faces], dtype=np.float64), 0.0, 1.0)
+    if weights.sum() <= 0.0:
+        weights = np.ones(len(faces))
+    weights = weights / weights.sum()
+    labels = list(faces[0].probabilities)
+    probs = {name: round(float(sum(w * f.probabilities.get(name, 0.0) for w, f in zip(weights, faces))), 6)
+             for name in labels}
+    return FaceResult(
+        index=0,
+        box=Box(0, 0, int(width), int(height)),
+        probabilities=probs,
+        dominant=max(labels, key=lambda name: probs[name]),
+        confidence=round(float(np.mean([min(max(f.confidence, 0.0), 1.0) for f in faces])), 6),
+        valence=round(float(sum(w * f.valence for w, f in zip(weights, faces))), 6),
+        arousal=round(float(sum(w * f.arousal for w, f in zip(weights, faces))), 6),
+    )
+
+
 def analyze_array(gray: np.ndarray, classifier: Classifier, config: PipelineConfig = DEFAULT_CONFIG) -> PipelineResult:
     """Detect and classify faces in an already decoded grey image (decode_ms = 0)."""
     t0 = time.perf_counter()

@@ -13,9 +13,14 @@ def on_post_created(sender: Any, post: Any, **kwargs: Any) -> None:
         services.post_image_submit(post=post)
 
 
-def on_consent_withdrawn(sender: Any, user: Any, **kwargs: Any) -> None:
-    """Withdrawing consent erases every reading and stored selfie of the user."""
-    services.readings_erase(user=user)
+def on_export_requested(sender: Any, user: Any, **kwargs: Any) -> dict[str, Any]:
+    """The account export carries every analysis and reading (``emotion.json``)."""
+    return {"emotion.json": services.readings_export(user=user)}
+
+
+def on_erasure_due(sender: Any, user_id: int, scope: str, **kwargs: Any) -> list[str]:
+    """A durable erasure (consent withdrawn, readings or account erased) deletes every analysis and reading."""
+    return services.analyses_erase_rows(user_id=user_id)
 
 
 def on_analysis_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:

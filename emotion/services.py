@@ -2,11 +2,16 @@
 
 Privacy rules enforced here:
 
-- selfies are only accepted from users who opted in (``Profile.emotion_consent``);
+- no image of a user without ``Profile.emotion_consent`` is ever face-analysed:
+  consent is checked when a selfie or post image is queued, when the task
+  claims it and again (under the profile's row lock) before readings are stored;
+- a post image may show other people: only one aggregate reading of the whole
+  image is stored for it (``pipeline.aggregate_faces``), never per-face readings;
 - a selfie file is deleted as soon as its analysis is final, unless
   ``settings.FEEDMOOD_RETAIN_SELFIES`` is on;
 - ``readings_erase`` removes every analysis, reading and stored selfie of a
-  user (also run when consent is withdrawn);
+  user through a durable erasure request (``feedmood.erasure``), as do a
+  consent withdrawal and an account deletion;
 - nothing leaves the process: the model runs locally.
 """
 
@@ -19,6 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
@@ -30,8 +36,9 @@ from django.utils import timezone
 from emotion import pipeline, selectors, signals
 from emotion.inference import get_classifier, load_classifier
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion
+from feedmood.erasure import erasure_record
 from feedmood.images import read_upload, validate_image_upload
-from feedmood.models import Post
+from feedmood.models import ErasureRequest, Post, Profile
 from feedmood.services import profile_get_or_create
 from feedmood.tasks_utils import enqueue_on_commit, run_on_commit
 from ml.runtime import CARD_NAME
@@ -208,8 +215,11 @@ def selfie_submit(*, user: AbstractBaseUser, uploaded_file: IO[bytes] | None) ->
 
 
 def post_image_submit(*, post: Post) -> ImageAnalysis | None:
-    """Queue an analysis of a post's image (read in place, never copied); ``None`` if it has none."""
-    if not post.image:
+    """Queue an analysis of a post's image (read in place, never copied).
+
+    ``None`` if the post has no image or its author has not opted in to emotion analysis.
+    """
+    if not post.image or not consents(user_id=post.author_id):
         return None
     with transaction.atomic():
         analysis = ImageAnalysis.objects.create(
@@ -221,6 +231,14 @@ def post_image_submit(*, post: Post) -> ImageAnalysis | None:
         )
         _enqueue(analysis)
     return analysis
+
+
+def consents(*, user_id: int, lock: bool = False) -> bool:
+    """Whether the user opted in to emotion analysis (``lock``: hold their profile row until commit)."""
+    profiles = Profile.objects.filter(user_id=user_id)
+    if lock:
+        profiles = profiles.select_for_update()
+    return bool(profiles.values_list("emotion_consent", flat=True).first())
 
 
 def _enqueue(analysis: ImageAnalysis) -> None:
@@ -263,6 +281,10 @@ def _claim(analysis_id: int, version: ModelVersion | None) -> ImageAnalysis | No
         )
         if analysis is None:
             return None  # erased in the meantime
+        if not consents(user_id=analysis.owner_id):
+            logger.info("Analysis %s dropped: its owner does not consent to emotion analysis", analysis_id)
+            analysis.delete()  # a queued selfie file goes with it (analysis_deleted)
+            return None
         if analysis.is_final and version is not None and analysis.model_version_id == version.pk:
             return None  # already done with this model: idempotent no-op
         now = timezone.now()
@@ -334,9 +356,17 @@ def _finish(
         analysis = ImageAnalysis.objects.select_for_update().filter(pk=claimed.pk).first()
         if analysis is None:
             return None  # erased while we were working: store nothing
+        # Under the profile's lock: a withdrawal committing now either sees these readings (and its
+        # erasure removes them) or makes us store nothing.
+        if not consents(user_id=analysis.owner_id, lock=True):
+            analysis.delete()
+            return None
         if version is not None:
             FaceReading.objects.filter(analysis=analysis, model_version=version).delete()
         if result is not None:
+            faces = result.faces
+            if analysis.source == ImageAnalysis.Source.POST:
+                faces = tuple(filter(None, [pipeline.aggregate_faces(faces, result.width, result.height)]))
             FaceReading.objects.bulk_create(
                 FaceReading(
                     analysis=analysis,
@@ -352,7 +382,7 @@ def _finish(
                     valence=face.valence,
                     arousal=face.arousal,
                 )
-                for face in result.faces
+                for face in faces
             )
             analysis.status = ImageAnalysis.Status.DONE if result.faces else ImageAnalysis.Status.NO_FACE
             analysis.error = ""
@@ -397,16 +427,28 @@ def analysis_mark_failed(*, analysis_id: int, error: str) -> None:
 
 
 def readings_erase(*, user: AbstractBaseUser) -> int:
-    """Delete all of ``user``'s analyses, readings and stored selfies; returns the analyses deleted.
+    """Erase all of ``user``'s analyses, readings and stored selfies; returns how many analyses there were.
 
-    Files are removed and ``readings_erased`` is sent after commit.
+    Recorded as a durable erasure request and run right after commit (retried
+    and swept if that fails); ``readings_erased`` is sent once the rows are gone.
     """
     with transaction.atomic():
-        # Lock first: an analysis being finished right now commits its readings before we delete.
-        count = len(ImageAnalysis.objects.select_for_update().filter(owner=user).values_list("pk", flat=True))
-        ImageAnalysis.objects.filter(owner=user).delete()  # readings cascade; selfies go on commit
-        run_on_commit(lambda: signals.readings_erased.send(sender=ImageAnalysis, user=user))
+        count = ImageAnalysis.objects.filter(owner=user).count()
+        erasure_record(user=user, scope=ErasureRequest.Scope.EMOTION)
     return count
+
+
+def analyses_erase_rows(*, user_id: int) -> list[str]:
+    """Delete the user's analyses and readings (inside an erasure's transaction); returns the selfie files.
+
+    Sends ``readings_erased`` after commit.
+    """
+    # Lock first: an analysis being finished right now commits its readings before we delete.
+    rows = list(ImageAnalysis.objects.select_for_update().filter(owner_id=user_id).values_list("pk", "image"))
+    ImageAnalysis.objects.filter(pk__in=[pk for pk, _ in rows]).delete()  # readings cascade
+    user = get_user_model()(pk=user_id)  # receivers only need the id (the account may be going too)
+    run_on_commit(lambda: signals.readings_erased.send(sender=ImageAnalysis, user=user))
+    return [name for _, name in rows if name]
 
 
 def readings_export(*, user: AbstractBaseUser) -> dict[str, Any]:

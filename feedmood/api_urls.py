@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from feedmood import apis
+from feedmood import account_apis, apis
 
 app_name = "feedmood"
 
@@ -11,6 +11,11 @@ urlpatterns = [
     path("auth/signup/", apis.SignupApi.as_view(), name="signup"),
     path("auth/token/", apis.TokenApi.as_view(), name="token"),
     path("me/", apis.MeApi.as_view(), name="me"),
+    path("auth/logout/", account_apis.LogoutApi.as_view(), name="logout"),
+    path("auth/password-reset/", account_apis.PasswordResetApi.as_view(), name="password-reset"),
+    path("auth/password-reset/confirm/", account_apis.PasswordResetConfirmApi.as_view(), name="password-reset-confirm"),
+    path("me/password/", account_apis.PasswordChangeApi.as_view(), name="password-change"),
+    path("me/export/", account_apis.AccountExportApi.as_view(), name="account-export"),
     path("users/<str:username>/", apis.UserDetailApi.as_view(), name="user-detail"),
     path("users/<str:username>/follow/", apis.UserFollowApi.as_view(), name="user-follow"),
     path("users/<str:username>/followers/", apis.UserFollowersApi.as_view(), name="user-followers"),

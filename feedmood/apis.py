@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from feedmood import selectors, services
+from feedmood import accounts, selectors, services
 from feedmood.images import EXTENSION_MIME_TYPES
 from feedmood.models import HALF_LIFE_MAX_HOURS, HALF_LIFE_MIN_HOURS, POST_TEXT_MAX_LENGTH, Profile
 from feedmood.pagination import get_paginated_response, paginated_serializer
@@ -72,6 +72,7 @@ class SignupApi(APIView):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
         display_name = serializers.CharField(max_length=80, required=False, allow_blank=True, default="")
+        email = serializers.EmailField(required=False, allow_blank=True, default="", help_text="For password resets.")
 
         class Meta:
             ref_name = "SignupInput"
@@ -86,12 +87,12 @@ class SignupApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: ERRORS}, tags=["auth"])
     def post(self, request: Request) -> Response:
         data = _valid(self.InputSerializer, request)
-        user, token = services.user_signup(**data)
-        return Response(self.OutputSerializer({"token": token.key, "user": user}).data, status=status.HTTP_201_CREATED)
+        user, key = services.user_signup(**data)
+        return Response(self.OutputSerializer({"token": key, "user": user}).data, status=status.HTTP_201_CREATED)
 
 
 class TokenApi(APIView):
-    """Exchange username and password for the API token (``Authorization: Token <key>``)."""
+    """Exchange username and password for a new API token (``Authorization: Token <key>``; it expires)."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -117,7 +118,7 @@ class TokenApi(APIView):
             raise serializers.ValidationError(
                 {"non_field_errors": ["Unable to log in with the provided username and password."]}
             )
-        return Response(self.OutputSerializer({"token": services.auth_token_for(user=user).key}).data)
+        return Response(self.OutputSerializer({"token": accounts.token_issue(user=user)}).data)
 
 
 # --- Own profile -------------------------------------------------------------------------
@@ -160,6 +161,23 @@ class MeApi(APIView):
         data = _valid(self.InputSerializer, request, partial=True)
         profile = services.profile_update(user=request.user, data=data)
         return Response(self.OutputSerializer(profile).data)
+
+    class DeleteInputSerializer(serializers.Serializer):
+        password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+
+        class Meta:
+            ref_name = "AccountDeleteInput"
+
+    @extend_schema(
+        request=DeleteInputSerializer,
+        responses={204: OpenApiResponse(description="Deleted: every row and file of yours is erased"), 400: ERRORS},
+        tags=["profile"],
+    )
+    def delete(self, request: Request) -> Response:
+        """Delete your account and everything of yours (posts, images, follows, likes, emotion data)."""
+        data = _valid(self.DeleteInputSerializer, request)
+        accounts.account_delete(user=request.user, password=data["password"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- Users and follows -----------------------------------------------------------------------

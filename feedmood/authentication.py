@@ -1,23 +1,29 @@
 """Token authentication that reads the user's per-request rows with the token, in one query.
 
+Keys are never stored: :class:`feedmood.models.ApiToken` keeps their SHA-256 and
+an expiry (see ``feedmood.accounts``); the key sent is hashed and looked up.
+
 Every API request authenticates, so this is the hottest query of the service. The ORM
 spends ~0.5 ms of CPU compiling ``select_related`` over four tables for each request;
 :class:`TokenRowsQuery` builds the same SQL once per process from the models' metadata
 and turns the row into the same instances (with the same relation caches) that
-``Token.objects.select_related("user", "user__profile", ...).get(key=...)`` would give.
+``ApiToken.objects.select_related("user", "user__profile", ...).get(digest=...)`` would give.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connections, router
 from django.db.models import Model
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
-from rest_framework.authtoken.models import Token
+
+from feedmood.models import ApiToken
 
 
 @dataclass(frozen=True)
@@ -33,13 +39,13 @@ class _Part:
 
 
 class TokenRowsQuery:
-    """``SELECT token, user, <one-to-one rows of the user> WHERE token.key = %s`` as one statement.
+    """``SELECT token, user, <one-to-one rows of the user> WHERE token.<key_field> = %s`` as one statement.
 
     ``related`` names reverse one-to-one relations of the user model (e.g. ``profile``);
     a missing related row is cached as ``None``, as ``select_related`` does.
     """
 
-    def __init__(self, token_model: type[Model], related: tuple[str, ...], using: str):
+    def __init__(self, token_model: type[Model], related: tuple[str, ...], using: str, key_field: str = "digest"):
         user_field = token_model._meta.get_field("user")
         user_model = user_field.related_model
         connection = connections[using]
@@ -72,7 +78,7 @@ class TokenRowsQuery:
         self.user_field = user_field
         self.using = using
         self.sql = (f"SELECT {', '.join(columns)} FROM {qn(token_model._meta.db_table)} t {' '.join(joins)} "
-                    f"WHERE t.{qn(token_model._meta.get_field('key').column)} = %s")
+                    f"WHERE t.{qn(token_model._meta.get_field(key_field).column)} = %s")
 
     def get(self, key: str) -> Model | None:
         """The token with ``token.user`` and the user's related rows loaded, or None."""
@@ -102,26 +108,29 @@ class TokenRowsQuery:
 
 @functools.cache
 def token_rows_query(related: tuple[str, ...], using: str) -> TokenRowsQuery:
-    return TokenRowsQuery(Token, related, using)
+    return TokenRowsQuery(ApiToken, related, using)
+
+
+def key_digest(key: str) -> str:
+    """What is stored of a key: its SHA-256 (keys are 256 random bits, so no salt or slow hash is needed)."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
-    """DRF's ``Authorization: Token <key>`` scheme, same rules and errors.
+    """DRF's ``Authorization: Token <key>`` scheme with hashed, expiring keys.
 
-    DRF reads the token and its user; this also joins the one-to-one rows named in
+    The key is hashed and looked up with its user; this also joins the one-to-one rows named in
     ``settings.FEEDMOOD_AUTH_USER_RELATED`` (the profile and the mood state), which
     the feed reads on every request: one precompiled query instead of two ORM queries.
     """
 
+    model = ApiToken
+
     def authenticate_credentials(self, key: str):
-        model = self.get_model()
         related = tuple(settings.FEEDMOOD_AUTH_USER_RELATED)
-        if model is Token:
-            token = token_rows_query(related, router.db_for_read(Token)).get(key)
-        else:  # a custom token model: the ORM does the join
-            token = model.objects.select_related("user", *(f"user__{n}" for n in related)).filter(key=key).first()
-        if token is None:
-            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        token = token_rows_query(related, router.db_for_read(ApiToken)).get(key_digest(key))
+        if token is None or token.expires_at <= timezone.now():
+            raise exceptions.AuthenticationFailed(_("Invalid or expired token: sign in again at /api/auth/token/."))
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         return (token.user, token)

@@ -126,3 +126,56 @@ class Reaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.kind} {self.post_id}"
+
+
+class ErasureRequest(models.Model):
+    """A promise to erase a person's data, recorded in the same transaction as what asked for it.
+
+    ``scope`` ``emotion`` (consent withdrawn, readings erased): analyses, readings,
+    moods, post affect and stored selfies; ``account`` (account deleted): every row
+    of the user and every file (post images, selfies).  ``files`` lists the storage
+    names still to delete.  Finished by ``feedmood.erasure`` (at once after commit,
+    then a retried task, then the periodic sweep); ``completed_at`` marks the end.
+    ``user_id`` is not a foreign key: the request outlives the account it erases.
+    """
+
+    class Scope(models.TextChoices):
+        EMOTION = "emotion", "Emotion data"
+        ACCOUNT = "account", "Whole account"
+
+    user_id = models.BigIntegerField(db_index=True)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    files = models.JSONField(default=list, blank=True, help_text="Storage names still to delete.")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    rows_erased_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["created_at"], condition=Q(completed_at__isnull=True), name="erasure_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"ErasureRequest({self.pk}, {self.scope}, user {self.user_id})"
+
+
+class ApiToken(models.Model):
+    """An API token (``Authorization: Token <key>``): only the SHA-256 of the key is stored.
+
+    A new token is issued at every sign-in; it works until ``expires_at``, logout
+    (that token) or a password change or reset (all tokens of the user).
+    """
+
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 (hex) of the key.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"], name="apitoken_user_created_idx")]
+
+    def __str__(self) -> str:
+        return f"ApiToken({self.pk}, user {self.user_id})"

@@ -17,11 +17,12 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from feedmood import signals
+from feedmood.accounts import token_issue
+from feedmood.erasure import erasure_record
 from feedmood.images import validate_image_upload
-from feedmood.models import POST_TEXT_MAX_LENGTH, Follow, Post, Profile, Reaction
+from feedmood.models import POST_TEXT_MAX_LENGTH, ErasureRequest, Follow, Post, Profile, Reaction
 from feedmood.tasks_utils import run_on_commit
 
 logger = logging.getLogger(__name__)
@@ -49,10 +50,14 @@ def profile_get_or_create(*, user: AbstractBaseUser) -> Profile:
 
 
 @transaction.atomic
-def user_signup(*, username: str, password: str, display_name: str = "") -> tuple[AbstractBaseUser, Token]:
-    """Create a user (password checked by Django's validators), its profile and API token."""
+def user_signup(*, username: str, password: str, display_name: str = "", email: str = "") -> tuple[AbstractBaseUser, str]:
+    """Create a user (password checked by Django's validators), its profile and an API token; returns the key.
+
+    ``email`` is optional (it is where password-reset mail goes).
+    """
     username = (username or "").strip()
-    user = User(username=username)
+    email = (email or "").strip()
+    user = User(username=username, email=email)
     errors: dict[str, list[str]] = {}
     try:
         user.full_clean(exclude=["password"], validate_unique=False)
@@ -60,6 +65,8 @@ def user_signup(*, username: str, password: str, display_name: str = "") -> tupl
         errors.update(exc.message_dict)
     if username and User.objects.filter(username__iexact=username).exists():
         errors.setdefault("username", []).append("A user with that username already exists.")
+    if email and User.objects.filter(email__iexact=email).exists():
+        errors.setdefault("email", []).append("An account with that email already exists.")
     try:
         validate_password(password, user=user)
     except ValidationError as exc:
@@ -79,14 +86,7 @@ def user_signup(*, username: str, password: str, display_name: str = "") -> tupl
     if display_name:
         profile.display_name = display_name
         profile.save(update_fields=["display_name", "updated_at"])
-    token, _ = Token.objects.get_or_create(user=user)
-    return user, token
-
-
-def auth_token_for(*, user: AbstractBaseUser) -> Token:
-    """The user's API token (created on first use)."""
-    token, _ = Token.objects.get_or_create(user=user)
-    return token
+    return user, token_issue(user=user)
 
 
 @transaction.atomic
@@ -94,7 +94,8 @@ def profile_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> Profile:
     """Update the editable profile fields present in ``data``.
 
     Consent transitions stamp ``emotion_consent_at`` and send
-    ``consent_granted`` / ``consent_withdrawn`` after commit.
+    ``consent_granted`` / ``consent_withdrawn`` after commit; a withdrawal records
+    the durable erasure of the user's emotion data in the same transaction.
     """
     unknown = set(data) - set(PROFILE_EDITABLE_FIELDS)
     if unknown:
@@ -116,6 +117,7 @@ def profile_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> Profile:
     profile.save(update_fields=[*changed, "updated_at"])
 
     if was_consenting and not profile.emotion_consent:
+        erasure_record(user=user, scope=ErasureRequest.Scope.EMOTION)
         run_on_commit(lambda: signals.consent_withdrawn.send(sender=Profile, user=user, profile=profile))
     elif not was_consenting and profile.emotion_consent:
         run_on_commit(lambda: signals.consent_granted.send(sender=Profile, user=user, profile=profile))

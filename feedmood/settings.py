@@ -240,6 +240,7 @@ CELERY_TASK_ROUTES = {
     "emotion.tasks.resume_stalled_rescoring_jobs": {"queue": "batch"},
     "emotion.tasks.prune_expired_selfies": {"queue": "batch"},
     "emotion.housekeeping.requeue_stale_analyses": {"queue": "batch"},
+    "feedmood.tasks.sweep_erasures": {"queue": "batch"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -265,6 +266,10 @@ CELERY_BEAT_SCHEDULE = {
     "emotion.prune-expired-selfies": {
         "task": "emotion.tasks.prune_expired_selfies",
         "schedule": float(env_int("FEEDMOOD_SELFIE_PRUNE_EVERY_SECONDS", 3600)),
+    },
+    "feedmood.sweep-erasures": {
+        "task": "feedmood.tasks.sweep_erasures",
+        "schedule": float(env_int("FEEDMOOD_ERASURE_SWEEP_EVERY_SECONDS", 300)),
     },
 }
 
@@ -329,3 +334,22 @@ if LOG_FORMAT not in ("json", "human"):
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not json or human")
 LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING too
+
+# Durable erasure (feedmood.erasure): lock wait before an erasure gives up and is retried, first retry
+# delay, age of open requests the sweep takes over, and age before an unreferenced media file is deleted.
+FEEDMOOD_ERASURE_LOCK_TIMEOUT_MS = env_int("FEEDMOOD_ERASURE_LOCK_TIMEOUT_MS", 5000)
+FEEDMOOD_ERASURE_RETRY_SECONDS = env_int("FEEDMOOD_ERASURE_RETRY_SECONDS", 30)
+FEEDMOOD_ERASURE_SWEEP_MIN_AGE_SECONDS = env_int("FEEDMOOD_ERASURE_SWEEP_MIN_AGE_SECONDS", 60)
+FEEDMOOD_ORPHAN_FILE_GRACE_SECONDS = env_int("FEEDMOOD_ORPHAN_FILE_GRACE_SECONDS", 3600)
+
+# --- Accounts (feedmood.accounts) --------------------------------------------------------
+# API tokens expire this long after sign-in; at most this many live tokens per user (oldest revoked).
+FEEDMOOD_TOKEN_TTL_HOURS = env_int("FEEDMOOD_TOKEN_TTL_HOURS", 30 * 24)
+FEEDMOOD_TOKENS_PER_USER = env_int("FEEDMOOD_TOKENS_PER_USER", 10)
+# Password-reset mail: the console backend prints it (dev); set EMAIL_BACKEND/EMAIL_HOST/... for real mail.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "FeedMood <no-reply@localhost>")
+# Lifetime of a password-reset token (Django's default is 3 days).
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)

@@ -26,6 +26,7 @@ class RecommenderConfig(AppConfig):
         social_signals.consent_withdrawn.connect(
             receivers.on_consent_withdrawn, dispatch_uid="recommender.consent_withdrawn"
         )
+        social_signals.erasure_due.connect(receivers.on_erasure_due, dispatch_uid="recommender.erasure_due")
         post_save.connect(receivers.on_profile_saved, sender=Profile, dispatch_uid="recommender.profile_saved")
         social_signals.post_created.connect(receivers.on_post_created, dispatch_uid="recommender.post_created")
         post_save.connect(receivers.on_follow_changed, sender=Follow, dispatch_uid="recommender.follow_saved")

@@ -4,6 +4,7 @@
   (post image) recomputation;
 - ``emotion.signals.readings_erased`` and ``feedmood.signals.consent_withdrawn``
   -> erase moods and face affect inferred from the user's images, at once;
+- ``feedmood.signals.erasure_due`` -> the same, inside the durable erasure's transaction;
 - ``post_save`` of a Profile whose consent or half-life changed -> recompute
   the stored mood after commit;
 - ``feedmood.signals.post_created`` -> stamp the author's and followers' feeds
@@ -41,6 +42,13 @@ def on_readings_erased(sender: Any, user: Any, **kwargs: Any) -> None:
 
 def on_consent_withdrawn(sender: Any, user: Any, **kwargs: Any) -> None:
     services.mood_erase(user=user)
+
+
+def on_erasure_due(sender: Any, user_id: int, **kwargs: Any) -> None:
+    """Inside a durable erasure's transaction: the mood and post affect go with the readings."""
+    from django.contrib.auth import get_user_model
+
+    services.mood_erase(user=get_user_model()(pk=user_id))
 
 
 def on_profile_saved(sender: Any, instance: Any, created: bool, raw: bool = False,

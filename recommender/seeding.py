@@ -175,7 +175,8 @@ def seed_model_version(alias: str = "default") -> ModelVersion:
 def seed(connection: Any, cfg: SeedConfig, *, now: datetime | None = None, log: Any = print) -> SeedResult:
     """Generate and insert a synthetic network (appends; ids continue after existing rows)."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+    from feedmood.authentication import key_digest
+    from feedmood.models import ApiToken
 
     User = get_user_model()
     rng = np.random.default_rng(cfg.seed)
@@ -221,7 +222,9 @@ def seed(connection: Any, cfg: SeedConfig, *, now: datetime | None = None, log: 
     )  # fmt: skip
     step("profiles", t0)
     tokens = {int(u): secrets.token_hex(20) for u in user_ids[:n_bench]}
-    w.write(Token, ["key", "user_id", "created"], ((k, u, now) for u, k in tokens.items()))
+    expires = now + timedelta(days=365)  # bench tokens: hashed like any other, valid for a year
+    w.write(ApiToken, ["digest", "user_id", "created_at", "expires_at"],
+            ((key_digest(k), u, now, expires) for u, k in tokens.items()))
 
     # --- follows ------------------------------------------------------------------------------------
     t0 = time.perf_counter()

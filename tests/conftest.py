@@ -96,12 +96,11 @@ def user(make_user: Callable[..., Any]) -> Any:
 @pytest.fixture
 def client_for() -> Callable[[Any], APIClient]:
     """Build an APIClient authenticated with the user's token."""
-    from rest_framework.authtoken.models import Token
+    from feedmood.accounts import token_issue
 
     def _client(user: Any) -> APIClient:
         client = APIClient()
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token_issue(user=user)}")
         return client
 
     return _client

@@ -17,7 +17,7 @@ from django.core.files.base import ContentFile
 
 from emotion import services, testing
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion
-from feedmood.models import Post
+from feedmood.models import Post, Profile
 
 
 @pytest.fixture
@@ -44,7 +44,11 @@ def image(kind: str = "one") -> bytes:
 
 
 def post_analysis(author: Any, kind: str = "one", *, run: bool = True) -> ImageAnalysis:
-    """A post with a stored image and its analysis (run with the active model unless ``run=False``)."""
+    """A post with a stored image and its analysis (run with the active model unless ``run=False``).
+
+    The author is opted in to emotion analysis: without consent no image of theirs is analysed.
+    """
+    Profile.objects.filter(user=author).update(emotion_consent=True)
     post = Post(author=author, text=f"a {kind} picture")
     post.image.save("photo.jpg" if kind == "one" else "photo.png", ContentFile(image(kind)), save=False)
     post.save()
@@ -77,9 +81,13 @@ def readings_per_version(analysis: ImageAnalysis) -> dict[int, list[int]]:
 
 
 def assert_scored_once(analyses: Iterable[ImageAnalysis], *versions: ModelVersion) -> None:
-    """Every analysis has exactly one reading per face for each version (nothing lost, nothing duplicated)."""
+    """Every analysis has exactly its readings for each version (nothing lost, nothing duplicated).
+
+    A selfie has one reading per face; a post image one aggregate reading if it shows any face.
+    """
     for analysis in analyses:
         analysis.refresh_from_db()
         per_version = readings_per_version(analysis)
+        expected = min(analysis.face_count, 1) if analysis.source == ImageAnalysis.Source.POST else analysis.face_count
         for version in versions:
-            assert per_version.get(version.pk, []) == list(range(analysis.face_count)), (analysis, per_version)
+            assert per_version.get(version.pk, []) == list(range(expected)), (analysis, per_version)

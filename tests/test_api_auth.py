@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
+from feedmood.authentication import key_digest
+from feedmood.models import ApiToken
 
 from tests.factories import DEFAULT_PASSWORD
 
@@ -19,7 +20,7 @@ def test_signup_returns_token_and_creates_profile(api_client) -> None:
     body = resp.json()
     assert body["user"] == {"username": "bob", "display_name": "Bobby"}
     user = User.objects.get(username="bob")
-    assert body["token"] == Token.objects.get(user=user).key
+    assert ApiToken.objects.get(user=user).digest == key_digest(body["token"])
     assert user.profile.display_name == "Bobby"
     assert user.profile.emotion_consent is False and user.profile.mood_policy == "repair"
     me = api_client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {body['token']}")
@@ -67,7 +68,7 @@ def test_signup_bad_payloads(api_client, payload: dict, field: str) -> None:
 def test_token_obtain(api_client, user) -> None:
     resp = api_client.post("/api/auth/token/", {"username": "alice", "password": DEFAULT_PASSWORD})
     assert resp.status_code == 200
-    assert resp.json()["token"] == Token.objects.get(user=user).key
+    assert ApiToken.objects.get(user=user).digest == key_digest(resp.json()["token"])
 
 
 def test_token_bad_credentials(api_client, user) -> None:

@@ -46,7 +46,15 @@ ROWS = [
     Row("feedmood:token", "post", "/api/auth/token/", same(200, anon=200), body={"username": "owner", "password": "pw-Owner-123456"}),
     Row("feedmood:me", "get", "/api/me/", same(200)),
     Row("feedmood:me", "patch", "/api/me/", same(200), body={"display_name": "X"}),
-    Row("feedmood:me", "delete", "/api/me/", same(405)),
+    # Deleting re-authenticates the CALLER: the owner's password deletes only the owner's own account.
+    Row("feedmood:me", "delete", "/api/me/", {"anon": 401, "other": 400, "owner": 204, "staff": 400}, body={"password": "pw-Owner-123456"}),
+    Row("feedmood:logout", "post", "/api/auth/logout/", same(204)),
+    Row("feedmood:password-change", "post", "/api/me/password/", {"anon": 401, "other": 400, "owner": 200, "staff": 400},
+        body={"old_password": "pw-Owner-123456", "new_password": "A-very-good-password-42"}),
+    Row("feedmood:password-reset", "post", "/api/auth/password-reset/", same(202, anon=202), body={"email": "owner@example.org"}),
+    Row("feedmood:password-reset-confirm", "post", "/api/auth/password-reset/confirm/", same(400, anon=400),
+        body={"uid": "MQ", "token": "forged", "new_password": "A-very-good-password-42"}),
+    Row("feedmood:account-export", "get", "/api/me/export/", same(200)),
     Row("feedmood:user-detail", "get", "/api/users/{owner}/", same(200)),
     Row("feedmood:user-detail", "patch", "/api/users/{owner}/", same(405), body={"display_name": "pwned"}),
     Row("feedmood:user-follow", "post", "/api/users/{owner}/follow/", {"anon": 401, "other": 201, "owner": 400, "staff": 201}),
@@ -177,6 +185,17 @@ def test_emotion_data_is_visible_to_its_owner_only(world: dict[str, Any], face_j
     # Query-param tricks do not widen the owner filter.
     for trick in ("?owner=owner", f"?user={world['users']['owner'].pk}", "?owner_id=1&all=true"):
         assert clients["other"].get("/api/me/emotions/" + trick).json().get("count", 0) == 0
+
+
+def test_the_account_export_holds_the_callers_data_only(world: dict[str, Any]) -> None:
+    import io
+    import zipfile
+
+    for role in ("other", "staff"):
+        response = world["clients"][role].get("/api/me/export/")
+        archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+        assert json.loads(archive.read("profile.json"))["username"] == role
+        assert json.loads(archive.read("posts.json")) == [] and not any(n.startswith("images/") for n in archive.namelist())
 
 
 def test_other_users_cannot_erase_owner_readings(world: dict[str, Any]) -> None:

@@ -115,7 +115,7 @@ def test_selfie_without_face_is_no_face(
 def test_post_with_image_creates_an_analysis(
     make_user, fer_model, faces_png, upload, django_capture_on_commit_callbacks
 ) -> None:
-    author = make_user(username="poster")
+    author = make_user(username="poster", emotion_consent=True)
     with django_capture_on_commit_callbacks(execute=True):
         post = core_services.post_create(author=author, text="group photo", image=upload(faces_png, "g.png", "image/png"))
     analysis = ImageAnalysis.objects.get(post=post)
@@ -123,7 +123,7 @@ def test_post_with_image_creates_an_analysis(
     assert analysis.status == ImageAnalysis.Status.DONE and analysis.face_count == 3
     assert analysis.image.name == ""  # the post's image is read in place, never copied
     assert default_storage.exists(post.image.name)  # and never deleted by the analysis
-    assert sorted(analysis.readings.values_list("face_index", flat=True)) == [0, 1, 2]
+    assert list(analysis.readings.values_list("face_index", flat=True)) == [0]  # one aggregate, not per face
 
 
 def test_post_without_image_creates_no_analysis(make_user, fer_model, django_capture_on_commit_callbacks) -> None:
@@ -136,11 +136,11 @@ def test_post_without_image_creates_no_analysis(make_user, fer_model, django_cap
 
 
 def test_analysis_run_is_idempotent(make_user, fer_model, faces_png, upload, received, django_capture_on_commit_callbacks) -> None:
-    author = make_user(username="poster")
+    author = make_user(username="poster", emotion_consent=True)
     with django_capture_on_commit_callbacks(execute=True):
         post = core_services.post_create(author=author, image=upload(faces_png, "g.png", "image/png"))
     analysis = ImageAnalysis.objects.get(post=post)
-    assert FaceReading.objects.filter(analysis=analysis).count() == 3
+    assert FaceReading.objects.filter(analysis=analysis).count() == 1
 
     assert services.analysis_run(analysis.pk) is None  # already final for the active model: no-op
     # Forced re-runs (e.g. a redelivered task after a crash) replace, never duplicate.
@@ -148,7 +148,7 @@ def test_analysis_run_is_idempotent(make_user, fer_model, faces_png, upload, rec
         ImageAnalysis.objects.filter(pk=analysis.pk).update(status=ImageAnalysis.Status.PROCESSING)
         with django_capture_on_commit_callbacks(execute=True):
             assert services.analysis_run(analysis.pk).status == ImageAnalysis.Status.DONE
-    assert FaceReading.objects.filter(analysis=analysis).count() == 3
+    assert FaceReading.objects.filter(analysis=analysis).count() == 1
     analysis.refresh_from_db()
     assert analysis.status == ImageAnalysis.Status.DONE and analysis.attempts == 3
 

@@ -32,7 +32,8 @@ SCALARS = st.one_of(
 JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(NASTY_TEXT, inner, max_size=4), max_leaves=12)
 
 FIELDS = ["username", "password", "display_name", "text", "emotion_consent", "mood_policy", "mood_strength",
-          "mood_half_life_hours", "image", "policy", "strength", "page_size", "cursor"]
+          "mood_half_life_hours", "image", "policy", "strength", "page_size", "cursor", "email", "old_password",
+          "new_password", "uid", "token"]
 OBJECTS = st.one_of(JSON, st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=6))
 
 RAW_BODIES = st.one_of(
@@ -51,6 +52,10 @@ WRITE_ENDPOINTS = [
     ("post", "/api/selfies/"),
     ("post", "/api/users/bob/follow/"),
     ("post", "/api/posts/1/like/"),
+    ("delete", "/api/me/"),
+    ("post", "/api/me/password/"),
+    ("post", "/api/auth/password-reset/"),
+    ("post", "/api/auth/password-reset/confirm/"),
 ]
 
 

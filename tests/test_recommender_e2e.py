@@ -101,7 +101,7 @@ def test_sad_selfie_lifts_happy_posts(make_user, client_for, django_capture_on_c
     version, _ = emotion_services.model_version_register(path=Path(settings.FEEDMOOD_MODEL_DIR), activate=True)
 
     viewer = make_user(username="sadviewer", emotion_consent=True)
-    friends = [make_user(username=f"friend{i}") for i in range(6)]
+    friends = [make_user(username=f"friend{i}", emotion_consent=True) for i in range(6)]  # post images need consent
     for f in friends:
         Follow.objects.create(follower=viewer, followee=f)
 

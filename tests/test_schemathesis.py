@@ -19,16 +19,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 def api_schema(live_server, transactional_db, make_user, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
                                "DEFAULT_THROTTLE_RATES": {"user": "100000/min", "anon": "100000/min", "uploads": "100000/min"}}
-    from rest_framework.authtoken.models import Token
+    from feedmood.accounts import token_issue
 
     user = make_user(username="fuzzer", emotion_consent=True)
     other = make_user(username="bob")
-    token, _ = Token.objects.get_or_create(user=user)
     from feedmood import services
 
     services.post_create(author=other, text="a post to like")
     schema = schemathesis.openapi.from_url(f"{live_server.url}/api/schema/")
-    schema.config.headers = {"Authorization": f"Token {token.key}"}
+    schema.config.headers = {"Authorization": f"Token {token_issue(user=user)}"}
     return schema
 
 
@@ -40,7 +39,13 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_api_never_5xx(case) -> None:
     from schemathesis.checks import not_a_server_error
 
-    response = case.call(headers={"Authorization": case.operation.schema.config.headers["Authorization"]})
+    from django.contrib.auth import get_user_model
+
+    from feedmood.accounts import token_issue
+
+    # A fresh token per case: a fuzzed logout or password change revokes the one it used.
+    key = token_issue(user=get_user_model().objects.get(username="fuzzer"))
+    response = case.call(headers={"Authorization": f"Token {key}"})
     case.validate_response(response, checks=[not_a_server_error])
     if case.method.upper() == "GET" and case.path == "/api/me/":
         assert response.status_code == 200, "the token header was not sent"
