@@ -3,7 +3,9 @@
 - ``emotion.signals.analysis_finished`` -> queue a mood (selfie) or post-affect
   (post image) recomputation;
 - ``emotion.signals.readings_erased`` and ``feedmood.signals.consent_withdrawn``
-  -> erase moods and face affect inferred from the user's images, at once;
+  -> erase moods and face affect inferred from the user's images, and drop the
+  user's feed keys and the shared caches ranked from their affect, at once;
+- ``post_delete`` of a user (account deletion) -> the same cache drop after commit;
 - ``post_save`` of a Profile whose consent or half-life changed -> recompute
   the stored mood after commit;
 - ``feedmood.signals.post_created`` -> stamp the author's and followers' feeds
@@ -41,6 +43,10 @@ def on_readings_erased(sender: Any, user: Any, **kwargs: Any) -> None:
 
 def on_consent_withdrawn(sender: Any, user: Any, **kwargs: Any) -> None:
     services.mood_erase(user=user)
+
+
+def on_user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    services.feed_caches_erase(user_id=instance.pk)
 
 
 def on_profile_saved(sender: Any, instance: Any, created: bool, raw: bool = False,

@@ -206,6 +206,11 @@ def rescoring_panel(jobs: list[selectors.RescoringJobRow]) -> dict[str, Any]:
 CACHE_KEY = "feedmood:admin-dashboard:aggregates:v1"
 
 
+def forget_cached_aggregates() -> None:
+    """Drop the cached aggregates (a person's emotion data was erased)."""
+    cache.delete(CACHE_KEY)
+
+
 def cache_seconds() -> int:
     """``settings.FEEDMOOD_DASHBOARD_CACHE_SECONDS`` (default 60; 0 turns the cache off)."""
     try:
