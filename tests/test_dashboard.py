@@ -17,7 +17,6 @@ from feedmood.dashboard import selectors, views
 from feedmood.models import Post, Profile, Reaction
 from tests.dashboard_seed import (
     make_analysis,
-    make_mood,
     make_reading,
     make_users,
     make_version,

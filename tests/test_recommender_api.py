@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 
 from feedmood.models import Follow, Post, Profile
 from recommender import cache_erasure, selectors, services
