@@ -72,7 +72,9 @@ def seed(args: argparse.Namespace) -> dict:
                      "per_class": {k: {"f1": rng.uniform(0.2, 0.9)} for k in LABELS}},
         )  # fmt: skip
         User.objects.bulk_create(
-            [User(username=f"bench{i}", password="!") for i in range(args.users)], batch_size=2000
+            # Established accounts: the dashboard counts accounts older than FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS.
+            [User(username=f"bench{i}", password="!", date_joined=now - timedelta(days=60)) for i in range(args.users)],
+            batch_size=2000,
         )
         users = list(User.objects.filter(username__startswith="bench").values_list("pk", flat=True))
         Profile.objects.bulk_create(

@@ -1,4 +1,9 @@
-"""Admin for emotion analysis: model versions, rescoring jobs, analyses and (read-only) readings."""
+"""Admin for emotion analysis: model versions, rescoring jobs and analyses (processing status only).
+
+Face readings are deliberately not in the admin, not even read-only or inline:
+they are biometric-derived data about one person, and staff see emotion data
+only as the dashboard's suppressed aggregates (``/admin/dashboard/``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from emotion import rescoring
-from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
+from emotion.models import ImageAnalysis, ModelVersion, RescoringJob
 
 
 class ReadOnlyMixin:
@@ -97,18 +102,6 @@ class RescoringJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
         self.message_user(request, f"Re-enqueued {lanes} chunk(s).", messages.SUCCESS)
 
 
-class FaceReadingInline(admin.TabularInline):
-    model = FaceReading
-    extra = 0
-    can_delete = False
-    fields = ("face_index", "model_version", "dominant_emotion", "confidence", "valence", "arousal", "x", "y", "w", "h")
-    readonly_fields = fields
-    show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(ImageAnalysis)
 class ImageAnalysisAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
@@ -120,22 +113,5 @@ class ImageAnalysisAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ("owner", "model_version")
     raw_id_fields = ("owner", "post")
     date_hierarchy = "created_at"
-    inlines = [FaceReadingInline]
     # The selfie file is never linked: raw selfies are not viewable, not even by staff.
     exclude = ("image",)
-
-
-@admin.register(FaceReading)
-class FaceReadingAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("id", "analysis", "owner", "face_index", "dominant_emotion", "confidence", "valence", "arousal", "model_version", "created_at")
-    list_filter = ("dominant_emotion", "model_version", "created_at")
-    search_fields = ("analysis__owner__username",)
-    list_select_related = ("analysis__owner", "model_version")
-    date_hierarchy = "created_at"
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.display(description="owner", ordering="analysis__owner__username")
-    def owner(self, obj: FaceReading) -> str:
-        return obj.analysis.owner.get_username()

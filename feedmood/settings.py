@@ -299,6 +299,8 @@ FEEDMOOD_ON_COMMIT_PROPAGATE = env_bool("FEEDMOOD_ON_COMMIT_PROPAGATE", False)
 FEEDMOOD_DASHBOARD_MIN_GROUP = env_int("FEEDMOOD_DASHBOARD_MIN_GROUP", 5)
 # ... and its aggregates over many rows are cached this many seconds (0: computed on every view).
 FEEDMOOD_DASHBOARD_CACHE_SECONDS = env_int("FEEDMOOD_DASHBOARD_CACHE_SECONDS", 60)
+# ... and counts only accounts older than this many days (fresh accounts cannot pad a group up to k).
+FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS = env_int("FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS", 7)
 
 # --- Operations: CORS, error reports, metrics, logs, probes (docs/operations.md) ------------
 

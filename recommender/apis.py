@@ -20,7 +20,7 @@ from feedmood.models import HALF_LIFE_MAX_HOURS, HALF_LIFE_MIN_HOURS, Profile
 from feedmood.serializers import PostOutputSerializer
 from feedmood.validators import validate_finite
 from recommender import conf, selectors, services
-from recommender.feed import FeedPage, feed_page
+from recommender.feed import FeedItem, FeedPage, feed_page
 from recommender.selectors import FeedPost
 from recommender.mood import LABELS, Mood
 from recommender.ranking import Policy, Source
@@ -130,9 +130,12 @@ class FeedApi(APIView):
             class RankingSerializer(serializers.Serializer):
                 position = serializers.IntegerField()
                 base_position = serializers.IntegerField(help_text="Position in the plain hot-rank order.")
-                score = serializers.FloatField()
-                base_score = serializers.FloatField()
-                mood_adjustment = serializers.FloatField()
+                score = serializers.FloatField(
+                    allow_null=True, help_text="Your own posts only (null for other people's: it would reveal "
+                    "the affect read from their photos)."
+                )
+                base_score = serializers.FloatField(help_text="Hot rank from likes and age (public data).")
+                mood_adjustment = serializers.FloatField(allow_null=True, help_text="Your own posts only.")
                 source = serializers.ChoiceField(choices=[s.value for s in Source])
 
                 class Meta:
@@ -178,9 +181,9 @@ class FeedApi(APIView):
                                   "image_url": "http://localhost:8000/api/posts/42/image/", "image_width": 640,
                                   "image_height": 480, "like_count": 3, "liked_by_me": False,
                                   "created_at": "2025-01-01T10:00:00Z"},
-                         "reason": "lifted: uplifting content while you seem sad",
-                         "ranking": {"position": 0, "base_position": 4, "score": 0.41, "base_score": -0.16,
-                                     "mood_adjustment": 0.57, "source": "network"}},
+                         "reason": "moved up for your mood",
+                         "ranking": {"position": 0, "base_position": 4, "score": None, "base_score": -0.16,
+                                     "mood_adjustment": None, "source": "network"}},
                     ],
                 },
             )
@@ -216,18 +219,24 @@ class FeedApi(APIView):
                 {
                     "post": feed_post_data(item.post, image_urls),
                     "reason": item.entry.reason,
-                    "ranking": {
-                        "position": item.position,
-                        "base_position": item.entry.base_position,
-                        "score": round(item.entry.score, 6),
-                        "base_score": round(item.entry.base_score, 6),
-                        "mood_adjustment": round(item.entry.mood_delta, 6),
-                        "source": item.entry.source,
-                    },
+                    "ranking": ranking_data(item),
                 }
                 for item in page.items
             ],
         }
+
+def ranking_data(item: FeedItem) -> dict[str, Any]:
+    """An item's ranking; the mood's numbers (score, adjustment) only for the viewer's own posts."""
+    own = item.entry.source == Source.OWN.value
+    return {
+        "position": item.position,
+        "base_position": item.entry.base_position,
+        "score": round(item.entry.score, 6) if own else None,
+        "base_score": round(item.entry.base_score, 6),
+        "mood_adjustment": round(item.entry.mood_delta, 6) if own else None,
+        "source": item.entry.source,
+    }
+
 
 class MoodApi(APIView):
     """The signed-in user's own current mood (there is no way to read anyone else's)."""

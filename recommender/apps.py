@@ -9,6 +9,7 @@ class RecommenderConfig(AppConfig):
     verbose_name = "FeedMood recommender"
 
     def ready(self) -> None:
+        from django.contrib.auth import get_user_model
         from django.db.models.signals import post_delete, post_save
 
         from emotion import signals as emotion_signals
@@ -27,6 +28,8 @@ class RecommenderConfig(AppConfig):
             receivers.on_consent_withdrawn, dispatch_uid="recommender.consent_withdrawn"
         )
         social_signals.erasure_due.connect(receivers.on_erasure_due, dispatch_uid="recommender.erasure_due")
+        post_delete.connect(receivers.on_user_deleted, sender=get_user_model(),
+                            dispatch_uid="recommender.user_deleted")
         post_save.connect(receivers.on_profile_saved, sender=Profile, dispatch_uid="recommender.profile_saved")
         social_signals.post_created.connect(receivers.on_post_created, dispatch_uid="recommender.post_created")
         post_save.connect(receivers.on_follow_changed, sender=Follow, dispatch_uid="recommender.follow_saved")

@@ -34,6 +34,12 @@ DEFAULTS: dict[str, Any] = {
     # again while nothing in the user's feed changed and they liked or unliked nothing since;
     # other people's likes show up to this many seconds late. 0 builds every page.
     "PAGE_CACHE_SECONDS": 15,
+    # A cursor works for CURSOR_MAX_AGE seconds (its snapshot's parameters are kept as long).
+    "CURSOR_MAX_AGE": 3600,
+    # Probe resistance: the applied strength is rounded to STRENGTH_STEP and the mood the feed
+    # is ranked with to MOOD_STEP (valence, arousal, confidence); 0 turns the rounding off.
+    "STRENGTH_STEP": 0.25,
+    "MOOD_STEP": 0.25,
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 50,
     # Diversity rules.

@@ -1,25 +1,41 @@
-"""Opaque, signed feed cursors (stable under new posts).
+"""Opaque feed cursors: a random snapshot id and an offset, signed and short-lived.
 
 A cursor names a feed *snapshot* -- the snapshot time, the policy, strength,
 page size and mood the first page was ranked with -- and an offset into it.
+The snapshot's parameters (the viewer's mood among them) stay server-side in
+the cache under the snapshot id; the cursor itself carries only that random id,
+the offset and its signing time, so it reveals nothing when it lands in a log,
+expires after ``CURSOR_MAX_AGE`` seconds, and stops working as soon as the
+snapshot is dropped (erasure, consent withdrawal, expiry).
+
 Later pages re-read the snapshot's ranked ids from the cache, or re-rank the
-same candidates (created at or before the snapshot time) with the same mood
-if the cache entry expired, so posts created between page requests neither
-repeat nor shift items between pages.
+same candidates (created at or before the snapshot time) with the same mood if
+the ranked rows expired, so posts created between page requests neither repeat
+nor shift items between pages.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import secrets
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from django.core import signing
+from django.core.cache import cache
 
-_SALT = "recommender.feed.cursor"
+_SALT = "recommender.feed.cursor.v2"
+EXPIRED = "This feed cursor has expired; load the feed again from the first page."
 
 
 class InvalidCursor(ValueError):
     """The cursor was tampered with, is malformed, or belongs to someone else."""
+
+
+class ExpiredCursor(InvalidCursor):
+    """The cursor is older than its max age, or its snapshot is gone (expired or erased)."""
+
+    def __init__(self) -> None:
+        super().__init__(EXPIRED)
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,7 @@ class MoodKey:
 @dataclass(frozen=True)
 class Cursor:
     user_id: int
+    snapshot_id: str
     snapshot_ms: int
     offset: int
     policy: str
@@ -48,45 +65,80 @@ class Cursor:
         return datetime.fromtimestamp(self.snapshot_ms / 1000.0, tz=timezone.utc)
 
     def at(self, offset: int) -> "Cursor":
-        return Cursor(**{**asdict(self), "mood": self.mood, "offset": offset})
+        return replace(self, offset=offset)
 
     def params_key(self) -> str:
-        """What the ranking depends on besides the snapshot time: policy, strength, page size, mood."""
+        """What the ranking depends on besides the snapshot time (kept in cache values, never in key names)."""
         m = self.mood
         mood = "u" if m is None else f"{m.label}:{m.valence:.6f}:{m.arousal:.6f}:{m.confidence:.6f}"
         return f"{self.policy}:{self.strength:.6f}:{self.page_size}:{mood}"
 
-    def snapshot_key(self) -> str:
-        """Cache key of the ranked snapshot (independent of the offset)."""
-        return f"feed:{self.user_id}:{self.snapshot_ms}:{self.params_key()}"
+    def rows_key(self, namespace: str) -> str:
+        """Cache key of the ranked snapshot rows (independent of the offset)."""
+        return f"{user_keys_prefix(namespace, self.user_id)}rows:{self.snapshot_id}"
+
+    def page_key(self, namespace: str) -> str:
+        """Cache key of the built page at this offset."""
+        return f"{user_keys_prefix(namespace, self.user_id)}page:{self.snapshot_id}:{self.offset}"
+
+
+def user_keys_prefix(namespace: str, user_id: int) -> str:
+    """Every feed key of one user starts with this (erasure drops them by this prefix)."""
+    return f"{namespace}:feed:{user_id}:"
+
+
+def _snapshot_key(namespace: str, user_id: int, snapshot_id: str) -> str:
+    return f"{user_keys_prefix(namespace, user_id)}snapshot:{snapshot_id}"
+
+
+def new_snapshot_id() -> str:
+    """A random, unguessable snapshot id."""
+    return secrets.token_urlsafe(16)
+
+
+def save(namespace: str, cursor: Cursor, *, max_age: int) -> None:
+    """Keep the snapshot's parameters server-side for ``max_age`` seconds."""
+    m = cursor.mood
+    value = (
+        cursor.snapshot_ms, cursor.policy, cursor.strength, cursor.page_size,
+        None if m is None else (m.label, m.valence, m.arousal, m.confidence), cursor.mood_reason,
+    )  # fmt: skip
+    cache.set(_snapshot_key(namespace, cursor.user_id, cursor.snapshot_id), value, max_age)
+
+
+def forget(namespace: str, cursor: Cursor) -> None:
+    """Drop the snapshot: its cursors stop working."""
+    cache.delete(_snapshot_key(namespace, cursor.user_id, cursor.snapshot_id))
 
 
 def encode(cursor: Cursor) -> str:
-    m = cursor.mood
-    payload = [
-        cursor.user_id, cursor.snapshot_ms, cursor.offset, cursor.policy, cursor.strength, cursor.page_size,
-        None if m is None else [m.label, m.valence, m.arousal, m.confidence],
-        cursor.mood_reason,
-    ]
-    return signing.dumps(payload, salt=_SALT, compress=True)
+    """The opaque token of a cursor: snapshot id and offset, signed with the time of signing."""
+    return signing.dumps([cursor.snapshot_id, cursor.offset], salt=_SALT)
 
 
-def decode(token: str, *, user_id: int) -> Cursor:
-    """Parse and verify a cursor; raises ``InvalidCursor``."""
+def decode(token: str, *, namespace: str, user_id: int, max_age: int) -> Cursor:
+    """Verify a token and load its snapshot; raises ``InvalidCursor`` or ``ExpiredCursor``."""
     try:
-        uid, snap, offset, policy, strength, page_size, mood, reason = signing.loads(token, salt=_SALT)
-        cursor = Cursor(
-            user_id=int(uid),
-            snapshot_ms=int(snap),
-            offset=int(offset),
-            policy=str(policy),
-            strength=float(strength),
-            page_size=int(page_size),
-            mood=None if mood is None else MoodKey(mood[0], float(mood[1]), float(mood[2]), float(mood[3])),
-            mood_reason=str(reason),
-        )
-    except (signing.BadSignature, ValueError, TypeError, IndexError):
+        snapshot_id, offset = signing.loads(token, salt=_SALT, max_age=max_age)
+        snapshot_id, offset = str(snapshot_id), int(offset)
+    except signing.SignatureExpired:
+        raise ExpiredCursor() from None
+    except (signing.BadSignature, ValueError, TypeError):
         raise InvalidCursor("Invalid cursor.") from None
-    if cursor.user_id != user_id or cursor.offset < 0:
+    if offset < 0:
         raise InvalidCursor("Invalid cursor.")
-    return cursor
+    stored = cache.get(_snapshot_key(namespace, user_id, snapshot_id))
+    if stored is None:  # expired, erased, or another user's snapshot id
+        raise ExpiredCursor()
+    snap, policy, strength, page_size, mood, reason = stored
+    return Cursor(
+        user_id=user_id,
+        snapshot_id=snapshot_id,
+        snapshot_ms=snap,
+        offset=offset,
+        policy=policy,
+        strength=strength,
+        page_size=page_size,
+        mood=None if mood is None else MoodKey(*mood),
+        mood_reason=reason,
+    )

@@ -21,7 +21,7 @@ from django.utils import timezone
 from feedmood.models import Profile
 from feedmood.observability.metrics import FEED_RANKING_SECONDS
 from recommender import candidates as candidate_source, conf, cursor as cursors, freshness, selectors
-from recommender.mood import Mood
+from recommender.mood import Mood, coarse_mood
 from recommender.ranking import Policy, Source, rank_feed
 
 
@@ -80,6 +80,13 @@ def _mood_from_key(key: cursors.MoodKey | None, reason: str) -> Mood:
     return Mood(known=True, label=key.label, valence=key.valence, arousal=key.arousal, confidence=key.confidence)
 
 
+def effective_strength(strength: float) -> float:
+    """The strength the feed applies: rounded to ``STRENGTH_STEP`` so a viewer cannot tune it finely
+    to measure how far another author's post moves."""
+    step = conf.get("STRENGTH_STEP")
+    return min(1.0, max(0.0, round(strength / step) * step)) if step else strength
+
+
 def plain_note(mood: Mood, policy: str, strength: float) -> str:
     """Why the mood stage left the base ranking alone ("" when it was applied)."""
     if not mood.known:
@@ -94,7 +101,7 @@ def plain_note(mood: Mood, policy: str, strength: float) -> str:
 @FEED_RANKING_SECONDS.time()
 def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[Any, ...]]:
     """Rank the user's candidates as of the cursor's snapshot with its mood and policy."""
-    mood = _mood_from_key(cur.mood, cur.mood_reason)
+    mood = coarse_mood(_mood_from_key(cur.mood, cur.mood_reason), conf.get("MOOD_STEP"))
     candidates = candidate_source.feed_candidates(user=user, snapshot=cur.snapshot)
     ranked = rank_feed(
         candidates,
@@ -118,7 +125,7 @@ def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[
 def _snapshot_rows(*, user: AbstractBaseUser, cur: cursors.Cursor, new: bool = False) -> list[tuple[Any, ...]]:
     """The snapshot's ranked rows (``Entry`` fields), from the cache or ranked now and cached
     (``new``: a snapshot just started, so certainly not cached yet)."""
-    key = f"{selectors.cache_namespace()}:{cur.snapshot_key()}"
+    key = cur.rows_key(selectors.cache_namespace())
     rows = None if new else cache.get(key)
     if rows is None:
         rows = rank_snapshot(user=user, cur=cur)
@@ -145,13 +152,22 @@ def feed_page(
     changed since, unless ``refresh``. A page built moments ago for the same snapshot and
     offset is served again while it is valid (``freshness.cached_page``).
     With ``cursor``: the next page of that snapshot; passing a different
-    ``policy``/``strength``/``page_size`` with it is a ValidationError.
+    ``policy``/``strength``/``page_size`` with it is a ValidationError, and so
+    is a cursor past ``CURSOR_MAX_AGE``, whose snapshot was dropped, or whose
+    snapshot holds a mood the user no longer consents to (checked on every page).
+    ``strength`` is applied rounded to ``STRENGTH_STEP``.
     """
+    namespace = selectors.cache_namespace()
+    if strength is not None:
+        strength = effective_strength(strength)
     if cursor:
         try:
-            cur = cursors.decode(cursor, user_id=user.pk)
+            cur = cursors.decode(cursor, namespace=namespace, user_id=user.pk, max_age=conf.get("CURSOR_MAX_AGE"))
         except cursors.InvalidCursor as exc:
             raise ValidationError({"cursor": [str(exc)]}) from None
+        if cur.mood is not None and not selectors.consents(user_id=user.pk):
+            cursors.forget(namespace, cur)
+            raise ValidationError({"cursor": [cursors.EXPIRED]})
         for name, given, kept in (("policy", policy, cur.policy), ("strength", strength, cur.strength),
                                   ("page_size", page_size, cur.page_size)):
             if given is not None and given != kept:
@@ -167,10 +183,11 @@ def feed_page(
         policy_source = "query" if (policy is not None or strength is not None) else "profile"
         cur = cursors.Cursor(
             user_id=user.pk,
+            snapshot_id=cursors.new_snapshot_id(),
             snapshot_ms=int(now.timestamp() * 1000),
             offset=0,
             policy=Policy(policy or profile.mood_policy).value,
-            strength=float(profile.mood_strength if strength is None else strength),
+            strength=effective_strength(float(profile.mood_strength if strength is None else strength)),
             page_size=int(page_size or conf.get("PAGE_SIZE")),
             mood=_mood_key(mood),
             mood_reason=mood.reason,
@@ -179,18 +196,18 @@ def feed_page(
         raise ValidationError({"strength": ["Must be within [0, 1]."]})
 
     reused = new = False
-    namespace = selectors.cache_namespace()
     if not cursor:
         params = cur.params_key()
-        previous = None if refresh else freshness.reusable_snapshot_ms(
-            namespace, user.pk, params, now_ms=cur.snapshot_ms
-        )
+        previous = None if refresh else freshness.reusable_snapshot(namespace, user.pk, params,
+                                                                    now_ms=cur.snapshot_ms)
         if previous is not None:
-            cur, reused = replace(cur, snapshot_ms=previous), True
+            snapshot_ms, snapshot_id = previous
+            cur, reused = replace(cur, snapshot_ms=snapshot_ms, snapshot_id=snapshot_id), True
         else:
-            freshness.remember_snapshot(namespace, user.pk, params, cur.snapshot_ms)
+            cursors.save(namespace, cur, max_age=conf.get("CURSOR_MAX_AGE"))
+            freshness.remember_snapshot(namespace, user.pk, params, cur.snapshot_ms, cur.snapshot_id)
             new = True
-    page_key = f"{namespace}:{cur.snapshot_key()}:page:{cur.offset}"
+    page_key = cur.page_key(namespace)
     caching = conf.get("PAGE_CACHE_SECONDS") > 0
     if caching and not new:
         built = freshness.cached_page(namespace, user.pk, page_key)

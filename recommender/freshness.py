@@ -15,7 +15,8 @@ not of the post:
   readings erased (their posts' affect must leave every cache) -> everyone;
 - a post is deleted -> its author and every follower, like a new post.
 
-Mood, policy, strength and page size are part of the snapshot's key, so a new
+Mood, policy, strength and page size are kept with the user's latest snapshot
+(in the cached value, never in a key name) and must match for a reuse, so a new
 selfie reading or a settings change never serves an old ranking. Likes do not
 re-rank within the window, and popular posts from outside the network are
 themselves cached for ``POPULAR_CACHE_SECONDS``.
@@ -73,8 +74,9 @@ def reacted_key(namespace: str, user_id: int) -> str:
     return f"{namespace}:feed-reacted:{user_id}"
 
 
-def latest_key(namespace: str, user_id: int, params: str) -> str:
-    return f"{namespace}:feed-latest:{user_id}:{params}"
+def latest_key(namespace: str, user_id: int) -> str:
+    """The user's latest snapshots by parameters (kept in the value: no mood in key names)."""
+    return f"{namespace}:feed:{user_id}:latest"
 
 
 def mark_changed(namespace: str, user_ids: Iterable[int], *, at_ms: int | None = None) -> int:
@@ -137,23 +139,35 @@ def network_changed_since(namespace: str, user_id: int, since_ms: int) -> bool:
     return any(stamp >= since_ms for stamp in cache.get_many(keys).values())
 
 
-def reusable_snapshot_ms(namespace: str, user_id: int, params: str, *, now_ms: int) -> int | None:
-    """The time of this user's last snapshot with these ``params``, if it may still be served."""
+#: How many parameter sets (policy, strength, page size, mood) a user's latest snapshots are kept for.
+LATEST_KEPT = 4
+
+
+def reusable_snapshot(namespace: str, user_id: int, params: str, *, now_ms: int) -> tuple[int, str] | None:
+    """``(snapshot_ms, snapshot_id)`` of this user's last snapshot with these ``params``, if it
+    may still be served."""
     window = reuse_ms()
     if not window:
         return None
-    keys = [latest_key(namespace, user_id, params), changed_key(namespace, user_id), everyone_key(namespace)]
+    keys = [latest_key(namespace, user_id), changed_key(namespace, user_id), everyone_key(namespace)]
     found = cache.get_many(keys)
-    latest = found.get(keys[0])
-    if latest is None or not (0 <= now_ms - latest <= window):
+    latest = (found.get(keys[0]) or {}).get(params)
+    if latest is None:
         return None
-    if any(found.get(key, -1) >= latest for key in keys[1:]):
+    latest_ms, snapshot_id = latest
+    if not (0 <= now_ms - latest_ms <= window):
         return None
-    return int(latest)
+    if any(found.get(key, -1) >= latest_ms for key in keys[1:]):
+        return None
+    return int(latest_ms), snapshot_id
 
 
-def remember_snapshot(namespace: str, user_id: int, params: str, snapshot_ms: int) -> None:
-    """Record a freshly ranked snapshot as the one to reuse for these ``params``."""
+def remember_snapshot(namespace: str, user_id: int, params: str, snapshot_ms: int, snapshot_id: str) -> None:
+    """Record a freshly ranked snapshot as the one to reuse for these ``params`` (the parameters,
+    mood included, are kept in the value: no mood in key names)."""
     window = reuse_ms()
     if window:
-        cache.set(latest_key(namespace, user_id, params), snapshot_ms, window // 1000 + 1)
+        key = latest_key(namespace, user_id)
+        latest = {p: v for p, v in (cache.get(key) or {}).items() if p != params}
+        kept = dict(list(latest.items())[-(LATEST_KEPT - 1):]) if LATEST_KEPT > 1 else {}
+        cache.set(key, {**kept, params: (snapshot_ms, snapshot_id)}, window // 1000 + 1)

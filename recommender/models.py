@@ -80,3 +80,13 @@ class PostAffect(models.Model):
     @property
     def known(self) -> bool:
         return self.valence is not None and self.arousal is not None
+
+
+class EmotionDashboard(models.Model):
+    """No table: carries the dedicated permission to open the aggregate emotion dashboard
+    (``recommender.view_emotion_dashboard``; being staff is not enough)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("view_emotion_dashboard", "Can view the aggregate emotion dashboard")]

@@ -27,7 +27,7 @@ evidence and confidence shrink.  That is what ``MoodState`` stores.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
@@ -83,6 +83,22 @@ class Mood:
     @classmethod
     def unknown(cls, reason: str) -> "Mood":
         return cls(known=False, reason=reason)
+
+
+def coarse_mood(mood: Mood, step: float) -> Mood:
+    """The mood with valence, arousal and confidence rounded to ``step`` (confidence at least ``step``).
+
+    The feed ranks with this, so a viewer who steers their own mood cannot tune it finely
+    enough to measure other authors' affect from the order; ``step`` 0 returns ``mood``.
+    """
+    if not mood.known or not step or mood.valence is None or mood.arousal is None:
+        return mood
+
+    def snap(x: float) -> float:
+        return round(x / step) * step + 0.0
+
+    return replace(mood, valence=snap(mood.valence), arousal=snap(mood.arousal),
+                   confidence=min(1.0, max(step, snap(mood.confidence))))
 
 
 def decay_factor(age_hours: float, half_life_hours: float) -> float:
@@ -160,6 +176,8 @@ class Affect:
     confidence: float
     dominant_emotion: str = ""
     face_count: int = 1
+    #: Where the affect was read: ``faces`` in the post image (never named for other viewers) or ``text``.
+    source: str = "faces"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ deterministic.
 Mood stage (separate, see :func:`mood_stage`) adds to each post with known
 affect::
 
-    delta = strength * MAX_BOOST * intensity(mood) * mood.confidence * affect.confidence * affinity
+    delta = strength * MAX_BOOST * intensity(mood) * mood.confidence * level
+    level = round(affect.confidence * affinity / 0.5) * 0.5       # one of -1, -0.5, 0, 0.5, 1
 
 with ``affinity`` in [-1, 1] chosen by the policy and the kind of mood:
 
@@ -40,7 +41,9 @@ unchanged; ties keep the base order.
 
 Diversity: at most ``max_consecutive`` posts in a row by one author and at most
 ``max_per_page`` per page; a post is never repeated.  Every item carries a
-human-readable ``reason``.
+human-readable ``reason``; for other people's posts moved by the faces in their
+photos it names no tone ("moved up for your mood", see :func:`reason_for`), and the
+rounded ``level`` keeps the order from revealing more than a coarse level.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ POSITIVE_VALENCE = 0.15
 HIGH_AROUSAL = 0.15
 REPAIR_FULL_INTENSITY_VALENCE = 0.5
 REASON_EPSILON = 0.01
+#: A post's mood weight (affect confidence x affinity) is rounded to this step before it moves the
+#: post: the feed order then reveals only a coarse level of another author's affect, never a number.
+AFFECT_LEVEL_STEP = 0.5
 #: Affinities closer to 0 than this are treated as 0 (no change, "base ranking"),
 #: so weakly toned posts are not nudged with a confusing explanation.
 AFFINITY_DEAD_ZONE = 0.15
@@ -68,6 +74,11 @@ AFFINITY_DEAD_ZONE = 0.15
 CONGRUENT_RADIUS = 0.5
 
 BASE_REASON = "base ranking"
+#: Reasons for other people's posts moved by the faces in their photos: the tone is never named.
+MOVED_UP_REASON = "moved up for your mood"
+MOVED_DOWN_REASON = "moved down for your mood"
+#: Affect sources whose tone may be named for any viewer (public content, not a person's face).
+PUBLIC_AFFECT_SOURCES = frozenset({"text"})
 DIVERSITY_NOTE = "moved down: spacing out posts by the same author"
 
 
@@ -253,6 +264,26 @@ def explain(delta: float, affect: Affect, mood: Mood, policy: Policy) -> str:
     return f"{verb}: {tone} content while you seem {adj}"
 
 
+def reason_for(delta: float, affect: Affect, mood: Mood, policy: Policy, *, own: bool) -> str:
+    """The reason shown for a post moved by ``delta``, by whose post it is and where its affect came from.
+
+    The tone is named for the viewer's own posts and for public sources (the post's text); the tone
+    read from faces in another person's photo is never named ("moved up for your mood").
+    """
+    if abs(delta) < REASON_EPSILON:
+        return BASE_REASON
+    if own or affect.source in PUBLIC_AFFECT_SOURCES:
+        named = explain(delta, affect, mood, policy)
+        return named if affect.source == "faces" else named.replace(" content ", f" {affect.source} ", 1)
+    return MOVED_UP_REASON if delta > 0 else MOVED_DOWN_REASON
+
+
+def affect_level(affect: Affect, mood: Mood, policy: Policy) -> float:
+    """``affect.confidence * affinity`` rounded to ``AFFECT_LEVEL_STEP`` (one of -1, -0.5, 0, 0.5, 1)."""
+    weight = affect.confidence * affinity(affect, mood, policy)
+    return round(weight / AFFECT_LEVEL_STEP) * AFFECT_LEVEL_STEP + 0.0
+
+
 def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, strength: float) -> list[Ranked]:
     """Re-score and re-sort base-ranked items for the mood (pure; see the module table).
 
@@ -269,8 +300,8 @@ def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, streng
         if scale <= 0.0 or affect is None:
             out.append(Ranked(item.candidate, item.base_score, item.base_position))
             continue
-        delta = scale * affect.confidence * affinity(affect, mood, policy)
-        reason = explain(delta, affect, mood, policy)
+        delta = scale * affect_level(affect, mood, policy)
+        reason = reason_for(delta, affect, mood, policy, own=item.candidate.source == Source.OWN)
         out.append(Ranked(item.candidate, item.base_score, item.base_position, delta, reason))
     out.sort(key=lambda r: (-(r.base_score + r.mood_delta), r.base_position))
     return out

@@ -3,8 +3,10 @@
 - ``emotion.signals.analysis_finished`` -> queue a mood (selfie) or post-affect
   (post image) recomputation;
 - ``emotion.signals.readings_erased`` and ``feedmood.signals.consent_withdrawn``
-  -> erase moods and face affect inferred from the user's images, at once;
-- ``feedmood.signals.erasure_due`` -> the same, inside the durable erasure's transaction;
+  -> erase moods and face affect inferred from the user's images, and drop the
+  user's feed keys and the shared caches ranked from their affect, at once;
+- ``feedmood.signals.erasure_due`` -> the same erasure, inside the durable erasure's transaction;
+- ``post_delete`` of a user (account deletion) -> the same cache drop after commit;
 - ``post_save`` of a Profile whose consent or half-life changed -> recompute
   the stored mood after commit;
 - ``feedmood.signals.post_created`` -> stamp the author's and followers' feeds
@@ -49,6 +51,10 @@ def on_erasure_due(sender: Any, user_id: int, **kwargs: Any) -> None:
     from django.contrib.auth import get_user_model
 
     services.mood_erase(user=get_user_model()(pk=user_id))
+
+
+def on_user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    services.feed_caches_erase(user_id=instance.pk)
 
 
 def on_profile_saved(sender: Any, instance: Any, created: bool, raw: bool = False,

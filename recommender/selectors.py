@@ -174,6 +174,11 @@ def mood_settings_get(*, user: AbstractBaseUser) -> Profile:
     return profile_with_mood(user=user)
 
 
+def consents(*, user_id: int) -> bool:
+    """Whether the user consents to emotion analysis now (read from the database)."""
+    return Profile.objects.filter(user_id=user_id, emotion_consent=True).exists()
+
+
 def profile_with_mood(*, user: AbstractBaseUser) -> Profile:
     """The user's profile with ``user.mood_state`` joined (one query, or none when ``user`` came with both).
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from feedmood import services as social_services
 from feedmood.models import Follow, Post, Profile
 from feedmood.tasks_utils import enqueue_on_commit, run_on_commit
-from recommender import freshness, selectors
+from recommender import cache_erasure, freshness, selectors
 from recommender.models import MoodState, PostAffect
 from recommender.mood import MAX_AGE_HALF_LIVES, accumulate, affect_from_faces
 
@@ -108,11 +108,18 @@ def post_affect_recompute(
 
 @transaction.atomic
 def mood_erase(*, user: AbstractBaseUser) -> None:
-    """Forget everything inferred from the user's images (mood, their posts' face affect)."""
+    """Forget everything inferred from the user's images (mood, their posts' face affect), and
+    after commit every cached feed key of theirs and the shared caches ranked from it."""
     MoodState.objects.filter(user_id=user.pk).delete()
-    if PostAffect.objects.filter(post__author_id=user.pk, source=PostAffect.Source.FACES).delete()[0]:
-        # Cached candidates of every follower hold this affect: drop them all (rare event).
-        run_on_commit(lambda: freshness.mark_all_changed(selectors.cache_namespace()))
+    PostAffect.objects.filter(post__author_id=user.pk, source=PostAffect.Source.FACES).delete()
+    feed_caches_erase(user_id=user.pk)
+
+
+def feed_caches_erase(*, user_id: int) -> None:
+    """After commit: drop the user's feed keys (snapshots, cursors, pages) and the shared caches
+    that may hold their affect (see ``recommender.cache_erasure``)."""
+    namespace = selectors.cache_namespace()
+    run_on_commit(lambda: cache_erasure.drop_for_erased_user(namespace, user_id))
 
 
 def feed_changed(*, author_id: int) -> int:

@@ -34,8 +34,7 @@ METRICS: dict[str, Any] = {
 }
 
 #: Dominant emotion of each seeded user's selfies (cycled).
-USER_EMOTIONS = ("happiness", "happiness", "neutral", "sadness", "surprise", "anger", "neutral", "happiness",
-                 "fear", "happiness", "sadness", "neutral")  # fmt: skip
+DAY_EMOTIONS = ("happiness", "neutral", "sadness", "happiness", "surprise", "neutral")
 
 
 def probs_for(label: str, strength: float = 0.7) -> dict[str, float]:
@@ -106,6 +105,9 @@ def make_users(n: int, *, prefix: str = "dash", consent: bool = True, policy: st
         user = UserFactory(username=f"{prefix}{i}")
         Profile.objects.filter(user=user).update(emotion_consent=consent, mood_policy=policy,
                                                  emotion_consent_at=timezone.now() if consent else None)
+        # Established accounts: the dashboard counts accounts older than its minimum age only.
+        type(user).objects.filter(pk=user.pk).update(date_joined=timezone.now() - timedelta(days=30))
+        user.refresh_from_db()
         users.append(user)
     return users
 
@@ -131,16 +133,20 @@ def seed_dashboard(*, users: int = 14, days: int = 6, seed: int = 7) -> Seeded:
     window_start = hour_buckets(now, 24)[0]
     midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     counts = {"analyses_24h": 0}
+    def label_for(i: int, at: datetime) -> str:
+        """Users read in groups of 7 with one emotion a day: every emotion of a day has >= 5 users."""
+        day = max(0, (midnight - at).days + 1) if at < midnight else 0
+        return DAY_EMOTIONS[(i // 7 + day) % len(DAY_EMOTIONS)]
+
     # Selfies: one per user per calendar day for ``days`` days (every day has >= 5 users).
     for day in range(days):
         for i, user in enumerate(people):
-            label = USER_EMOTIONS[(i + day) % len(USER_EMOTIONS)]
             if day == 0:  # some time today, before now
                 at = midnight + (now - midnight) * rng.uniform(0.05, 0.95)
             else:
                 at = midnight - timedelta(days=day) + timedelta(hours=rng.uniform(1.0, 23.0))
             qw, tm = rng.lognormvariate(4.0, 0.8), rng.lognormvariate(3.6, 0.4)
-            selfie(user, version, label, at=at, queue_wait_ms=qw, total_ms=tm)
+            selfie(user, version, label_for(i, at), at=at, queue_wait_ms=qw, total_ms=tm)
             counts["analyses_24h"] += at >= window_start
     # One older day (with an empty day before it) with only 3 users: suppressed.
     for user in people[:3]:
@@ -158,7 +164,7 @@ def seed_dashboard(*, users: int = 14, days: int = 6, seed: int = 7) -> Seeded:
             analysis = make_analysis(user, at=at, status=status, source="selfie", version=version,
                                      queue_wait_ms=qw, total_ms=tm)
             if status == "done":
-                make_reading(analysis, version, rng.choice(USER_EMOTIONS))
+                make_reading(analysis, version, label_for(people.index(user), at))
             counts["analyses_24h"] += at >= window_start
     # Work in progress (the backlog).
     for user in people[:3]:

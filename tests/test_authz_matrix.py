@@ -238,3 +238,37 @@ def test_upload_throttle_counts_writes_only(make_user, client_for, settings) -> 
     assert client.get("/api/posts/").status_code == 200
     response = client.post("/api/posts/", {"text": "again"}, format="json")
     assert response.status_code == 429 and "detail" in response.json()
+
+
+# --- Admin pages and the dashboard (issue #26) ---------------------------------------------------------
+
+ADMIN_ROLES = ("anon", "user", "staff", "staff_with_dashboard_permission", "superuser")
+#: (path, {role: status}): 302 is the redirect to the admin login page.
+ADMIN_ROWS = [
+    ("/admin/dashboard/", {"anon": 302, "user": 302, "staff": 403, "staff_with_dashboard_permission": 200,
+                           "superuser": 200}),
+    ("/admin/", {"anon": 302, "user": 302, "staff": 200, "staff_with_dashboard_permission": 200, "superuser": 200}),
+    # Per-person emotion data has no admin page, for anyone.
+    ("/admin/emotion/facereading/", {"anon": 302, "user": 302, "staff": 404, "staff_with_dashboard_permission": 404,
+                                     "superuser": 404}),
+    ("/admin/recommender/moodstate/", {"anon": 302, "user": 302, "staff": 404,
+                                       "staff_with_dashboard_permission": 404, "superuser": 404}),
+    ("/admin/recommender/postaffect/", {"anon": 302, "user": 302, "staff": 404,
+                                        "staff_with_dashboard_permission": 404, "superuser": 404}),
+]
+
+
+@pytest.mark.parametrize("role", ADMIN_ROLES)
+@pytest.mark.parametrize("path,expected", ADMIN_ROWS, ids=[r[0] for r in ADMIN_ROWS])
+def test_admin_matrix(make_user, role: str, path: str, expected: dict[str, int]) -> None:
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+
+    client = Client()
+    if role != "anon":
+        user = make_user(username=role, is_staff=role != "user", is_superuser=role == "superuser")
+        if role == "staff_with_dashboard_permission":
+            user.user_permissions.add(Permission.objects.get(codename="view_emotion_dashboard"))
+        client.force_login(user)
+    assert client.get(path).status_code == expected[role]
+

@@ -17,7 +17,6 @@ from feedmood.dashboard import selectors, views
 from feedmood.models import Post, Profile, Reaction
 from tests.dashboard_seed import (
     make_analysis,
-    make_mood,
     make_reading,
     make_users,
     make_version,
@@ -175,45 +174,64 @@ def test_latency_python_sample_is_bounded_and_spread_over_the_window() -> None:
     assert not full.sampled and full.overall["queue_wait"]["n"] == 40
 
 
-def test_emotion_distribution_suppresses_days_with_fewer_than_five_users() -> None:
+def test_emotion_distribution_suppresses_every_cell_below_five_users() -> None:
     version = make_version()
     now = timezone.now()
     today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    five, four = make_users(5, prefix="five"), make_users(4, prefix="four")
-    day_a = today - timedelta(days=2) + timedelta(hours=12)
-    day_b = today - timedelta(days=1) + timedelta(hours=12)
-    for i, user in enumerate(five):
-        selfie(user, version, "happiness" if i < 3 else "sadness", at=day_a)
-    selfie(five[0], version, "happiness", at=day_a + timedelta(minutes=5))  # a second reading, same user
-    for user in four:
-        selfie(user, version, "anger", at=day_b)
-        selfie(user, version, "anger", at=day_b + timedelta(minutes=1))
-    # other sources and other model versions are not counted
-    old = make_version(name="old", active=False)
-    for user in four:
-        selfie(user, old, "fear", at=day_a)
+    day = {n: today - timedelta(days=n) + timedelta(hours=12) for n in (1, 2, 3, 4)}
+    happy, sad = make_users(6, prefix="happy"), make_users(5, prefix="sad")
+    for user in happy:
+        for n in (1, 2, 3):
+            selfie(user, version, "happiness", at=day[n])
+    selfie(happy[0], version, "happiness", at=day[1] + timedelta(minutes=5))  # a second reading, same user
+    for user in sad:
+        selfie(user, version, "sadness", at=day[1])
+    for i, user in enumerate(sad):  # day 2: 3 + 2 users of two small emotions, 5 together
+        selfie(user, version, "fear" if i < 3 else "anger", at=day[2])
+    selfie(sad[0], version, "sadness", at=day[3])  # day 3: "sadness: 1 of 7"
+    for user in make_users(4, prefix="four"):  # day 4: 4 users in all
+        selfie(user, version, "anger", at=day[4])
+    for user in sad:  # today: never shown
+        selfie(user, version, "sadness", at=now - timedelta(seconds=1))
     data = selectors.emotion_distribution(now=now, days=14, model_version=version)
     by_day = {timezone.localtime(b.start).date(): b for b in data.buckets}
-    a, b = by_day[day_a.date()], by_day[day_b.date()]
-    assert (a.users, a.readings, a.suppressed) == (5, 6, False)
-    assert a.counts == {"happiness": 4, "sadness": 2}
-    assert a.share("happiness") == pytest.approx(4 / 6)
-    assert b.suppressed and b.counts == {} and b.readings == 0 and b.users == 0  # nothing about 4 users leaks
-    assert data.suppressed_count == 1 and data.shown_count == 1
-    assert by_day[today.date()].readings == 0 and not by_day[today.date()].suppressed
+    assert today.date() not in by_day and len(data.buckets) == 14  # completed days only
+    b1, b2, b3, b4 = (by_day[day[n].date()] for n in (1, 2, 3, 4))
+    assert (b1.users, b1.readings, b1.counts) == (11, 12, {"happiness": 7, "sadness": 5})
+    assert b1.share("happiness") == pytest.approx(7 / 12)
+    assert b2.counts == {"happiness": 6, "other": 5} and "fear" not in b2.counts
+    for small in (b3, b4):  # nothing about a small group leaks, not even inside a shown day
+        assert small.suppressed and small.counts == {} and small.readings == 0 and small.users == 0
+    assert data.suppressed_count == 2 and data.shown_count == 2
+
+
+def test_emotion_distribution_counts_only_accounts_older_than_the_minimum_age(settings) -> None:
+    version = make_version()
+    now = timezone.now()
+    yesterday = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(hours=12)
+    users = make_users(5)
+    type(users[0]).objects.filter(pk__in=[u.pk for u in users[:1]]).update(date_joined=now - timedelta(days=2))
+    for user in users:
+        selfie(user, version, "happiness", at=yesterday)
+    settings.FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS = 7  # four established accounts + a fresh one: not a group
+    assert selectors.emotion_distribution(now=now, days=2, model_version=version).buckets[-1].suppressed
+    settings.FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS = 1
+    assert selectors.emotion_distribution(now=now, days=2, model_version=version).buckets[-1].counts == {
+        "happiness": 5}
 
 
 def test_emotion_distribution_counts_unknown_labels_as_other() -> None:
     version = make_version()
     now = timezone.now()
-    users = make_users(5)
-    for user in users[:4]:
-        selfie(user, version, "happiness", at=now - timedelta(minutes=5))
-    analysis = make_analysis(users[4], at=now - timedelta(minutes=5), version=version)
-    reading = make_reading(analysis, version, "happiness")
-    type(reading).objects.filter(pk=reading.pk).update(dominant_emotion="confused")
+    yesterday = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    users = make_users(10)
+    for user in users[:5]:
+        selfie(user, version, "happiness", at=yesterday)
+    for user in users[5:]:
+        reading = make_reading(make_analysis(user, at=yesterday, version=version), version, "happiness")
+        type(reading).objects.filter(pk=reading.pk).update(dominant_emotion="confused")
     data = selectors.emotion_distribution(now=now, days=1, model_version=version)
-    assert data.buckets[-1].counts == {"happiness": 4, "other": 1} and data.labels[-1] == "other"
+    assert data.buckets[-1].counts == {"happiness": 5, "other": 5} and data.labels[-1] == "other"
 
 
 def test_emotion_distribution_without_active_model() -> None:
@@ -221,27 +239,28 @@ def test_emotion_distribution_without_active_model() -> None:
     assert data.model_version is None and len(data.buckets) == 3
 
 
-def test_mood_distribution_counts_current_moods_of_consenting_users() -> None:
+def test_mood_distribution_counts_moods_of_consenting_users_on_the_last_completed_day() -> None:
     version = make_version()
+    now = timezone.now()
+    yesterday = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(hours=6)
     happy, sad = make_users(5, prefix="happy"), make_users(4, prefix="sad")
     for user in happy:
-        make_mood(user, version, "happiness", valence=0.7)
+        selfie(user, version, "happiness", at=yesterday)
     for user in sad:
-        make_mood(user, version, "sadness", valence=-0.4)
+        selfie(user, version, "sadness", at=yesterday)
     (no_consent,) = make_users(1, prefix="private", consent=False)
-    make_mood(no_consent, version, "happiness", valence=0.7)  # never counted
-    stale = make_users(5, prefix="stale")
-    for user in stale:  # ~10 half-lives old: the mood faded to unknown
-        make_mood(user, version, "anger", valence=-0.8, hours_ago=240, half_life_hours=24)
-    data = selectors.mood_distribution()
+    selfie(no_consent, version, "happiness", at=yesterday)  # never counted
+    today_only = make_users(5, prefix="today")
+    for user in today_only:  # today is not a completed day: these count as "no selfie that day"
+        selfie(user, version, "anger", at=now - timedelta(seconds=1))
+    data = selectors.mood_distribution(now=now)
     labels = {b.key: b for b in data.labels}
     assert labels["happiness"].users == 5 and not labels["happiness"].suppressed
     assert labels["sadness"].suppressed and labels["sadness"].users == 0
     assert "anger" not in labels
     valence = {b.key: b for b in data.valence}
-    assert valence["very positive"].users == 5
-    assert valence["negative"].suppressed
-    assert valence["neutral"].users == 0 and not valence["neutral"].suppressed
+    assert valence["positive"].users + valence["very positive"].users == 5
+    assert valence["negative"].suppressed or valence["very negative"].suppressed
     assert data.known_users == 5
     assert data.unknown.users == 5
 
@@ -435,11 +454,11 @@ def test_build_context_on_seeded_data() -> None:
     seeded = seed_dashboard()
     ctx = views.build_context()
     assert ctx["analyses"]["total"] == seeded.counts["analyses_24h"] + 4  # + pending/processing just now
-    assert ctx["emotions"]["shown"] == 6 and ctx["emotions"]["suppressed"] == 1
+    assert ctx["emotions"]["shown"] == 5 and ctx["emotions"]["suppressed"] == 1  # completed days only
     assert ctx["model"]["summary"].version == seeded.version
     assert ctx["backlog"]["data"].pending == 3
     mood_svg = str(ctx["mood"]["donut"])
-    assert "happiness" in mood_svg and "neutral" in mood_svg and "no-data" not in mood_svg
+    assert "sadness" in mood_svg and "neutral" in mood_svg and "no-data" not in mood_svg
     assert "congruent" not in str(ctx["policies"]["svg"]) or "suppressed" in str(ctx["policies"]["svg"])
 
 
@@ -504,7 +523,6 @@ def test_admin_changelists_and_forms_render(admin_client) -> None:
         f"/admin/feedmood/reaction/{reaction.pk}/change/",
         "/admin/emotion/imageanalysis/",
         f"/admin/emotion/imageanalysis/{analysis.pk}/change/",
-        "/admin/emotion/facereading/",
         "/admin/emotion/modelversion/",
     ]:
         assert admin_client.get(url).status_code == 200, url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -13,6 +14,7 @@ from recommender.mood import Affect, Mood
 from recommender.ranking import (
     BASE_REASON,
     DIVERSITY_NOTE,
+    MAX_BOOST,
     Candidate,
     MoodKind,
     Policy,
@@ -21,6 +23,7 @@ from recommender.ranking import (
     content_tone,
     diversify,
     hot_score,
+    intensity,
     mood_kind,
     mood_stage,
     rank_feed,
@@ -29,7 +32,7 @@ from recommender.ranking import (
 NOW = datetime(2025, 1, 1, 12, tzinfo=timezone.utc)
 
 HAPPY = Affect(valence=0.8, arousal=0.4, confidence=0.9, dominant_emotion="happiness")
-CALM = Affect(valence=0.2, arousal=-0.4, confidence=0.9, dominant_emotion="neutral")
+CALM = Affect(valence=0.3, arousal=-0.6, confidence=0.9, dominant_emotion="neutral")
 SADC = Affect(valence=-0.7, arousal=-0.3, confidence=0.9, dominant_emotion="sadness")
 ANGRY = Affect(valence=-0.6, arousal=0.7, confidence=0.9, dominant_emotion="anger")
 
@@ -88,12 +91,17 @@ def test_base_rank_orders_by_hot_score_and_breaks_ties_deterministically():
 # --- mood stage ----------------------------------------------------------------------
 
 
+def own(feed: list[Candidate]) -> list[Candidate]:
+    """The same candidates as the viewer's own posts (their tone may be named)."""
+    return [replace(c, source=Source.OWN) for c in feed]
+
+
 def test_repair_lifts_uplifting_content_for_sad_mood():
     base = base_rank(FEED, now=NOW)
     assert ids(base) == [1, 2, 3, 4, 5, 6]
-    out = mood_stage(base, SAD_MOOD, Policy.REPAIR, 1.0)
-    assert ids(out)[:2] == [4, 6]  # the happy posts first
-    assert ids(out)[-2:] == [2, 1]  # the gloomy/tense posts last
+    out = mood_stage(base_rank(own(FEED), now=NOW), SAD_MOOD, Policy.REPAIR, 1.0)
+    assert set(ids(out)[:3]) == {4, 5, 6}  # the uplifting posts first
+    assert set(ids(out)[-2:]) == {1, 2}  # the gloomy/tense posts last
     by_id = {r.candidate.post_id: r for r in out}
     assert by_id[4].reason == "lifted: uplifting content while you seem sad"
     assert by_id[1].reason == "lowered: gloomy content while you seem sad"
@@ -101,8 +109,35 @@ def test_repair_lifts_uplifting_content_for_sad_mood():
     assert by_id[4].mood_delta > 0 > by_id[1].mood_delta
 
 
+def test_other_authors_face_affect_moves_posts_without_naming_a_tone():
+    out = mood_stage(base_rank(FEED, now=NOW), SAD_MOOD, Policy.REPAIR, 1.0)
+    by_id = {r.candidate.post_id: r for r in out}
+    assert set(ids(out)[:3]) == {4, 5, 6}
+    assert by_id[4].reason == "moved up for your mood"
+    assert by_id[1].reason == "moved down for your mood"
+    assert by_id[3].reason == BASE_REASON
+
+
+def test_text_affect_of_other_authors_names_the_tone_of_the_text():
+    text = replace(HAPPY, source="text")
+    out = mood_stage(base_rank([cand(1, 1.0, affect=text)], now=NOW), SAD_MOOD, Policy.REPAIR, 1.0)
+    assert out[0].reason == "lifted: uplifting text while you seem sad"
+
+
+@settings(max_examples=200, deadline=None)
+@given(valence=st.floats(-1, 1), arousal=st.floats(-1, 1), confidence=st.floats(0, 1),
+       policy=st.sampled_from([Policy.REPAIR, Policy.CONGRUENT]), strength=st.sampled_from([0.25, 0.5, 1.0]))
+def test_a_post_moves_by_one_of_five_levels_only(valence, arousal, confidence, policy, strength):
+    """The adjustment of another author's post is strength x MAX_BOOST x mood factor x one of
+    -1, -0.5, 0, 0.5, 1: the order reveals that level, never the affect's value."""
+    affect = Affect(valence=valence, arousal=arousal, confidence=confidence)
+    [out] = mood_stage(base_rank([cand(1, 1.0, affect=affect)], now=NOW), SAD_MOOD, policy, strength)
+    scale = strength * MAX_BOOST * intensity(SAD_MOOD, policy) * SAD_MOOD.confidence
+    assert out.mood_delta / scale in {-1.0, -0.5, 0.0, 0.5, 1.0}
+
+
 def test_repair_lifts_calm_and_lowers_tense_content_for_angry_mood():
-    out = mood_stage(base_rank(FEED, now=NOW), ANGRY_MOOD, Policy.REPAIR, 1.0)
+    out = mood_stage(base_rank(own(FEED), now=NOW), ANGRY_MOOD, Policy.REPAIR, 1.0)
     by_id = {r.candidate.post_id: r for r in out}
     assert ids(out)[0] == 5  # calm first
     assert ids(out)[-1] == 2  # the angry post last
@@ -121,7 +156,7 @@ def test_repair_keeps_base_order_for_positive_or_neutral_mood(mood):
 
 
 def test_congruent_matches_the_mood():
-    out = mood_stage(base_rank(FEED, now=NOW), SAD_MOOD, Policy.CONGRUENT, 1.0)
+    out = mood_stage(base_rank(own(FEED), now=NOW), SAD_MOOD, Policy.CONGRUENT, 1.0)
     assert ids(out)[0] == 1  # the sad post
     by_id = {r.candidate.post_id: r for r in out}
     assert by_id[1].reason == "lifted: gloomy content that matches your sad mood"

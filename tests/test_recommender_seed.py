@@ -29,7 +29,7 @@ def test_seed_feed_builds_a_network_the_feed_can_rank(tmp_path, api_client):
     data = api_client.get("/api/feed/").json()
     assert data["mood"]["state"] == "known" and data["mood"]["label"] in ("sadness", "anger")
     assert data["policy"]["applied"] is True and data["results"]
-    assert any(item["reason"].startswith(("lifted", "lowered")) for item in data["results"])
+    assert any(item["reason"].startswith(("moved up", "moved down")) for item in data["results"])
 
 
 # --- Seeding never installs a model without a file (issue 31) -------------------------------------

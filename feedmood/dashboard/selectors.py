@@ -68,6 +68,29 @@ def min_group_size() -> int:
     return max(1, value)
 
 
+DEFAULT_MIN_ACCOUNT_AGE_DAYS = 7
+
+
+def min_account_age_days() -> int:
+    """``settings.FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS`` (default 7): younger accounts are not
+    counted, so a handful of fresh fake accounts cannot pad a group up to k."""
+    try:
+        return max(0, int(getattr(settings, "FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS", DEFAULT_MIN_ACCOUNT_AGE_DAYS)))
+    except (TypeError, ValueError):
+        return DEFAULT_MIN_ACCOUNT_AGE_DAYS
+
+
+def period_end(now: datetime) -> datetime:
+    """End of the last completed day (today's local midnight): emotion aggregates never look past it,
+    so nothing a user does today changes what the dashboard shows."""
+    return day_buckets(now, 1)[0]
+
+
+def joined_before(end: datetime) -> datetime:
+    """Accounts counted in the period ending at ``end`` joined at or before this."""
+    return end - timedelta(days=min_account_age_days())
+
+
 def is_suppressed(distinct_users: int, min_group: int | None = None) -> bool:
     """A non-empty group of fewer than ``min_group`` distinct users is suppressed.
 
@@ -287,16 +310,20 @@ def emotion_distribution(
     *, now: datetime | None = None, days: int = 14, source: str = ImageAnalysis.Source.SELFIE,
     model_version: ModelVersion | None = None, min_group: int | None = None,
 ) -> EmotionTimeline:
-    """Share of dominant emotions per day among the active model's readings, across users.
+    """Share of dominant emotions per completed day among the active model's readings, across users.
 
-    Days are bucketed by when the image was submitted (``analysis.created_at``,
-    so rescored readings land on the selfie's day).  A day with readings of
-    fewer than ``min_group`` distinct users is suppressed: no counts at all.
+    Only the ``days`` days before today (completed periods), of accounts older
+    than :func:`min_account_age_days`. Days are bucketed by when the image was
+    submitted (``analysis.created_at``, so rescored readings land on the
+    selfie's day). Every cell is suppressed below ``min_group`` distinct users:
+    an emotion of fewer users is folded into ``other``; a day whose ``other``
+    (or whose total) has fewer users is suppressed whole: no counts at all.
     """
     now = now or timezone.now()
     k = min_group_size() if min_group is None else min_group
     version = model_version or active_model_version()
-    buckets_at = day_buckets(now, days)
+    end = period_end(now)
+    buckets_at = day_buckets(end - timedelta(microseconds=1), days)
     labels = list(version.labels) if version is not None and isinstance(version.labels, list) else []
     if version is None:
         return EmotionTimeline(None, source, labels, [EmotionBucket(b, 0, 0) for b in buckets_at], k)
@@ -306,32 +333,43 @@ def emotion_distribution(
             analysis__source=source,
             analysis__status=ImageAnalysis.Status.DONE,
             analysis__created_at__gte=buckets_at[0],
-            analysis__created_at__lte=now,
+            analysis__created_at__lt=end,
+            analysis__owner__date_joined__lte=joined_before(end),
         )
         .annotate(day=bucket_index("analysis__created_at", buckets_at))
         .order_by()
     )
-    # One pass over the join: distinct users, readings and one conditional count per label for each day.
-    per_label = {f"n_{i}": Count("id", filter=Q(dominant_emotion=label)) for i, label in enumerate(labels)}
+    users = Count("analysis__owner", distinct=True)
     buckets = [EmotionBucket(b, 0, 0) for b in buckets_at]
-    for row in base.values("day").annotate(users=Count("analysis__owner", distinct=True), n=Count("id"), **per_label):
+    cells: dict[int, dict[str, tuple[int, int]]] = {}
+    for row in base.values("day", "dominant_emotion").annotate(users=users, n=Count("id")):
+        cells.setdefault(row["day"], {})[row["dominant_emotion"]] = (row["users"], row["n"])
+    for row in base.values("day").annotate(users=users, n=Count("id")):
         i = row["day"]
-        if not 0 <= i < len(buckets):
-            continue
-        bucket = buckets[i]
-        bucket.users, bucket.readings = row["users"], row["n"]
-        bucket.suppressed = is_suppressed(row["users"], k)
-        if not bucket.suppressed:
-            bucket.counts = {label: row[f"n_{j}"] for j, label in enumerate(labels) if row[f"n_{j}"]}
-            other = bucket.readings - sum(bucket.counts.values())
-            if other > 0:  # a label outside the model's list (should not happen)
-                bucket.counts[OTHER_LABEL] = other
+        if 0 <= i < len(buckets):
+            _fill_day(buckets[i], row["users"], row["n"], cells.get(i, {}), labels, k,
+                      lambda shown, i=i: base.filter(day=i).exclude(dominant_emotion__in=shown).aggregate(u=users)["u"])
     if any(OTHER_LABEL in b.counts for b in buckets):
         labels.append(OTHER_LABEL)
-    for b in buckets:
-        if b.suppressed:  # nothing about a small group leaves this module
-            b.readings, b.users, b.counts = 0, 0, {}
     return EmotionTimeline(version, source, labels, buckets, k)
+
+
+def _fill_day(bucket: EmotionBucket, users: int, readings: int, cells: dict[str, tuple[int, int]],
+              labels: list[str], k: int, other_users: Any) -> None:
+    """Fill one day's counts, cell by cell: listed emotions of at least ``k`` users, the rest as
+    ``other`` if that has at least ``k`` users; otherwise the day stays suppressed and empty."""
+    if is_suppressed(users, k):
+        bucket.suppressed = True  # nothing about a small group leaves this module
+        return
+    shown = {label: n for label, (u, n) in cells.items() if label in labels and not is_suppressed(u, k)}
+    rest = readings - sum(shown.values())
+    if rest > 0 and is_suppressed(other_users(list(shown)), k):
+        bucket.suppressed = True
+        return
+    bucket.users, bucket.readings = users, readings
+    bucket.counts = {label: shown[label] for label in labels if shown.get(label)}
+    if rest > 0:
+        bucket.counts[OTHER_LABEL] = rest
 
 
 # --- Current mood distribution ----------------------------------------------------------------------
@@ -359,8 +397,9 @@ class MoodDistribution:
     labels: list[Bucket]
     valence: list[Bucket]
     known_users: int  # users in shown label buckets only
-    unknown: Bucket  # consenting users whose mood has decayed to unknown
+    unknown: Bucket  # consenting users without a selfie that day
     min_group: int
+    day: datetime | None = None  # start of the (completed) day the moods are of
 
 
 def valence_bin(valence: float) -> int:
@@ -377,32 +416,42 @@ def valence_bin(valence: float) -> int:
     return 4
 
 
-def mood_distribution(*, now: datetime | None = None, min_group: int | None = None) -> MoodDistribution:
-    """Current moods (stored ``MoodState`` aged to ``now``) of consenting users, by label and valence bin."""
-    from recommender.models import MoodState
-    from recommender.mood import LABELS, MoodSums, mood_from_sums
+def mood_distribution(*, now: datetime | None = None, min_group: int | None = None,
+                      model_version: ModelVersion | None = None) -> MoodDistribution:
+    """Moods of consenting users on the last completed day, by label and valence bin.
+
+    A user's mood that day is the confidence-weighted mean of their selfie readings
+    of that day by the active model (label: the largest mean probability). Only
+    accounts older than :func:`min_account_age_days`; ``unknown`` counts the
+    consenting users without a selfie that day. Nothing of today is read, so a
+    selfie taken now changes nothing shown.
+    """
+    from recommender.mood import LABELS
 
     now = now or timezone.now()
     k = min_group_size() if min_group is None else min_group
-    rows = MoodState.objects.filter(user__profile__emotion_consent=True).values_list(
-        "as_of", "half_life_hours", "weight_sum", "decay_sum", "valence_sum", "arousal_sum",
-        "probability_sums", "reading_count",
-    )  # fmt: skip
+    version = model_version or active_model_version()
+    end = period_end(now)
+    counted = Q(emotion_consent=True, user__date_joined__lte=joined_before(end))
+    rows = FaceReading.objects.filter(
+        model_version=version, analysis__source=ImageAnalysis.Source.SELFIE, analysis__status=ImageAnalysis.Status.DONE,
+        analysis__created_at__gte=end - timedelta(days=1), analysis__created_at__lt=end,
+        analysis__owner__profile__emotion_consent=True, analysis__owner__date_joined__lte=joined_before(end),
+    ).values_list("analysis__owner_id", "probabilities", "valence", "confidence")  # fmt: skip
+    sums: dict[int, list[Any]] = {}
+    for owner, probs, valence, confidence in rows.iterator(chunk_size=2000):
+        w = max(float(confidence or 0.0), 1e-6)
+        acc = sums.setdefault(owner, [0.0, 0.0, {}])
+        acc[0], acc[1] = acc[0] + w, acc[1] + w * float(valence or 0.0)
+        for label, p in (probs or {}).items():
+            acc[2][label] = acc[2].get(label, 0.0) + w * float(p)
     by_label: dict[str, int] = {}
     by_valence = [0] * len(VALENCE_BINS)
-    unknown = 0
-    for as_of, half_life, weight, decay, valence, arousal, probs, n in rows.iterator(chunk_size=2000):
-        if not half_life or half_life <= 0:
-            unknown += 1
-            continue
-        sums = MoodSums(as_of=as_of, weight=weight, decay=decay, valence=valence, arousal=arousal,
-                        probabilities=dict(probs or {}), count=n)
-        mood = mood_from_sums(sums, now=now, half_life_hours=half_life)
-        if not mood.known or mood.label is None or mood.valence is None:
-            unknown += 1
-            continue
-        by_label[mood.label] = by_label.get(mood.label, 0) + 1
-        by_valence[valence_bin(mood.valence)] += 1
+    for weight, valence_sum, probs in sums.values():
+        label = max(probs, key=probs.get) if probs else OTHER_LABEL
+        by_label[label] = by_label.get(label, 0) + 1
+        by_valence[valence_bin(valence_sum / weight)] += 1
+    unknown = max(0, Profile.objects.filter(counted).count() - len(sums))
     order = list(LABELS) + sorted(set(by_label) - set(LABELS))
     label_buckets = [_bucket(lab, lab, by_label[lab], k) for lab in order if by_label.get(lab)]
     valence_buckets = [
@@ -412,8 +461,9 @@ def mood_distribution(*, now: datetime | None = None, min_group: int | None = No
         labels=label_buckets,
         valence=valence_buckets,
         known_users=sum(b.users for b in label_buckets),
-        unknown=_bucket("unknown", "no recent selfie", unknown, k),
+        unknown=_bucket("unknown", "no selfie that day", unknown, k),
         min_group=k,
+        day=end - timedelta(days=1),
     )
 
 
@@ -427,12 +477,14 @@ class PolicyUsage:
     min_group: int
 
 
-def policy_usage(*, min_group: int | None = None) -> PolicyUsage:
-    """Users per ``Profile.mood_policy`` (all users), with the mean mood strength of each shown group."""
+def policy_usage(*, min_group: int | None = None, now: datetime | None = None) -> PolicyUsage:
+    """Users per ``Profile.mood_policy`` (accounts older than :func:`min_account_age_days`), with the
+    mean mood strength of each shown group."""
     k = min_group_size() if min_group is None else min_group
+    profiles = Profile.objects.filter(user__date_joined__lte=joined_before(period_end(now or timezone.now())))
     rows = {
         r["mood_policy"]: r
-        for r in Profile.objects.values("mood_policy").annotate(users=Count("id"), strength=Avg("mood_strength")).order_by()
+        for r in profiles.values("mood_policy").annotate(users=Count("id"), strength=Avg("mood_strength")).order_by()
     }
     buckets = []
     for value, label in Profile.MoodPolicy.choices:
@@ -441,7 +493,7 @@ def policy_usage(*, min_group: int | None = None) -> PolicyUsage:
     for value, r in rows.items():  # values outside the choices (should not happen), still counted
         if value not in Profile.MoodPolicy.values:
             buckets.append(_bucket(str(value), str(value), r["users"], k, mean_strength=r["strength"]))
-    consenting = Profile.objects.filter(emotion_consent=True).count()
+    consenting = profiles.filter(emotion_consent=True).count()
     return PolicyUsage(buckets, _bucket("consenting", "users who consent to emotion analysis", consenting, k), k)
 
 

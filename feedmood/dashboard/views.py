@@ -1,9 +1,12 @@
 """The staff dashboard at ``/admin/dashboard/``: aggregates rendered as server-side SVG charts.
 
 Wrapped in ``admin.site.admin_view`` (see ``feedmood/urls.py``): anonymous and
-non-staff users are redirected to ``/admin/login/?next=/admin/dashboard/``.
-The panels that scan many rows are cached for ``FEEDMOOD_DASHBOARD_CACHE_SECONDS``
-(default 60) in Django's cache; ``?refresh=1`` recomputes them.
+non-staff users are redirected to ``/admin/login/?next=/admin/dashboard/``; staff
+without the dedicated permission ``recommender.view_emotion_dashboard`` get 403.
+The emotion panels cover completed days only (see ``selectors.period_end``), so
+recomputing them never reveals what someone did today. The panels that scan many
+rows are cached for ``FEEDMOOD_DASHBOARD_CACHE_SECONDS`` (default 60) in Django's
+cache; ``?refresh=1`` recomputes them (the same completed days: no new emotion data).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -126,14 +130,15 @@ def mood_panel(data: selectors.MoodDistribution) -> dict[str, Any]:
     valence_items = [Item(b.label, b.users, charts.VALENCE_COLORS[i], b.suppressed) for i, b in enumerate(data.valence)]
     return {
         "donut": _safe(charts.donut_chart(
-            title="Current mood of consenting users, by dominant emotion", items=label_items,
+            title=f"Mood of consenting users on {_day_labels([data.day])[0] if data.day else 'the last day'}, "
+                  "by dominant emotion", items=label_items,
             center_label=charts.fmt_number(data.known_users), center_sub="users", unit="users",
-            suppressed_label=sl, chart_id="chart-mood-labels", empty_message="no current moods",
+            suppressed_label=sl, chart_id="chart-mood-labels", empty_message="no selfies that day",
         )),  # fmt: skip
         "valence": _safe(charts.bar_chart(
-            title="Current mood valence of consenting users", items=valence_items, unit="users",
+            title="Mood valence of consenting users on that day", items=valence_items, unit="users",
             suppressed_label=sl, chart_id="chart-mood-valence", width=HALF, label_width=190,
-            empty_message="no current moods",
+            empty_message="no selfies that day",
         )),  # fmt: skip
         "unknown": data.unknown,
         "suppressed_label": sl,
@@ -206,6 +211,11 @@ def rescoring_panel(jobs: list[selectors.RescoringJobRow]) -> dict[str, Any]:
 CACHE_KEY = "feedmood:admin-dashboard:aggregates:v1"
 
 
+def forget_cached_aggregates() -> None:
+    """Drop the cached aggregates (a person's emotion data was erased)."""
+    cache.delete(CACHE_KEY)
+
+
 def cache_seconds() -> int:
     """``settings.FEEDMOOD_DASHBOARD_CACHE_SECONDS`` (default 60; 0 turns the cache off)."""
     try:
@@ -222,7 +232,7 @@ def heavy_panels(*, now: datetime, min_group: int, version: Any) -> dict[str, An
         "latency": latency_panel(selectors.latency_percentiles(now=now, hours=HOURS)),
         "emotions": emotion_panel(selectors.emotion_distribution(now=now, days=DAYS, model_version=version,
                                                                  min_group=min_group)),
-        "mood": mood_panel(selectors.mood_distribution(now=now, min_group=min_group)),
+        "mood": mood_panel(selectors.mood_distribution(now=now, min_group=min_group, model_version=version)),
     }
 
 
@@ -248,9 +258,10 @@ def build_context(*, now: datetime | None = None, use_cache: bool = False) -> di
         "now": now,
         "cached": heavy["computed_at"] != now,
         "min_group": k,
+        "min_account_age_days": selectors.min_account_age_days(),
         "hours": HOURS,
         "days": DAYS,
-        "policies": policy_panel(selectors.policy_usage(min_group=k)),
+        "policies": policy_panel(selectors.policy_usage(min_group=k, now=now)),
         "model": model_panel(selectors.model_summary(version, now=now)),
         "backlog": backlog_panel(selectors.queue_backlog()),
         "rescoring": rescoring_panel(selectors.rescoring_jobs()),
@@ -258,8 +269,15 @@ def build_context(*, now: datetime | None = None, use_cache: bool = False) -> di
     }
 
 
+#: The dedicated permission the dashboard needs (being staff is not enough).
+PERMISSION = "recommender.view_emotion_dashboard"
+
+
 def dashboard_view(request: HttpRequest) -> HttpResponse:
-    """Staff-only (wrap with ``admin.site.admin_view``); ``?refresh=1`` recomputes the cached aggregates."""
+    """Staff with :data:`PERMISSION` only (wrap with ``admin.site.admin_view``); ``?refresh=1``
+    recomputes the cached aggregates."""
+    if not request.user.has_perm(PERMISSION):
+        raise PermissionDenied("The dashboard needs the permission to view the aggregate emotion dashboard.")
     started = time.perf_counter()
     context = {
         **admin.site.each_context(request),
