@@ -15,7 +15,13 @@ deterministic.
 Mood stage (separate, see :func:`mood_stage`) adds to each post with known
 affect::
 
-    delta = strength * MAX_BOOST * intensity(mood) * mood.confidence * affect.confidence * affinity
+    delta = strength * MAX_BOOST * intensity(mood) * mood.confidence * sum_s(c_s * c_s * affinity_s) / sum_s(c_s)
+
+over the post's sources ``s`` with known affect (the faces in its image, its
+text), each with its confidence ``c_s``: one source gives ``c * affinity``;
+two give the confidence-weighted mean of ``c_s * affinity_s`` (a post is not
+moved twice as far for having both). Text gives no arousal: its affinity
+uses valence alone (tense repair: ``v_post``; congruent: the valence distance).
 
 with ``affinity`` in [-1, 1] chosen by the policy and the kind of mood:
 
@@ -30,11 +36,15 @@ congruent  any known mood                           posts within 0.5 of the mood
                                                     in (v, a)
 off        any                                      nothing                          nothing                          0
 any        unknown mood (no consent, no recent      nothing: plain base ranking      nothing                          0
-           selfie) or post without faces
+           selfie) or post without known affect
+           (no faces, no readable text)
 =========  =======================================  ===============================  ===============================  ==========================
 
 Affinities within +-0.15 of 0 count as 0 (weakly toned posts keep their base
-score).  ``intensity`` is ``min(1, -v / 0.5)`` for repair (a mildly negative mood gets a
+score).  Reasons name the source that moved the post: the text with its
+tone ("lifted: uplifting text while you seem sad"), the photo without any
+tone (what faces in another person's photo show is never named), or both.
+``intensity`` is ``min(1, -v / 0.5)`` for repair (a mildly negative mood gets a
 mild change) and 1 for congruent.  ``strength`` 0 leaves the base order exactly
 unchanged; ties keep the base order.
 
@@ -103,6 +113,7 @@ class Candidate:
     like_count: int = 0
     affect: Affect | None = None
     source: Source = Source.NETWORK
+    text_affect: Affect | None = None
 
 
 def epoch(moment: datetime | float) -> float:
@@ -201,6 +212,8 @@ def mood_adjective(mood: Mood) -> str:
 def content_tone(affect: Affect) -> str:
     """A word for a post's affect: uplifting, exciting, calm, gloomy, tense, intense or neutral."""
     v, a = affect.valence, affect.arousal
+    if a is None:  # valence only (text)
+        return "uplifting" if v >= POSITIVE_VALENCE else "gloomy" if v <= NEGATIVE_VALENCE else "neutral"
     if v >= POSITIVE_VALENCE:
         return "exciting" if a > 0.5 else "calm" if a < -HIGH_AROUSAL else "uplifting"
     if v <= NEGATIVE_VALENCE:
@@ -221,9 +234,11 @@ def affinity(affect: Affect, mood: Mood, policy: Policy) -> float:
         if kind == MoodKind.LOW:
             value = _clip(affect.valence)
         elif kind == MoodKind.TENSE:
-            value = _clip(affect.valence - affect.arousal)
+            value = _clip(affect.valence - (affect.arousal or 0.0))
         else:
             return 0.0
+    elif affect.arousal is None:
+        value = _clip(1.0 - abs(affect.valence - (mood.valence or 0.0)) / CONGRUENT_RADIUS)
     else:
         distance = math.hypot(affect.valence - (mood.valence or 0.0), affect.arousal - (mood.arousal or 0.0))
         value = _clip(1.0 - distance / CONGRUENT_RADIUS)
@@ -239,18 +254,32 @@ def intensity(mood: Mood, policy: Policy) -> float:
     return 1.0
 
 
-def explain(delta: float, affect: Affect, mood: Mood, policy: Policy) -> str:
-    """The reason string for a mood adjustment (``BASE_REASON`` when negligible)."""
-    if abs(delta) < REASON_EPSILON:
+def explain(delta: float, text: Affect | None, photo: bool, mood: Mood, policy: Policy) -> str:
+    """The reason for a mood adjustment (``BASE_REASON`` when negligible), naming the source(s)
+    that moved the post: ``text`` (its affect, whose tone is named) and/or the ``photo`` (never its tone)."""
+    if abs(delta) < REASON_EPSILON or (text is None and not photo):
         return BASE_REASON
     verb = "lifted" if delta > 0 else "lowered"
-    tone, adj = content_tone(affect), mood_adjective(mood)
+    adj = mood_adjective(mood)
+    if text is None:
+        return f"{verb}: the photo, for your {adj} mood"
+    tone = content_tone(text)
     if policy == Policy.REPAIR and mood_kind(mood) == MoodKind.LOW and delta > 0:
         tone = "uplifting"  # repair acts on valence alone for low moods: name that, not the arousal
+    also = ", and the photo" if photo else ""
     if policy == Policy.CONGRUENT:
         relation = "matches" if delta > 0 else "clashes with"
-        return f"{verb}: {tone} content that {relation} your {adj} mood"
-    return f"{verb}: {tone} content while you seem {adj}"
+        return f"{verb}: {tone} text that {relation} your {adj} mood{also}"
+    return f"{verb}: {tone} text while you seem {adj}{also}"
+
+
+def source_contributions(candidate: Candidate, mood: Mood, policy: Policy) -> list[tuple[Affect, float, bool]]:
+    """``(affect, c * c * affinity / sum(c), is_text)`` for each source of the post with known affect."""
+    sources = [(a, is_text) for a, is_text in ((candidate.affect, False), (candidate.text_affect, True)) if a]
+    total = sum(a.confidence for a, _ in sources)
+    if total <= 0.0:
+        return []
+    return [(a, a.confidence * a.confidence * affinity(a, mood, policy) / total, is_text) for a, is_text in sources]
 
 
 def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, strength: float) -> list[Ranked]:
@@ -265,12 +294,14 @@ def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, streng
     scale = strength * MAX_BOOST * intensity(mood, policy) * mood.confidence
     out: list[Ranked] = []
     for item in items:
-        affect = item.candidate.affect
-        if scale <= 0.0 or affect is None:
+        parts = source_contributions(item.candidate, mood, policy) if scale > 0.0 else []
+        if not parts:
             out.append(Ranked(item.candidate, item.base_score, item.base_position))
             continue
-        delta = scale * affect.confidence * affinity(affect, mood, policy)
-        reason = explain(delta, affect, mood, policy)
+        delta = scale * sum(part for _, part, _ in parts)
+        movers = [(affect, is_text) for affect, part, is_text in parts if part * delta > 0.0]  # same direction
+        text = next((affect for affect, is_text in movers if is_text), None)
+        reason = explain(delta, text, any(not is_text for _, is_text in movers), mood, policy)
         out.append(Ranked(item.candidate, item.base_score, item.base_position, delta, reason))
     out.sort(key=lambda r: (-(r.base_score + r.mood_delta), r.base_position))
     return out

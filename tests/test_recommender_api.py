@@ -68,8 +68,8 @@ def test_feed_lifts_happy_posts_for_a_sad_user_with_reasons(world, client_for):
     for pid in world["posts"]["sad"]:
         assert p1[pid] > p0[pid]
     reasons = {item["post"]["id"]: item["reason"] for item in repaired["results"]}
-    assert {reasons[p] for p in world["posts"]["happy"]} == {"lifted: uplifting content while you seem sad"}
-    assert {reasons[p] for p in world["posts"]["sad"]} == {"lowered: gloomy content while you seem sad"}
+    assert {reasons[p] for p in world["posts"]["happy"]} == {"lifted: the photo, for your sad mood"}
+    assert {reasons[p] for p in world["posts"]["sad"]} == {"lowered: the photo, for your sad mood"}
     assert {reasons[p] for p in world["posts"]["plain"]} == {"base ranking"}
     assert {item["reason"] for item in plain["results"]} == {"base ranking"}
     item = repaired["results"][0]

@@ -144,7 +144,7 @@ def test_sad_selfie_lifts_happy_posts(make_user, client_for, django_capture_on_c
     reasons = {item["post"]["id"]: item["reason"] for item in after["results"]}
     for pid in happy_ids:
         assert positions[pid] < plain_positions[pid], (positions, plain_positions)
-        assert reasons[pid] == "lifted: uplifting content while you seem sad"
+        assert reasons[pid] == "lifted: the photo, for your sad mood"
     assert all(reasons[p] == "base ranking" for p in positions if p not in happy_ids)
     # And with the plain policy the order is back to the base ranking.
     off = client.get("/api/feed/", {"policy": "off"}).json()

@@ -40,7 +40,7 @@ NEUTRAL_MOOD = Mood(known=True, label="neutral", valence=0.0, arousal=0.0, confi
 UNKNOWN = Mood.unknown("no consent")
 
 
-def cand(pid, hours_ago=0.0, likes=0, affect=None, author=None, source=Source.NETWORK) -> Candidate:
+def cand(pid, hours_ago=0.0, likes=0, affect=None, author=None, source=Source.NETWORK, text=None) -> Candidate:
     return Candidate(
         post_id=pid,
         author_id=author if author is not None else pid,
@@ -48,6 +48,7 @@ def cand(pid, hours_ago=0.0, likes=0, affect=None, author=None, source=Source.NE
         like_count=likes,
         affect=affect,
         source=source,
+        text_affect=text,
     )
 
 
@@ -95,8 +96,8 @@ def test_repair_lifts_uplifting_content_for_sad_mood():
     assert ids(out)[:2] == [4, 6]  # the happy posts first
     assert ids(out)[-2:] == [2, 1]  # the gloomy/tense posts last
     by_id = {r.candidate.post_id: r for r in out}
-    assert by_id[4].reason == "lifted: uplifting content while you seem sad"
-    assert by_id[1].reason == "lowered: gloomy content while you seem sad"
+    assert by_id[4].reason == "lifted: the photo, for your sad mood"
+    assert by_id[1].reason == "lowered: the photo, for your sad mood"
     assert by_id[3].reason == BASE_REASON and by_id[3].mood_delta == 0.0
     assert by_id[4].mood_delta > 0 > by_id[1].mood_delta
 
@@ -106,8 +107,8 @@ def test_repair_lifts_calm_and_lowers_tense_content_for_angry_mood():
     by_id = {r.candidate.post_id: r for r in out}
     assert ids(out)[0] == 5  # calm first
     assert ids(out)[-1] == 2  # the angry post last
-    assert by_id[5].reason == "lifted: calm content while you seem angry"
-    assert by_id[2].reason == "lowered: tense content while you seem angry"
+    assert by_id[5].reason == "lifted: the photo, for your angry mood"
+    assert by_id[2].reason == "lowered: the photo, for your angry mood"
     # Calm beats excited-happy for an angry mood.
     assert by_id[5].mood_delta > by_id[4].mood_delta
 
@@ -124,8 +125,8 @@ def test_congruent_matches_the_mood():
     out = mood_stage(base_rank(FEED, now=NOW), SAD_MOOD, Policy.CONGRUENT, 1.0)
     assert ids(out)[0] == 1  # the sad post
     by_id = {r.candidate.post_id: r for r in out}
-    assert by_id[1].reason == "lifted: gloomy content that matches your sad mood"
-    assert by_id[4].reason == "lowered: uplifting content that clashes with your sad mood"
+    assert by_id[1].reason == "lifted: the photo, for your sad mood"
+    assert by_id[4].reason == "lowered: the photo, for your sad mood"
     out = mood_stage(base_rank(FEED, now=NOW), HAPPY_MOOD, Policy.CONGRUENT, 1.0)
     assert ids(out)[:2] == [4, 6]
 
