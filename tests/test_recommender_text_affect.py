@@ -9,10 +9,12 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from feedmood import services as social_services
 from feedmood.models import Follow, Post
 from recommender import services
 from recommender.models import PostAffect
 from tests import recommender_factories as rf
+from tests.worker_tools import needs_redis_broker, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -134,3 +136,13 @@ def test_text_affect_needs_no_consent_and_goes_with_the_posts(make_user, client_
     assert text_row(deleted) is None and text_row(kept) is not None
     author.delete()  # account erasure removes the posts and their text affect
     assert not PostAffect.objects.filter(post_id=kept).exists()
+
+
+@pytest.mark.slow
+@needs_redis_broker
+@pytest.mark.celery_worker(queues=("default",))
+def test_text_affect_is_read_by_a_real_worker_on_the_default_queue(celery_worker_process, make_user):
+    post = social_services.post_create(author=make_user(username="workerwriter"), text=NEGATIVE[1])
+    wait_for(lambda: text_row(post.pk) is not None, 30, "the text affect", celery_worker_process.log)
+    assert text_row(post.pk).valence < -0.3
+    assert "recommender.tasks.post_text_affect_recompute" in celery_worker_process.log()
