@@ -59,7 +59,9 @@ class PostAffect(models.Model):
     dominant_emotion = models.CharField(max_length=32, blank=True)
     confidence = models.FloatField(default=0.0)
     face_count = models.PositiveIntegerField(default=0)
-    language = models.CharField(max_length=16, blank=True, help_text="Text only: the language it was read as.")
+    language = models.CharField(
+        max_length=16, blank=True, default="", db_default="", help_text="Text only: the language it was read as."
+    )
     model_version = models.ForeignKey(
         "emotion.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
