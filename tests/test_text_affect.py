@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recommender.text_affect import MAX_CHARS, read_text
+from recommender.text_affect import CONFIDENCE_BY_STRENGTH, MAX_CHARS, confidence_for, read_text
 
 
 def test_negation_flips_the_valence():
@@ -63,10 +63,17 @@ def test_short_slang_the_identifier_is_unsure_about_is_read_as_english():
     assert reading.known and reading.valence > 0.5 and reading.language == "en"
 
 
-def test_confidence_grows_with_the_number_of_cues():
-    one, two, three = read_text("great"), read_text("great and lovely"), read_text("great, lovely and fun")
-    assert (one.cues, two.cues, three.cues) == (1, 2, 3)
-    assert one.confidence == 0.5 and two.confidence == 0.75 and three.confidence == 0.875
+def test_confidence_follows_the_strength_of_the_reading_not_the_number_of_cues():
+    weak, strong = read_text("okay"), read_text("I love this, it is wonderful!")
+    assert 0.0 < abs(weak.valence) < 0.4 < 0.8 <= abs(strong.valence)
+    assert weak.confidence == confidence_for(weak.valence) < strong.confidence == CONFIDENCE_BY_STRENGTH[-1][1]
+    assert read_text("great").cues == 1 and read_text("great, lovely and fun").cues == 3
+
+
+def test_confidence_bands_cover_every_strength():
+    assert confidence_for(0.0) == CONFIDENCE_BY_STRENGTH[0][1]
+    assert confidence_for(-1.0) == confidence_for(1.0) == CONFIDENCE_BY_STRENGTH[-1][1]
+    assert [confidence_for(v / 10) for v in range(11)] == sorted(confidence_for(v / 10) for v in range(11))
 
 
 def test_very_long_text_is_read_up_to_the_post_limit_and_stays_in_range():
