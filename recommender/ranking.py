@@ -17,13 +17,8 @@ affect::
 
     delta = strength * MAX_BOOST * intensity(mood) * mood.confidence * sum_s(c_s * c_s * affinity_s) / sum_s(c_s)
 
-over the post's sources ``s`` with known affect (the faces in its image, its
-text), each with its confidence ``c_s``: one source gives ``c * affinity``;
-two give the confidence-weighted mean of ``c_s * affinity_s`` (a post is not
-moved twice as far for having both). Text gives no arousal: its affinity
-uses valence alone (tense repair: ``v_post``; congruent: the valence distance).
-
-with ``affinity`` in [-1, 1] chosen by the policy and the kind of mood:
+over the post's sources ``s`` with known affect, with ``affinity_s`` in [-1, 1]
+chosen by the policy and the kind of mood:
 
 =========  =======================================  ===============================  ===============================  ==========================
 policy     mood (valence v, arousal a)              lifts                            lowers                           affinity
@@ -39,6 +34,12 @@ any        unknown mood (no consent, no recent      nothing: plain base ranking 
            selfie) or post without known affect
            (no faces, no readable text)
 =========  =======================================  ===============================  ===============================  ==========================
+
+A post's sources are the faces in its image and its text, each with its
+confidence ``c_s``: one source gives ``c * affinity``; two give the
+confidence-weighted mean of ``c_s * affinity_s`` (a post is not moved twice as
+far for having both). Text gives no arousal: its affinity uses valence alone
+(tense repair: ``v_post``; congruent: the valence distance).
 
 Affinities within +-0.15 of 0 count as 0 (weakly toned posts keep their base
 score).  Reasons name the source that moved the post: the text with its
