@@ -110,7 +110,7 @@ def test_sad_selfie_lifts_happy_posts(make_user, client_for, django_capture_on_c
     with django_capture_on_commit_callbacks(execute=True):
         for i, data in enumerate(images["happiness"][:3]):
             response = client_for(friends[i]).post(
-                "/api/posts/", {"text": f"happy {i}", "image": upload(data, f"happy{i}.png")}, format="multipart"
+                "/api/posts/", {"text": f"photo {i}", "image": upload(data, f"happy{i}.png")}, format="multipart"
             )
             assert response.status_code == 201, response.content
             happy_ids.append(response.json()["id"])
