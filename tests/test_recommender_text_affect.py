@@ -148,3 +148,14 @@ def test_text_affect_is_read_by_a_real_worker_on_the_default_queue(celery_worker
     wait_for(lambda: text_row(post.pk) is not None, 30, "the text affect", celery_worker_process.log)
     assert text_row(post.pk).valence < -0.3
     assert "recommender.tasks.post_text_affect_recompute" in celery_worker_process.log()
+
+
+def test_cached_candidate_rows_from_before_text_affect_still_rank():
+    from recommender.selectors import _popular_candidate, candidate_from_row
+
+    old, new = (1, 2, 3.0, 4, 0.5, 0.1, 0.9), (1, 2, 3.0, 4, None, None, None, -0.6, None, 0.56)
+    assert candidate_from_row(old, 9).text_affect is None and candidate_from_row(old, 9).affect.valence == 0.5
+    text = candidate_from_row(new, 9).text_affect
+    assert candidate_from_row(new, 9).affect is None and (text.valence, text.arousal, text.confidence) == (-0.6, None, 0.56)
+    assert _popular_candidate((1, 2, 3.0, 4, 0.5, 0.1, 0.9, "happiness", 1)).text_affect is None
+    assert _popular_candidate((1, 2, 3.0, 4, None, None, None, None, None, 0.7, None, 0.78)).text_affect.valence == 0.7
