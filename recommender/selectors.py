@@ -252,7 +252,7 @@ def network_candidate_rows(
 
     ``strategy`` ``"lateral"`` (PostgreSQL: one index-only probe per author on
     ``post(author_id, created_at DESC) INCLUDE (id, like_count)``, then the
-    affect lookup, one unique-index probe per survivor) or ``"window"`` (portable ORM
+    affect lookup: both sources' rows in one scan of the unique ``(post, source)`` index per survivor) or ``"window"`` (portable ORM
     ``ROW_NUMBER()``); default: lateral on PostgreSQL.
     """
     authors = sorted(set(author_ids))
