@@ -137,12 +137,18 @@ def by_band(readings: list[tuple[Any, float]]) -> dict[str, dict[str, dict[str, 
     for r, g in readings:
         if r.valence is None:
             continue
-        band = next(k for k, (u, _) in zip(bands, text_affect.CONFIDENCE_BY_STRENGTH) if abs(r.valence) < u or u == 1.0)
+        band = next(
+            k
+            for k, (u, _) in zip(bands, text_affect.CONFIDENCE_BY_STRENGTH, strict=True)
+            if abs(r.valence) < u or u == 1.0
+        )
         bands[band].append((r.valence, g))
         cues.setdefault(str(r.cues) if r.cues < 4 else "4+", []).append((r.valence, g))
+
     def summary(groups: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, Any]]:
         return {k: {"items": sum(1 for _, g in v if abs(g) >= CLEAR), "sign_accuracy_clear": sign_accuracy(v)}
                 for k, v in sorted(groups.items())}  # fmt: skip
+
     return {"strength": summary(bands), "cues": summary(cues)}
 
 
@@ -216,7 +222,9 @@ def write_md(path: Path, result: dict[str, Any]) -> None:
               "`2 * acc - 1` is how far the sign beats a coin toss; `recommender.text_affect` gives it as the "
               "reading's confidence (`CONFIDENCE_BY_STRENGTH`, set from this table: calibrated in-sample).", "",
               "| abs(valence) | items | sign acc. | 2 * acc - 1 | confidence given |", "|---|---|---|---|---|"]  # fmt: skip
-    for (band, r), (_, given) in zip(result["by_band_all"]["strength"].items(), text_affect.CONFIDENCE_BY_STRENGTH):
+    for (band, r), (_, given) in zip(
+        result["by_band_all"]["strength"].items(), text_affect.CONFIDENCE_BY_STRENGTH, strict=True
+    ):
         acc = r["sign_accuracy_clear"]
         lines.append(f"| {band} | {r['items']:,} | {acc:.1%} | {2 * acc - 1:.2f} | {given:.2f} |")
     lines += ["", "By number of sentiment cues (not used: more cues are not more often right):", "",
@@ -227,7 +235,9 @@ def write_md(path: Path, result: dict[str, Any]) -> None:
     lines += ["", "## Languages the lexicon does not cover", "",
               f"{o['items']} short posts in {len({lang for lang, _ in OTHER_LANGUAGES})} other languages (written for this bench, `OTHER_LANGUAGES`): "
               f"{o['language_not_covered']} identified as another language (unknown affect). Not gated:", ""]  # fmt: skip
-    lines += [f"- {m['language']}: \"{m['text']}\" -> read as `{m['read_as']}`, valence {m['valence']}" for m in o["not_gated"]]
+    lines += [
+        f'- {m["language"]}: "{m["text"]}" -> read as `{m["read_as"]}`, valence {m["valence"]}' for m in o["not_gated"]
+    ]
     s = result["speed"]
     lines += ["", "## Speed (one core, CPU time per post, tweets)", "",
               f"- whole reading: {s['read_text_us']} µs (wall p50 {s['read_text_p50_us']} µs, p95 {s['read_text_p95_us']} µs: "

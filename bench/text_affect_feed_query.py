@@ -44,9 +44,14 @@ ORDER = "ORDER BY c.created_at DESC, c.id DESC\n"
 VARIANTS = {
     "faces only": HEAD + SELECT % "a.valence, a.arousal, a.confidence" + LIMIT1 % ("faces", "a") + ORDER,
     "both, aggregated": selectors._LATERAL_SQL,
-    "both, two probes": HEAD + SELECT % "a.valence, a.arousal, a.confidence, t.valence, t.arousal, t.confidence"
-    + LIMIT1 % ("faces", "a") + LIMIT1 % ("text", "t") + ORDER,
+    "both, two probes": HEAD
+    + SELECT % "a.valence, a.arousal, a.confidence, t.valence, t.arousal, t.confidence"
+    + LIMIT1 % ("faces", "a")
+    + LIMIT1 % ("text", "t")
+    + ORDER,
 }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("tokens")

@@ -127,7 +127,9 @@ def test_recompute_all_rereads_text_affect(make_user):
     assert text_row(missing.pk).valence < 0
 
 
-def test_text_affect_needs_no_consent_and_goes_with_the_posts(make_user, client_for, django_capture_on_commit_callbacks):
+def test_text_affect_needs_no_consent_and_goes_with_the_posts(
+    make_user, client_for, django_capture_on_commit_callbacks
+):
     author = make_user(username="leaving", emotion_consent=True)
     client = client_for(author)
     kept, deleted = (create_post(client, t, django_capture_on_commit_callbacks) for t in POSITIVE)
@@ -156,6 +158,10 @@ def test_cached_candidate_rows_from_before_text_affect_still_rank():
     old, new = (1, 2, 3.0, 4, 0.5, 0.1, 0.9), (1, 2, 3.0, 4, None, None, None, -0.6, None, 0.56)
     assert candidate_from_row(old, 9).text_affect is None and candidate_from_row(old, 9).affect.valence == 0.5
     text = candidate_from_row(new, 9).text_affect
-    assert candidate_from_row(new, 9).affect is None and (text.valence, text.arousal, text.confidence) == (-0.6, None, 0.56)
+    assert candidate_from_row(new, 9).affect is None and (text.valence, text.arousal, text.confidence) == (
+        -0.6,
+        None,
+        0.56,
+    )
     assert _popular_candidate((1, 2, 3.0, 4, 0.5, 0.1, 0.9, "happiness", 1)).text_affect is None
     assert _popular_candidate((1, 2, 3.0, 4, None, None, None, None, None, 0.7, None, 0.78)).text_affect.valence == 0.7

@@ -6,7 +6,7 @@ import pytest
 
 from recommender.mood import Affect
 from recommender.ranking import BASE_REASON, Policy, base_rank, content_tone, mood_stage
-from tests.test_recommender_ranking import HAPPY, NOW, SAD_MOOD, SADC, ANGRY_MOOD, HAPPY_MOOD, cand, ids
+from tests.test_recommender_ranking import ANGRY_MOOD, HAPPY, HAPPY_MOOD, NOW, SAD_MOOD, SADC, cand, ids
 
 #: Text gives valence only (VADER), no arousal.
 UPLIFTING_TEXT = Affect(valence=0.8, arousal=None, confidence=0.75, face_count=0)
