@@ -245,6 +245,8 @@ def bench_scale(args: argparse.Namespace, posts: int, base_env: dict[str, str]) 
     seed_info = json.loads(tokens_path.read_text())
     result["seed"] = {k: seed_info[k] for k in ("counts", "timings", "seconds")}
     print(seeded.stdout.strip().splitlines()[-1], flush=True)
+    if args.text_affect_share > 0:
+        result["text_affects"] = add_text_affect(db_url, args.text_affect_share)
     with __import__("psycopg").connect(db_url) as conn:
         result["db_size"] = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
 
@@ -295,6 +297,23 @@ def bench_scale(args: argparse.Namespace, posts: int, base_env: dict[str, str]) 
     if not args.keep_db:
         psql(admin, f'DROP DATABASE IF EXISTS "{db}"')
     return result
+
+
+def add_text_affect(db_url: str, share: float, seed: float = 0.42) -> int:
+    """Give ``share`` of the seeded posts a text affect row (synthetic valence, as the seeder's faces)."""
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT setseed(%s)", (seed,))
+        count = conn.execute(
+            "INSERT INTO recommender_postaffect (post_id, source, valence, arousal, dominant_emotion, confidence,"
+            " face_count, language, updated_at)"
+            " SELECT id, 'text', round((random() * 2 - 1)::numeric, 3), NULL, '', 0.56, 0, 'en', now()"
+            " FROM feedmood_post WHERE random() < %s",
+            (share,),
+        ).rowcount
+        conn.execute("VACUUM ANALYZE recommender_postaffect")
+    return count
 
 
 def wait_ready(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
@@ -409,6 +428,8 @@ def main() -> None:
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     p.add_argument("--db-prefix", default="feedmood_bench")
     p.add_argument("--keep-db", action="store_true")
+    p.add_argument("--text-affect-share", type=float, default=0.0,
+                   help="share of posts given a text affect row after seeding (0: none)")
     p.add_argument("--note", default="", help="free text recorded with the results (e.g. what else ran)")
     p.add_argument("--append", action="store_true", help="add these scales to an existing result file")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "feed_scale"))

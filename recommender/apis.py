@@ -181,7 +181,7 @@ class FeedApi(APIView):
                                   "image_url": "http://localhost:8000/api/posts/42/image/", "image_width": 640,
                                   "image_height": 480, "like_count": 3, "liked_by_me": False,
                                   "created_at": "2025-01-01T10:00:00Z"},
-                         "reason": "moved up for your mood",
+                         "reason": "moved up for your mood: the photo",
                          "ranking": {"position": 0, "base_position": 4, "score": None, "base_score": -0.16,
                                      "mood_adjustment": None, "source": "network"}},
                     ],

@@ -39,15 +39,18 @@ class MoodState(models.Model):
 
 
 class PostAffect(models.Model):
-    """Affect of a post's content from one source (``faces`` now; ``text`` reserved).
+    """Affect of a post's content from one source: the faces in its image or its text.
 
-    ``valence``/``arousal`` are NULL when the source found nothing (an image
-    without faces): such posts have unknown affect and are ranked on the rest.
+    ``valence`` is NULL when the source found nothing (an image without faces;
+    text in a language not covered or without sentiment cue): such posts have
+    unknown affect from that source. Text gives no ``arousal`` (NULL) and has no
+    model version; ``language`` is the language the text was read as
+    (``recommender.text_affect``).
     """
 
     class Source(models.TextChoices):
         FACES = "faces", "Faces in the post image"
-        TEXT = "text", "Post text (reserved for later)"
+        TEXT = "text", "Post text and emoji"
 
     post = models.ForeignKey("feedmood.Post", on_delete=models.CASCADE, related_name="affects")
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.FACES)
@@ -56,6 +59,9 @@ class PostAffect(models.Model):
     dominant_emotion = models.CharField(max_length=32, blank=True)
     confidence = models.FloatField(default=0.0)
     face_count = models.PositiveIntegerField(default=0)
+    language = models.CharField(
+        max_length=16, blank=True, default="", db_default="", help_text="Text only: the language it was read as."
+    )
     model_version = models.ForeignKey(
         "emotion.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -79,7 +85,7 @@ class PostAffect(models.Model):
 
     @property
     def known(self) -> bool:
-        return self.valence is not None and self.arousal is not None
+        return self.valence is not None and (self.arousal is not None or self.source == self.Source.TEXT)
 
 
 class EmotionDashboard(models.Model):

@@ -169,10 +169,13 @@ def estimate_mood(readings: Iterable[Reading], *, now: datetime, half_life_hours
 
 @dataclass(slots=True)
 class Affect:
-    """Affect of one post's content (from the faces in its image, or later other sources)."""
+    """Affect of one post's content from one source (the faces in its image, or its text).
+
+    ``arousal`` is ``None`` when the source does not give it (text).
+    """
 
     valence: float
-    arousal: float
+    arousal: float | None
     confidence: float
     dominant_emotion: str = ""
     face_count: int = 1

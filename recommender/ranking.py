@@ -16,9 +16,10 @@ Mood stage (separate, see :func:`mood_stage`) adds to each post with known
 affect::
 
     delta = strength * MAX_BOOST * intensity(mood) * mood.confidence * level
-    level = round(affect.confidence * affinity / 0.5) * 0.5       # one of -1, -0.5, 0, 0.5, 1
+    level = round(sum_s(c_s * c_s * affinity_s) / sum_s(c_s) / 0.5) * 0.5      # one of -1, -0.5, 0, 0.5, 1
 
-with ``affinity`` in [-1, 1] chosen by the policy and the kind of mood:
+over the post's sources ``s`` with known affect, with ``affinity_s`` in [-1, 1]
+chosen by the policy and the kind of mood:
 
 =========  =======================================  ===============================  ===============================  ==========================
 policy     mood (valence v, arousal a)              lifts                            lowers                           affinity
@@ -31,18 +32,29 @@ congruent  any known mood                           posts within 0.5 of the mood
                                                     in (v, a)
 off        any                                      nothing                          nothing                          0
 any        unknown mood (no consent, no recent      nothing: plain base ranking      nothing                          0
-           selfie) or post without faces
+           selfie) or post without known affect
+           (no faces, no readable text)
 =========  =======================================  ===============================  ===============================  ==========================
 
+A post's sources are the faces in its image and its text, each with its
+confidence ``c_s``: one source gives ``c * affinity``; two give the
+confidence-weighted mean of ``c_s * affinity_s`` (a post is not moved twice as
+far for having both). Text gives no arousal: its affinity uses valence alone
+(tense repair: ``v_post``; congruent: the valence distance).
+
 Affinities within +-0.15 of 0 count as 0 (weakly toned posts keep their base
-score).  ``intensity`` is ``min(1, -v / 0.5)`` for repair (a mildly negative mood gets a
+score).  Reasons name the source that moved the post: the text with its
+tone ("lifted: uplifting text while you seem sad"), the photo (its tone only
+on the viewer's own posts: what faces in another person's photo show is never
+named), or both.
+``intensity`` is ``min(1, -v / 0.5)`` for repair (a mildly negative mood gets a
 mild change) and 1 for congruent.  ``strength`` 0 leaves the base order exactly
 unchanged; ties keep the base order.
 
 Diversity: at most ``max_consecutive`` posts in a row by one author and at most
 ``max_per_page`` per page; a post is never repeated.  Every item carries a
 human-readable ``reason``; for other people's posts moved by the faces in their
-photos it names no tone ("moved up for your mood", see :func:`reason_for`), and the
+photos it names no tone ("moved up for your mood: the photo", see :func:`explain`), and the
 rounded ``level`` keeps the order from revealing more than a coarse level.
 """
 
@@ -74,11 +86,9 @@ AFFINITY_DEAD_ZONE = 0.15
 CONGRUENT_RADIUS = 0.5
 
 BASE_REASON = "base ranking"
-#: Reasons for other people's posts moved by the faces in their photos: the tone is never named.
+#: Reasons for other people's posts moved by the faces in their photos (``...: the photo``): the tone is never named.
 MOVED_UP_REASON = "moved up for your mood"
 MOVED_DOWN_REASON = "moved down for your mood"
-#: Affect sources whose tone may be named for any viewer (public content, not a person's face).
-PUBLIC_AFFECT_SOURCES = frozenset({"text"})
 DIVERSITY_NOTE = "moved down: spacing out posts by the same author"
 
 
@@ -114,6 +124,7 @@ class Candidate:
     like_count: int = 0
     affect: Affect | None = None
     source: Source = Source.NETWORK
+    text_affect: Affect | None = None
 
 
 def epoch(moment: datetime | float) -> float:
@@ -212,6 +223,8 @@ def mood_adjective(mood: Mood) -> str:
 def content_tone(affect: Affect) -> str:
     """A word for a post's affect: uplifting, exciting, calm, gloomy, tense, intense or neutral."""
     v, a = affect.valence, affect.arousal
+    if a is None:  # valence only (text)
+        return "uplifting" if v >= POSITIVE_VALENCE else "gloomy" if v <= NEGATIVE_VALENCE else "neutral"
     if v >= POSITIVE_VALENCE:
         return "exciting" if a > 0.5 else "calm" if a < -HIGH_AROUSAL else "uplifting"
     if v <= NEGATIVE_VALENCE:
@@ -232,9 +245,11 @@ def affinity(affect: Affect, mood: Mood, policy: Policy) -> float:
         if kind == MoodKind.LOW:
             value = _clip(affect.valence)
         elif kind == MoodKind.TENSE:
-            value = _clip(affect.valence - affect.arousal)
+            value = _clip(affect.valence - (affect.arousal or 0.0))
         else:
             return 0.0
+    elif affect.arousal is None:
+        value = _clip(1.0 - abs(affect.valence - (mood.valence or 0.0)) / CONGRUENT_RADIUS)
     else:
         distance = math.hypot(affect.valence - (mood.valence or 0.0), affect.arousal - (mood.arousal or 0.0))
         value = _clip(1.0 - distance / CONGRUENT_RADIUS)
@@ -250,37 +265,40 @@ def intensity(mood: Mood, policy: Policy) -> float:
     return 1.0
 
 
-def explain(delta: float, affect: Affect, mood: Mood, policy: Policy) -> str:
-    """The reason string for a mood adjustment (``BASE_REASON`` when negligible)."""
-    if abs(delta) < REASON_EPSILON:
+def explain(delta: float, text: Affect | None, photo: Affect | None, mood: Mood, policy: Policy, *, own: bool) -> str:
+    """The reason for a post moved by ``delta`` (``BASE_REASON`` when negligible), naming the source(s) that moved it.
+
+    The tone of the post's ``text`` is named (the text is public), and so is the tone of the ``photo`` on the
+    viewer's ``own`` posts; the tone read from faces in another person's photo is never named: that post was
+    only "moved up for your mood: the photo".
+    """
+    if abs(delta) < REASON_EPSILON or (text is None and photo is None):
         return BASE_REASON
-    verb = "lifted" if delta > 0 else "lowered"
-    tone, adj = content_tone(affect), mood_adjective(mood)
+    if text is None and not own:
+        return f"{MOVED_UP_REASON if delta > 0 else MOVED_DOWN_REASON}: the photo"
+    named, kind = (text, "text") if text is not None else (photo, "photo")
+    assert named is not None
+    verb, adj, tone = ("lifted" if delta > 0 else "lowered"), mood_adjective(mood), content_tone(named)
     if policy == Policy.REPAIR and mood_kind(mood) == MoodKind.LOW and delta > 0:
         tone = "uplifting"  # repair acts on valence alone for low moods: name that, not the arousal
+    also = ", and the photo" if text is not None and photo is not None else ""
     if policy == Policy.CONGRUENT:
         relation = "matches" if delta > 0 else "clashes with"
-        return f"{verb}: {tone} content that {relation} your {adj} mood"
-    return f"{verb}: {tone} content while you seem {adj}"
+        return f"{verb}: {tone} {kind} that {relation} your {adj} mood{also}"
+    return f"{verb}: {tone} {kind} while you seem {adj}{also}"
 
 
-def reason_for(delta: float, affect: Affect, mood: Mood, policy: Policy, *, own: bool) -> str:
-    """The reason shown for a post moved by ``delta``, by whose post it is and where its affect came from.
-
-    The tone is named for the viewer's own posts and for public sources (the post's text); the tone
-    read from faces in another person's photo is never named ("moved up for your mood").
-    """
-    if abs(delta) < REASON_EPSILON:
-        return BASE_REASON
-    if own or affect.source in PUBLIC_AFFECT_SOURCES:
-        named = explain(delta, affect, mood, policy)
-        return named if affect.source == "faces" else named.replace(" content ", f" {affect.source} ", 1)
-    return MOVED_UP_REASON if delta > 0 else MOVED_DOWN_REASON
+def source_contributions(candidate: Candidate, mood: Mood, policy: Policy) -> list[tuple[Affect, float, bool]]:
+    """``(affect, c * c * affinity / sum(c), is_text)`` for each source of the post with known affect."""
+    sources = [(a, is_text) for a, is_text in ((candidate.affect, False), (candidate.text_affect, True)) if a]
+    total = sum(a.confidence for a, _ in sources)
+    if total <= 0.0:
+        return []
+    return [(a, a.confidence * a.confidence * affinity(a, mood, policy) / total, is_text) for a, is_text in sources]
 
 
-def affect_level(affect: Affect, mood: Mood, policy: Policy) -> float:
-    """``affect.confidence * affinity`` rounded to ``AFFECT_LEVEL_STEP`` (one of -1, -0.5, 0, 0.5, 1)."""
-    weight = affect.confidence * affinity(affect, mood, policy)
+def affect_level(weight: float) -> float:
+    """A post's confidence-weighted affinity rounded to ``AFFECT_LEVEL_STEP`` (one of -1, -0.5, 0, 0.5, 1)."""
     return round(weight / AFFECT_LEVEL_STEP) * AFFECT_LEVEL_STEP + 0.0
 
 
@@ -296,12 +314,15 @@ def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, streng
     scale = strength * MAX_BOOST * intensity(mood, policy) * mood.confidence
     out: list[Ranked] = []
     for item in items:
-        affect = item.candidate.affect
-        if scale <= 0.0 or affect is None:
+        parts = source_contributions(item.candidate, mood, policy) if scale > 0.0 else []
+        if not parts:
             out.append(Ranked(item.candidate, item.base_score, item.base_position))
             continue
-        delta = scale * affect_level(affect, mood, policy)
-        reason = reason_for(delta, affect, mood, policy, own=item.candidate.source == Source.OWN)
+        delta = scale * affect_level(sum(part for _, part, _ in parts))
+        movers = [(affect, is_text) for affect, part, is_text in parts if part * delta > 0.0]  # same direction
+        text = next((affect for affect, is_text in movers if is_text), None)
+        photo = next((affect for affect, is_text in movers if not is_text), None)
+        reason = explain(delta, text, photo, mood, policy, own=item.candidate.source == Source.OWN)
         out.append(Ranked(item.candidate, item.base_score, item.base_position, delta, reason))
     out.sort(key=lambda r: (-(r.base_score + r.mood_delta), r.base_position))
     return out

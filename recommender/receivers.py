@@ -10,14 +10,16 @@
 - ``post_save`` of a Profile whose consent or half-life changed -> recompute
   the stored mood after commit;
 - ``feedmood.signals.post_created`` -> stamp the author's and followers' feeds
-  as changed (``recommender.freshness``, on the ``default`` queue);
+  as changed (``recommender.freshness``, on the ``default`` queue) and read the
+  text affect of a post with text (``default`` queue, after commit);
 - ``post_delete`` of a Post -> the same stamps as a new post (cached pages must drop it);
 - ``post_save``/``post_delete`` of a Follow -> stamp the follower's feed and network;
 - ``post_save``/``post_delete`` of a Reaction -> stamp the user's reactions (their cached
   feed pages show an old ``liked_by_me``);
 - ``emotion.signals.model_activated`` (a batch rescoring completed, or the
   first model was installed) -> switch every mood and post affect to the new
-  version's readings (``recompute_all`` on the ``batch`` queue).
+  version's readings (``recompute_all`` on the ``batch`` queue; text affect,
+  which does not depend on the face model, is left as it is).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def on_analysis_finished(sender: Any, analysis: Any, **kwargs: Any) -> None:
 def on_model_activated(sender: Any, version: Any, **kwargs: Any) -> None:
     from recommender import tasks
 
-    enqueue_on_commit(tasks.recompute_all_task, version.pk)
+    enqueue_on_commit(tasks.recompute_all_task, version.pk, include_text=False)
 
 
 def on_readings_erased(sender: Any, user: Any, **kwargs: Any) -> None:
@@ -72,6 +74,8 @@ def on_post_created(sender: Any, post: Any, **kwargs: Any) -> None:
     from recommender import tasks
 
     enqueue_on_commit(tasks.feed_changed_task, post.author_id)
+    if (post.text or "").strip():
+        enqueue_on_commit(tasks.post_text_affect_recompute_task, post.pk)
 
 
 def on_post_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:

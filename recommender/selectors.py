@@ -226,20 +226,22 @@ WITH c AS (
     LIMIT %(limit)s
 )
 SELECT c.id, c.author_id, EXTRACT(EPOCH FROM c.created_at)::float8, c.like_count,
-       a.valence, a.arousal, a.confidence
+       a.fv, a.fa, a.fc, a.tv, a.ta, a.tc
 FROM c
 LEFT JOIN LATERAL (
-    SELECT valence, arousal, confidence FROM {affect}
-    WHERE post_id = c.id AND source = 'faces'
-    LIMIT 1
+    SELECT max(valence) FILTER (WHERE source = 'faces') AS fv, max(arousal) FILTER (WHERE source = 'faces') AS fa,
+           max(confidence) FILTER (WHERE source = 'faces') AS fc, max(valence) FILTER (WHERE source = 'text') AS tv,
+           max(arousal) FILTER (WHERE source = 'text') AS ta, max(confidence) FILTER (WHERE source = 'text') AS tc
+    FROM {affect}
+    WHERE post_id = c.id
 ) a ON TRUE
 ORDER BY c.created_at DESC, c.id DESC
 """
 
 
 #: A network candidate as stored in the cache: (post id, author id, created epoch s, likes,
-#: face valence, arousal, confidence -- the last three None without known affect).
-CandidateRow = tuple[int, int, float, int, float | None, float | None, float | None]
+#: face valence, arousal, confidence, text valence, arousal, confidence -- None without known affect).
+CandidateRow = tuple[Any, ...]
 
 
 def network_candidate_rows(
@@ -251,11 +253,11 @@ def network_candidate_rows(
 ) -> list[CandidateRow]:
     """The newest ``PER_AUTHOR`` posts of each author (created by ``snapshot``, within
     ``WINDOW_DAYS``), at most ``limit`` (default ``MAX_CANDIDATES``), newest first,
-    with their face affect.
+    with their face and text affect.
 
     ``strategy`` ``"lateral"`` (PostgreSQL: one index-only probe per author on
     ``post(author_id, created_at DESC) INCLUDE (id, like_count)``, then the
-    affect lookup, one unique-index probe per survivor) or ``"window"`` (portable ORM
+    affect lookup: both sources' rows in one scan of the unique ``(post, source)`` index per survivor) or ``"window"`` (portable ORM
     ``ROW_NUMBER()``); default: lateral on PostgreSQL.
     """
     authors = sorted(set(author_ids))
@@ -284,9 +286,11 @@ def network_candidate_rows(
 
 
 _RECENT_SQL = """
-SELECT p.id, p.author_id, EXTRACT(EPOCH FROM p.created_at)::float8, p.like_count, a.valence, a.arousal, a.confidence
+SELECT p.id, p.author_id, EXTRACT(EPOCH FROM p.created_at)::float8, p.like_count, a.valence, a.arousal, a.confidence,
+       t.valence, t.arousal, t.confidence
 FROM {post} p
 LEFT JOIN {affect} a ON a.post_id = p.id AND a.source = 'faces'
+LEFT JOIN {affect} t ON t.post_id = p.id AND t.source = 'text'
 WHERE p.created_at > %(since)s AND p.created_at <= %(snapshot)s
   AND (p.author_id = %(user)s
        OR EXISTS (SELECT 1 FROM {follow} f WHERE f.follower_id = %(user)s AND f.followee_id = p.author_id))
@@ -296,7 +300,7 @@ ORDER BY p.created_at DESC, p.id DESC
 
 def recent_network_rows(*, user_id: int, since: datetime, snapshot: datetime) -> list[CandidateRow]:
     """Posts of ``user_id`` and the accounts they follow created in ``(since, snapshot]``,
-    newest first, with face affect.
+    newest first, with face and text affect.
 
     A range scan of the ``created_at`` index over EVERY post of the period, each
     checked against the user's follows: cheap while the whole service posts a few
@@ -319,19 +323,27 @@ def recent_network_rows(*, user_id: int, since: datetime, snapshot: datetime) ->
 
 
 def _with_affects(rows: list[tuple[int, int, datetime, int]]) -> list[CandidateRow]:
-    affects = _affects_for([r[0] for r in rows])
-    out = []
-    for pid, aid, created, likes in rows:
-        affect = affects.get(pid)
-        v, a, c = (affect.valence, affect.arousal, affect.confidence) if affect else (None, None, None)
-        out.append((pid, aid, created.timestamp(), likes, v, a, c))
-    return out
+    ids = [r[0] for r in rows]
+    faces, texts = _affects_for(ids), _affects_for(ids, source=PostAffect.Source.TEXT)
+    return [
+        (pid, aid, created.timestamp(), likes, *_vac(faces.get(pid)), *_vac(texts.get(pid)))
+        for pid, aid, created, likes in rows
+    ]
+
+
+def _vac(affect: Affect | None) -> tuple[float | None, float | None, float | None]:
+    return (affect.valence, affect.arousal, affect.confidence) if affect else (None, None, None)
+
+
+def _text_affect(valence: float | None, arousal: float | None, confidence: float | None) -> Affect | None:
+    return None if valence is None else Affect(valence, arousal, confidence or 0.0, face_count=0, source="text")
 
 
 def candidate_from_row(row: CandidateRow, user_id: int) -> Candidate:
-    pid, aid, ts, likes, v, a, c = row
+    pid, aid, ts, likes, v, a, c = row[:7]
     affect = None if v is None or a is None else Affect(v, a, c or 0.0)
-    return Candidate(pid, aid, ts, likes, affect, Source.OWN if aid == user_id else Source.NETWORK)
+    text = _text_affect(*row[7:10]) if len(row) >= 10 else None  # rows cached before text affect have 7 fields
+    return Candidate(pid, aid, ts, likes, affect, Source.OWN if aid == user_id else Source.NETWORK, text)
 
 
 def network_candidates(
@@ -346,13 +358,14 @@ def network_candidates(
     return [candidate_from_row(row, user_id) for row in rows]
 
 
-def _affects_for(post_ids: list[int]) -> dict[int, Affect]:
+def _affects_for(post_ids: list[int], source: str = PostAffect.Source.FACES) -> dict[int, Affect]:
+    """Known affect of one source by post id."""
     out: dict[int, Affect] = {}
-    rows = PostAffect.objects.filter(post_id__in=post_ids, source=PostAffect.Source.FACES).values_list(
+    rows = PostAffect.objects.filter(post_id__in=post_ids, source=source).values_list(
         "post_id", "valence", "arousal", "confidence", "dominant_emotion", "face_count"
     )
     for pid, v, a, c, dom, faces in rows:
-        affect = _affect(v, a, c, dom, faces)
+        affect = _text_affect(v, a, c) if source == PostAffect.Source.TEXT else _affect(v, a, c, dom, faces)
         if affect is not None:
             out[pid] = affect
     return out
@@ -390,11 +403,13 @@ def popular_candidates(*, as_of: datetime) -> list[Candidate]:
             if holding:  # never release a lock another request holds
                 cache.delete(lock)
     as_of_ts = as_of.timestamp()
-    return [
-        Candidate(pid, aid, ts, likes, _affect(v, a, c, dom, faces), Source.POPULAR)
-        for pid, aid, ts, likes, v, a, c, dom, faces in rows
-        if ts <= as_of_ts
-    ]
+    return [_popular_candidate(row) for row in rows if row[2] <= as_of_ts]
+
+
+def _popular_candidate(row: tuple[Any, ...]) -> Candidate:
+    """A cached popular row: 4 post fields, 5 of face affect, 3 of text affect (absent from older lists)."""
+    text = _text_affect(*row[9:12]) if len(row) >= 12 else None
+    return Candidate(row[0], row[1], row[2], row[3], _affect(*row[4:9]), Source.POPULAR, text)
 
 
 #: How long a request may hold the right to compute a popular bucket (then anyone may).
@@ -417,9 +432,10 @@ def _popular_rows(bucket: int, ttl: int) -> list[tuple[Any, ...]]:
         .order_by("-like_count", "-id")
         .values_list("id", "author_id", "created_at", "like_count")[: conf.get("POPULAR_COUNT")]
     )
-    affects = _affects_for([r[0] for r in top])
+    ids = [r[0] for r in top]
+    affects, texts = _affects_for(ids), _affects_for(ids, source=PostAffect.Source.TEXT)
     return [
-        (pid, aid, created.timestamp(), likes, *(_affect_tuple(affects.get(pid))))
+        (pid, aid, created.timestamp(), likes, *_affect_tuple(affects.get(pid)), *_vac(texts.get(pid)))
         for pid, aid, created, likes in top
     ]
 

@@ -4,7 +4,10 @@
   model version's selfie readings (deleted without consent or readings);
 - ``post_affect_recompute(post)``: rebuild a post's ``PostAffect`` (source
   ``faces``) from the ACTIVE model version's readings of its image;
-- ``mood_erase(user)``: drop every mood/affect inferred from the user's images;
+- ``post_text_affect_recompute(post)``: rebuild a post's ``PostAffect`` (source
+  ``text``) from its text and emoji (``recommender.text_affect``);
+- ``mood_erase(user)``: drop every mood/affect inferred from the user's images
+  (text affect is content affect: it needs no consent and goes with the post);
 - ``feed_changed(author_id)``: stamp the author's and followers' feeds as changed;
 - ``mood_settings_update(user, data)``: consent/policy/strength/half-life through
   the social core's ``profile_update`` (so withdrawal erases readings).
@@ -31,6 +34,7 @@ from feedmood.tasks_utils import enqueue_on_commit, run_on_commit
 from recommender import cache_erasure, freshness, selectors
 from recommender.models import MoodState, PostAffect
 from recommender.mood import MAX_AGE_HALF_LIVES, accumulate, affect_from_faces
+from recommender.text_affect import read_text
 
 logger = logging.getLogger(__name__)
 MOOD_FIELDS = {"emotion_consent", "mood_half_life_hours"}
@@ -107,6 +111,35 @@ def post_affect_recompute(
 
 
 @transaction.atomic
+def post_text_affect_recompute(*, post: Post, notify_followers: bool = True) -> PostAffect | None:
+    """Rebuild the post's text affect from its text and emoji.
+
+    A post without text has no row; text in a language not covered, or without
+    any sentiment cue, gets a row with NULL valence (unknown). Returns the row, if any.
+    """
+    text = Post.objects.filter(pk=post.pk).values_list("text", flat=True).first() or ""
+    if not text.strip():
+        PostAffect.objects.filter(post_id=post.pk, source=PostAffect.Source.TEXT).delete()
+        return None
+    reading = read_text(text)
+    defaults: dict[str, Any] = {
+        "valence": reading.valence,
+        "arousal": reading.arousal,
+        "confidence": reading.confidence,
+        "language": reading.language,
+        "dominant_emotion": "",
+        "face_count": 0,
+        "model_version_id": None,
+    }
+    row, _ = PostAffect.objects.update_or_create(post_id=post.pk, source=PostAffect.Source.TEXT, defaults=defaults)
+    if notify_followers and reading.known:
+        from recommender import tasks
+
+        enqueue_on_commit(tasks.feed_changed_task, post.author_id)
+    return row
+
+
+@transaction.atomic
 def mood_erase(*, user: AbstractBaseUser) -> None:
     """Forget everything inferred from the user's images (mood, their posts' face affect), and
     after commit every cached feed key of theirs and the shared caches ranked from it."""
@@ -148,11 +181,15 @@ def on_analysis_finished(*, analysis: Any) -> None:
         enqueue_on_commit(tasks.post_affect_recompute_task, analysis.post_id)
 
 
-def recompute_all(*, model_version_id: int | None = None, batch_size: int = 500) -> dict[str, int]:
-    """Switch every stored mood and post affect to one model version (default: the active one).
+def recompute_all(
+    *, model_version_id: int | None = None, batch_size: int = 500, include_text: bool = True
+) -> dict[str, int]:
+    """Switch every stored mood and post affect to one model version (default: the active one),
+    and (``include_text``) re-read every post's text affect.
 
     For after a batch rescoring: users/posts the version has not scored lose
-    their state instead of keeping another version's.
+    their state instead of keeping another version's. Text affect does not
+    depend on the face model; re-reading it is for a new text method.
     """
     version = model_version_id if model_version_id is not None else selectors.active_model_version_id()
     users = posts = 0
@@ -169,5 +206,16 @@ def recompute_all(*, model_version_id: int | None = None, batch_size: int = 500)
     for post in Post.objects.filter(pk__in=post_ids).only("pk").iterator(chunk_size=batch_size):
         post_affect_recompute(post=post, model_version_id=version, notify_followers=False)
         posts += 1
+    texts = text_affect_recompute_all(batch_size=batch_size) if include_text else 0
     run_on_commit(lambda: freshness.mark_all_changed(selectors.cache_namespace()))
-    return {"users": users, "posts": posts}
+    return {"users": users, "posts": posts, "texts": texts}
+
+
+def text_affect_recompute_all(*, batch_size: int = 500) -> int:
+    """Re-read the text affect of every post with text (and drop rows of posts without); returns how many."""
+    PostAffect.objects.filter(source=PostAffect.Source.TEXT, post__text="").delete()
+    count = 0
+    for post in Post.objects.exclude(text="").only("pk").iterator(chunk_size=batch_size):
+        post_text_affect_recompute(post=post, notify_followers=False)
+        count += 1
+    return count

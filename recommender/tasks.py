@@ -27,6 +27,13 @@ def post_affect_recompute_task(post_id: int) -> bool:
     return post is not None and services.post_affect_recompute(post=post) is not None
 
 
+@shared_task(name="recommender.tasks.post_text_affect_recompute", queue="default")
+def post_text_affect_recompute_task(post_id: int) -> bool:
+    """Read a post's text affect; returns whether a row is stored."""
+    post = Post.objects.filter(pk=post_id).first()
+    return post is not None and services.post_text_affect_recompute(post=post) is not None
+
+
 @shared_task(name="recommender.tasks.feed_changed", queue="default", ignore_result=True)
 def feed_changed_task(author_id: int) -> int:
     """Stamp the feeds of an author and their followers as changed; returns how many."""
@@ -34,6 +41,6 @@ def feed_changed_task(author_id: int) -> int:
 
 
 @shared_task(name="recommender.tasks.recompute_all", queue="batch")
-def recompute_all_task(model_version_id: int | None = None) -> dict[str, int]:
-    """Switch all moods and post affects to one model version (default: active)."""
-    return services.recompute_all(model_version_id=model_version_id)
+def recompute_all_task(model_version_id: int | None = None, include_text: bool = True) -> dict[str, int]:
+    """Switch all moods and post affects to one model version (default: active); re-read texts too."""
+    return services.recompute_all(model_version_id=model_version_id, include_text=include_text)

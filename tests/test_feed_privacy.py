@@ -20,7 +20,7 @@ from tests import recommender_factories as rf
 pytestmark = pytest.mark.django_db
 
 FEED = "/api/feed/"
-GENERIC = {"base ranking", "moved up for your mood", "moved down for your mood"}
+GENERIC = {"base ranking", "moved up for your mood: the photo", "moved down for your mood: the photo"}
 TONES = ("uplifting", "gloomy", "calm", "tense", "exciting", "intense", "neutral", "content")
 
 
@@ -81,7 +81,7 @@ def test_feed_response_carries_no_number_or_tone_of_another_authors_affect(sad_v
                 assert item["reason"] in GENERIC
                 assert not any(round(n, 3) in secrets for n in _numbers(item))
             if policy == "repair" and strength >= 0.25:  # (0.1 is applied as 0: plain base ranking)
-                assert items[happy.pk]["reason"] == "moved up for your mood"
+                assert items[happy.pk]["reason"] == "moved up for your mood: the photo"
             # The viewer's own post: its numbers and tone are theirs to see.
             assert items[mine.pk]["ranking"]["mood_adjustment"] is not None
             if strength >= 0.25:

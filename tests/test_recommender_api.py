@@ -67,8 +67,8 @@ def test_feed_lifts_happy_posts_for_a_sad_user_with_reasons(world, client_for):
     for pid in world["posts"]["sad"]:
         assert p1[pid] > p0[pid]
     reasons = {item["post"]["id"]: item["reason"] for item in repaired["results"]}
-    assert {reasons[p] for p in world["posts"]["happy"]} == {"moved up for your mood"}
-    assert {reasons[p] for p in world["posts"]["sad"]} == {"moved down for your mood"}
+    assert {reasons[p] for p in world["posts"]["happy"]} == {"moved up for your mood: the photo"}
+    assert {reasons[p] for p in world["posts"]["sad"]} == {"moved down for your mood: the photo"}
     assert {reasons[p] for p in world["posts"]["plain"]} == {"base ranking"}
     assert {item["reason"] for item in plain["results"]} == {"base ranking"}
     item = repaired["results"][0]

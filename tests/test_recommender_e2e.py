@@ -110,7 +110,7 @@ def test_sad_selfie_lifts_happy_posts(make_user, client_for, django_capture_on_c
     with django_capture_on_commit_callbacks(execute=True):
         for i, data in enumerate(images["happiness"][:3]):
             response = client_for(friends[i]).post(
-                "/api/posts/", {"text": f"happy {i}", "image": upload(data, f"happy{i}.png")}, format="multipart"
+                "/api/posts/", {"text": f"photo {i}", "image": upload(data, f"happy{i}.png")}, format="multipart"
             )
             assert response.status_code == 201, response.content
             happy_ids.append(response.json()["id"])
@@ -144,7 +144,7 @@ def test_sad_selfie_lifts_happy_posts(make_user, client_for, django_capture_on_c
     reasons = {item["post"]["id"]: item["reason"] for item in after["results"]}
     for pid in happy_ids:
         assert positions[pid] < plain_positions[pid], (positions, plain_positions)
-        assert reasons[pid] == "moved up for your mood"  # another person's photo: no tone named
+        assert reasons[pid] == "moved up for your mood: the photo"  # another person's photo: no tone named
     assert all(reasons[p] == "base ranking" for p in positions if p not in happy_ids)
     # And with the plain policy the order is back to the base ranking.
     off = client.get("/api/feed/", {"policy": "off"}).json()

@@ -43,7 +43,7 @@ NEUTRAL_MOOD = Mood(known=True, label="neutral", valence=0.0, arousal=0.0, confi
 UNKNOWN = Mood.unknown("no consent")
 
 
-def cand(pid, hours_ago=0.0, likes=0, affect=None, author=None, source=Source.NETWORK) -> Candidate:
+def cand(pid, hours_ago=0.0, likes=0, affect=None, author=None, source=Source.NETWORK, text=None) -> Candidate:
     return Candidate(
         post_id=pid,
         author_id=author if author is not None else pid,
@@ -51,6 +51,7 @@ def cand(pid, hours_ago=0.0, likes=0, affect=None, author=None, source=Source.NE
         like_count=likes,
         affect=affect,
         source=source,
+        text_affect=text,
     )
 
 
@@ -103,8 +104,8 @@ def test_repair_lifts_uplifting_content_for_sad_mood():
     assert set(ids(out)[:3]) == {4, 5, 6}  # the uplifting posts first
     assert set(ids(out)[-2:]) == {1, 2}  # the gloomy/tense posts last
     by_id = {r.candidate.post_id: r for r in out}
-    assert by_id[4].reason == "lifted: uplifting content while you seem sad"
-    assert by_id[1].reason == "lowered: gloomy content while you seem sad"
+    assert by_id[4].reason == "lifted: uplifting photo while you seem sad"
+    assert by_id[1].reason == "lowered: gloomy photo while you seem sad"
     assert by_id[3].reason == BASE_REASON and by_id[3].mood_delta == 0.0
     assert by_id[4].mood_delta > 0 > by_id[1].mood_delta
 
@@ -113,14 +114,14 @@ def test_other_authors_face_affect_moves_posts_without_naming_a_tone():
     out = mood_stage(base_rank(FEED, now=NOW), SAD_MOOD, Policy.REPAIR, 1.0)
     by_id = {r.candidate.post_id: r for r in out}
     assert set(ids(out)[:3]) == {4, 5, 6}
-    assert by_id[4].reason == "moved up for your mood"
-    assert by_id[1].reason == "moved down for your mood"
+    assert by_id[4].reason == "moved up for your mood: the photo"
+    assert by_id[1].reason == "moved down for your mood: the photo"
     assert by_id[3].reason == BASE_REASON
 
 
 def test_text_affect_of_other_authors_names_the_tone_of_the_text():
     text = replace(HAPPY, source="text")
-    out = mood_stage(base_rank([cand(1, 1.0, affect=text)], now=NOW), SAD_MOOD, Policy.REPAIR, 1.0)
+    out = mood_stage(base_rank([cand(1, 1.0, text=text)], now=NOW), SAD_MOOD, Policy.REPAIR, 1.0)
     assert out[0].reason == "lifted: uplifting text while you seem sad"
 
 
@@ -141,8 +142,8 @@ def test_repair_lifts_calm_and_lowers_tense_content_for_angry_mood():
     by_id = {r.candidate.post_id: r for r in out}
     assert ids(out)[0] == 5  # calm first
     assert ids(out)[-1] == 2  # the angry post last
-    assert by_id[5].reason == "lifted: calm content while you seem angry"
-    assert by_id[2].reason == "lowered: tense content while you seem angry"
+    assert by_id[5].reason == "lifted: calm photo while you seem angry"
+    assert by_id[2].reason == "lowered: tense photo while you seem angry"
     # Calm beats excited-happy for an angry mood.
     assert by_id[5].mood_delta > by_id[4].mood_delta
 
@@ -159,8 +160,8 @@ def test_congruent_matches_the_mood():
     out = mood_stage(base_rank(own(FEED), now=NOW), SAD_MOOD, Policy.CONGRUENT, 1.0)
     assert ids(out)[0] == 1  # the sad post
     by_id = {r.candidate.post_id: r for r in out}
-    assert by_id[1].reason == "lifted: gloomy content that matches your sad mood"
-    assert by_id[4].reason == "lowered: uplifting content that clashes with your sad mood"
+    assert by_id[1].reason == "lifted: gloomy photo that matches your sad mood"
+    assert by_id[4].reason == "lowered: uplifting photo that clashes with your sad mood"
     out = mood_stage(base_rank(FEED, now=NOW), HAPPY_MOOD, Policy.CONGRUENT, 1.0)
     assert ids(out)[:2] == [4, 6]
 
