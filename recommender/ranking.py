@@ -16,7 +16,8 @@ Mood stage (separate, see :func:`mood_stage`) adds to each post with known
 affect::
 
     delta = strength * MAX_BOOST * intensity(mood) * mood.confidence * level
-    level = round(sum_s(c_s * c_s * affinity_s) / sum_s(c_s) / 0.5) * 0.5      # one of -1, -0.5, 0, 0.5, 1
+    weight = sum_s(c_s * c_s * affinity_s) / sum_s(c_s)
+    level = round(weight / 0.5) * 0.5 if the post has face affect else weight    # faces: one of -1, -0.5, 0, 0.5, 1
 
 over the post's sources ``s`` with known affect, with ``affinity_s`` in [-1, 1]
 chosen by the policy and the kind of mood:
@@ -318,7 +319,10 @@ def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, streng
         if not parts:
             out.append(Ranked(item.candidate, item.base_score, item.base_position))
             continue
-        delta = scale * affect_level(sum(part for _, part, _ in parts))
+        weight = sum(part for _, part, _ in parts)
+        # Faces are rounded to a coarse level (they are a person's reading); a text-only weight stays exact
+        # (anyone can read the text).
+        delta = scale * (affect_level(weight) if any(not is_text for _, _, is_text in parts) else weight)
         movers = [(affect, is_text) for affect, part, is_text in parts if part * delta > 0.0]  # same direction
         text = next((affect for affect, is_text in movers if is_text), None)
         photo = next((affect for affect, is_text in movers if not is_text), None)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recommender.mood import Affect
-from recommender.ranking import BASE_REASON, Policy, base_rank, content_tone, mood_stage
+from recommender.ranking import BASE_REASON, MAX_BOOST, Policy, base_rank, content_tone, intensity, mood_stage
 from tests.test_recommender_ranking import ANGRY_MOOD, HAPPY, HAPPY_MOOD, NOW, SAD_MOOD, SADC, cand, ids
 
 #: Text gives valence only (VADER), no arousal.
@@ -54,8 +56,9 @@ def test_both_sources_agreeing_name_both_and_are_not_moved_twice_as_far():
 
 
 def test_when_sources_disagree_only_the_one_that_moved_the_post_is_named():
-    # Gloomy faces (conf 0.9) and uplifting text (conf 0.75): the faces win, the reason names only the photo.
-    _, by_id = stage([cand(1, 0.5, affect=SADC, text=UPLIFTING_TEXT)])
+    # Gloomy faces (conf 0.9) and faintly uplifting text (conf 0.3): the faces win, the reason names only the photo.
+    faint_text = Affect(valence=0.8, arousal=None, confidence=0.3, face_count=0)
+    _, by_id = stage([cand(1, 0.5, affect=SADC, text=faint_text)])
     assert by_id[1].mood_delta < 0 and by_id[1].reason == "moved down for your mood: the photo"
     confident_text = Affect(valence=0.9, arousal=None, confidence=1.0, face_count=0)
     faint_faces = Affect(valence=-0.3, arousal=-0.2, confidence=0.3)
@@ -75,3 +78,16 @@ def test_text_tone_uses_valence_alone():
     assert content_tone(UPLIFTING_TEXT) == "uplifting"
     assert content_tone(GLOOMY_TEXT) == "gloomy"
     assert content_tone(Affect(0.05, None, 1.0)) == "neutral"
+
+
+@settings(max_examples=200, deadline=None)
+@given(face_v=st.floats(-1, 1), face_c=st.floats(0, 1), text_v=st.floats(-1, 1), text_c=st.floats(0, 1),
+       policy=st.sampled_from([Policy.REPAIR, Policy.CONGRUENT]))
+def test_with_faces_among_the_sources_a_post_moves_by_one_of_five_levels(face_v, face_c, text_v, text_c, policy):
+    """Public text beside a photo must not let the exact face affect through: text is known, so an exact
+    combined weight would give the face part away by subtraction."""
+    faces = Affect(valence=face_v, arousal=0.0, confidence=face_c)
+    text = Affect(valence=text_v, arousal=None, confidence=text_c, face_count=0)
+    [out] = mood_stage(base_rank([cand(1, 1.0, affect=faces, text=text)], now=NOW), SAD_MOOD, policy, 1.0)
+    scale = MAX_BOOST * intensity(SAD_MOOD, policy) * SAD_MOOD.confidence
+    assert out.mood_delta / scale in {-1.0, -0.5, 0.0, 0.5, 1.0}
