@@ -13,3 +13,6 @@ class FeedmoodConfig(AppConfig):
 
     def ready(self) -> None:
         from feedmood import receivers  # noqa: F401  (connects signal receivers)
+        from feedmood.dashboard import receivers as dashboard_receivers
+
+        dashboard_receivers.connect()

@@ -9,7 +9,7 @@ erased, account deleted) drops all of these instead of letting them expire:
 - the person's own feed keys (``<namespace>:feed:<user id>:*``): their cursors stop working;
 - everyone's ranked rows and built pages, candidates and popular lists: they are
   re-ranked from the database on the next request (other users' cursors keep working);
-- the dashboard's cached aggregates.
+- (the dashboard's cached aggregates are dropped by its own receivers).
 
 Keys are found by pattern (Redis ``SCAN``); erasure is rare, so walking the
 namespace's keys then is acceptable.
@@ -59,10 +59,8 @@ def drop_shared_affect_caches(namespace: str) -> int:
 
 
 def drop_for_erased_user(namespace: str, user_id: int) -> int:
-    """Everything cached from one person's emotion data, and the shared caches that used it."""
-    from feedmood.dashboard.views import forget_cached_aggregates
-
+    """Everything cached from one person's emotion data, and the shared caches that used it (the dashboard
+    drops its own aggregates on the same erasure events: ``feedmood.dashboard.receivers``)."""
     dropped = drop_matching(f"{cursors.user_keys_prefix(namespace, user_id)}*", *shared_affect_patterns(namespace))
-    forget_cached_aggregates()
     freshness.mark_all_changed(namespace)
     return dropped

@@ -77,3 +77,25 @@ def test_one_selfie_never_changes_a_shown_dashboard_cell(admin_client: Client, s
     assert before[1] == 1 and before[2] == 14  # yesterday is shown
     selfie(users[0], version, "sadness", at=timezone.now() - timedelta(seconds=1))
     assert shown() == before
+
+
+@pytest.mark.parametrize("erase", ["withdraw consent", "erase readings", "delete account"])
+def test_erasure_drops_the_dashboards_cached_aggregates_at_once(
+    erase: str, make_user, client_for, django_capture_on_commit_callbacks
+) -> None:
+    from django.core.cache import cache
+
+    from feedmood.dashboard.views import CACHE_KEY
+
+    user = make_user(username="leaving", password="pw-leaving-123", emotion_consent=True)
+    client = client_for(user)
+    cache.set(CACHE_KEY, {"aggregates": "computed before the erasure"}, 600)
+    with django_capture_on_commit_callbacks(execute=True):
+        if erase == "withdraw consent":
+            response = client.patch("/api/me/", {"emotion_consent": False}, format="json")
+        elif erase == "erase readings":
+            response = client.delete("/api/me/emotions/")
+        else:
+            response = client.delete("/api/me/", {"password": "pw-leaving-123"}, format="json")
+    assert response.status_code in (200, 204), response.content
+    assert cache.get(CACHE_KEY) is None

@@ -35,7 +35,7 @@ def test_a_non_consenting_authors_face_post_yields_no_reading(
     client = client_for(author)
     post = post_through_api(client, face_jpeg, upload, django_capture_on_commit_callbacks)
     assert not ImageAnalysis.objects.filter(post=post).exists()
-    assert not FaceReading.objects.exists() and not PostAffect.objects.filter(post=post).exists()
+    assert not FaceReading.objects.exists() and not PostAffect.objects.filter(post=post, source="faces").exists()
     assert client.get(MINE).json()["count"] == 0
 
 
@@ -60,7 +60,7 @@ def test_a_post_image_keeps_one_aggregate_reading_not_one_per_face(
     assert analysis.status == ImageAnalysis.Status.DONE and analysis.face_count == 3
     (reading,) = analysis.readings.all()
     assert (reading.x, reading.y, reading.w, reading.h) == (0, 0, analysis.image_width, analysis.image_height)
-    affect = PostAffect.objects.get(post=post)
+    affect = PostAffect.objects.get(post=post, source="faces")
     assert affect.valence == pytest.approx(reading.valence, abs=1e-5)
     assert affect.dominant_emotion == reading.dominant_emotion
 
@@ -70,9 +70,9 @@ def test_withdrawing_consent_erases_post_readings_and_post_affect(
 ) -> None:
     client = client_for(consenting_user)
     post = post_through_api(client, faces_png, upload, django_capture_on_commit_callbacks)
-    assert PostAffect.objects.filter(post=post).exists()
+    assert PostAffect.objects.filter(post=post, source="faces").exists()
     with django_capture_on_commit_callbacks(execute=True):
         assert client.patch("/api/me/", {"emotion_consent": False}, format="json").status_code == 200
     assert not ImageAnalysis.objects.filter(owner=consenting_user).exists() and not FaceReading.objects.exists()
-    assert not PostAffect.objects.filter(post=post).exists()
+    assert not PostAffect.objects.filter(post=post, source="faces").exists()
     assert Post.objects.filter(pk=post.pk).exists()  # the post itself stays

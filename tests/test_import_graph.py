@@ -14,8 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 APPS = ("feedmood", "emotion", "recommender")
 DASHBOARD = "feedmood.dashboard"
-#: Modules that may import the dashboard: the URL configuration that mounts it and its own template tags.
-DASHBOARD_MOUNTS = {"feedmood.urls", "feedmood.templatetags.dashboard_format"}
+#: Modules that may import the dashboard: the URL configuration and app config that mount it, its template tags.
+DASHBOARD_MOUNTS = {"feedmood.urls", "feedmood.apps", "feedmood.templatetags.dashboard_format"}
 
 
 def module_name(path: Path) -> str:
