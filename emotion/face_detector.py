@@ -120,6 +120,7 @@ class BlazeFace:
         self.anchors = anchors(self.spec)
         self._pid: int | None = None
         self._interp: Any = None
+        self._abandoned: list[Any] = []
         self._lock = threading.Lock()
 
     def _interpreter(self) -> Any:
@@ -130,6 +131,8 @@ class BlazeFace:
             path = self.models_dir / self.spec.file
             if not path.is_file():
                 raise RuntimeError(f"face detector weights {path} are missing")
+            if self._interp is not None:  # forked: never run the parent's interpreter's destructor here
+                self._abandoned.append(self._interp)
             interp = Interpreter(model_path=str(path), num_threads=self.threads)
             interp.allocate_tensors()
             outs = sorted(interp.get_output_details(), key=lambda d: -int(d["shape"][-1]))
@@ -189,8 +192,19 @@ class BlazeFace:
             squares += [(x, y, size) for y in _starts(height, size, step) for x in _starts(width, size, step)]
         return squares
 
+    def refine(self, gray: np.ndarray, face: Detection, zoom: float = 2.0) -> Detection:
+        """``face`` detected again on a square ``zoom`` times its side around it, where it fills about half
+        the model's input: a search pass sees most faces at 30-60 input pixels, where keypoints are a
+        pixel or two off (eye-line angles off by 10-20 degrees); here they are 3-4x finer.  The
+        original detection is kept if the closer look finds nothing overlapping it."""
+        x0, y0, x1, y1 = face.box
+        size = zoom * face.side
+        closer = self.run_square(gray, (x0 + x1 - size) / 2, (y0 + y1 - size) / 2, size, min(self.min_score, 0.3))
+        closer = [d for d in closer if _intersection(np.array(d.box), np.array(face.box)) > 0.5 * _area(face.box)]
+        return max(closer, key=lambda d: d.score) if closer else face
+
     def detect(self, gray: np.ndarray, min_face: float = 0.0, max_faces: int = 64,
-               fallback_face: float = 0.0) -> list[Detection]:
+               fallback_face: float = 0.0, refine: bool = True) -> list[Detection]:
         """Faces in ``gray`` (uint8 HxW) down to ``min_face`` px (0: what the whole-image pass sees).
 
         When that finds nothing and ``fallback_face`` is smaller than what was searched, the tiles
@@ -206,8 +220,8 @@ class BlazeFace:
             squares = squares + extra
         if len(squares) > 1 and len(found) > 1:
             found = merge(found)
-        found = [d for d in found if d.side >= min_face]
-        return sorted(found, key=lambda d: -d.score)[:max_faces]
+        found = sorted((d for d in found if d.side >= min_face), key=lambda d: -d.score)[:max_faces]
+        return [self.refine(gray, d) for d in found] if refine else found
 
 
 def _starts(length: int, size: float, step: float) -> list[float]:
@@ -234,17 +248,25 @@ def merge(found: list[Detection], iou: float = 0.3, inside: float = 0.5) -> list
     return [Detection(tuple(float(v) for v in b[i]), float(s[i]), p[i]) for i in kept]
 
 
+def _area(box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
 def _intersection(a: np.ndarray, b: np.ndarray) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 _local = threading.local()
+#: Detectors of a parent process, kept (not destroyed) in a forked child: see ``BlazeFace._interpreter``.
+_inherited: list[dict] = []
 
 
 def blazeface(model: str = "short", min_score: float = 0.5) -> BlazeFace:
     """One detector per model, process and thread (built lazily; never before a fork is used after it)."""
     pid = os.getpid()
     if getattr(_local, "pid", None) != pid:
+        if getattr(_local, "detectors", None):
+            _inherited.append(_local.detectors)
         _local.detectors, _local.pid = {}, pid
     key = (model, min_score)
     detector = _local.detectors.get(key)

@@ -113,9 +113,13 @@ class PipelineConfig:
     fallback_face: float = 0.2
     #: Crop square from the detector's box: side = ``framing[0]`` x box width, centre = box centre
     #: + (``framing[1]``, ``framing[2]``) x box width (fitted to FER-2013 by ``bench/photo_pipeline.py``).
-    framing: tuple[float, float, float] = (1.12, 0.0, -0.1)
-    #: Rotate each crop so the eyes are level (needs a detector with landmarks).
+    framing: tuple[float, float, float] = (1.15, 0.0, -0.1)
+    #: Rotate each crop so the eyes are level (needs a detector with landmarks) ...
     align: bool = True
+    #: ... except for this many degrees of roll, left as they are: FER-2013's own crops are not
+    #: levelled (their faces roll by about +-10 degrees), so levelling those small rolls moves the
+    #: crop away from the training data.
+    align_slack: float = 10.0
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
@@ -126,6 +130,8 @@ class PipelineConfig:
         if len(framing) != 3 or not framing[0] > 0 or not all(math.isfinite(v) for v in framing):
             raise ValueError("framing must be (scale > 0, dx, dy)")
         object.__setattr__(self, "framing", framing)
+        if not (0.0 <= self.align_slack <= 90.0):
+            raise ValueError("align_slack must be between 0 and 90 degrees")
         if self.align and self.detector != "blazeface":
             raise ValueError("align needs landmarks: only the blazeface detector has them")
         if not (isinstance(self.cascade, str) and self.cascade.startswith("haarcascade_frontalface")
@@ -178,7 +184,7 @@ def config_from(spec: str | dict | None) -> PipelineConfig:
 
 def card_fields(config: PipelineConfig, name: str = "blazeface") -> dict:
     """What a model card records of ``config``: its name and the detector, framing and alignment."""
-    keys = ("detector", "min_score", "min_face", "fallback_face", "framing", "align")
+    keys = ("detector", "min_score", "min_face", "fallback_face", "framing", "align", "align_slack")
     if config.detector == "haar":
         keys = ("detector", "cascade", "detect_max_pixels", "scale_factor", "min_neighbors", "margin", "framing", "align")
     return {"name": name} | {k: list(v) if isinstance(v, tuple) else v for k, v in
@@ -448,7 +454,7 @@ def frame_faces(gray: np.ndarray, boxes: Sequence[Box], config: PipelineConfig =
                                 interpolation=cv2.INTER_AREA)
         kx, ky = region.shape[1] / (x1 - x0), region.shape[0] / (y1 - y0)
         centre = ((cx - x0) * kx, (cy - y0) * ky)
-        angle = box.angle if config.align else 0.0
+        angle = math.copysign(max(0.0, abs(box.angle) - config.align_slack), box.angle) if config.align else 0.0
         m = cv2.getRotationMatrix2D(centre, angle, out / (side * kx))
         m[:, 2] += (out / 2 - centre[0], out / 2 - centre[1])
         patch = cv2.warpAffine(region, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
