@@ -158,6 +158,10 @@ CONFIGS: dict[str, PipelineConfig] = {
 }
 
 
+#: Keys of a card's ``pipeline`` that document it and are not settings.
+NOTE_KEYS = frozenset({"fitted_by"})
+
+
 def config_from(spec: str | dict | None) -> PipelineConfig:
     """A config from a model card's or the settings' ``pipeline`` entry: ``None`` (the default), the
     name of one of :data:`CONFIGS`, or a dict of :class:`PipelineConfig` fields, optionally with
@@ -170,7 +174,7 @@ def config_from(spec: str | dict | None) -> PipelineConfig:
         return CONFIGS[spec]
     if not isinstance(spec, dict):
         raise ValueError(f"a pipeline must be a name or a dict of settings, not {type(spec).__name__}")
-    fields = dict(spec)
+    fields = {k: v for k, v in spec.items() if k not in NOTE_KEYS}
     base = config_from(fields.pop("name", None))
     known = set(PipelineConfig.__dataclass_fields__)
     unknown = sorted(set(fields) - known)

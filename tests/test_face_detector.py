@@ -229,3 +229,13 @@ def test_a_card_with_a_bad_pipeline_is_refused(fer_model_dir: Path, tmp_path: Pa
     (bad / "model_card.json").write_text(json.dumps(card))
     with pytest.raises(ValidationError, match="detector must be one of"):
         services.model_version_register(path=bad, name="bad")
+
+
+def test_shipped_cards_record_the_default_pipeline() -> None:
+    """Every shipped artifact's card names the detector, framing and alignment the runtime applies."""
+    cards = sorted((Path(__file__).resolve().parents[1] / "ml" / "artifacts").glob("*/model_card.json"))
+    assert cards
+    for path in cards:
+        recorded = json.loads(path.read_text())["pipeline"]
+        assert {"detector", "framing", "align"} <= set(recorded), path
+        assert pipeline.config_from(recorded) == pipeline.DEFAULT_CONFIG, path
