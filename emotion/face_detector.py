@@ -107,7 +107,7 @@ class BlazeFace:
     """A BlazeFace variant (``"short"``, or a :class:`ModelSpec` for a study) with a lazily created LiteRT interpreter."""
 
     def __init__(self, model: str | ModelSpec = "short", *, threads: int = 1, min_score: float = 0.5,
-                 tile_score: float = 0.6, models_dir: Path = MODELS_DIR):
+                 tile_score: float = 0.6, confirm_above: float = 0.75, models_dir: Path = MODELS_DIR):
         if isinstance(model, str) and model not in MODELS:
             raise ValueError(f"unknown BlazeFace model {model!r}; expected one of {', '.join(MODELS)}")
         self.spec = MODELS[model] if isinstance(model, str) else model
@@ -117,6 +117,9 @@ class BlazeFace:
         self.min_score = min_score
         #: Tiles look at many more windows than the whole image: a stricter threshold keeps false positives down.
         self.tile_score = max(min_score, tile_score)
+        #: A detection at least this sure stands even when the closer look (:meth:`refine`) loses it;
+        #: weaker ones must be seen again there, which removes most false positives of the tiles.
+        self.confirm_above = confirm_above
         self.anchors = anchors(self.spec)
         self._pid: int | None = None
         self._interp: Any = None
@@ -192,16 +195,23 @@ class BlazeFace:
             squares += [(x, y, size) for y in _starts(height, size, step) for x in _starts(width, size, step)]
         return squares
 
-    def refine(self, gray: np.ndarray, face: Detection, zoom: float = 2.0) -> Detection:
+    def refine(self, gray: np.ndarray, face: Detection, zoom: float = 2.0, sure: bool = False) -> Detection | None:
         """``face`` detected again on a square ``zoom`` times its side around it, where it fills about half
         the model's input: a search pass sees most faces at 30-60 input pixels, where keypoints are a
         pixel or two off (eye-line angles off by 10-20 degrees); here they are 3-4x finer.  The
-        original detection is kept if the closer look finds nothing overlapping it."""
+        closer look must see the face with at least ``min_score``; a first detection that it does not
+        confirm is kept only if it scored ``confirm_above`` or more, or is ``sure`` (as large as the
+        whole-image pass sees, where its threshold was measured on selfies), else dropped (None)."""
         x0, y0, x1, y1 = face.box
         size = zoom * face.side
         closer = self.run_square(gray, (x0 + x1 - size) / 2, (y0 + y1 - size) / 2, size, min(self.min_score, 0.3))
         closer = [d for d in closer if _intersection(np.array(d.box), np.array(face.box)) > 0.5 * _area(face.box)]
-        return max(closer, key=lambda d: d.score) if closer else face
+        best = max(closer, key=lambda d: d.score) if closer else None
+        if best is not None and best.score >= self.min_score:
+            return best
+        if sure or face.score >= self.confirm_above:
+            return best or face
+        return None
 
     def detect(self, gray: np.ndarray, min_face: float = 0.0, max_faces: int = 64,
                fallback_face: float = 0.0, refine: bool = True) -> list[Detection]:
@@ -221,7 +231,11 @@ class BlazeFace:
         if len(squares) > 1 and len(found) > 1:
             found = merge(found)
         found = sorted((d for d in found if d.side >= min_face), key=lambda d: -d.score)[:max_faces]
-        return [self.refine(gray, d) for d in found] if refine else found
+        if not refine:
+            return found
+        whole_image_sees = max(height, width) * self.spec.min_face / self.spec.side
+        refined = (self.refine(gray, d, sure=d.side >= whole_image_sees) for d in found)
+        return [d for d in refined if d is not None]
 
 
 def _starts(length: int, size: float, step: float) -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -239,3 +240,16 @@ def test_shipped_cards_record_the_default_pipeline() -> None:
         recorded = json.loads(path.read_text())["pipeline"]
         assert {"detector", "framing", "align"} <= set(recorded), path
         assert pipeline.config_from(recorded) == pipeline.DEFAULT_CONFIG, path
+
+
+def test_a_weak_detection_the_closer_look_does_not_confirm_is_dropped() -> None:
+    """Where there is no face, a weak first detection is dropped and only a sure one stands."""
+    detector = face_detector.BlazeFace()
+    grey = np.full((480, 640), 128, np.uint8)
+    ghost = dict(box=(300.0, 200.0, 360.0, 260.0), keypoints=np.zeros((6, 2)))
+    assert detector.refine(grey, face_detector.Detection(score=0.55, **ghost)) is None
+    kept = detector.refine(grey, face_detector.Detection(score=0.9, **ghost))
+    assert kept is not None and kept.score == 0.9
+    (real,) = detector.detect(astronaut_grey(), refine=False)
+    confirmed = detector.refine(astronaut_grey(), dataclasses.replace(real, score=0.55))
+    assert confirmed is not None and confirmed.score >= detector.min_score
