@@ -302,3 +302,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# Photo pipeline (issue #25): a name from emotion.pipeline.CONFIGS (e.g. "blazeface-group"); empty = the model card's.
+FEEDMOOD_FER_PIPELINE = env_str("FEEDMOOD_FER_PIPELINE", "").strip() or None

@@ -253,3 +253,28 @@ def test_a_weak_detection_the_closer_look_does_not_confirm_is_dropped() -> None:
     (real,) = detector.detect(astronaut_grey(), refine=False)
     confirmed = detector.refine(astronaut_grey(), dataclasses.replace(real, score=0.55))
     assert confirmed is not None and confirmed.score >= detector.min_score
+
+
+def test_analyze_command_applies_the_pipeline_setting(fer_model_dir: Path, settings, tmp_path: Path) -> None:
+    """``manage.py analyze`` reads photos as the service does: the named config when set, else the card's."""
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    image, truth = testing.group_image(6, face=40)
+    path = tmp_path / "group.jpg"
+    path.write_bytes(testing.encode(image, "JPEG"))
+
+    def faces_found() -> str:
+        out = StringIO()
+        call_command("analyze", str(path), "--model", str(fer_model_dir), stdout=out)
+        return out.getvalue()
+
+    settings.FEEDMOOD_FER_PIPELINE = None
+    assert "0 face(s)" in faces_found()
+    settings.FEEDMOOD_FER_PIPELINE = "blazeface-group"
+    assert f"{len(truth)} face(s)" in faces_found()
+    settings.FEEDMOOD_FER_PIPELINE = "nope"
+    with pytest.raises(CommandError, match="unknown pipeline"):
+        faces_found()
