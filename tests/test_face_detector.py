@@ -59,6 +59,7 @@ def _detect_in_child(queue) -> None:
     queue.put((detector._pid, faces))
 
 
+@pytest.mark.slow
 def test_a_forked_child_builds_its_own_interpreter() -> None:
     parent = face_detector.blazeface().load()
     parent_interp = parent._interp
