@@ -21,11 +21,15 @@ from emotion.affect import CIRCUMPLEX
 
 _lock = threading.Lock()
 _cache: dict[tuple[int, str], EmotionClassifier] = {}
+#: The parent's classifiers, kept alive in a forked child: destroying a LiteRT interpreter that
+#: belongs to the parent's threads crashes the child (segmentation fault in ``Interpreter.__del__``).
+_inherited: list[EmotionClassifier] = []
 
 
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # the parent may have held it at fork time
+    _inherited.extend(_cache.values())
     _cache.clear()
 
 

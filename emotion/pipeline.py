@@ -6,12 +6,14 @@ Plain Python (no ORM), so it runs the same in the Celery worker, in
 1. **decode** untrusted bytes with :func:`feedmood.images.decode_image_to_array`
    (size, pixel and format limits, EXIF orientation) to full-resolution grey,
    in one validated pass (JPEG: libjpeg outputs the luma plane directly);
-2. **detect** every face with OpenCV's Haar cascade on a copy downscaled to
-   a fixed pixel budget (Haar cost grows with pixels), searched octave by
-   octave (:func:`face_candidates`), grouped by OpenCV and freed of nested
-   duplicates; boxes are mapped back to original-image coordinates;
-3. **crop** each face with a margin (clipped to the image) from the
-   full-resolution image and resize it to 48x48 (``INTER_AREA``);
+2. **detect** every face: by default MediaPipe's BlazeFace short-range model
+   (:mod:`emotion.face_detector`, six landmarks, faces smaller than the whole-image
+   pass can see searched on tiles down to ``min_face``); or, as named
+   alternatives (:data:`CONFIGS`), OpenCV's Haar cascade on a copy downscaled to
+   a fixed pixel budget, searched octave by octave (:func:`face_candidates`);
+3. **frame** each face like FER-2013 frames its crops (:func:`frame_faces`): a
+   square fitted to the detector's box (``framing``), rotated so the eyes are
+   level (``align``), resized to 48x48 with ``INTER_AREA``;
 4. **classify** all crops with ONE batched ``predict_proba`` call.
 
 Bad input raises :class:`PipelineError` (a clear, user-facing message); an
@@ -20,6 +22,7 @@ image without faces is a normal result with ``faces == ()``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -32,10 +35,12 @@ import cv2
 import numpy as np
 from django.core.exceptions import ValidationError
 
+from emotion import face_detector
 from emotion.affect import valence_arousal
 from feedmood.images import decode_image_to_array
 
 FACE_SIDE = 48
+DETECTORS = ("blazeface", "haar")
 #: The default cascade (bundled with opencv-python-headless in ``cv2.data.haarcascades``).
 CASCADE_FILE = "haarcascade_frontalface_alt2.xml"
 
@@ -97,8 +102,38 @@ class PipelineConfig:
     octaves: bool = True
     #: Which of OpenCV's bundled frontal-face Haar cascades (a file name in ``cv2.data.haarcascades``).
     cascade: str = CASCADE_FILE
+    #: ``"blazeface"`` (landmarks; the fields below) or ``"haar"`` (the cascade fields above).
+    detector: str = "blazeface"
+    #: BlazeFace score threshold.
+    min_score: float = 0.5
+    #: Smallest face searched, as a fraction of the image's short side (0.05 = 24 px at 640x480);
+    #: faces below what the whole-image pass sees are searched on tiles (slower); 0 = whole image only.
+    min_face: float = 0.0
+    #: When nothing is found, faces down to this fraction of the short side are searched on tiles (0: off).
+    fallback_face: float = 0.2
+    #: Crop square from the detector's box: side = ``framing[0]`` x box width, centre = box centre
+    #: + (``framing[1]``, ``framing[2]``) x box width (fitted to FER-2013 by ``bench/photo_pipeline.py``).
+    framing: tuple[float, float, float] = (1.15, 0.0, -0.1)
+    #: Rotate each crop so the eyes are level (needs a detector with landmarks) ...
+    align: bool = True
+    #: ... except for this many degrees of roll, left as they are: FER-2013's own crops are not
+    #: levelled (their faces roll by about +-10 degrees), so levelling those small rolls moves the
+    #: crop away from the training data.
+    align_slack: float = 10.0
 
     def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, not {self.detector!r}")
+        if not (0.0 < self.min_score < 1.0) or not (0.0 <= self.min_face < 1.0 and 0.0 <= self.fallback_face < 1.0):
+            raise ValueError("min_score must be in (0, 1), min_face and fallback_face in [0, 1)")
+        framing = tuple(float(v) for v in self.framing)
+        if len(framing) != 3 or not framing[0] > 0 or not all(math.isfinite(v) for v in framing):
+            raise ValueError("framing must be (scale > 0, dx, dy)")
+        object.__setattr__(self, "framing", framing)
+        if not (0.0 <= self.align_slack <= 90.0):
+            raise ValueError("align_slack must be between 0 and 90 degrees")
+        if self.align and self.detector != "blazeface":
+            raise ValueError("align needs landmarks: only the blazeface detector has them")
         if not (isinstance(self.cascade, str) and self.cascade.startswith("haarcascade_frontalface")
                 and os.path.basename(self.cascade) == self.cascade and self.cascade.endswith(".xml")):
             raise ValueError(f"cascade must be one of OpenCV's haarcascade_frontalface*.xml files, not {self.cascade!r}")
@@ -108,7 +143,56 @@ class PipelineConfig:
             raise ValueError("detect_max_side, detect_max_pixels and min_face_side must be >= 1, min_neighbors >= 0")
 
 
+#: Haar settings as they were the default before BlazeFace (crop margin 0.15 = framing 1.3).
+HAAR_CONFIG = PipelineConfig(detector="haar", framing=(1.3, 0.0, 0.0), align=False)
 DEFAULT_CONFIG = PipelineConfig()
+#: Named configurations (``settings.FEEDMOOD_FER_PIPELINE`` or a model card may name one); see ``docs/photos.md``.
+CONFIGS: dict[str, PipelineConfig] = {
+    "blazeface": DEFAULT_CONFIG,
+    # Group photos: every face down to 24 px at 640x480 (tiles; about 100 detector passes per photo).
+    "blazeface-group": PipelineConfig(min_face=0.05),
+    "haar": HAAR_CONFIG,
+    "haar-thorough": PipelineConfig(detector="haar", cascade="haarcascade_frontalface_alt.xml",
+                                    detect_max_pixels=448 * 336, scale_factor=1.1, framing=(1.3, 0.0, 0.0),
+                                    align=False),
+}
+
+
+#: Keys of a card's ``pipeline`` that document it and are not settings.
+NOTE_KEYS = frozenset({"fitted_by"})
+
+
+def config_from(spec: str | dict | None) -> PipelineConfig:
+    """A config from a model card's or the settings' ``pipeline`` entry: ``None`` (the default), the
+    name of one of :data:`CONFIGS`, or a dict of :class:`PipelineConfig` fields, optionally with
+    ``"name"`` for the named config it starts from.  Raises ``ValueError`` for anything else."""
+    if spec is None:
+        return DEFAULT_CONFIG
+    if isinstance(spec, str):
+        if spec not in CONFIGS:
+            raise ValueError(f"unknown pipeline {spec!r}; expected one of {', '.join(CONFIGS)}")
+        return CONFIGS[spec]
+    if not isinstance(spec, dict):
+        raise ValueError(f"a pipeline must be a name or a dict of settings, not {type(spec).__name__}")
+    fields = {k: v for k, v in spec.items() if k not in NOTE_KEYS}
+    base = config_from(fields.pop("name", None))
+    known = set(PipelineConfig.__dataclass_fields__)
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"unknown pipeline settings {unknown}")
+    try:
+        return dataclasses.replace(base, **fields) if fields else base
+    except TypeError as exc:
+        raise ValueError(f"invalid pipeline settings: {exc}") from None
+
+
+def card_fields(config: PipelineConfig, name: str = "blazeface") -> dict:
+    """What a model card records of ``config``: its name and the detector, framing and alignment."""
+    keys = ("detector", "min_score", "min_face", "fallback_face", "framing", "align", "align_slack")
+    if config.detector == "haar":
+        keys = ("detector", "cascade", "detect_max_pixels", "scale_factor", "min_neighbors", "margin", "framing", "align")
+    return {"name": name} | {k: list(v) if isinstance(v, tuple) else v for k, v in
+                             ((k, getattr(config, k)) for k in keys)}
 
 
 @dataclass(frozen=True)
@@ -119,6 +203,8 @@ class Box:
     y: int
     w: int
     h: int
+    #: Eye-line angle in degrees (image-left eye to image-right eye, y down); 0 without landmarks.
+    angle: float = 0.0
 
     def as_dict(self) -> dict[str, int]:
         return {"x": self.x, "y": self.y, "w": self.w, "h": self.h}
@@ -307,6 +393,8 @@ def suppress_overlaps(boxes: np.ndarray, weights: np.ndarray, max_overlap: float
 
 def detect_faces(gray: np.ndarray, config: PipelineConfig = DEFAULT_CONFIG) -> list[Box]:
     """Every frontal face in ``gray`` as boxes in its own coordinates, left to right (then top to bottom)."""
+    if config.detector == "blazeface":
+        return blazeface_faces(gray, config)
     height, width = gray.shape[:2]
     small = detection_image(gray, config)
     found = group_candidates(face_candidates(small, config), config.min_neighbors)
@@ -320,6 +408,62 @@ def detect_faces(gray: np.ndarray, config: PipelineConfig = DEFAULT_CONFIG) -> l
     # Largest faces first when capping, then a stable left-to-right, top-to-bottom order.
     boxes = sorted(boxes, key=lambda b: b.w * b.h, reverse=True)[: config.max_faces]
     return sorted(boxes, key=lambda b: (b.x, b.y))
+
+
+def blazeface_faces(gray: np.ndarray, config: PipelineConfig = DEFAULT_CONFIG) -> list[Box]:
+    """BlazeFace detections as boxes (clipped to the image) with their eye-line angle."""
+    height, width = gray.shape[:2]
+    detector = face_detector.blazeface("short", config.min_score)
+    short = min(height, width)
+    found = detector.detect(gray, min_face=config.min_face * short, max_faces=config.max_faces,
+                            fallback_face=config.fallback_face * short)
+    boxes = []
+    for face in found:
+        x0, y0, x1, y1 = face.box
+        x0, y0 = max(0, round(x0)), max(0, round(y0))
+        x1, y1 = min(width, round(x1)), min(height, round(y1))
+        if x1 > x0 and y1 > y0:
+            (ax, ay), (bx, by) = face.eyes
+            boxes.append(Box(x0, y0, x1 - x0, y1 - y0, round(math.degrees(math.atan2(by - ay, bx - ax)), 3)))
+    return sorted(boxes, key=lambda b: (b.x, b.y))
+
+
+def framed_square(box: Box, framing: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Centre x, y and side of the crop square for ``box`` (see ``PipelineConfig.framing``)."""
+    scale, dx, dy = framing
+    return box.x + box.w / 2 + dx * box.w, box.y + box.h / 2 + dy * box.w, scale * box.w
+
+
+def frame_faces(gray: np.ndarray, boxes: Sequence[Box], config: PipelineConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """``uint8 (N, 48, 48)`` crops framed like FER-2013: each box's :func:`framed_square`, rotated by
+    the eye-line angle when ``config.align`` (eyes level), edge pixels repeated outside the image.
+
+    The region around the square is first shrunk with ``INTER_AREA`` to twice the output side,
+    rotated and cut there, then shrunk to 48x48 with ``INTER_AREA``, so large faces are not aliased.
+    """
+    height, width = gray.shape[:2]
+    out = 2 * FACE_SIDE
+    crops = np.empty((len(boxes), FACE_SIDE, FACE_SIDE), dtype=np.uint8)
+    for i, box in enumerate(boxes):
+        cx, cy, side = framed_square(box, config.framing)
+        half = 0.75 * side  # covers the square at any rotation (sqrt(2) / 2 < 0.75)
+        x0, y0 = math.floor(cx - half), math.floor(cy - half)
+        x1, y1 = math.ceil(cx + half), math.ceil(cy + half)
+        region = gray[max(0, y0):min(height, y1), max(0, x0):min(width, x1)]
+        region = cv2.copyMakeBorder(region, max(0, -y0), max(0, y1 - height), max(0, -x0), max(0, x1 - width),
+                                    cv2.BORDER_REPLICATE)
+        k = min(1.0, out / side)
+        if k < 1.0:
+            region = cv2.resize(region, (max(1, round(region.shape[1] * k)), max(1, round(region.shape[0] * k))),
+                                interpolation=cv2.INTER_AREA)
+        kx, ky = region.shape[1] / (x1 - x0), region.shape[0] / (y1 - y0)
+        centre = ((cx - x0) * kx, (cy - y0) * ky)
+        angle = math.copysign(max(0.0, abs(box.angle) - config.align_slack), box.angle) if config.align else 0.0
+        m = cv2.getRotationMatrix2D(centre, angle, out / (side * kx))
+        m[:, 2] += (out / 2 - centre[0], out / 2 - centre[1])
+        patch = cv2.warpAffine(region, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        crops[i] = cv2.resize(patch, (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
+    return crops
 
 
 def crop_faces(gray: np.ndarray, boxes: Sequence[Box], margin: float = DEFAULT_CONFIG.margin) -> np.ndarray:
@@ -398,7 +542,10 @@ def analyze_array(gray: np.ndarray, classifier: Classifier, config: PipelineConf
     t0 = time.perf_counter()
     boxes = detect_faces(gray, config)
     t1 = time.perf_counter()
-    crops = crop_faces(gray, boxes, config.margin)
+    if config.detector == "haar" and config.framing == (1 + 2 * config.margin, 0.0, 0.0):
+        crops = crop_faces(gray, boxes, config.margin)  # the Haar default as it always cropped
+    else:
+        crops = frame_faces(gray, boxes, config)
     probs = classify(crops, classifier)
     t2 = time.perf_counter()
     labels = tuple(classifier.labels)

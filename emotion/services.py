@@ -120,6 +120,7 @@ def model_version_register(
         directory = directory.parent
     card = selectors.artifact_card(directory)
     try:
+        pipeline.config_from(card.get("pipeline"))  # a card whose pipeline the runtime cannot apply is refused
         classifier = load_classifier(directory)
         if smoke_test:
             probs = classifier.predict_proba(np.full((1, pipeline.FACE_SIDE, pipeline.FACE_SIDE), 128, np.uint8))
@@ -267,10 +268,13 @@ def _read_image_bytes(analysis: ImageAnalysis) -> bytes:
         raise pipeline.PipelineError(" ".join(exc.messages), "too_large") from None
 
 
-def pipeline_config() -> pipeline.PipelineConfig:
-    """Detection settings: the defaults, overridden by ``settings.FEEDMOOD_FER_PIPELINE`` (a dict), if set."""
-    overrides = getattr(settings, "FEEDMOOD_FER_PIPELINE", None) or {}
-    return pipeline.PipelineConfig(**overrides) if overrides else pipeline.DEFAULT_CONFIG
+def pipeline_config(version: ModelVersion | None = None) -> pipeline.PipelineConfig:
+    """Detection and framing: ``settings.FEEDMOOD_FER_PIPELINE`` (a name or dict) if set, else the
+    ``pipeline`` of the version's model card, else the default (see ``pipeline.config_from``)."""
+    override = getattr(settings, "FEEDMOOD_FER_PIPELINE", None)
+    if override:
+        return pipeline.config_from(override)
+    return pipeline.config_from((version.card or {}).get("pipeline") if version is not None else None)
 
 
 def _claim(analysis_id: int, version: ModelVersion | None) -> ImageAnalysis | None:
@@ -326,7 +330,7 @@ def analysis_run(
     error = ""
     try:
         data = _read_image_bytes(claimed)
-        result = pipeline.analyze_bytes(data, get_classifier(version.artifact_dir), pipeline_config())
+        result = pipeline.analyze_bytes(data, get_classifier(version.artifact_dir), pipeline_config(version))
     except pipeline.PipelineError as exc:
         error = exc.message
     except Exception as exc:  # noqa: BLE001 - a model/runtime fault must not loop: record it

@@ -20,7 +20,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from emotion import pipeline, rescoring, services
+from emotion import face_detector, pipeline, rescoring, services
 
 logger = logging.getLogger(__name__)
 
@@ -135,3 +135,4 @@ def worker_child_init(**kwargs: Any) -> None:
     cv2.setNumThreads(1)
     os.environ.setdefault("FEEDMOOD_INFER_THREADS", "1")
     pipeline.face_cascade()
+    face_detector.blazeface().load()  # this child's own LiteRT interpreter (never the parent's)

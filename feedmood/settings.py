@@ -355,3 +355,7 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "FeedMood <no-reply@localhost>")
 # Lifetime of a password-reset token (Django's default is 3 days).
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
+
+# --- Photo pipeline (docs/photos.md) -------------------------------------------------------
+# A name from emotion.pipeline.CONFIGS (e.g. "blazeface-group" for group photos); empty = the model card's.
+FEEDMOOD_FER_PIPELINE = env_str("FEEDMOOD_FER_PIPELINE", "").strip() or None

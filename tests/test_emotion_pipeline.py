@@ -127,8 +127,9 @@ def test_tiny_image_has_no_face(classifier) -> None:
 
 # --- The default config on the standard test images -------------------------------------------
 
-#: The "thorough" config of docs/operations.md (models in the service), for group photos with small faces.
-THOROUGH = {"cascade": "haarcascade_frontalface_alt.xml", "detect_max_pixels": 448 * 336, "scale_factor": 1.1}
+#: The "thorough" config (the Haar alternative, docs/photos.md), for group photos with small faces.
+THOROUGH = {"detector": "haar", "cascade": "haarcascade_frontalface_alt.xml", "detect_max_pixels": 448 * 336,
+            "scale_factor": 1.1, "framing": (1.3, 0.0, 0.0), "align": False}
 
 
 def _iou(a, b) -> float:
@@ -168,13 +169,13 @@ def test_default_config_finds_every_face_in_the_standard_images(make) -> None:
         assert max(_iou(box, f) for f in found) >= 0.5, (box, found)
 
 
-def test_default_config_finds_faces_of_a_ninth_of_the_short_side() -> None:
+def test_haar_config_finds_faces_of_a_ninth_of_the_short_side() -> None:
     """The documented trade-off: 640x480 faces of ~70 px are found, 40 px ones need the thorough config."""
     image, truth = testing.group_image(6, face=70)
-    assert len(_find(testing.encode(image, "JPEG"))) >= 4  # min face at 640x480: 24 / 0.45 = 53 px
+    assert len(_find(testing.encode(image, "JPEG"), pipeline.HAAR_CONFIG)) >= 4  # min face: 24 / 0.45 = 53 px
     image, truth = testing.group_image(10, face=40)
     small = testing.encode(image, "JPEG")
-    assert _find(small) == []
+    assert _find(small, pipeline.HAAR_CONFIG) == []
     assert len(_find(small, pipeline.PipelineConfig(**THOROUGH))) >= 3
 
 

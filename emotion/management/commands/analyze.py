@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
@@ -21,6 +22,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, images: list[str], model: str | None, **options: Any) -> None:
         classifier = self._classifier(model)
+        spec = settings.FEEDMOOD_FER_PIPELINE or classifier.card.get("pipeline")
+        try:
+            config = pipeline.config_from(spec)  # like the service: the setting, else the model card's
+        except ValueError as exc:
+            raise CommandError(f"FEEDMOOD_FER_PIPELINE / model card pipeline: {exc}") from None
         self.stdout.write(
             f"model: {classifier.name} ({', '.join(classifier.labels)}); "
             f"test-time flip {'on' if classifier.tta else 'off'}, temperature {classifier.temperature:.3f}"
@@ -30,7 +36,7 @@ class Command(BaseCommand):
         for name in images:
             try:
                 data = Path(name).read_bytes()
-                result = pipeline.analyze_bytes(data, classifier)
+                result = pipeline.analyze_bytes(data, classifier, config)
             except OSError as exc:
                 failures += 1
                 self.stderr.write(f"{name}: error: cannot read file ({exc.strerror or exc})")
