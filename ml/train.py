@@ -380,9 +380,24 @@ def end_of_training_report(out: Path, model, val, source: str, modes: dict[str, 
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with a model alias replaced by the architecture it names."""
     args = build_parser().parse_args(argv)
     args.model = MODEL_ALIASES.get(args.model, args.model)
+    return args
+
+
+def class_counts(split) -> dict[str, dict[str, int]]:
+    """{head: {class: rows labelled with it}} of a loaded split."""
+    counts = {}
+    for head, targets in split.targets.items():
+        labelled = targets[split.weights[head] > 0].argmax(axis=1)
+        counts[head] = {name: int((labelled == k).sum()) for k, name in enumerate(split.labels[head])}
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     import numpy as np
 
     if args.weights and args.model not in ("resnet50", "resnet50v2", "vgg16"):
@@ -579,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
                 model.load_weights(backup / "latest.weights.h5")
             return
         model.fit(train_stream(start, last), validation_data=val_ds, initial_epoch=first, epochs=last,
-                  steps_per_epoch=steps_per_epoch, callbacks=callbacks(phase), verbose=args.verbose)
+                  steps_per_epoch=steps_per_epoch, shuffle=False, callbacks=callbacks(phase), verbose=args.verbose)
 
     if is_transfer and args.freeze_epochs > 0:
         phase1 = min(args.freeze_epochs, args.epochs)
@@ -609,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         "label_modes": list(label_modes),
         "heads": {h: list(train.labels[h]) for h in heads},
         "data": {"path": str(Path(args.data).resolve()), "train_split": "Training", "val_split": val_source,
-                 "train_images": len(train), "val_images": len(val), "val_label_modes": list(val_modes)},
+                 "train_images": len(train), "val_images": len(val), "val_label_modes": list(val_modes),
+                 "class_counts": {"train": class_counts(train), "val": class_counts(val)}},
         "args": {k: v for k, v in vars(args).items()},
         "epochs_run": max(0, len(log_rows) - 1),
         "val_metrics": {h: {k: r[k] for k in REPORT_KEYS} for h, r in val_report.items()},
