@@ -161,11 +161,20 @@ def test_train_only_folders_val_split_limit_and_label_modes(env, tmp_path):  # n
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # three to four real training processes; 2 shared cores
 def test_resnet_alias_trains_resnet50_and_says_fine_tuning_is_skipped(env, tmp_path):  # noqa: F811
+    from ml.evaluate import load_checkpoint
+
     data = write_fer_csv(tmp_path / "d", n_train=16, n_public=8)
-    out = tmp_path / "run"
-    done = run(env, "ml.train", "--model", "resnet", "--epochs", 1, "--freeze-epochs", 1, "--base-size", 32,
-               "--batch-size", 8, "--data", data, "--out", out, "--verbose", 0)
+    common = ("--model", "resnet", "--epochs", 1, "--base-size", 32, "--batch-size", 8, "--data", data, "--verbose", 0)
+    done = run(env, "ml.train", *common, "--freeze-epochs", 1, "--out", tmp_path / "frozen")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "--epochs 1 <= --freeze-epochs 1: the resnet50 base stays frozen and no fine-tuning phase runs" in done.stderr
-    meta = json.loads((out / "train_meta.json").read_text())
+    meta = json.loads((tmp_path / "frozen" / "train_meta.json").read_text())
     assert meta["model"] == "resnet50" and meta["epochs_run"] == 1
+
+    whole = run(env, "ml.train", *common, "--freeze-epochs", 0, "--out", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert "no fine-tuning phase" not in whole.stderr
+    bases = [load_checkpoint(tmp_path / name / "last.keras").get_layer("base")
+             for name in ("frozen", "whole")]
+    kernel = "conv1_conv"  # the same initial weights (same seed): only a trained base moves them
+    assert not np.allclose(bases[0].get_layer(kernel).get_weights()[0], bases[1].get_layer(kernel).get_weights()[0])
