@@ -7,8 +7,10 @@ Synthetic 48x48x1 batches (shape is all that matters for speed), batch 64 by def
 configuration gets `--warmup` untimed steps (graph tracing) and `--steps` timed ones; the median
 step time is reported. Transfer backbones (resnet50, resnet50v2, vgg16) are measured at
 `--base-size` (96) in both training phases: `frozen` (head only) and `finetune` (whole network).
-Writes `<out>/train_throughput.json` and `.md`, with the load average: numbers taken while
-another job runs (e.g. a training run) are flagged as such.
+Seconds per epoch are `--epoch-images` (default: the 28,709 FER-2013 Training faces) over the
+measured images/s, augmentation and validation not included. Writes `<out>/<--name>.json` and `.md`
+(default `train_throughput`), with the load average: numbers taken while another job runs (e.g. a
+training run) are flagged as such.
 """
 from __future__ import annotations
 
@@ -29,10 +31,13 @@ ARCHS = ("cnn", "resnet50", "resnet50v2", "vgg16", "feednet")
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-def busy_note(load: tuple[float, float, float]) -> str | None:
+def busy_note(load: tuple[float, float, float], after: tuple[float, float, float] | None = None) -> str | None:
     cpus = os.cpu_count() or 1
     if load[0] > 0.5:
         return (f"machine was busy: 1-minute load average {load[0]:.2f} on {cpus} CPUs before the benchmark started; "
+                "numbers are lower than on an idle machine")
+    if after is not None and after[0] > 0.5 * cpus:
+        return (f"machine became busy: 1-minute load average {after[0]:.2f} on {cpus} CPUs when the benchmark ended; "
                 "numbers are lower than on an idle machine")
     return None
 
@@ -76,6 +81,7 @@ def measure(arch: str, precision: str, phase: str, args) -> dict:
             "params": int(model.count_params()),
             "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
             "images_per_s": round(args.batch_size / step, 1), "step_ms_median": round(1000 * step, 1),
+            "seconds_per_epoch": round(args.epoch_images * step / args.batch_size),
             "step_ms_min": round(1000 * min(times), 1), "steps": args.steps, "warmup_steps": args.warmup,
             "warmup_s": round(warmup_s, 1), "status": "ok",
         }
@@ -94,15 +100,16 @@ def write_markdown(path: Path, report: dict) -> None:
              ""]
     if report["note"]:
         lines += [f"**Note:** {report['note']}", ""]
-    lines += ["| arch | phase | precision | params | trainable | images/s | ms/step |",
-              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    lines += ["| arch | phase | precision | params | trainable | images/s | ms/step | s/epoch |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["results"]:
         if r["status"] != "ok":
             lines.append(f"| {r['arch']} | {r['phase']} | {r['precision']} | | | {r['status']} | |")
             continue
         arch = r["arch"] + (f" (base {r['base_size']})" if r["base_size"] else "") + (f" (w{r['width']})" if r["width"] else "")
         lines.append(f"| {arch} | {r['phase']} | {r['precision']} | {r['params'] / 1e6:.2f} M | "
-                     f"{r['trainable_params'] / 1e6:.2f} M | {r['images_per_s']:.1f} | {r['step_ms_median']:.0f} |")
+                     f"{r['trainable_params'] / 1e6:.2f} M | {r['images_per_s']:.1f} | {r['step_ms_median']:.0f} | "
+                     f"{r.get('seconds_per_epoch', '')} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -116,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--base-size", type=int, default=96, help="input side of transfer backbones")
     p.add_argument("--width", type=int, default=32, help="feednet width")
+    p.add_argument("--epoch-images", type=int, default=28709, help="images per epoch for the s/epoch column")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--name", default="train_throughput", help="output file name (without .json / .md)")
     args = p.parse_args(argv)
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
     precisions = [x.strip() for x in args.precisions.split(",") if x.strip()]
@@ -147,18 +156,19 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "train_throughput",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": {"batch_size": args.batch_size, "warmup": args.warmup, "steps": args.steps,
-                   "base_size": args.base_size, "width": args.width, "input": [48, 48, 1], "optimizer": "AdamW"},
+                   "base_size": args.base_size, "width": args.width, "epoch_images": args.epoch_images,
+                   "input": [48, 48, 1], "optimizer": "AdamW"},
         "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                  "tensorflow": tf.__version__, "keras": keras.__version__,
                  "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after]},
-        "note": busy_note(load_before),
+        "note": busy_note(load_before, load_after),
         "results": results,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_markdown(out / "train_throughput.md", report)
-    print(f"wrote {out / 'train_throughput.json'} and .md" + (f"\nNOTE: {report['note']}" if report["note"] else ""))
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown(out / f"{args.name}.md", report)
+    print(f"wrote {out / args.name}.json and .md" + (f"\nNOTE: {report['note']}" if report["note"] else ""))
     return 0
 
 

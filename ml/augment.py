@@ -6,6 +6,10 @@ are folded into a single projective transform per image, so a batch costs one
 rectangle per image, and optional mixup (Zhang et al. 2018) or CutMix (Yun et al. 2019) blends
 each image with another of its batch, targets and loss weights alike. Pixels are rescaled to
 [0, 1] by the model, not here.
+
+Each function takes an optional `seed` (an int32/int64 tensor of shape (2,)): with it every draw is
+stateless, a pure function of the seed, so a batch is augmented the same way whatever the thread,
+process or resumed run that builds it (see ml.pipeline); without it, TensorFlow's stateful RNG.
 """
 from __future__ import annotations
 
@@ -14,6 +18,34 @@ from dataclasses import dataclass
 from typing import Any
 
 import tensorflow as tf
+
+
+class Draws:
+    """The random draws of one augmentation call: stateless from `seed` (each draw folds in its own counter),
+    or TensorFlow's stateful RNG when `seed` is None."""
+
+    def __init__(self, seed: tf.Tensor | None = None):
+        self.seed = None if seed is None else tf.cast(seed, tf.int64)
+        self.count = 0
+
+    def _next_seed(self) -> tf.Tensor:
+        self.count += 1
+        return tf.random.experimental.stateless_fold_in(self.seed, self.count)
+
+    def uniform(self, shape, low: float = 0.0, high: float = 1.0, dtype=tf.float32) -> tf.Tensor:
+        if self.seed is None:
+            return tf.random.uniform(shape, low, high, dtype=dtype)
+        return tf.random.stateless_uniform(shape, self._next_seed(), low, high, dtype=dtype)
+
+    def gamma(self, shape, alpha: float) -> tf.Tensor:
+        if self.seed is None:
+            return tf.random.gamma(shape, alpha)
+        return tf.random.stateless_gamma(shape, self._next_seed(), alpha)
+
+    def permutation(self, n: tf.Tensor) -> tf.Tensor:
+        if self.seed is None:
+            return tf.random.shuffle(tf.range(n))
+        return tf.argsort(self.uniform([n]), stable=True)
 
 
 @dataclass(frozen=True)
@@ -29,9 +61,10 @@ def random_affine(images: tf.Tensor, config: AugmentConfig = AugmentConfig(), se
     batch = tf.shape(images)[0]
     height = tf.cast(tf.shape(images)[1], tf.float32)
     width = tf.cast(tf.shape(images)[2], tf.float32)
+    draws = Draws(seed)
 
     def uniform(low: float, high: float) -> tf.Tensor:
-        return tf.random.uniform([batch], low, high)
+        return draws.uniform([batch], low, high)
 
     angle = uniform(-config.rotation_deg, config.rotation_deg) * (math.pi / 180.0)
     scale = uniform(*config.zoom)
@@ -70,7 +103,8 @@ def _box_mask(top: tf.Tensor, bottom: tf.Tensor, left: tf.Tensor, right: tf.Tens
 
 
 def random_erasing(images: tf.Tensor, probability: float, area: tuple[float, float] = (0.02, 0.25),
-                   aspect: tuple[float, float] = (0.3, 3.3), max_value: float = 255.0) -> tf.Tensor:
+                   aspect: tuple[float, float] = (0.3, 3.3), max_value: float = 255.0,
+                   seed: tf.Tensor | None = None) -> tf.Tensor:
     """With `probability`, fill one random rectangle of each image (B, H, W, C) with uniform noise.
 
     The rectangle covers `area` (a fraction of the image, drawn uniformly) with a log-uniform
@@ -80,36 +114,37 @@ def random_erasing(images: tf.Tensor, probability: float, area: tuple[float, flo
         raise ValueError(f"random erasing probability must be in [0, 1], got {probability}")
     if probability == 0.0:
         return images
+    draws = Draws(seed)
     shape = tf.shape(images)
     batch, height, width = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    fraction = tf.random.uniform([batch], *area)
-    ratio = tf.exp(tf.random.uniform([batch], math.log(aspect[0]), math.log(aspect[1])))
+    fraction = draws.uniform([batch], *area)
+    ratio = tf.exp(draws.uniform([batch], math.log(aspect[0]), math.log(aspect[1])))
     h = tf.minimum(tf.round(tf.sqrt(fraction * height * width * ratio)), height)
     w = tf.minimum(tf.round(tf.sqrt(fraction * height * width / ratio)), width)
-    top = tf.floor(tf.random.uniform([batch]) * (height - h + 1.0))
-    left = tf.floor(tf.random.uniform([batch]) * (width - w + 1.0))
-    chosen = tf.random.uniform([batch]) < probability
+    top = tf.floor(draws.uniform([batch]) * (height - h + 1.0))
+    left = tf.floor(draws.uniform([batch]) * (width - w + 1.0))
+    chosen = draws.uniform([batch]) < probability
     mask = _box_mask(top, top + h, left, left + w, height, width) & chosen[:, None, None]  # (B, H, W)
-    noise = tf.random.uniform(tf.shape(images), 0.0, max_value, dtype=images.dtype)
+    noise = draws.uniform(tf.shape(images), 0.0, max_value, dtype=images.dtype)
     return tf.where(mask[..., None], noise, images)
 
 
-def _beta(shape: tf.Tensor, alpha: float) -> tf.Tensor:
+def _beta(shape: tf.Tensor, alpha: float, draws: Draws) -> tf.Tensor:
     """Beta(alpha, alpha) draws as a ratio of two gamma draws."""
-    a = tf.random.gamma(shape, alpha)
-    b = tf.random.gamma(shape, alpha)
+    a = draws.gamma(shape, alpha)
+    b = draws.gamma(shape, alpha)
     return a / tf.maximum(a + b, 1e-12)
 
 
-def _cutmix_boxes(shape: tf.Tensor, alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
+def _cutmix_boxes(shape: tf.Tensor, alpha: float, draws: Draws) -> tuple[tf.Tensor, tf.Tensor]:
     """One CutMix box per image of a batch of `shape` (B, H, W, C): its (B, H, W) mask and the share lam it keeps.
 
     lam ~ Beta(alpha, alpha) sets the box's side ratios to sqrt(1 - lam); the centre is uniform and the box is
     clipped to the image, so lam is then recomputed from the box actually cut.
     """
     batch, h, w = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    ratio = tf.sqrt(1.0 - _beta([batch], alpha))
-    cy, cx = tf.random.uniform([batch]) * h, tf.random.uniform([batch]) * w
+    ratio = tf.sqrt(1.0 - _beta([batch], alpha, draws))
+    cy, cx = draws.uniform([batch]) * h, draws.uniform([batch]) * w
     top, bottom = tf.clip_by_value(cy - ratio * h / 2, 0.0, h), tf.clip_by_value(cy + ratio * h / 2, 0.0, h)
     left, right = tf.clip_by_value(cx - ratio * w / 2, 0.0, w), tf.clip_by_value(cx + ratio * w / 2, 0.0, w)
     top, bottom, left, right = (tf.round(v) for v in (top, bottom, left, right))
@@ -117,7 +152,7 @@ def _cutmix_boxes(shape: tf.Tensor, alpha: float) -> tuple[tf.Tensor, tf.Tensor]
 
 
 def mix_batch(images: tf.Tensor, targets: Any, weights: Any, *, mixup: float = 0.0, cutmix: float = 0.0,
-              probability: float = 1.0) -> tuple[tf.Tensor, Any, Any]:
+              probability: float = 1.0, seed: tf.Tensor | None = None) -> tuple[tf.Tensor, Any, Any]:
     """Blend each image of a float batch (B, H, W, C) with a random partner from the same batch.
 
     With `probability` an image is mixed: by mixup (`lam * x + (1 - lam) * x_partner`, lam ~ Beta(mixup, mixup))
@@ -135,14 +170,15 @@ def mix_batch(images: tf.Tensor, targets: Any, weights: Any, *, mixup: float = 0
         raise ValueError(f"mix probability must be in [0, 1], got {probability}")
     if (mixup == 0.0 and cutmix == 0.0) or probability == 0.0:
         return images, targets, weights
+    draws = Draws(seed)
     batch = tf.shape(images)[0]
-    partner = tf.random.shuffle(tf.range(batch))
+    partner = draws.permutation(batch)
     others = tf.gather(images, partner)
-    mixed = tf.random.uniform([batch]) < probability
-    lam = _beta([batch], mixup) if mixup > 0.0 else tf.ones([batch])
+    mixed = draws.uniform([batch]) < probability
+    lam = _beta([batch], mixup, draws) if mixup > 0.0 else tf.ones([batch])
     if cutmix > 0.0:  # each image takes CutMix, or mixup at even odds when both are on
-        use_cut = tf.random.uniform([batch]) < 0.5 if mixup > 0.0 else tf.ones([batch], tf.bool)
-        box, lam_cut = _cutmix_boxes(tf.shape(images), cutmix)
+        use_cut = draws.uniform([batch]) < 0.5 if mixup > 0.0 else tf.ones([batch], tf.bool)
+        box, lam_cut = _cutmix_boxes(tf.shape(images), cutmix, draws)
         lam = tf.where(use_cut, lam_cut, lam)
     lam = tf.where(mixed, lam, 1.0)
     out = lam[:, None, None, None] * images + (1.0 - lam[:, None, None, None]) * others

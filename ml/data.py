@@ -284,3 +284,40 @@ def class_weights(targets: np.ndarray, valid: np.ndarray, kind: str = "balanced"
     elif kind != "balanced":
         raise ValueError(f"unknown class weighting {kind!r}; use balanced, sqrt or none")
     return weights.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- stratified subsets
+
+def split_classes(split: Split) -> np.ndarray:
+    """Each row's class in the split's first head (argmax of its target), -1 where that head has no label."""
+    head = next(iter(split.targets))
+    valid = split.weights[head] > 0 if head in split.weights else np.ones(len(split), bool)
+    return np.where(valid, split.targets[head].argmax(axis=1), -1)
+
+
+def stratified_indices(classes: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of `n` rows drawn at random so each class keeps its share of `classes` (largest remainder)."""
+    n = min(int(n), len(classes))
+    kinds, counts = np.unique(classes, return_counts=True)
+    quota = counts * n / len(classes)
+    take = np.floor(quota).astype(int)
+    take[np.argsort(take - quota, kind="stable")[: n - take.sum()]] += 1  # the largest remainders
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(classes == kind), size=k, replace=False) for kind, k in zip(kinds, take)]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, int)
+
+
+def stratified_subset(split: Split, n: int, seed: int) -> Split:
+    """`n` rows of `split` with the class shares of the whole (for --limit smoke runs)."""
+    return split.subset(stratified_indices(split_classes(split), n, seed))
+
+
+def stratified_holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(rest, held out): a stratified `fraction` of `split` carved out as validation data."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"validation fraction must be between 0 and 1, got {fraction}")
+    held = stratified_indices(split_classes(split), round(fraction * len(split)), seed)
+    if held.size == 0 or held.size == len(split):
+        raise DataError(f"a {fraction:.0%} validation split of {len(split)} images leaves one side empty")
+    rest = np.setdiff1d(np.arange(len(split)), held)
+    return split.subset(rest), split.subset(held)

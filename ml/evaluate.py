@@ -1,6 +1,7 @@
 """Evaluate a FER model: `python -m ml.evaluate --checkpoint runs/x/best.keras`.
 
-The checkpoint is a `.keras` file written by `ml.train` (single- or multi-head) or an artifact
+The checkpoint is a `.keras` file written by `ml.train` (single- or multi-head), a whole-model `.h5`
+file (the seeds' `models/cnn_best.h5`), or an artifact
 directory written by `ml.export` (evaluated through `ml.runtime`, exactly as the service runs it).
 Scores one head on one split (default PublicTest) under that head's protocol: the `fer2013` head
 against the Kaggle FER-2013 labels, the `ferplus` head against the FER+ majority vote.
@@ -39,16 +40,20 @@ HEAD_LABELS = {"fer2013": L.FER2013_LABELS, "ferplus": L.FERPLUS_LABELS}
 
 # --------------------------------------------------------------------------- checkpoints
 
+#: Whole-model checkpoint files: the native Keras format and the legacy HDF5 one the seeds saved (cnn_best.h5).
+CHECKPOINT_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
 def load_checkpoint(path: str | Path):
-    """Load a `.keras` checkpoint for inference (no optimizer); clear errors for bad paths."""
+    """Load a `.keras` or legacy `.h5` whole-model checkpoint for inference (no optimizer); clear errors for bad paths."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a directory without model_card.json; pass a .keras checkpoint "
                          "(e.g. runs/NAME/best.keras) or an artifact directory written by ml.export")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
-    if path.suffix != ".keras":
-        raise ValueError(f"{path}: expected a .keras checkpoint or an exported artifact directory")
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise ValueError(f"{path}: expected a .keras or .h5 checkpoint or an exported artifact directory")
     import keras
 
     import ml.models.transfer  # noqa: F401  registers ImagenetPreprocess for deserialisation
@@ -57,7 +62,8 @@ def load_checkpoint(path: str | Path):
     try:
         model = keras.saving.load_model(path, compile=False)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"{path}: cannot load Keras checkpoint ({exc})") from exc
+        hint = " (an .h5 file must hold a whole model saved by model.save, not weights only)" if path.suffix != ".keras" else ""
+        raise ValueError(f"{path}: cannot load Keras checkpoint{hint} ({exc})") from exc
     return strip_int8_weights(model)  # an --int8-weights run: plain convs with the rounded kernels it trained
 
 
@@ -128,6 +134,17 @@ def keras_predict(model, faces: np.ndarray, batch_size: int = 256, tta: bool = F
     return probs
 
 
+def report_heads(model, data: D.Split, batch_size: int = 256) -> dict[str, dict]:
+    """The metrics (ml.metrics.evaluate_probs) of each head of `data` scored by the trained Keras `model`,
+    on the rows labelled for that head."""
+    report = {}
+    for head, targets in data.targets.items():
+        valid = data.weights[head] > 0
+        probs = keras_predict(single_head_model(model, head), data.images[valid], batch_size)
+        report[head] = M.evaluate_probs(probs, targets[valid], data.labels[head])
+    return report
+
+
 def is_artifact(path: Path) -> bool:
     from ml.runtime import CARD_NAME
 
@@ -158,7 +175,8 @@ def load_eval_split(data_dir: str, mode: str, split: str, head: str, limit: int 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ml.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help=".keras checkpoint or exported artifact directory (model_card.json)")
+    p.add_argument("--checkpoint", required=True,
+                   help=".keras or .h5 checkpoint, or exported artifact directory (model_card.json)")
     p.add_argument("--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv] or class folders")
     p.add_argument("--split", choices=("Training", "PublicTest"), default="PublicTest")
     p.add_argument("--labels", choices=D.LABEL_MODES, default=None,

@@ -274,6 +274,9 @@ def format_report(metrics: dict, title: str = "") -> str:
     for name in names:
         c = metrics["per_class"][name]
         lines.append(f"{name:<{width}} {c['precision']:>9.3f} {c['recall']:>7.3f} {c['f1']:>7.3f} {c['support']:>8d}")
+    if "macro_precision" in metrics:
+        lines.append(f"{'macro avg':<{width}} {metrics['macro_precision']:>9.3f} {metrics['macro_recall']:>7.3f} "
+                     f"{metrics['macro_f1']:>7.3f} {metrics['n']:>8d}")
     lines.append("")
     short = [n[:7] for n in names]
     lines.append("confusion matrix (rows = true, columns = predicted)")

@@ -13,6 +13,8 @@ from ml.data import class_weights
 if TYPE_CHECKING:
     from ml.distill import OnlineTeacher
 
+fold_in = tf.random.experimental.stateless_fold_in
+
 
 def sample_weights(targets: np.ndarray, valid: np.ndarray, kind: str) -> np.ndarray:
     """Per-sample loss weights: the class weight of each row's label, 0 for rows invalid for this head."""
@@ -35,6 +37,7 @@ def make_dataset(
     seed: int = 0,
     single_output: bool = True,
     teachers: Sequence[OnlineTeacher] = (),
+    epochs: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """(x, y, sample_weight) batches; x is float32 (B, 48, 48, 1) in 0..255, augmented when asked.
 
@@ -45,26 +48,56 @@ def make_dataset(
     With `single_output` the only head's arrays are passed bare, else as dicts keyed by head.
     Augmentation runs batched and in parallel so both cores stay busy. Each online teacher then
     rewrites its head's targets from the augmented batch (see ml.distill.OnlineTeacher).
+
+    `epochs=(first, last)` makes one stream of the epochs first..last-1 (fit it with `steps_per_epoch`):
+    each epoch's order and each batch's augmentation are then pure functions of (seed, epoch, batch), so a
+    run resumed at epoch `first` sees exactly the batches an uninterrupted run sees from that epoch on.
+    Without it, a re-iterable dataset reshuffled each iteration (stateful RNG).
     """
     x = images[..., None] if images.ndim == 3 else images
     y = next(iter(targets.values())) if single_output else dict(targets)
     w = next(iter(weights.values())) if single_output else dict(weights)
-    ds = tf.data.Dataset.from_tensor_slices((x, y, w))
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    if epochs is not None:
+        ds = epoch_stream((x, y, w), batch_size, seed, *epochs, shuffle=shuffle)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x, y, w))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
 
-    def prepare(xb, yb, wb):
+    def prepare(xb, yb, wb, batch_seed=None):
         xb = tf.cast(xb, tf.float32)
         if augment:
-            xb = random_erasing(random_affine(xb), erase)
-            xb, yb, wb = mix_batch(xb, yb, wb, mixup=mixup, cutmix=cutmix, probability=mix_prob)
+            seeds = [None] * 3 if batch_seed is None else [fold_in(batch_seed, part) for part in range(3)]
+            xb = random_erasing(random_affine(xb, seed=seeds[0]), erase, seed=seeds[1])
+            xb, yb, wb = mix_batch(xb, yb, wb, mixup=mixup, cutmix=cutmix, probability=mix_prob, seed=seeds[2])
         return xb, yb, wb
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     if teachers:
         ds = ds.map(_teach(teachers, single_output))  # sequential: a teacher's interpreter is one at a time anyway
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_stream(arrays, batch_size: int, seed: int, first: int, last: int, *, shuffle: bool) -> tf.data.Dataset:
+    """Batches of epochs first..last-1 of `arrays` (a nest of equal-length arrays) as (x, y, w, batch_seed).
+
+    Epoch e's order is a stateless permutation keyed by (seed, e); batch b's seed is keyed by (seed, e, b).
+    """
+    if not 0 <= first <= last:
+        raise ValueError(f"epoch range must satisfy 0 <= first <= last, got {first}..{last}")
+    tensors = tf.nest.map_structure(tf.constant, arrays)
+    n = len(tf.nest.flatten(arrays)[0])
+    base = tf.constant([seed, 0x5EED], tf.int64)
+
+    def one_epoch(epoch):
+        epoch_seed = fold_in(base, epoch)
+        order = tf.argsort(tf.random.stateless_uniform([n], epoch_seed), stable=True) if shuffle else tf.range(n)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate()
+        return batches.map(lambda b, index: (*tf.nest.map_structure(lambda t: tf.gather(t, index), tensors),
+                                              fold_in(epoch_seed, b)))
+
+    return tf.data.Dataset.range(first, last).flat_map(one_epoch)
 
 
 def _teach(teachers: Sequence[OnlineTeacher], single_output: bool):

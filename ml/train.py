@@ -1,9 +1,13 @@
 """Train a FER model: `python -m ml.train --model cnn --epochs 30`.
 
-Trains on the Training split and validates on PublicTest (PrivateTest is never touched).
+Trains on the Training split and validates on PublicTest (PrivateTest is never touched), or on a
+stratified `--val-split` share of Training for a dataset with a train split only.
 Several `--labels` (comma separated) train one backbone with one softmax head per label set.
 Outputs in `--out`: `best.keras` (best validation accuracy), `last.keras`, `log.csv`,
-TensorBoard logs in `tb/`, `backup/` for resuming after a kill, and `train_meta.json`.
+TensorBoard logs in `tb/`, `backup/` for resuming after a kill (`--resume` continues the exact
+data stream), `train_meta.json`, and `val_metrics.json`: the end-of-training report of the best
+checkpoint on the validation data (accuracy, loss, precision, recall, F1, weighted F1, per class,
+confusion matrix), also printed.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from ml import cli
 
 DEFAULT_DATA = os.environ.get("FEEDMOOD_FER_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"))
 MODELS = ("cnn", "resnet50", "resnet50v2", "vgg16", "feednet")
+#: Other names the seeds' instructions use for an architecture.
+MODEL_ALIASES = {"resnet": "resnet50"}
 LABEL_CHOICES = ("fer2013", "ferplus-majority", "ferplus-distribution")
 
 
@@ -63,6 +69,13 @@ def non_negative_float(value: str) -> float:
     return number
 
 
+def fraction(value: str) -> float:
+    number = float(value)
+    if not 0.0 < number < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
+    return number
+
+
 def unit_interval(value: str) -> float:
     number = float(value)
     if not 0.0 <= number <= 1.0:
@@ -88,7 +101,8 @@ def parse_teacher_arg(value: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ml.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, choices=MODELS, help="architecture to train")
+    p.add_argument("--model", required=True, choices=MODELS + tuple(MODEL_ALIASES),
+                   help="architecture to train (resnet = resnet50)")
     p.add_argument("--labels", type=parse_labels, default=("fer2013",), help="fer2013 | ferplus-majority | ferplus-distribution, comma separated for multi-task heads")
     p.add_argument("--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv] or train/<emotion>/ folders")
     p.add_argument("--out", default="runs/latest", help="output directory")
@@ -121,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", default=None,
                    help="start from the weights of this .keras checkpoint (same architecture and heads), or fine-tune "
                         "a shipped single-network FeedNet artifact directory (one --labels mode for its head; see ml.warmstart)")
-    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training and validation images (smoke runs)")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use only N training and N validation images, drawn with each class's share (smoke runs)")
+    p.add_argument("--val-split", type=fraction, default=None, metavar="F",
+                   help="validate on a stratified share F of the training images instead of PublicTest (for "
+                        "datasets with a train split only, e.g. 0.1)")
     p.add_argument("--width", type=positive_int, default=None, help="feednet width (default 32)")
     p.add_argument("--stage-widths", type=positive_ints, default=None, metavar="W0,W1,...",
                    help="feednet channels per stage (default width*1,2,4,8); with an --init-from artifact, its "
@@ -281,11 +299,106 @@ def artifact_model(args: argparse.Namespace, heads: list[str]):
     return model
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    import numpy as np
+def trained_label_modes(requested: tuple[str, ...], train) -> tuple[str, ...]:
+    """The label mode of each head the data really loaded: class folders with a contempt folder train the
+    8-class FER+ head (hard labels, i.e. ferplus-majority) even when --labels asked for fer2013."""
+    from ml.data import head_for
 
+    by_head = {head_for(mode): mode for mode in requested}
+    return tuple(by_head.get(head, "ferplus-majority" if head == "ferplus" else "fer2013") for head in train.targets)
+
+
+def load_data(args: argparse.Namespace):
+    """(train, val, label modes trained, validation label modes, where validation comes from)."""
     from ml import data as D
+
+    train = D.load_split(args.data, args.labels, "Training")
+    modes = trained_label_modes(args.labels, train)
+    if modes != tuple(args.labels):
+        print(f"note: the class folders hold {', '.join(train.labels[h][-1] for h in train.labels)}-style labels: "
+              f"training {', '.join(modes)} ({', '.join(f'{h} {len(v)} classes' for h, v in train.labels.items())})",
+              file=sys.stderr, flush=True)
+    # Validation follows the evaluation protocol: FER+ heads are scored on majority labels.
+    val_modes = tuple("ferplus-majority" if m.startswith("ferplus") else m for m in modes)
+    if args.val_split:
+        train, val = D.stratified_holdout(train, args.val_split, args.seed)
+        source = f"Training: a stratified {args.val_split:g} share held out (seed {args.seed})"
+    else:
+        try:
+            val = D.load_split(args.data, val_modes, "PublicTest")
+        except D.DataError as exc:
+            raise D.DataError(f"{exc}; to validate on part of the training images instead, pass --val-split 0.1") from exc
+        source = "PublicTest"
+    if args.limit:
+        train, val = D.stratified_subset(train, args.limit, args.seed), D.stratified_subset(val, args.limit, args.seed)
+    return train, val, modes, val_modes, source
+
+
+def best_logged(log: Path, column: str) -> float | None:
+    """The highest value of `column` in a CSVLogger file (None without one)."""
+    if not log.is_file():
+        return None
+    import csv
+
+    with open(log, newline="") as handle:
+        values = [float(row[column]) for row in csv.DictReader(handle) if row.get(column)]
+    return max(values) if values else None
+
+
+def resumed_epoch(backup: Path) -> int:
+    """The epoch a Keras BackupAndRestore directory resumes at (0 without a backup)."""
+    path = backup / "training_metadata.json"
+    return int(json.loads(path.read_text())["epoch"]) if path.is_file() else 0
+
+
+def finetune_note(args: argparse.Namespace) -> str | None:
+    """The message for a transfer run whose --epochs leave no fine-tuning phase."""
+    if args.freeze_epochs > 0 and args.epochs <= args.freeze_epochs:
+        return (f"note: --epochs {args.epochs} <= --freeze-epochs {args.freeze_epochs}: the {args.model} base stays "
+                f"frozen and no fine-tuning phase runs (only the head trains); pass --epochs > --freeze-epochs to "
+                f"fine-tune the whole network, or --freeze-epochs 0 to train it all from the start")
+    return None
+
+
+#: The summary figures of the end-of-training report kept in train_meta.json (val_metrics.json has them all).
+REPORT_KEYS = ("n", "accuracy", "loss", "macro_precision", "macro_recall", "macro_f1", "weighted_f1")
+
+
+def end_of_training_report(out: Path, model, val, source: str, modes: dict[str, str], batch_size: int) -> dict:
+    """Score the best checkpoint (else the final model) on the validation data, print the seeds' metrics for
+    each head and write them to val_metrics.json."""
+    from ml.evaluate import load_checkpoint, report_heads
+    from ml.metrics import format_report
+
+    best = out / "best.keras"
+    report = report_heads(load_checkpoint(best) if best.is_file() else model, val, batch_size)
+    name = best.name if best.is_file() else "final weights"
+    for head, result in report.items():
+        print("\n" + format_report(result, f"end of training: {name}, head {head}, on {source} ({modes[head]})"), flush=True)
+    (out / "val_metrics.json").write_text(json.dumps(
+        {"checkpoint": name, "validation": source, "label_modes": modes, "metrics": report}, indent=2))
+    return report
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with a model alias replaced by the architecture it names."""
+    args = build_parser().parse_args(argv)
+    args.model = MODEL_ALIASES.get(args.model, args.model)
+    return args
+
+
+def class_counts(split) -> dict[str, dict[str, int]]:
+    """{head: {class: rows labelled with it}} of a loaded split."""
+    counts = {}
+    for head, targets in split.targets.items():
+        labelled = targets[split.weights[head] > 0].argmax(axis=1)
+        counts[head] = {name: int((labelled == k).sum()) for k, name in enumerate(split.labels[head])}
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import numpy as np
 
     if args.weights and args.model not in ("resnet50", "resnet50v2", "vgg16"):
         raise ValueError("--weights applies to transfer models (resnet50, resnet50v2, vgg16) only")
@@ -293,10 +406,10 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--int8-weights applies to feednet and cnn only, not {args.model} (nested base network)")
     check_stage_args(args)
     # Data first (numpy only): a bad --data fails in a second, before TensorFlow loads.
-    train = D.load_split(args.data, args.labels, "Training")
-    # Validation follows the evaluation protocol: FER+ heads are scored on majority labels.
-    val_modes = tuple("ferplus-majority" if m.startswith("ferplus") else m for m in args.labels)
-    val = D.load_split(args.data, val_modes, "PublicTest")
+    train, val, label_modes, val_modes, val_source = load_data(args)
+    note = finetune_note(args) if args.model in ("resnet50", "resnet50v2", "vgg16") else None
+    if note:
+        print(note, file=sys.stderr, flush=True)
 
     # Heavy imports after argument parsing and data loading so `--help` and bad input answer quickly.
     import keras
@@ -317,22 +430,23 @@ def main(argv: list[str] | None = None) -> int:
     warning = None if tf.config.list_physical_devices("GPU") else bf16_warning(args.precision, read_cpuinfo())
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    if args.limit:
-        train, val = train.subset(np.arange(min(args.limit, len(train)))), val.subset(np.arange(min(args.limit, len(val))))
     built_on = artifacts_built_on(args)  # read now: an export may replace these directories before this run ends
     teachers = online_teachers(args, train) if args.teacher and args.teacher_mode == "online" else []
     if args.teacher and args.teacher_mode == "offline":
         distil(args, train)
     heads = list(train.targets)
     weights = {h: sample_weights(train.targets[h], train.weights[h], args.class_weights) for h in heads}
-    print(f"train {len(train)} images, validate {len(val)} on PublicTest; heads: "
+    print(f"train {len(train)} images, validate {len(val)} on {val_source}; heads: "
           + ", ".join(f"{h} ({len(train.labels[h])} classes)" for h in heads), flush=True)
 
     single = len(heads) == 1
-    train_ds = make_dataset(train.images, train.targets, weights, args.batch_size, shuffle=True,
+
+    def train_stream(first: int, last: int):
+        """Epochs first..last-1 of the training batches (see make_dataset: resumable exactly)."""
+        return make_dataset(train.images, train.targets, weights, args.batch_size, shuffle=True,
                             augment=not args.no_augment, erase=args.random_erasing, mixup=args.mixup,
                             cutmix=args.cutmix, mix_prob=args.mix_prob, seed=args.seed,
-                            single_output=single, teachers=teachers)
+                            single_output=single, teachers=teachers, epochs=(first, last))
     val_ds = make_dataset(val.images, val.targets, val.weights, args.batch_size * 2, shuffle=False,
                           augment=False, seed=args.seed, single_output=single)
     steps_per_epoch = int(np.ceil(len(train) / args.batch_size))
@@ -372,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor = "val_accuracy" if single else "val_mean_accuracy"
 
     def callbacks(phase: str) -> list:
-        cbs: list = [WallClock()] if single else [WallClock(), MeanAccuracy(heads)]
+        cbs: list = [ReseedLayers(args.seed), WallClock()] + ([] if single else [MeanAccuracy(heads)])
         # The backup is taken before the EMA swap (raw weights, so --resume continues training them); the
         # checkpoint, the log's val_* and last.keras see the averaged weights. The stopping callbacks run before
         # the swap so that it knows when an epoch is the last one.
@@ -384,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.ema:
             cbs.append(AveragedWeights(swap_on_epoch=True))
         cbs += [
-            keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
+            # The best epoch so far (an earlier phase or invocation) is the bar a new best.keras must beat.
+            keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor=monitor, mode="max", save_best_only=True,
+                                            initial_value_threshold=best_logged(out / "log.csv", monitor)),
             keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
             keras.callbacks.TensorBoard(str(out / "tb"), write_graph=False, profile_batch=0),
         ]
@@ -399,6 +515,20 @@ def main(argv: list[str] | None = None) -> int:
             super().on_epoch_end(epoch, logs)
             if self.model.stop_training:
                 self._finalize_ema_values()
+
+    class ReseedLayers(keras.callbacks.Callback):
+        """Sets each layer's random state (dropout masks) at the start of epoch e to a function of (seed, e), as
+        the data stream is: the backup does not hold that state, so a resumed run would otherwise draw other masks."""
+
+        def __init__(self, seed: int):
+            super().__init__()
+            self.seed = seed
+
+        def on_epoch_begin(self, epoch, logs=None):
+            generators = [g for layer in self.model._flatten_layers() for g in getattr(layer, "_seed_generators", [])]
+            for index, generator in enumerate(generators):
+                state = np.array([self.seed * 7919 + index, epoch << 20], dtype=generator.state.dtype)
+                generator.state.assign(state)
 
     class StopAfter(keras.callbacks.Callback):
         """Ends training after global epoch N (the LR schedule still spans all --epochs)."""
@@ -454,42 +584,59 @@ def main(argv: list[str] | None = None) -> int:
         for stale in ("log.csv", "wall_seconds.json"):
             (out / stale).unlink(missing_ok=True)
 
-    history_epochs = 0
+    def fit_phase(phase: str, first: int, last: int) -> None:
+        """Train the global epochs first..last-1; --resume continues at the phase's backup, on the same batches."""
+        backup = out / "backup" / phase
+        start = max(first, resumed_epoch(backup)) if args.resume else first
+        if start >= last:  # finished by an earlier invocation: its weights (the next phase may have no backup yet)
+            if (backup / "latest.weights.h5").is_file():
+                model.optimizer.build(model.trainable_variables)
+                model.load_weights(backup / "latest.weights.h5")
+            return
+        model.fit(train_stream(start, last), validation_data=val_ds, initial_epoch=first, epochs=last,
+                  steps_per_epoch=steps_per_epoch, shuffle=False, callbacks=callbacks(phase), verbose=args.verbose)
+
     if is_transfer and args.freeze_epochs > 0:
         phase1 = min(args.freeze_epochs, args.epochs)
         with strategy.scope():
             compile_model(model, args.lr, phase1, args.warmup_epochs)
-        model.fit(train_ds, validation_data=val_ds, epochs=phase1, callbacks=callbacks("frozen"), verbose=args.verbose)
-        history_epochs = phase1
-        with strategy.scope():
-            unfreeze_base(model)
-            compile_model(model, args.finetune_lr, args.epochs - phase1, 0.0)
-        if args.epochs > phase1:
-            model.fit(train_ds, validation_data=val_ds, epochs=args.epochs - phase1, callbacks=callbacks("finetune"), verbose=args.verbose)
+        fit_phase("frozen", 0, phase1)
+        stopped = args.stop_after is not None and args.stop_after <= phase1
+        if args.epochs > phase1 and not stopped:
+            with strategy.scope():
+                unfreeze_base(model)
+                compile_model(model, args.finetune_lr, args.epochs - phase1, 0.0)
+            fit_phase("finetune", phase1, args.epochs)
     else:
         with strategy.scope():
+            if is_transfer:
+                unfreeze_base(model)  # --freeze-epochs 0: the whole network trains from the first epoch
             compile_model(model, args.lr, args.epochs, args.warmup_epochs)
-        model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks("main"), verbose=args.verbose)
+        fit_phase("main", 0, args.epochs)
     model.save(out / "last.keras")
     wall = time.time() - started
+    val_report = end_of_training_report(out, model, val, val_source, dict(zip(heads, val_modes)), args.batch_size * 2)
 
     log_rows = (out / "log.csv").read_text().splitlines() if (out / "log.csv").exists() else []
     meta = {
         "command": "python -m ml.train " + shlex.join(sys.argv[1:] if argv is None else argv),
         "model": args.model,
-        "label_modes": list(args.labels),
+        "label_modes": list(label_modes),
         "heads": {h: list(train.labels[h]) for h in heads},
-        "data": {"path": str(Path(args.data).resolve()), "train_split": "Training", "val_split": "PublicTest",
-                 "train_images": len(train), "val_images": len(val), "val_label_modes": list(val_modes)},
+        "data": {"path": str(Path(args.data).resolve()), "train_split": "Training", "val_split": val_source,
+                 "train_images": len(train), "val_images": len(val), "val_label_modes": list(val_modes),
+                 "class_counts": {"train": class_counts(train), "val": class_counts(val)}},
         "args": {k: v for k, v in vars(args).items()},
-        "epochs_run": max(0, len(log_rows) - 1) or history_epochs,
+        "epochs_run": max(0, len(log_rows) - 1),
+        "val_metrics": {h: {k: r[k] for k in REPORT_KEYS} for h, r in val_report.items()},
         "train_wall_seconds_this_run": round(wall, 1),
         "precision": args.precision,
         "tf_version": tf.__version__, "keras_version": keras.__version__,
         "cpu_count": os.cpu_count(), "cpu_model": cpu_model(read_cpuinfo()),
         "built_on": built_on,
     }
-    meta["train_wall_seconds_total"] = json.loads((out / "wall_seconds.json").read_text())["seconds"]
+    wall_file = out / "wall_seconds.json"
+    meta["train_wall_seconds_total"] = json.loads(wall_file.read_text())["seconds"] if wall_file.is_file() else 0.0
     (out / "train_meta.json").write_text(json.dumps(meta, indent=2, default=str))
     print(f"done in {wall / 60:.1f} min; best checkpoint {out / 'best.keras'}")
     return 0

@@ -550,7 +550,9 @@ def test_evaluate_and_export_bad_inputs(env, trained, data_dir, tmp_path):
     ckpt = trained / "best.keras"
     assert_clean_error(run(env, "ml.evaluate", "--checkpoint", tmp_path / "nope.keras"), 1, "not found")
     (tmp_path / "weights.h5").write_bytes(b"junk")
-    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", tmp_path / "weights.h5"), 1, "expected a .keras checkpoint")
+    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", tmp_path / "weights.h5"), 1, "cannot load Keras checkpoint")
+    (tmp_path / "notes.txt").write_text("junk")
+    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", tmp_path / "notes.txt"), 1, "expected a .keras or .h5 checkpoint")
     assert_clean_error(run(env, "ml.evaluate", "--checkpoint", ckpt, "--head", "valence", "--data", data_dir), 1,
                        "unknown head 'valence'")
     assert_clean_error(run(env, "ml.evaluate", "--checkpoint", ckpt, "--head", "ferplus", "--labels", "fer2013",
