@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: help venv run migrate worker broker-check beat test test-fast superuser lint schema collectstatic clean
+.PHONY: help venv run migrate worker broker-check beat test test-fast superuser lint typecheck format schema collectstatic clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -53,10 +53,19 @@ test-fast: venv ## tests without subprocess/worker tests
 superuser: migrate ## create an admin user
 	$(BIN)/python manage.py createsuperuser
 
-lint: venv ## Django system checks and schema validation
+lint: venv ## ruff (lint + format check), Django system checks, missing migrations, schema validation
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+typecheck: venv ## mypy on the pure cores (ranking, mood, text affect, pipeline, runtime)
+	$(BIN)/mypy recommender/ranking.py recommender/mood.py recommender/text_affect.py emotion/pipeline.py ml/runtime.py
+
+format: venv ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 schema: venv ## write the OpenAPI schema to schema.yml
 	$(BIN)/python manage.py spectacular --validate --file schema.yml

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ def seed(args: argparse.Namespace) -> dict:
     from recommender.models import MoodState
 
     rng = random.Random(args.seed)
-    now = datetime.now(dt_timezone.utc)
+    now = datetime.now(UTC)
     started = time.perf_counter()
     # created_at is auto_now_add: switch it off in this process to backdate rows in bulk.
     for model in (ImageAnalysis, FaceReading):
@@ -131,9 +131,9 @@ def seed(args: argparse.Namespace) -> dict:
 
 def measure(runs: int) -> dict:
     from django.contrib.auth import get_user_model
+    from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
-    from django.db import connection
 
     from feedmood.dashboard.views import build_context
 
@@ -162,14 +162,20 @@ def measure(runs: int) -> dict:
         xs = sorted(xs)
         return {"p50": round(statistics.median(xs), 1), "max": round(xs[-1], 1), "min": round(xs[0], 1)}
 
-    return {"request_cold_ms": stats(cold_ms), "request_cached_ms": stats(warm_ms), "build_context_ms": stats(context_ms),
-            "queries": len(queries),
-            "slowest_queries_ms": [[round(ms, 1), sql] for ms, sql in slowest]}
+    return {
+        "request_cold_ms": stats(cold_ms),
+        "request_cached_ms": stats(warm_ms),
+        "build_context_ms": stats(context_ms),
+        "queries": len(queries),
+        "slowest_queries_ms": [[round(ms, 1), sql] for ms, sql in slowest],
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), help="PostgreSQL server to use (default: SQLite)")
+    p.add_argument(
+        "--database-url", default=os.environ.get("DATABASE_URL"), help="PostgreSQL server to use (default: SQLite)"
+    )
     p.add_argument("--analyses", type=int, default=100_000)
     p.add_argument("--last-day-share", type=float, default=0.3, help="share of analyses in the last 24 h")
     p.add_argument("--users", type=int, default=3000)
@@ -197,13 +203,18 @@ def main() -> None:
     data = seed(args)
     print(f"seeded {where}: {data}", flush=True)
     timing = measure(args.runs)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     result = {
         "bench": "dashboard_render",
-        "created": datetime.now(dt_timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit,
-        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()],
+        },
         "database": where.split(" ")[0],
         "settings": {"DEBUG": os.environ.get("DEBUG"), "broker": os.environ.get("CELERY_BROKER_URL", "memory (eager)")},
         "data": data,

@@ -30,7 +30,7 @@ import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +108,12 @@ def latency(image: bytes, model_dir: str, runs: int, warmup: int, threads: int |
         stages["detect"].append(result.detect_ms)
         stages["classify"].append(result.classify_ms)
         faces.add(result.face_count)
-    return {"threads": threads or "default", "runs": runs, "faces_found": sorted(faces), **{k: summary(v) for k, v in stages.items()}}
+    return {
+        "threads": threads or "default",
+        "runs": runs,
+        "faces_found": sorted(faces),
+        **{k: summary(v) for k, v in stages.items()},
+    }
 
 
 def _stream_worker(model_dir: str, image: bytes, count: int, threads: int | None, barrier, queue) -> None:
@@ -193,7 +198,9 @@ def write_markdown(result: dict, path: Path) -> None:
         "|---:|---:|---:|---:|---:|",
     ]
     for row in result["throughput"]:
-        lines.append(f"| {row['processes']} | {row['threads_per_process']} | {row['images']} | {row['wall_s']} | {row['images_per_s']} |")
+        lines.append(
+            f"| {row['processes']} | {row['threads_per_process']} | {row['images']} | {row['wall_s']} | {row['images_per_s']} |"
+        )
     lines += ["", f"Command: `{result['command']}`", ""]
     path.write_text("\n".join(lines))
 
@@ -204,7 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200, help="latency runs")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--stream", type=int, default=300, help="images per process in the throughput runs")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="OpenCV/model threads for the latency runs (1 = like a worker child, 2 = both cores; 0 = library defaults)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="OpenCV/model threads for the latency runs (1 = like a worker child, 2 = both cores; 0 = library defaults)",
+    )
     parser.add_argument("--out", default=str(RESULTS / "emotion_pipeline"), help="output path without extension")
     parser.add_argument("--note", default="", help="what else ran on the host (written into the results)")
     args = parser.parse_args(argv)
@@ -234,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {rows[-1]['images_per_s']} images/s", flush=True)
 
     result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python bench/emotion_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "host": {
             "cpu_count": os.cpu_count(),
@@ -243,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_before": load_before,
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         },
-        "model": {"name": classifier.name, "format": classifier.format, "labels": list(classifier.labels), "path": str(model_dir)},
+        "model": {
+            "name": classifier.name,
+            "format": classifier.format,
+            "labels": list(classifier.labels),
+            "path": str(model_dir),
+        },
         "input": {"width": 640, "height": 480, "format": "JPEG", "bytes": len(image), "faces": 1},
         "config": dataclasses.asdict(pipeline.DEFAULT_CONFIG),
         "target_median_ms": TARGET_MEDIAN_MS,

@@ -54,7 +54,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +210,7 @@ def backgrounds() -> list[tuple[str, np.ndarray]]:
     for name in BACKGROUNDS:
         try:
             img = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
-        except Exception:  # noqa: BLE001 - needs pooch / network
+        except Exception:
             continue
         img = np.asarray(img)
         if img.dtype != np.uint8:
@@ -239,14 +239,18 @@ def _background(rng: np.random.Generator, photo: np.ndarray, width: int, height:
 
     h, w = photo.shape
     zoom = max(width / w, height / h) * rng.uniform(1.0, 1.4)
-    big = cv2.resize(photo, (math.ceil(w * zoom), math.ceil(h * zoom)), interpolation=cv2.INTER_CUBIC if zoom > 1 else cv2.INTER_AREA)
+    big = cv2.resize(
+        photo, (math.ceil(w * zoom), math.ceil(h * zoom)), interpolation=cv2.INTER_CUBIC if zoom > 1 else cv2.INTER_AREA
+    )
     y0 = int(rng.integers(0, big.shape[0] - height + 1))
     x0 = int(rng.integers(0, big.shape[1] - width + 1))
     out = big[y0 : y0 + height, x0 : x0 + width].astype(np.float32)
     return out[:, ::-1] if rng.random() < 0.5 else out
 
 
-def _render(rng: np.random.Generator, patch: FacePatch, side: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+def _render(
+    rng: np.random.Generator, patch: FacePatch, side: int
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     """Patch scaled so that its face box is ``side`` px, with photometric jitter and a small tilt."""
     import cv2
 
@@ -281,7 +285,7 @@ def compose(rng, sources, weights, bgs, width: int, height: int, n_faces: int, l
     placed: list[tuple[int, int, int, int]] = []
     faces = []
     for _ in range(n_faces):
-        side = int(round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+        side = round(math.exp(rng.uniform(math.log(lo), math.log(hi))))
         side = min(side, int(0.9 * min(width, height)))
         kind = rng.choice(list(weights), p=list(weights.values()))
         patch = sources[kind][int(rng.integers(len(sources[kind])))]
@@ -292,7 +296,10 @@ def compose(rng, sources, weights, bgs, width: int, height: int, n_faces: int, l
             fy = int(rng.integers(0, height - bh + 1))
             gap = 0.35
             if all(
-                fx + bw * (1 + gap) <= px or px + pw * (1 + gap) <= fx or fy + bh * (1 + gap) <= py or py + ph * (1 + gap) <= fy
+                fx + bw * (1 + gap) <= px
+                or px + pw * (1 + gap) <= fx
+                or fy + bh * (1 + gap) <= py
+                or py + ph * (1 + gap) <= fy
                 for px, py, pw, ph in placed
             ):
                 break
@@ -325,7 +332,9 @@ def build_scenes(seed: int, fer: Path | None) -> list[Scene]:
     bgs = backgrounds()
     scenes = []
     bench = testing.one_face_jpeg(640, 480)
-    scenes.append(Scene("bench", "bench", 640, 480, bench, [{"box": list(testing.one_face_box(640, 480)), "source": "astronaut"}]))
+    scenes.append(
+        Scene("bench", "bench", 640, 480, bench, [{"box": list(testing.one_face_box(640, 480)), "source": "astronaut"}])
+    )
     plan = [
         ("selfie", 40, 640, 480, (1, 1), (120, 300)),
         ("feed", 120, 640, 480, (1, 3), (40, 300)),
@@ -339,7 +348,9 @@ def build_scenes(seed: int, fer: Path | None) -> list[Scene]:
         for i in range(count):
             n = int(rng.integers(n_lo, n_hi + 1))
             bg, grey, faces = compose(rng, sources, weights, bgs, width, height, n, lo * scale, hi * scale)
-            scenes.append(Scene(set_name, f"{set_name}-{width}x{height}-{i:03d}-{bg}", width, height, _jpeg(grey), faces))
+            scenes.append(
+                Scene(set_name, f"{set_name}-{width}x{height}-{i:03d}-{bg}", width, height, _jpeg(grey), faces)
+            )
     return scenes
 
 
@@ -452,10 +463,14 @@ def evaluate(scenes: list[Scene], raw: dict, spec_key: str, mn: int, reference_h
     per_source: dict[str, list[int]] = {}
     per_size: dict[str, list[int]] = {}
     for scene, (small_shape, cands), ref in zip(scenes, raw[spec_key], reference_hits):
-        found = boxes_in_original(np.asarray(cands, np.int32).reshape(-1, 4), small_shape, (scene.height, scene.width), mn)
+        found = boxes_in_original(
+            np.asarray(cands, np.int32).reshape(-1, 4), small_shape, (scene.height, scene.width), mn
+        )
         truth = [f["box"] for f in scene.faces]
         hits, fp = match(truth, found)
-        s = per_set.setdefault(scene.set, {"faces": 0, "hits": 0, "ref_faces": 0, "ref_hits": 0, "images": 0, "fp": 0, "all_found": 0})
+        s = per_set.setdefault(
+            scene.set, {"faces": 0, "hits": 0, "ref_faces": 0, "ref_hits": 0, "images": 0, "fp": 0, "all_found": 0}
+        )
         s["images"] += 1
         s["fp"] += fp
         s["faces"] += len(truth)
@@ -506,7 +521,10 @@ def run_recall(args) -> None:
     fer = fer_dir(args.fer_dir)
     t0 = time.time()
     scenes = build_scenes(args.seed, fer)
-    print(f"{len(scenes)} scenes, {sum(len(s.faces) for s in scenes)} faces (FER: {fer or 'absent'}) in {time.time() - t0:.1f} s", flush=True)
+    print(
+        f"{len(scenes)} scenes, {sum(len(s.faces) for s in scenes)} faces (FER: {fer or 'absent'}) in {time.time() - t0:.1f} s",
+        flush=True,
+    )
     specs = [REFERENCE, *recall_grid()]
     if args.quick:
         specs = specs[:: max(1, len(specs) // 12)]
@@ -541,19 +559,28 @@ def run_recall(args) -> None:
         for scene, grey in zip(scenes[:6], _WORK["grey"]):
             direct = [[b.x, b.y, b.w, b.h] for b in pipeline.detect_faces(grey, config)]
             small = pipeline.detection_image(grey, config)
-            regrouped = boxes_in_original(pipeline.face_candidates(small, config), small.shape, grey.shape, config.min_neighbors)
+            regrouped = boxes_in_original(
+                pipeline.face_candidates(small, config), small.shape, grey.shape, config.min_neighbors
+            )
             assert sorted(direct) == sorted(regrouped), (spec, scene.name, direct, regrouped)
             if not spec["octaves"]:  # and detectMultiScale's own grouping == groupRectangles on its raw hits
                 cascade = pipeline.face_cascade(config.cascade)
                 own = cascade.detectMultiScale(small, config.scale_factor, config.min_neighbors, minSize=(24, 24))
                 raw_hits = pipeline.face_candidates(small, config).tolist()
                 grouped = cv2.groupRectangles(raw_hits, config.min_neighbors, 0.2)[0] if raw_hits else ()
-                assert sorted(np.asarray(own).reshape(-1, 4).tolist()) == sorted(np.asarray(grouped).reshape(-1, 4).tolist()), scene.name
+                assert sorted(np.asarray(own).reshape(-1, 4).tolist()) == sorted(
+                    np.asarray(grouped).reshape(-1, 4).tolist()
+                ), scene.name
 
     ref_key = _spec_key(REFERENCE)
     reference_hits = []
     for scene, (small_shape, cands) in zip(scenes, raw[ref_key]):
-        found = boxes_in_original(np.asarray(cands, np.int32).reshape(-1, 4), small_shape, (scene.height, scene.width), REFERENCE["min_neighbors"])
+        found = boxes_in_original(
+            np.asarray(cands, np.int32).reshape(-1, 4),
+            small_shape,
+            (scene.height, scene.width),
+            REFERENCE["min_neighbors"],
+        )
         reference_hits.append(match([f["box"] for f in scene.faces], found)[0])
 
     rows = []
@@ -583,27 +610,31 @@ def run_recall(args) -> None:
     for scene in scenes:
         for face in scene.faces:
             sources[face["source"]] = sources.get(face["source"], 0) + 1
-    update_json({
-        "recall": {
-            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seed": args.seed,
-            "fer_data": str(fer) if fer else None,
-            "iou_hit": IOU_HIT,
-            "scenes": counts,
-            "faces_by_source": sources,
-            "reference": REFERENCE,
-            "old_default": OLD_DEFAULT,
-            "rows": rows,
-            "seconds": round(time.time() - t0, 1),
+    update_json(
+        {
+            "recall": {
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "seed": args.seed,
+                "fer_data": str(fer) if fer else None,
+                "iou_hit": IOU_HIT,
+                "scenes": counts,
+                "faces_by_source": sources,
+                "reference": REFERENCE,
+                "old_default": OLD_DEFAULT,
+                "rows": rows,
+                "seconds": round(time.time() - t0, 1),
+            }
         }
-    })
+    )
     print(f"recall grid done in {time.time() - t0:.0f} s")
 
 
 # --- Timing --------------------------------------------------------------------------------------
 
 
-def timing_specs(cascades: list[str], budgets: list[str] | None, sfs: list[float] | None, octaves: list[bool]) -> list[dict]:
+def timing_specs(
+    cascades: list[str], budgets: list[str] | None, sfs: list[float] | None, octaves: list[bool]
+) -> list[dict]:
     out = []
     for cascade in cascades:
         for budget in budgets or list(BUDGETS):
@@ -654,7 +685,7 @@ def run_timing(args) -> None:
     keep = {(_spec_key(r), r["threads"]) for r in rows}
     timing["rows"] = [r for r in timing["rows"] if (_spec_key(r), r["threads"]) not in keep] + rows
     timing["runs"].append({
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python bench/face_detection.py " + " ".join(sys.argv[1:]),
         "loadavg_before": load_before,
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
@@ -723,7 +754,7 @@ def run_decode(args) -> None:
     a, b = old_two_pass(inputs["640x480"]), one_pass_draft_l(inputs["640x480"])
     diff = np.abs(a.astype(int) - b.astype(int))
     update_json({"decode": {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "rows": rows,
         "grey_difference_old_vs_new": {"max": int(diff.max()), "mean": round(float(diff.mean()), 4)},
@@ -802,7 +833,9 @@ def pareto(rows: list[dict], sets: str = "all") -> list[dict]:
 
 
 def config_label(r: dict) -> str:
-    return f"{r['cascade']} {r['budget']} sf{r['scale_factor']} mn{r['min_neighbors']} {'oct' if r['octaves'] else 'flat'}"
+    return (
+        f"{r['cascade']} {r['budget']} sf{r['scale_factor']} mn{r['min_neighbors']} {'oct' if r['octaves'] else 'flat'}"
+    )
 
 
 def _fmt(value, pattern="{:.1f}") -> str:
@@ -840,8 +873,12 @@ def write_report() -> None:
     data["choice"] = {
         "rule": f"detect median (2 threads) <= {DETECT_BUDGET_MS} ms on the benchmark image and <= {FEED_BUDGET_MS} ms on feed scenes, "
         f"benchmark face found, FP/image <= {MAX_FP_PER_IMAGE}; max recall over all scenes",
-        "default": {k: chosen[k] for k in ("cascade", "budget", "scale_factor", "octaves", "min_neighbors")} if chosen else None,
-        "thorough": {k: thorough[k] for k in ("cascade", "budget", "scale_factor", "octaves", "min_neighbors")} if thorough else None,
+        "default": {k: chosen[k] for k in ("cascade", "budget", "scale_factor", "octaves", "min_neighbors")}
+        if chosen
+        else None,
+        "thorough": {k: thorough[k] for k in ("cascade", "budget", "scale_factor", "octaves", "min_neighbors")}
+        if thorough
+        else None,
     }
     OUT_JSON.write_text(json.dumps(data, indent=1) + "\n")
     sc = rec["scenes"]
@@ -850,7 +887,8 @@ def write_report() -> None:
         "",
         f"Generated by `bench/face_detection.py` (seed {rec['seed']}); raw data in `face_detection.json`. "
         f"Recall grid run: {rec['when']}; timing runs (all with the training job stopped): "
-        + "; ".join(f"{r['when']} load {r['loadavg_before'][0]}" for r in data.get("timing", {}).get("runs", [])) + ".",
+        + "; ".join(f"{r['when']} load {r['loadavg_before'][0]}" for r in data.get("timing", {}).get("runs", []))
+        + ".",
         "",
         "## Test scenes",
         "",
@@ -868,14 +906,19 @@ def write_report() -> None:
         "",
         f"Reference (what the cascade can find at all): {config_label(reference)} at full resolution: "
         f"recall {reference['all']['recall']:.3f}, but {reference['all']['fp_per_image']:.2f} false positives per image. "
-        "\"vs ref\" below is recall over the faces the reference finds.",
+        '"vs ref" below is recall over the faces the reference finds.',
         "",
         "## Chosen default and alternatives",
         "",
         f"Rule: {data['choice']['rule']}.",
         "",
     ]
-    picked = [(old, "old default"), (chosen, "**new default**"), (thorough, "thorough (group photos)"), (reference, "reference")]
+    picked = [
+        (old, "old default"),
+        (chosen, "**new default**"),
+        (thorough, "thorough (group photos)"),
+        (reference, "reference"),
+    ]
     picked = [(r, t) for r, t in picked if r is not None]
     lines += _table([r for r, _ in picked], [t for _, t in picked])
     lines += ["", "Recall by face side (pixels, scaled to a 640x480 image) - found/total:", ""]
@@ -884,25 +927,49 @@ def write_report() -> None:
     for r, t in picked:
         cells = [f"{r['sizes_640'][b][0]}/{r['sizes_640'][b][1]}" if b in r["sizes_640"] else "-" for b in buckets]
         lines.append(f"| {t}: {config_label(r)} | " + " | ".join(cells) + " |")
-    lines += ["", "Recall by face source:", "", "| config | " + " | ".join(reference["sources"]) + " |", "|---|" + "---:|" * len(reference["sources"])]
+    lines += [
+        "",
+        "Recall by face source:",
+        "",
+        "| config | " + " | ".join(reference["sources"]) + " |",
+        "|---|" + "---:|" * len(reference["sources"]),
+    ]
     for r, t in picked:
         lines.append(f"| {t} | " + " | ".join(f"{r['sources'][k]:.3f}" for k in reference["sources"]) + " |")
 
     if chosen:
-        lines += ["", f"`min_neighbors` for the chosen copy and scale factor (raise it to trade recall for fewer false positives):", ""]
+        lines += [
+            "",
+            "`min_neighbors` for the chosen copy and scale factor (raise it to trade recall for fewer false positives):",
+            "",
+        ]
         same = [r for r in rows if _key(r) == _key(chosen) and r["min_neighbors"] <= 4]
         lines += _table(sorted(same, key=lambda r: r["min_neighbors"]))
-    lines += ["", "## Pareto front (2-thread time vs recall over all scenes)", "",
-              f"Configs no other beats on both; FP/image <= {MAX_FP_PER_IMAGE} and the benchmark face found.", ""]
+    lines += [
+        "",
+        "## Pareto front (2-thread time vs recall over all scenes)",
+        "",
+        f"Configs no other beats on both; FP/image <= {MAX_FP_PER_IMAGE} and the benchmark face found.",
+        "",
+    ]
     lines += _table(pareto(rows))
 
-    lines += ["", "## Octaves vs flat pyramid (same scales)", "",
-              "OpenCV slides the Haar window 2 px at a time below scale 2 and 1 px from scale 2 up, so the levels "
-              "for faces >= 2x the minimum cost ~3.6x more per pixel. `octaves` searches those on a half-size copy "
-              "(and so on): same scales, about half the time, but ~4x fewer raw hits on large faces, so it wants a "
-              "lower `min_neighbors` for the same recall.", ""]
+    lines += [
+        "",
+        "## Octaves vs flat pyramid (same scales)",
+        "",
+        "OpenCV slides the Haar window 2 px at a time below scale 2 and 1 px from scale 2 up, so the levels "
+        "for faces >= 2x the minimum cost ~3.6x more per pixel. `octaves` searches those on a half-size copy "
+        "(and so on): same scales, about half the time, but ~4x fewer raw hits on large faces, so it wants a "
+        "lower `min_neighbors` for the same recall.",
+        "",
+    ]
     pairs = []
-    for cascade, budget, sf, mns in (("default", "320x240", 1.15, (2, 3, 5)), ("alt2", "288x216", 1.15, (1, 2, 3)), ("alt2", "256x192", 1.2, (1, 2, 3))):
+    for cascade, budget, sf, mns in (
+        ("default", "320x240", 1.15, (2, 3, 5)),
+        ("alt2", "288x216", 1.15, (1, 2, 3)),
+        ("alt2", "256x192", 1.2, (1, 2, 3)),
+    ):
         for mn in mns:
             for oc in (False, True):
                 r = _find(rows, cascade=cascade, budget=budget, scale_factor=sf, min_neighbors=mn, octaves=oc)
@@ -925,15 +992,30 @@ def write_report() -> None:
 
     if "decode" in data:
         dec = data["decode"]
-        lines += ["", "## Decode (grey) of the benchmark JPEGs, 1 thread", "", "| input | method | median ms | p95 ms | what |", "|---|---|---:|---:|---|"]
+        lines += [
+            "",
+            "## Decode (grey) of the benchmark JPEGs, 1 thread",
+            "",
+            "| input | method | median ms | p95 ms | what |",
+            "|---|---|---:|---:|---|",
+        ]
         for r in dec["rows"]:
-            lines.append(f"| {r['input']} | {r['method']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | {(r['doc'] or '').strip()} |")
+            lines.append(
+                f"| {r['input']} | {r['method']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | {(r['doc'] or '').strip()} |"
+            )
         diff = dec["grey_difference_old_vs_new"]
-        lines += ["", f"Grey from libjpeg's luma (draft \"L\") vs Pillow's RGB->L: max difference {diff['max']}, "
-                  f"mean {diff['mean']} grey levels. Load average during the decode run: {dec['loadavg']}."]
-    lines += ["", "Commands: `python bench/face_detection.py recall`, "
-              "`python bench/face_detection.py timing --cascades ... --budgets ...` (several calls), "
-              "`python bench/face_detection.py decode`, `python bench/face_detection.py report`.", ""]
+        lines += [
+            "",
+            f"Grey from libjpeg's luma (draft \"L\") vs Pillow's RGB->L: max difference {diff['max']}, "
+            f"mean {diff['mean']} grey levels. Load average during the decode run: {dec['loadavg']}.",
+        ]
+    lines += [
+        "",
+        "Commands: `python bench/face_detection.py recall`, "
+        "`python bench/face_detection.py timing --cascades ... --budgets ...` (several calls), "
+        "`python bench/face_detection.py decode`, `python bench/face_detection.py report`.",
+        "",
+    ]
     OUT_MD.write_text("\n".join(lines))
     print(f"wrote {OUT_MD}; default: {data['choice']['default']}; thorough: {data['choice']['thorough']}")
 
@@ -942,11 +1024,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("stage", choices=["recall", "timing", "decode", "report"])
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--fer-dir", help="directory with fer2013.csv.gz (default: the shared data lookup of tests/fer_data.py)")
+    parser.add_argument(
+        "--fer-dir", help="directory with fer2013.csv.gz (default: the shared data lookup of tests/fer_data.py)"
+    )
     parser.add_argument("--processes", type=int, default=2, help="recall: worker processes")
     parser.add_argument("--quick", action="store_true", help="recall: a small subset of the grid (smoke test)")
-    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "feedmood_face_detection_raw.pkl"),
-                        help="recall: cache of raw cascade hits per spec (reused when the scenes are identical)")
+    parser.add_argument(
+        "--cache",
+        default=os.path.join(tempfile.gettempdir(), "feedmood_face_detection_raw.pkl"),
+        help="recall: cache of raw cascade hits per spec (reused when the scenes are identical)",
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="timing: OpenCV threads")
     parser.add_argument("--cascades", nargs="+", default=list(CASCADES), choices=list(CASCADES))
     parser.add_argument("--budgets", nargs="+", choices=list(BUDGETS))

@@ -80,7 +80,7 @@ def proc_cpu_seconds(pid: int) -> float:
 def service_cpu_seconds(names: tuple[str, ...] = ("postgres", "redis-server")) -> dict[str, float]:
     """CPU seconds used so far by the database and cache processes (read from /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
-    totals = {n: 0.0 for n in names}
+    totals = dict.fromkeys(names, 0.0)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -104,8 +104,14 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     def pct(q: float) -> float:
         return round(s[min(len(s) - 1, int(q * len(s)))], 2)
 
-    return {"p50_ms": pct(0.50), "p90_ms": pct(0.90), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-            "max_ms": round(s[-1], 2), "mean_ms": round(statistics.fmean(s), 2)}
+    return {
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "max_ms": round(s[-1], 2),
+        "mean_ms": round(statistics.fmean(s), 2),
+    }
 
 
 # --- load client -------------------------------------------------------------------------------
@@ -119,8 +125,16 @@ class Client(threading.Thread):
     (no coordinated omission).
     """
 
-    def __init__(self, port: int, tokens: list[str], deadline: float, mode: str, interval: float | None,
-                 start_at: float, seed: int) -> None:
+    def __init__(
+        self,
+        port: int,
+        tokens: list[str],
+        deadline: float,
+        mode: str,
+        interval: float | None,
+        start_at: float,
+        seed: int,
+    ) -> None:
         super().__init__(daemon=True)
         self.port, self.tokens, self.deadline, self.mode = port, tokens, deadline, mode
         self.interval, self.start_at = interval, start_at
@@ -176,8 +190,16 @@ class Client(threading.Thread):
             return 0, b""
 
 
-def run_load(port: int, tokens: list[str], *, seconds: float, concurrency: int, mode: str = "page1",
-             rate: float | None = None, server_pid: int | None = None) -> dict[str, Any]:
+def run_load(
+    port: int,
+    tokens: list[str],
+    *,
+    seconds: float,
+    concurrency: int,
+    mode: str = "page1",
+    rate: float | None = None,
+    server_pid: int | None = None,
+) -> dict[str, Any]:
     start = time.perf_counter() + 0.05
     deadline = start + seconds
     interval = concurrency / rate if rate else None
@@ -252,11 +274,19 @@ def bench_scale(args: argparse.Namespace, posts: int, base_env: dict[str, str]) 
 
     micro = sh([PY, "bench/feed_micro.py", str(tokens_path), str(args.micro_repeat)], env, timeout=1800)
     result["micro"] = json.loads(micro.stdout.strip().splitlines()[-1])
-    print("micro:", json.dumps({k: result["micro"][k] for k in ("candidates_lateral", "candidates_redis_zset",
-                                                                 "mood_from_state", "rank_pipeline")}), flush=True)
+    print(
+        "micro:",
+        json.dumps(
+            {
+                k: result["micro"][k]
+                for k in ("candidates_lateral", "candidates_redis_zset", "mood_from_state", "rank_pipeline")
+            }
+        ),
+        flush=True,
+    )
 
     tokens = [b["token"] for b in seed_info["bench_users"]]
-    log = open(f"/tmp/{db}_gunicorn.log", "w")
+    log = open(f"/tmp/{db}_gunicorn.log", "w")  # noqa: SIM115 (the server writes to it until it is stopped)
     server = subprocess.Popen(
         [PY, "-m", "gunicorn", "feedmood.wsgi:application", "-b", f"127.0.0.1:{args.port}",
          "-w", str(args.workers), "-k", args.worker_class, "--threads", str(args.threads),
@@ -272,19 +302,30 @@ def bench_scale(args: argparse.Namespace, posts: int, base_env: dict[str, str]) 
         keys = ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "server_cpu_ms_per_request", "loadavg_after")
         for c in args.concurrency:  # every request ranks a new snapshot (?refresh=true)
             print(f"   closed loop fresh c={c} ...", flush=True)
-            runs.append(run_load(args.port, tokens, seconds=args.duration, concurrency=c, mode="fresh",
-                                 server_pid=server.pid))
+            runs.append(
+                run_load(args.port, tokens, seconds=args.duration, concurrency=c, mode="fresh", server_pid=server.pid)
+            )
             print("   ", json.dumps({k: runs[-1][k] for k in keys}), flush=True)
         top = max(args.concurrency)
         fresh_top = runs[-1]["throughput_rps"]
         for mode in ("page1", "page2"):  # page 1 as served (recent snapshots reused), next pages (cursor)
-            runs.append(run_load(args.port, tokens, seconds=args.duration, concurrency=top, mode=mode,
-                                 server_pid=server.pid))
+            runs.append(
+                run_load(args.port, tokens, seconds=args.duration, concurrency=top, mode=mode, server_pid=server.pid)
+            )
             print(f"    {mode} c={top}", json.dumps({k: runs[-1][k] for k in keys}), flush=True)
         for share in args.open_loop:
             rate = max(1.0, round(fresh_top * share, 1))
-            runs.append(run_load(args.port, tokens, seconds=args.duration, concurrency=top, mode="fresh",
-                                 rate=rate, server_pid=server.pid))
+            runs.append(
+                run_load(
+                    args.port,
+                    tokens,
+                    seconds=args.duration,
+                    concurrency=top,
+                    mode="fresh",
+                    rate=rate,
+                    server_pid=server.pid,
+                )
+            )
             print(f"    open loop fresh {rate} rps:", json.dumps({k: runs[-1][k] for k in keys}), flush=True)
         result["runs"] = runs
     finally:
@@ -339,9 +380,14 @@ def check_feed(port: int, token: str) -> dict[str, Any]:
     body = json.loads(resp.read())
     if resp.status != 200 or not body["policy"]["applied"]:
         raise RuntimeError(f"unexpected feed response {resp.status}: {str(body)[:500]}")
-    return {"status": resp.status, "mood": body["mood"], "policy": body["policy"], "items": len(body["results"]),
-            "first_reasons": [i["reason"] for i in body["results"][:5]],
-            "sources": sorted({i["ranking"]["source"] for i in body["results"]})}
+    return {
+        "status": resp.status,
+        "mood": body["mood"],
+        "policy": body["policy"],
+        "items": len(body["results"]),
+        "first_reasons": [i["reason"] for i in body["results"][:5]],
+        "sources": sorted({i["ranking"]["source"] for i in body["results"]}),
+    }
 
 
 # --- report -------------------------------------------------------------------------------------------------
@@ -378,7 +424,8 @@ def write_markdown(path: Path, data: dict[str, Any]) -> None:
     for s in data["scales"]:
         for r in s.get("runs", []):
             label = f"{r['mode']} c={r['concurrency']}" + (
-                f" @ {r['target_rate_rps']} rps" if r["target_rate_rps"] else "")
+                f" @ {r['target_rate_rps']} rps" if r["target_rate_rps"] else ""
+            )
             cpu = r["server_cpu_ms_per_request"] + r["postgres_cpu_ms_per_request"] + r["redis_cpu_ms_per_request"]
             lines.append(
                 f"| {s['posts']:,} | {s['seed']['seconds']} | {s['db_size']} | {label} | {r['throughput_rps']} | "
@@ -386,10 +433,14 @@ def write_markdown(path: Path, data: dict[str, Any]) -> None:
                 f"{r['postgres_cpu_ms_per_request']} + {r['redis_cpu_ms_per_request']} | "
                 f"{round(2000.0 / cpu) if cpu else '-'} | {r['loadavg_after'][0]} |"
             )
-    lines += ["", "## Parts (median / p95 ms, in-process)", "",
-              "| posts | candidates LATERAL | candidates window | candidates Redis ZSET + pk | mood state | "
-              "mood from readings | rank pipeline (n) | LATERAL exec (EXPLAIN) | fan-out ZADD/post avg (max) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Parts (median / p95 ms, in-process)",
+        "",
+        "| posts | candidates LATERAL | candidates window | candidates Redis ZSET + pk | mood state | "
+        "mood from readings | rank pipeline (n) | LATERAL exec (EXPLAIN) | fan-out ZADD/post avg (max) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in data["scales"]:
         m = s["micro"]
 
@@ -417,19 +468,31 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=20.0, help="seconds per load run")
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--concurrency", default="1,2,4,8")
-    p.add_argument("--open-loop", default="0.5,0.8", help="open-loop rates as shares of the fresh throughput at the top concurrency")
+    p.add_argument(
+        "--open-loop",
+        default="0.5,0.8",
+        help="open-loop rates as shares of the fresh throughput at the top concurrency",
+    )
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--threads", type=int, default=2, help="threads per worker (gthread only)")
-    p.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"),
-                   help="gunicorn worker class (sync: one request per worker, no keep-alive)")
+    p.add_argument(
+        "--worker-class",
+        default="gthread",
+        choices=("gthread", "sync"),
+        help="gunicorn worker class (sync: one request per worker, no keep-alive)",
+    )
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--micro-repeat", type=int, default=30)
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     p.add_argument("--db-prefix", default="feedmood_bench")
     p.add_argument("--keep-db", action="store_true")
-    p.add_argument("--text-affect-share", type=float, default=0.0,
-                   help="share of posts given a text affect row after seeding (0: none)")
+    p.add_argument(
+        "--text-affect-share",
+        type=float,
+        default=0.0,
+        help="share of posts given a text affect row after seeding (0: none)",
+    )
     p.add_argument("--note", default="", help="free text recorded with the results (e.g. what else ran)")
     p.add_argument("--append", action="store_true", help="add these scales to an existing result file")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "feed_scale"))
@@ -457,8 +520,10 @@ def main() -> None:
     if args.append and out.with_suffix(".json").is_file():
         previous = json.loads(out.with_suffix(".json").read_text())
         data["scales"] = previous["scales"]
-        data["earlier_runs"] = previous.get("earlier_runs", []) + [
-            {k: previous[k] for k in ("started", "machine", "params") if k in previous}]
+        data["earlier_runs"] = [
+            *previous.get("earlier_runs", []),
+            {k: previous[k] for k in ("started", "machine", "params") if k in previous},
+        ]
     for posts in [int(x) for x in args.scales.split(",")]:
         data["scales"] = [s for s in data["scales"] if s["posts"] != posts] + [bench_scale(args, posts, base_env)]
         data["scales"].sort(key=lambda s: s["posts"])

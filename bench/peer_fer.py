@@ -28,8 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
-FER_NAMES = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness", "sad": "sadness",
-             "surprise": "surprise", "neutral": "neutral"}
+FER_NAMES = {
+    "angry": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happiness",
+    "sad": "sadness",
+    "surprise": "surprise",
+    "neutral": "neutral",
+}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,9 +64,15 @@ def summary(rows: list[dict], names: dict[str, str] | None = None) -> dict:
     found = sum(r["found"] for r in rows)
     right = sum(r["right"] for r in rows)
     ms = sorted(r["ms"] for r in rows)
-    return {"photos": len(rows), "found": found / len(rows), "right_per_photo": right / len(rows),
-            "right_on_found": right / max(1, found), "fp_per_photo": sum(r["fp"] for r in rows) / len(rows),
-            "median_ms": round(statistics.median(ms), 2), "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2)}
+    return {
+        "photos": len(rows),
+        "found": found / len(rows),
+        "right_per_photo": right / len(rows),
+        "right_on_found": right / max(1, found),
+        "fp_per_photo": sum(r["fp"] for r in rows) / len(rows),
+        "median_ms": round(statistics.median(ms), 2),
+        "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,8 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for photo in photos:
             (Path(tmp) / f"{photo.name}.jpg").write_bytes(photo.jpeg)
-        proc = subprocess.run([args.fer_python, __file__, "--worker", tmp], capture_output=True, text=True,
-                              check=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""})
+        proc = subprocess.run(
+            [args.fer_python, __file__, "--worker", tmp],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""},
+        )
     fer_out = {row["name"]: row for row in map(json.loads, proc.stdout.splitlines()) if row.get("name")}
 
     def score(photo, boxes, tops, ms) -> dict:
@@ -101,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     fer_rows = []
     for photo in photos:
         row = fer_out[photo.name]
-        fer_rows.append(score(photo, [f["box"] for f in row["faces"]], [FER_NAMES[f["top"]] for f in row["faces"]],
-                              row["ms"]))
+        fer_rows.append(
+            score(photo, [f["box"] for f in row["faces"]], [FER_NAMES[f["top"]] for f in row["faces"]], row["ms"])
+        )
     for photo in photos[:5]:
         pipeline.analyze_bytes(photo.jpeg, clf)
     ours = []
@@ -110,12 +129,23 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         result = pipeline.analyze_bytes(photo.jpeg, clf)
         ms = (time.perf_counter() - t0) * 1000
-        ours.append(score(photo, [(f.box.x, f.box.y, f.box.w, f.box.h) for f in result.faces],
-                          [f.dominant for f in result.faces], ms))
-    result = {"photos": len(photos), "feedmood": summary(ours), "fer": summary(fer_rows),
-              "feedmood_config": pipeline.card_fields(pipeline.DEFAULT_CONFIG), "model": clf.name,
-              "fer_version": "25.10.3 (Haar detector, quantised TFLite classifier: its defaults)",
-              "load": round(os.getloadavg()[0], 2)}
+        ours.append(
+            score(
+                photo,
+                [(f.box.x, f.box.y, f.box.w, f.box.h) for f in result.faces],
+                [f.dominant for f in result.faces],
+                ms,
+            )
+        )
+    result = {
+        "photos": len(photos),
+        "feedmood": summary(ours),
+        "fer": summary(fer_rows),
+        "feedmood_config": pipeline.card_fields(pipeline.DEFAULT_CONFIG),
+        "model": clf.name,
+        "fer_version": "25.10.3 (Haar detector, quantised TFLite classifier: its defaults)",
+        "load": round(os.getloadavg()[0], 2),
+    }
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     lines = [
@@ -132,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, key in ((f"FeedMood (BlazeFace, `{clf.name}`)", "feedmood"), (f"`fer` {result['fer_version']}", "fer")):
         s = result[key]
-        lines.append(f"| {name} | {s['found']:.1%} | {s['fp_per_photo']:.3f} | {s['right_per_photo']:.1%} | "
-                     f"{s['right_on_found']:.1%} | {s['median_ms']} | {s['p95_ms']} |")
+        lines.append(
+            f"| {name} | {s['found']:.1%} | {s['fp_per_photo']:.3f} | {s['right_per_photo']:.1%} | "
+            f"{s['right_on_found']:.1%} | {s['median_ms']} | {s['p95_ms']} |"
+        )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

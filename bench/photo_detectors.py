@@ -61,9 +61,14 @@ def run(photos: list[ps.Photo], config: pipeline.PipelineConfig) -> dict:
     ms.sort()
     found = sum(v[0] for v in by_size.values())
     total = sum(v[1] for v in by_size.values())
-    return {"recall": found / max(1, total), "by_size": by_size, "fp_per_photo": fp / len(photos),
-            "fp_per_empty_photo": fp_empty / max(1, empty), "median_ms": round(statistics.median(ms), 2),
-            "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2)}
+    return {
+        "recall": found / max(1, total),
+        "by_size": by_size,
+        "fp_per_photo": fp / len(photos),
+        "fp_per_empty_photo": fp_empty / max(1, empty),
+        "median_ms": round(statistics.median(ms), 2),
+        "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,11 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for label, row in result["candidates"].items():
         g, s = row["group"], row.get("selfie", {})
-        lines.append(f"| {label} | {g['recall']:.1%} | {g['fp_per_photo']:.3f} | {g['fp_per_empty_photo']:.3f} | "
-                     f"{g['median_ms']} | {g['p95_ms']} | {s.get('recall', 0):.1%} | {s.get('fp_per_photo', 0):.3f} | "
-                     f"{s.get('median_ms', '-')} |")
-    lines += ["", "Group recall by face side (px at 640x480), found/total:", "",
-              "| detector config | " + " | ".join(BUCKETS) + " |", "|---|" + "---:|" * len(BUCKETS)]
+        lines.append(
+            f"| {label} | {g['recall']:.1%} | {g['fp_per_photo']:.3f} | {g['fp_per_empty_photo']:.3f} | "
+            f"{g['median_ms']} | {g['p95_ms']} | {s.get('recall', 0):.1%} | {s.get('fp_per_photo', 0):.3f} | "
+            f"{s.get('median_ms', '-')} |"
+        )
+    lines += [
+        "",
+        "Group recall by face side (px at 640x480), found/total:",
+        "",
+        "| detector config | " + " | ".join(BUCKETS) + " |",
+        "|---|" + "---:|" * len(BUCKETS),
+    ]
     for label, row in result["candidates"].items():
         cells = [f"{row['group']['by_size'][b][0]}/{row['group']['by_size'][b][1]}" for b in BUCKETS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -66,12 +66,16 @@ def fit_framing(photos: list[ps.Photo], boxes: list[pipeline.Box | None]) -> dic
         rows.append((side / box.w, (cx - box.x - box.w / 2) / box.w, (cy - box.y - box.h / 2) / box.w))
     r = np.array(rows)
     med = np.median(r, axis=0)
-    return {"n": len(rows), "framing": [round(float(v), 3) for v in med],
-            "iqr": [round(float(np.subtract(*np.percentile(r[:, i], [75, 25]))), 3) for i in range(3)]}
+    return {
+        "n": len(rows),
+        "framing": [round(float(v), 3) for v in med],
+        "iqr": [round(float(np.subtract(*np.percentile(r[:, i], [75, 25]))), 3) for i in range(3)],
+    }
 
 
-def evaluate(photos: list[ps.Photo], config: pipeline.PipelineConfig, clf: EmotionClassifier,
-             raw_right: np.ndarray) -> dict:
+def evaluate(
+    photos: list[ps.Photo], config: pipeline.PipelineConfig, clf: EmotionClassifier, raw_right: np.ndarray
+) -> dict:
     """Quality of one config on one-face photos (no timing)."""
     found = right = fp = 0
     right_raw_on_found = 0
@@ -88,9 +92,13 @@ def evaluate(photos: list[ps.Photo], config: pipeline.PipelineConfig, clf: Emoti
     n = len(photos)
     raw = float(raw_right.mean())
     return {
-        "photos": n, "found": found / n, "fp_per_photo": fp / n,
-        "right_per_photo": right / n, "right_on_found": right / max(1, found),
-        "raw_crop_accuracy": raw, "raw_on_found": right_raw_on_found / max(1, found),
+        "photos": n,
+        "found": found / n,
+        "fp_per_photo": fp / n,
+        "right_per_photo": right / n,
+        "right_on_found": right / max(1, found),
+        "raw_crop_accuracy": raw,
+        "raw_on_found": right_raw_on_found / max(1, found),
         "pipeline_loss_points": round(100 * (raw - right / n), 2),
     }
 
@@ -112,12 +120,15 @@ def configs(fitted: tuple[float, float, float]) -> dict[str, pipeline.PipelineCo
     return {
         "before: haar (alt2 288x216), margin 0.15": pipeline.HAAR_CONFIG,
         "blazeface, margin 0.15 (framing 1.3, 0, 0)": dataclasses.replace(
-            pipeline.DEFAULT_CONFIG, framing=(1.3, 0.0, 0.0), align=False),
+            pipeline.DEFAULT_CONFIG, framing=(1.3, 0.0, 0.0), align=False
+        ),
         "blazeface, fitted framing": dataclasses.replace(pipeline.DEFAULT_CONFIG, framing=fitted, align=False),
-        "blazeface, fitted framing, eyes levelled": dataclasses.replace(pipeline.DEFAULT_CONFIG, framing=fitted, align=True,
-                                                                        align_slack=0.0),
+        "blazeface, fitted framing, eyes levelled": dataclasses.replace(
+            pipeline.DEFAULT_CONFIG, framing=fitted, align=True, align_slack=0.0
+        ),
         "blazeface, fitted framing, roll beyond 10 degrees levelled": dataclasses.replace(
-            pipeline.DEFAULT_CONFIG, framing=fitted, align=True, align_slack=10.0),
+            pipeline.DEFAULT_CONFIG, framing=fitted, align=True, align_slack=10.0
+        ),
     }
 
 
@@ -146,14 +157,24 @@ def write_markdown(result: dict, path: Path) -> None:
             f"{row['right_on_found']:.1%} | {row['raw_crop_accuracy']:.1%} | {row['pipeline_loss_points']:.1f} | "
             f"{row.get('median_ms', '-')} | {row.get('p95_ms', '-')} |"
         )
-    lines += ["", "Same, on photos whose faces are tilted up to +-30 degrees (seed 27): what eye alignment is for.", "",
-              "| pipeline | found | right per photo | right on found | raw crop acc. | loss (points) |",
-              "|---|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "Same, on photos whose faces are tilted up to +-30 degrees (seed 27): what eye alignment is for.",
+        "",
+        "| pipeline | found | right per photo | right on found | raw crop acc. | loss (points) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, row in result.get("tilted", {}).items():
-        lines.append(f"| {name} | {row['found']:.1%} | {row['right_per_photo']:.1%} | {row['right_on_found']:.1%} | "
-                     f"{row['raw_crop_accuracy']:.1%} | {row['pipeline_loss_points']:.1f} |")
-    lines += ["", f"Machine: {result['machine']}; timing single process, "
-              f"{result['threads']} inference thread(s), load average before timing {result['load']}.", ""]
+        lines.append(
+            f"| {name} | {row['found']:.1%} | {row['right_per_photo']:.1%} | {row['right_on_found']:.1%} | "
+            f"{row['raw_crop_accuracy']:.1%} | {row['pipeline_loss_points']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Machine: {result['machine']}; timing single process, "
+        f"{result['threads']} inference thread(s), load average before timing {result['load']}.",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 
@@ -176,8 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     raw = np.stack([images[p.faces[0]["row"]] for p in photos])
     truth = np.array([p.faces[0]["label"] for p in photos])
     raw_right = clf.predict_proba(raw).argmax(axis=1) == truth
-    result = {"model": Path(args.model).name, "count": args.count, "fit": fit, "configs": {},
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "threads": clf.threads}
+    result = {
+        "model": Path(args.model).name,
+        "count": args.count,
+        "fit": fit,
+        "configs": {},
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "threads": clf.threads,
+    }
     chosen = configs(tuple(fit["framing"]))
     for name, config in chosen.items():
         result["configs"][name] = evaluate(photos, config, clf, raw_right) | {"config": dataclasses.asdict(config)}

@@ -54,8 +54,9 @@ def publictest(data_dir: Path, label_mode: str = "ferplus-majority") -> tuple[np
     return split.images, split.targets[head].argmax(axis=1), split.labels[head]
 
 
-def paste(canvas: np.ndarray, face: np.ndarray, cx: float, cy: float, side: float, angle: float,
-          rng: np.random.Generator) -> None:
+def paste(
+    canvas: np.ndarray, face: np.ndarray, cx: float, cy: float, side: float, angle: float, rng: np.random.Generator
+) -> None:
     """Paste ``face`` (48x48) so its crop square is centred at (cx, cy), ``side`` px, rotated ``angle``
     degrees (counter-clockwise, OpenCV's convention), with photometric jitter; in place."""
     patch = fd.tight_patch("fer", face)
@@ -64,16 +65,18 @@ def paste(canvas: np.ndarray, face: np.ndarray, cx: float, cy: float, side: floa
     m = cv2.getRotationMatrix2D((px, py), angle, k)
     m[:, 2] += (cx - px, cy - py)
     h, w = canvas.shape
-    pix = cv2.warpAffine(patch.pixels.astype(np.float32), m, (w, h), flags=cv2.INTER_CUBIC,
-                         borderMode=cv2.BORDER_REPLICATE)
+    pix = cv2.warpAffine(
+        patch.pixels.astype(np.float32), m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
     alpha = cv2.warpAffine(patch.alpha.astype(np.float32), m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
     gamma = float(np.exp(rng.uniform(-0.25, 0.25)))
     pix = 255.0 * (np.clip(pix, 0, 255) / 255.0) ** gamma
     canvas[:] = alpha * pix + (1 - alpha) * canvas
 
 
-def selfies(data_dir: Path, count: int = 400, seed: int = 25, lo: float = 160, hi: float = 260,
-            max_tilt: float = 12.0) -> tuple[list[Photo], tuple[str, ...]]:
+def selfies(
+    data_dir: Path, count: int = 400, seed: int = 25, lo: float = 160, hi: float = 260, max_tilt: float = 12.0
+) -> tuple[list[Photo], tuple[str, ...]]:
     """``count`` one-face 640x480 photos of random PublicTest faces (no repeats)."""
     images, labels, names = publictest(data_dir)
     rng = np.random.default_rng(seed)
@@ -89,14 +92,19 @@ def selfies(data_dir: Path, count: int = 400, seed: int = 25, lo: float = 160, h
         cy = float(rng.uniform(side * 0.7, 480 - side * 0.7))
         paste(canvas, images[i], cx, cy, side, angle, rng)
         grey = np.clip(canvas, 0, 255).astype(np.uint8)
-        face = {"square": [cx, cy, side, angle], "box": [round(cx - side / 2), round(cy - side / 2), round(side), round(side)],
-                "label": int(labels[i]), "row": int(i)}
+        face = {
+            "square": [cx, cy, side, angle],
+            "box": [round(cx - side / 2), round(cy - side / 2), round(side), round(side)],
+            "label": int(labels[i]),
+            "row": int(i),
+        }
         photos.append(Photo(f"selfie-{n:03d}", jpeg(grey), [face]))
     return photos, names
 
 
-def group_scenes(data_dir: Path | None, count: int = 120, empty: int = 60, seed: int = 2525,
-                 lo: float = 24, hi: float = 110) -> list[Photo]:
+def group_scenes(
+    data_dir: Path | None, count: int = 120, empty: int = 60, seed: int = 2525, lo: float = 24, hi: float = 110
+) -> list[Photo]:
     """``count`` 640x480 group photos with 4-10 faces of ``lo``-``hi`` px, then ``empty`` without faces."""
     rng = np.random.default_rng(seed)
     sources = fd.face_sources(data_dir, seed)

@@ -12,6 +12,7 @@ measured images/s, augmentation and validation not included. Writes `<out>/<--na
 (default `train_throughput`), with the load average: numbers taken while another job runs (e.g. a
 training run) are flagged as such.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,11 +35,15 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 def busy_note(load: tuple[float, float, float], after: tuple[float, float, float] | None = None) -> str | None:
     cpus = os.cpu_count() or 1
     if load[0] > 0.5:
-        return (f"machine was busy: 1-minute load average {load[0]:.2f} on {cpus} CPUs before the benchmark started; "
-                "numbers are lower than on an idle machine")
+        return (
+            f"machine was busy: 1-minute load average {load[0]:.2f} on {cpus} CPUs before the benchmark started; "
+            "numbers are lower than on an idle machine"
+        )
     if after is not None and after[0] > 0.5 * cpus:
-        return (f"machine became busy: 1-minute load average {after[0]:.2f} on {cpus} CPUs when the benchmark ended; "
-                "numbers are lower than on an idle machine")
+        return (
+            f"machine became busy: 1-minute load average {after[0]:.2f} on {cpus} CPUs when the benchmark ended; "
+            "numbers are lower than on an idle machine"
+        )
     return None
 
 
@@ -75,41 +80,64 @@ def measure(arch: str, precision: str, phase: str, args) -> dict:
             times.append(time.perf_counter() - start)
         step = statistics.median(times)
         return {
-            "arch": arch, "precision": precision, "phase": phase, "batch_size": args.batch_size,
+            "arch": arch,
+            "precision": precision,
+            "phase": phase,
+            "batch_size": args.batch_size,
             "base_size": args.base_size if arch in M.TRANSFER_MODELS else None,
             "width": args.width if arch == "feednet" else None,
             "params": int(model.count_params()),
             "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-            "images_per_s": round(args.batch_size / step, 1), "step_ms_median": round(1000 * step, 1),
+            "images_per_s": round(args.batch_size / step, 1),
+            "step_ms_median": round(1000 * step, 1),
             "seconds_per_epoch": round(args.epoch_images * step / args.batch_size),
-            "step_ms_min": round(1000 * min(times), 1), "steps": args.steps, "warmup_steps": args.warmup,
-            "warmup_s": round(warmup_s, 1), "status": "ok",
+            "step_ms_min": round(1000 * min(times), 1),
+            "steps": args.steps,
+            "warmup_steps": args.warmup,
+            "warmup_s": round(warmup_s, 1),
+            "status": "ok",
         }
-    except Exception as exc:  # noqa: BLE001 - one failing configuration must not lose the others
-        return {"arch": arch, "precision": precision, "phase": phase, "status": f"failed: {type(exc).__name__}: {exc}"[:400]}
+    except Exception as exc:
+        return {
+            "arch": arch,
+            "precision": precision,
+            "phase": phase,
+            "status": f"failed: {type(exc).__name__}: {exc}"[:400],
+        }
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
 
 def write_markdown(path: Path, report: dict) -> None:
-    lines = ["# Training throughput", "",
-             f"Host: {report['host']['cpu_count']} CPUs, load average before/after "
-             f"{report['host']['loadavg_before']} / {report['host']['loadavg_after']}; TensorFlow "
-             f"{report['host']['tensorflow']}, Keras {report['host']['keras']}. Batch {report['config']['batch_size']}, "
-             f"{report['config']['warmup']} warm-up + {report['config']['steps']} timed steps (median), synthetic 48x48x1 input.",
-             ""]
+    lines = [
+        "# Training throughput",
+        "",
+        f"Host: {report['host']['cpu_count']} CPUs, load average before/after "
+        f"{report['host']['loadavg_before']} / {report['host']['loadavg_after']}; TensorFlow "
+        f"{report['host']['tensorflow']}, Keras {report['host']['keras']}. Batch {report['config']['batch_size']}, "
+        f"{report['config']['warmup']} warm-up + {report['config']['steps']} timed steps (median), synthetic 48x48x1 input.",
+        "",
+    ]
     if report["note"]:
         lines += [f"**Note:** {report['note']}", ""]
-    lines += ["| arch | phase | precision | params | trainable | images/s | ms/step | s/epoch |",
-              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "| arch | phase | precision | params | trainable | images/s | ms/step | s/epoch |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in report["results"]:
         if r["status"] != "ok":
             lines.append(f"| {r['arch']} | {r['phase']} | {r['precision']} | | | {r['status']} | |")
             continue
-        arch = r["arch"] + (f" (base {r['base_size']})" if r["base_size"] else "") + (f" (w{r['width']})" if r["width"] else "")
-        lines.append(f"| {arch} | {r['phase']} | {r['precision']} | {r['params'] / 1e6:.2f} M | "
-                     f"{r['trainable_params'] / 1e6:.2f} M | {r['images_per_s']:.1f} | {r['step_ms_median']:.0f} | "
-                     f"{r.get('seconds_per_epoch', '')} |")
+        arch = (
+            r["arch"]
+            + (f" (base {r['base_size']})" if r["base_size"] else "")
+            + (f" (w{r['width']})" if r["width"] else "")
+        )
+        lines.append(
+            f"| {arch} | {r['phase']} | {r['precision']} | {r['params'] / 1e6:.2f} M | "
+            f"{r['trainable_params'] / 1e6:.2f} M | {r['images_per_s']:.1f} | {r['step_ms_median']:.0f} | "
+            f"{r.get('seconds_per_epoch', '')} |"
+        )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -130,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
     precisions = [x.strip() for x in args.precisions.split(",") if x.strip()]
     phases = [x.strip() for x in args.phases.split(",") if x.strip()]
-    bad = [a for a in archs if a not in ARCHS] + [x for x in precisions if x not in PRECISIONS] + \
-          [x for x in phases if x not in ("frozen", "finetune")]
+    bad = (
+        [a for a in archs if a not in ARCHS]
+        + [x for x in precisions if x not in PRECISIONS]
+        + [x for x in phases if x not in ("frozen", "finetune")]
+    )
     if bad or not archs or not precisions or args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
         p.error(f"bad choice(s): {bad or 'empty list or non-positive count'}")
 
@@ -146,21 +177,38 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for arch in archs:
         for precision in precisions:
-            for phase in (phases if arch in TRANSFER_MODELS else ["full"]):
+            for phase in phases if arch in TRANSFER_MODELS else ["full"]:
                 row = measure(arch, precision, phase, args)
                 results.append(row)
-                shown = f"{row['images_per_s']:8.1f} img/s  {row['step_ms_median']:7.1f} ms/step" if row["status"] == "ok" else row["status"]
+                shown = (
+                    f"{row['images_per_s']:8.1f} img/s  {row['step_ms_median']:7.1f} ms/step"
+                    if row["status"] == "ok"
+                    else row["status"]
+                )
                 print(f"{arch:<11} {phase:<8} {precision:<15} {shown}", flush=True)
     load_after = os.getloadavg()
     report = {
         "benchmark": "train_throughput",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": {"batch_size": args.batch_size, "warmup": args.warmup, "steps": args.steps,
-                   "base_size": args.base_size, "width": args.width, "epoch_images": args.epoch_images,
-                   "input": [48, 48, 1], "optimizer": "AdamW"},
-        "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                 "tensorflow": tf.__version__, "keras": keras.__version__,
-                 "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after]},
+        "config": {
+            "batch_size": args.batch_size,
+            "warmup": args.warmup,
+            "steps": args.steps,
+            "base_size": args.base_size,
+            "width": args.width,
+            "epoch_images": args.epoch_images,
+            "input": [48, 48, 1],
+            "optimizer": "AdamW",
+        },
+        "host": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in load_after],
+        },
         "note": busy_note(load_before, load_after),
         "results": results,
     }

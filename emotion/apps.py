@@ -18,4 +18,6 @@ class EmotionConfig(AppConfig):
         signals.post_created.connect(receivers.on_post_created, dispatch_uid="emotion.post_created")
         signals.erasure_due.connect(receivers.on_erasure_due, dispatch_uid="emotion.erasure_due")
         signals.export_requested.connect(receivers.on_export_requested, dispatch_uid="emotion.export_requested")
-        post_delete.connect(receivers.on_analysis_deleted, sender=ImageAnalysis, dispatch_uid="emotion.analysis_deleted")
+        post_delete.connect(
+            receivers.on_analysis_deleted, sender=ImageAnalysis, dispatch_uid="emotion.analysis_deleted"
+        )

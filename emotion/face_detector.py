@@ -106,8 +106,16 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou:
 class BlazeFace:
     """A BlazeFace variant (``"short"``, or a :class:`ModelSpec` for a study) with a lazily created LiteRT interpreter."""
 
-    def __init__(self, model: str | ModelSpec = "short", *, threads: int = 1, min_score: float = 0.5,
-                 tile_score: float = 0.6, confirm_above: float = 0.75, models_dir: Path = MODELS_DIR):
+    def __init__(
+        self,
+        model: str | ModelSpec = "short",
+        *,
+        threads: int = 1,
+        min_score: float = 0.5,
+        tile_score: float = 0.6,
+        confirm_above: float = 0.75,
+        models_dir: Path = MODELS_DIR,
+    ):
         if isinstance(model, str) and model not in MODELS:
             raise ValueError(f"unknown BlazeFace model {model!r}; expected one of {', '.join(MODELS)}")
         self.spec = MODELS[model] if isinstance(model, str) else model
@@ -144,19 +152,26 @@ class BlazeFace:
             self._pid = pid
         return self._interp
 
-    def load(self) -> "BlazeFace":
+    def load(self) -> BlazeFace:
         """Create the interpreter now (a worker child warming up); returns self."""
         self._interpreter()
         return self
 
-    def run_square(self, gray: np.ndarray, x0: float, y0: float, size: float,
-                   min_score: float | None = None) -> list[Detection]:
+    def run_square(
+        self, gray: np.ndarray, x0: float, y0: float, size: float, min_score: float | None = None
+    ) -> list[Detection]:
         """Detect in the square ``[x0, x0+size) x [y0, y0+size)`` of ``gray`` (zero-padded outside)."""
         side = self.spec.side
         k = side / size
         m = np.array([[k, 0, -x0 * k], [0, k, -y0 * k]], np.float32)
-        patch = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        patch = cv2.warpAffine(
+            gray,
+            m,
+            (side, side),
+            flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
         x = np.repeat((patch.astype(np.float32) * (2.0 / 255.0) - 1.0)[None, :, :, None], 3, axis=3)
         interp, inp, reg_i, cls_i = self._interpreter()
         with self._lock:
@@ -213,8 +228,14 @@ class BlazeFace:
             return best or face
         return None
 
-    def detect(self, gray: np.ndarray, min_face: float = 0.0, max_faces: int = 64,
-               fallback_face: float = 0.0, refine: bool = True) -> list[Detection]:
+    def detect(
+        self,
+        gray: np.ndarray,
+        min_face: float = 0.0,
+        max_faces: int = 64,
+        fallback_face: float = 0.0,
+        refine: bool = True,
+    ) -> list[Detection]:
         """Faces in ``gray`` (uint8 HxW) down to ``min_face`` px (0: what the whole-image pass sees).
 
         When that finds nothing and ``fallback_face`` is smaller than what was searched, the tiles

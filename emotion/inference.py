@@ -15,9 +15,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from ml.runtime import EmotionClassifier
-
 from emotion.affect import CIRCUMPLEX
+from ml.runtime import EmotionClassifier
 
 _lock = threading.Lock()
 _cache: dict[tuple[int, str], EmotionClassifier] = {}

@@ -62,17 +62,17 @@ class AnalysisTask(RetryingTask):
             services.analysis_mark_failed(
                 analysis_id=analysis_id, error=f"Analysis could not complete: {type(exc).__name__}. Please try again."
             )
-        except Exception:  # noqa: BLE001 - the database may be what is failing
+        except Exception:
             logger.warning("Could not mark analysis %s failed", analysis_id, exc_info=True)
 
 
 #: Options of idempotent tasks: redelivered if a worker dies mid-task, retried with backoff on transient errors.
-IDEMPOTENT_RETRYING: dict[str, Any] = dict(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    max_retries=MAX_RETRIES,
-)  # the backoff is RetryingTask's: use it as the tasks' base
+IDEMPOTENT_RETRYING: dict[str, Any] = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "max_retries": MAX_RETRIES,
+}  # the backoff is RetryingTask's: use it as the tasks' base
 
 
 @shared_task(

@@ -51,15 +51,21 @@ class TokenRowsQuery:
         connection = connections[using]
         qn = connection.ops.quote_name
         tables = [(token_model, "t", None), (user_model, "u", None)]
-        joins = [f"INNER JOIN {qn(user_model._meta.db_table)} u "
-                 f"ON u.{qn(user_field.target_field.column)} = t.{qn(user_field.column)}"]
+        joins = [
+            f"INNER JOIN {qn(user_model._meta.db_table)} u "
+            f"ON u.{qn(user_field.target_field.column)} = t.{qn(user_field.column)}"
+        ]
         for i, name in enumerate(related):
             rel = user_model._meta.get_field(name)
             if not (rel.one_to_one and rel.auto_created):
-                raise ValueError(f"FEEDMOOD_AUTH_USER_RELATED: {name!r} is not a reverse one-to-one relation of the user")
+                raise ValueError(
+                    f"FEEDMOOD_AUTH_USER_RELATED: {name!r} is not a reverse one-to-one relation of the user"
+                )
             alias = f"r{i}"
-            joins.append(f"LEFT JOIN {qn(rel.related_model._meta.db_table)} {alias} "
-                         f"ON {alias}.{qn(rel.field.column)} = u.{qn(rel.field.target_field.column)}")
+            joins.append(
+                f"LEFT JOIN {qn(rel.related_model._meta.db_table)} {alias} "
+                f"ON {alias}.{qn(rel.field.column)} = u.{qn(rel.field.target_field.column)}"
+            )
             tables.append((rel.related_model, alias, rel))
         columns: list[str] = []
         self.parts: list[_Part] = []
@@ -67,8 +73,16 @@ class TokenRowsQuery:
         self.converters: list[tuple[int, object, list]] = []
         for model, alias, rel in tables:
             fields = model._meta.concrete_fields
-            self.parts.append(_Part(model, tuple(f.attname for f in fields), len(columns), len(columns) + len(fields),
-                                    fields.index(model._meta.pk), rel))
+            self.parts.append(
+                _Part(
+                    model,
+                    tuple(f.attname for f in fields),
+                    len(columns),
+                    len(columns) + len(fields),
+                    fields.index(model._meta.pk),
+                    rel,
+                )
+            )
             for field in fields:
                 expression = field.get_col(alias)
                 converters = connection.ops.get_db_converters(expression) + expression.get_db_converters(connection)
@@ -77,8 +91,10 @@ class TokenRowsQuery:
                 columns.append(f"{alias}.{qn(field.column)}")
         self.user_field = user_field
         self.using = using
-        self.sql = (f"SELECT {', '.join(columns)} FROM {qn(token_model._meta.db_table)} t {' '.join(joins)} "
-                    f"WHERE t.{qn(token_model._meta.get_field(key_field).column)} = %s")
+        self.sql = (
+            f"SELECT {', '.join(columns)} FROM {qn(token_model._meta.db_table)} t {' '.join(joins)} "
+            f"WHERE t.{qn(token_model._meta.get_field(key_field).column)} = %s"
+        )
 
     def get(self, key: str) -> Model | None:
         """The token with ``token.user`` and the user's related rows loaded, or None."""
@@ -93,11 +109,11 @@ class TokenRowsQuery:
             for convert in converters:
                 row[index] = convert(row[index], expression, connection)
         token_part, user_part, *related = self.parts
-        token = token_part.model.from_db(self.using, token_part.attnames, row[token_part.start:token_part.stop])
-        user = user_part.model.from_db(self.using, user_part.attnames, row[user_part.start:user_part.stop])
+        token = token_part.model.from_db(self.using, token_part.attnames, row[token_part.start : token_part.stop])
+        user = user_part.model.from_db(self.using, user_part.attnames, row[user_part.start : user_part.stop])
         self.user_field.set_cached_value(token, user)
         for part in related:
-            values = row[part.start:part.stop]
+            values = row[part.start : part.stop]
             obj = None
             if values[part.pk_index] is not None:
                 obj = part.model.from_db(self.using, part.attnames, values)

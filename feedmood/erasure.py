@@ -85,7 +85,9 @@ def erasure_run(*, request_id: int) -> bool:
 def _erase_rows(request: ErasureRequest) -> None:
     """Step 1 (inside the request's transaction): every app's rows, then the account itself."""
     with connection.cursor() as cursor:  # a blocked erasure fails and is retried rather than hanging
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(settings.FEEDMOOD_ERASURE_LOCK_TIMEOUT_MS)}ms"])
+        cursor.execute(
+            "SELECT set_config('lock_timeout', %s, true)", [f"{int(settings.FEEDMOOD_ERASURE_LOCK_TIMEOUT_MS)}ms"]
+        )
     files = set(request.files)
     if request.scope == ErasureRequest.Scope.ACCOUNT:
         files.update(Post.objects.filter(author_id=request.user_id).exclude(image="").values_list("image", flat=True))

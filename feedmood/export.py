@@ -52,26 +52,36 @@ def account_export(*, user: AbstractBaseUser) -> IO[bytes]:
     documents: dict[str, Any] = {
         "profile.json": {"exported_at": _iso(timezone.now()), **_profile(user)},
         "posts.json": [
-            {"id": p.pk, "text": p.text, "created_at": _iso(p.created_at), "like_count": p.like_count,
-             "image": _image_entry(p), "image_width": p.image_width, "image_height": p.image_height}
+            {
+                "id": p.pk,
+                "text": p.text,
+                "created_at": _iso(p.created_at),
+                "like_count": p.like_count,
+                "image": _image_entry(p),
+                "image_width": p.image_width,
+                "image_height": p.image_height,
+            }
             for p in posts
-        ],  # fmt: skip
+        ],
         "follows.json": {
-            "following": list(Follow.objects.filter(follower=user).order_by("created_at")
-                              .values_list("followee__username", flat=True)),
-            "followers": list(Follow.objects.filter(followee=user).order_by("created_at")
-                              .values_list("follower__username", flat=True)),
-        },  # fmt: skip
+            "following": list(
+                Follow.objects.filter(follower=user).order_by("created_at").values_list("followee__username", flat=True)
+            ),
+            "followers": list(
+                Follow.objects.filter(followee=user).order_by("created_at").values_list("follower__username", flat=True)
+            ),
+        },
         "likes.json": [
             {"post_id": post_id, "created_at": _iso(created)}
-            for post_id, created in Reaction.objects.filter(user=user).order_by("created_at")
+            for post_id, created in Reaction.objects.filter(user=user)
+            .order_by("created_at")
             .values_list("post_id", "created_at")
-        ],  # fmt: skip
+        ],
     }
     for _, extra in signals.export_requested.send(sender=Profile, user=user):
         documents.update(extra or {})
 
-    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (returned open, for streaming)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, document in documents.items():
             archive.writestr(name, json.dumps(document, indent=2, ensure_ascii=False))

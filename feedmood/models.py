@@ -59,7 +59,7 @@ class Profile(models.Model):
         return f"Profile({self.user_id})"
 
 
-def post_image_upload_to(instance: "Post", filename: str) -> str:
+def post_image_upload_to(instance: Post, filename: str) -> str:
     """Random storage name under ``posts/``; only a known extension is kept."""
     ext = PurePath(filename).suffix.lower()
     if ext not in POST_IMAGE_EXTENSIONS:

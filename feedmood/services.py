@@ -50,7 +50,9 @@ def profile_get_or_create(*, user: AbstractBaseUser) -> Profile:
 
 
 @transaction.atomic
-def user_signup(*, username: str, password: str, display_name: str = "", email: str = "") -> tuple[AbstractBaseUser, str]:
+def user_signup(
+    *, username: str, password: str, display_name: str = "", email: str = ""
+) -> tuple[AbstractBaseUser, str]:
     """Create a user (password checked by Django's validators), its profile and an API token; returns the key.
 
     ``email`` is optional (it is where password-reset mail goes).

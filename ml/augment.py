@@ -11,6 +11,7 @@ Each function takes an optional `seed` (an int32/int64 tensor of shape (2,)): wi
 stateless, a pure function of the seed, so a batch is augmented the same way whatever the thread,
 process or resumed run that builds it (see ml.pipeline); without it, TensorFlow's stateful RNG.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,7 +57,9 @@ class AugmentConfig:
     hflip: bool = True
 
 
-def random_affine(images: tf.Tensor, config: AugmentConfig = AugmentConfig(), seed: tf.Tensor | None = None) -> tf.Tensor:
+def random_affine(
+    images: tf.Tensor, config: AugmentConfig = AugmentConfig(), seed: tf.Tensor | None = None
+) -> tf.Tensor:
     """Warp a float batch (B, H, W, C) with independent random affine transforms (edge pixels repeat)."""
     batch = tf.shape(images)[0]
     height = tf.cast(tf.shape(images)[1], tf.float32)
@@ -93,8 +96,9 @@ def random_affine(images: tf.Tensor, config: AugmentConfig = AugmentConfig(), se
     )
 
 
-def _box_mask(top: tf.Tensor, bottom: tf.Tensor, left: tf.Tensor, right: tf.Tensor, height: tf.Tensor,
-              width: tf.Tensor) -> tf.Tensor:
+def _box_mask(
+    top: tf.Tensor, bottom: tf.Tensor, left: tf.Tensor, right: tf.Tensor, height: tf.Tensor, width: tf.Tensor
+) -> tf.Tensor:
     """(B, H, W) booleans, true inside each image's box: rows [top, bottom), columns [left, right) (floats)."""
     rows, cols = tf.range(height)[None, :], tf.range(width)[None, :]
     in_rows = (rows >= top[:, None]) & (rows < bottom[:, None])  # (B, H)
@@ -102,9 +106,14 @@ def _box_mask(top: tf.Tensor, bottom: tf.Tensor, left: tf.Tensor, right: tf.Tens
     return in_rows[:, :, None] & in_cols[:, None, :]
 
 
-def random_erasing(images: tf.Tensor, probability: float, area: tuple[float, float] = (0.02, 0.25),
-                   aspect: tuple[float, float] = (0.3, 3.3), max_value: float = 255.0,
-                   seed: tf.Tensor | None = None) -> tf.Tensor:
+def random_erasing(
+    images: tf.Tensor,
+    probability: float,
+    area: tuple[float, float] = (0.02, 0.25),
+    aspect: tuple[float, float] = (0.3, 3.3),
+    max_value: float = 255.0,
+    seed: tf.Tensor | None = None,
+) -> tf.Tensor:
     """With `probability`, fill one random rectangle of each image (B, H, W, C) with uniform noise.
 
     The rectangle covers `area` (a fraction of the image, drawn uniformly) with a log-uniform
@@ -151,8 +160,16 @@ def _cutmix_boxes(shape: tf.Tensor, alpha: float, draws: Draws) -> tuple[tf.Tens
     return _box_mask(top, bottom, left, right, h, w), 1.0 - (bottom - top) * (right - left) / (h * w)
 
 
-def mix_batch(images: tf.Tensor, targets: Any, weights: Any, *, mixup: float = 0.0, cutmix: float = 0.0,
-              probability: float = 1.0, seed: tf.Tensor | None = None) -> tuple[tf.Tensor, Any, Any]:
+def mix_batch(
+    images: tf.Tensor,
+    targets: Any,
+    weights: Any,
+    *,
+    mixup: float = 0.0,
+    cutmix: float = 0.0,
+    probability: float = 1.0,
+    seed: tf.Tensor | None = None,
+) -> tuple[tf.Tensor, Any, Any]:
     """Blend each image of a float batch (B, H, W, C) with a random partner from the same batch.
 
     With `probability` an image is mixed: by mixup (`lam * x + (1 - lam) * x_partner`, lam ~ Beta(mixup, mixup))

@@ -1,13 +1,14 @@
 """Shared bits of the ml command-line tools: clean error exits instead of tracebacks."""
+
 from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ml.data import DataError  # noqa: E402
+from ml.data import DataError
 
 EXPECTED_ERRORS = (DataError, FileNotFoundError, ValueError, KeyError)
 

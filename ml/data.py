@@ -4,6 +4,7 @@ Everything is returned as uint8 face crops of shape (N, 48, 48) plus float32 tar
 distributions (one-hot for hard labels) in the canonical label order of :mod:`ml.labels`.
 Decoded CSVs are cached as .npz files so that a second load takes well under a second.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,7 +41,7 @@ class Split:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def subset(self, index: np.ndarray) -> "Split":
+    def subset(self, index: np.ndarray) -> Split:
         return Split(
             self.images[index],
             {k: v[index] for k, v in self.targets.items()},
@@ -50,6 +51,7 @@ class Split:
 
 
 # --------------------------------------------------------------------------- FER-2013 CSV
+
 
 def _cache_dir() -> Path:
     return Path(os.environ.get("FEEDMOOD_CACHE_DIR", Path.home() / ".cache" / "feedmood"))
@@ -136,6 +138,7 @@ def read_fer2013(data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
 
 # --------------------------------------------------------------------------- FER+ votes
 
+
 def read_ferplus_votes(path: str | os.PathLike, expected_rows: int | None = None) -> np.ndarray:
     """Read fer2013new.csv into int32 votes (N, 10): the 8 emotions in file order, unknown, NF."""
     path = Path(path)
@@ -193,6 +196,7 @@ def fer2013_targets(codes: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- public loaders
+
 
 def head_for(label_mode: str) -> str:
     """The output head a label mode trains: `fer2013` or `ferplus`."""
@@ -287,6 +291,7 @@ def class_weights(targets: np.ndarray, valid: np.ndarray, kind: str = "balanced"
 
 
 # --------------------------------------------------------------------------- stratified subsets
+
 
 def split_classes(split: Split) -> np.ndarray:
     """Each row's class in the split's first head (argmax of its target), -1 where that head has no label."""

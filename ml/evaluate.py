@@ -8,14 +8,15 @@ against the Kaggle FER-2013 labels, the `ferplus` head against the FER+ majority
 Prints accuracy, loss, macro/weighted F1, ECE, per-class precision/recall/F1 and the confusion
 matrix; `--json` and `--confusion-png` save them.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -31,9 +32,9 @@ DEFAULT_PROTOCOL = {"fer2013": "fer2013", "ferplus": "ferplus-majority"}
 PROTOCOLS = {
     "fer2013": "FER-2013 (Kaggle labels, 7 classes)",
     "ferplus-majority": "FER+ majority vote (Barsoum et al. 2016: single votes dropped; rows whose top choice "
-                        "is unknown/not-a-face or has no >50% majority excluded; 8 classes)",
+    "is unknown/not-a-face or has no >50% majority excluded; 8 classes)",
     "ferplus-distribution": "FER+ vote distribution (single votes dropped; rows whose top choice is "
-                            "unknown/not-a-face excluded; accuracy vs the plurality emotion; 8 classes)",
+    "unknown/not-a-face excluded; accuracy vs the plurality emotion; 8 classes)",
 }
 HEAD_LABELS = {"fer2013": L.FER2013_LABELS, "ferplus": L.FERPLUS_LABELS}
 
@@ -48,8 +49,10 @@ def load_checkpoint(path: str | Path):
     """Load a `.keras` or legacy `.h5` whole-model checkpoint for inference (no optimizer); clear errors for bad paths."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path} is a directory without model_card.json; pass a .keras checkpoint "
-                         "(e.g. runs/NAME/best.keras) or an artifact directory written by ml.export")
+        raise ValueError(
+            f"{path} is a directory without model_card.json; pass a .keras checkpoint "
+            "(e.g. runs/NAME/best.keras) or an artifact directory written by ml.export"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
@@ -62,7 +65,11 @@ def load_checkpoint(path: str | Path):
     try:
         model = keras.saving.load_model(path, compile=False)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        hint = " (an .h5 file must hold a whole model saved by model.save, not weights only)" if path.suffix != ".keras" else ""
+        hint = (
+            " (an .h5 file must hold a whole model saved by model.save, not weights only)"
+            if path.suffix != ".keras"
+            else ""
+        )
         raise ValueError(f"{path}: cannot load Keras checkpoint{hint} ({exc})") from exc
     return strip_int8_weights(model)  # an --int8-weights run: plain convs with the rounded kernels it trained
 
@@ -103,10 +110,14 @@ def single_head_model(model, head: str):
 def as_float32(model):
     """The same network with every layer computing in float32 (a mixed_bfloat16 checkpoint otherwise
     exports bfloat16 ops that TFLite cannot run). Returns `model` itself when it is float32 already."""
+
     def fix(node):
         if isinstance(node, dict):
-            if node.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(node.get("config"), dict) \
-                    and str(node["config"].get("name", "")).startswith("mixed_"):
+            if (
+                node.get("class_name") in ("DTypePolicy", "FloatDTypePolicy")
+                and isinstance(node.get("config"), dict)
+                and str(node["config"].get("name", "")).startswith("mixed_")
+            ):
                 return "float32"
             return {k: fix(v) for k, v in node.items()}
         if isinstance(node, list):
@@ -130,7 +141,9 @@ def keras_predict(model, faces: np.ndarray, batch_size: int = 256, tta: bool = F
     x = faces[..., None].astype(np.float32)
     probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
     if tta:
-        probs = 0.5 * (probs + np.asarray(model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0), dtype=np.float64))
+        probs = 0.5 * (
+            probs + np.asarray(model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0), dtype=np.float64)
+        )
     return probs
 
 
@@ -173,19 +186,39 @@ def load_eval_split(data_dir: str, mode: str, split: str, head: str, limit: int 
 
 # --------------------------------------------------------------------------- CLI
 
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ml.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True,
-                   help=".keras or .h5 checkpoint, or exported artifact directory (model_card.json)")
-    p.add_argument("--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv] or class folders")
+    p = argparse.ArgumentParser(
+        prog="python -m ml.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help=".keras or .h5 checkpoint, or exported artifact directory (model_card.json)"
+    )
+    p.add_argument(
+        "--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv] or class folders"
+    )
     p.add_argument("--split", choices=("Training", "PublicTest"), default="PublicTest")
-    p.add_argument("--labels", choices=D.LABEL_MODES, default=None,
-                   help="evaluation protocol (default: fer2013 for the fer2013 head, ferplus-majority for ferplus)")
-    p.add_argument("--head", default=None, help="head of a multi-head checkpoint (default: the one --labels scores, else ferplus)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="average with the horizontally flipped face (artifacts default to their card's setting)")
-    p.add_argument("--temperature", type=positive_float, default=None,
-                   help="temperature applied to log-probabilities (artifacts default to their card's)")
+    p.add_argument(
+        "--labels",
+        choices=D.LABEL_MODES,
+        default=None,
+        help="evaluation protocol (default: fer2013 for the fer2013 head, ferplus-majority for ferplus)",
+    )
+    p.add_argument(
+        "--head", default=None, help="head of a multi-head checkpoint (default: the one --labels scores, else ferplus)"
+    )
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average with the horizontally flipped face (artifacts default to their card's setting)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=None,
+        help="temperature applied to log-probabilities (artifacts default to their card's)",
+    )
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N rows")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--json", default=None, help="write all metrics to this JSON file")
@@ -221,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         model = load_checkpoint(path)
         head = choose_head(head_size := head_sizes(model), args.head, args.labels)
         if len(head_size) > 1 and args.head is None and args.labels is None:
-            print(f"note: multi-head checkpoint ({', '.join(head_size)}); evaluating {head} (choose with --head)", file=sys.stderr)
+            print(
+                f"note: multi-head checkpoint ({', '.join(head_size)}); evaluating {head} (choose with --head)",
+                file=sys.stderr,
+            )
         mode = resolve_label_mode(head, args.labels)
         sub = single_head_model(model, head)
         temperature, tta, source = args.temperature or 1.0, bool(args.tta), "keras checkpoint"
@@ -236,21 +272,36 @@ def main(argv: list[str] | None = None) -> int:
     result = M.evaluate_probs(probs, data.targets[head], names)
     seconds = time.time() - started
 
-    title = (f"{path} [{source}]  head={head}  split={args.split}  protocol={mode}  "
-             f"tta={'on' if tta else 'off'}  T={temperature:.3f}")
+    title = (
+        f"{path} [{source}]  head={head}  split={args.split}  protocol={mode}  "
+        f"tta={'on' if tta else 'off'}  T={temperature:.3f}"
+    )
     print(M.format_report(result, title))
     report = {
-        "checkpoint": str(path), "source": source, "head": head, "label_mode": mode, "protocol": PROTOCOLS[mode],
-        "split": args.split, "data": str(Path(args.data).resolve()), "limit": args.limit,
-        "tta": tta, "temperature": temperature, "seconds": round(seconds, 2), "metrics": result,
+        "checkpoint": str(path),
+        "source": source,
+        "head": head,
+        "label_mode": mode,
+        "protocol": PROTOCOLS[mode],
+        "split": args.split,
+        "data": str(Path(args.data).resolve()),
+        "limit": args.limit,
+        "tta": tta,
+        "temperature": temperature,
+        "seconds": round(seconds, 2),
+        "metrics": result,
     }
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json}")
     if args.confusion_png:
-        M.save_confusion_png(result["confusion_matrix"], names, args.confusion_png,
-                             f"{path.name} {head} on {args.split} ({mode}): acc {100 * result['accuracy']:.1f}%")
+        M.save_confusion_png(
+            result["confusion_matrix"],
+            names,
+            args.confusion_png,
+            f"{path.name} {head} on {args.split} ({mode}): acc {100 * result['accuracy']:.1f}%",
+        )
         print(f"wrote {args.confusion_png}")
     return 0
 

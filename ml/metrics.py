@@ -3,11 +3,12 @@
 All functions take `probs` float (N, K) rows of class probabilities and either integer
 `labels` (N,) or target distributions `targets` (N, K) (one-hot for hard labels).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -82,7 +83,12 @@ def per_class(probs: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> di
         "recall": float(np.average(r, weights=s)) if s.sum() else 0.0,
         "f1": float(np.average(f, weights=s)) if s.sum() else 0.0,
     }
-    return {"classes": classes, "macro": macro, "weighted": weighted, "classes_absent": [n for n, ok in zip(names, present) if not ok]}
+    return {
+        "classes": classes,
+        "macro": macro,
+        "weighted": weighted,
+        "classes_absent": [n for n, ok in zip(names, present) if not ok],
+    }
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -143,8 +149,9 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple[float, 
         log_norm = np.log(np.exp(z).sum(axis=1))
         return float(np.mean(log_norm - z[rows, labels]))
 
-    result = minimize_scalar(objective, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded",
-                             options={"xatol": 1e-5})
+    result = minimize_scalar(
+        objective, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded", options={"xatol": 1e-5}
+    )
     return float(math.exp(result.x))
 
 
@@ -174,8 +181,13 @@ def fit_temperature_and_bias(probs: np.ndarray, labels: np.ndarray) -> tuple[flo
 
     classes = log_p.shape[1]
     x0 = np.concatenate([[start], np.zeros(classes)])
-    result = minimize(objective, x0, jac=True, method="L-BFGS-B",
-                      bounds=[(math.log(0.05), math.log(20.0))] + [(-10.0, 10.0)] * classes)
+    result = minimize(
+        objective,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(math.log(0.05), math.log(20.0))] + [(-10.0, 10.0)] * classes,
+    )
     bias = result.x[1:] - result.x[1:].mean()
     return float(math.exp(result.x[0])), bias
 
@@ -197,13 +209,17 @@ def calibration_fit(probs: np.ndarray, labels: np.ndarray, class_bias: bool = Fa
     the accuracy of the calibrated probabilities (in-sample) and the 2-fold `cross_calibrate` figures."""
     temperature, bias = fit_calibration(probs, labels, class_bias)
     bias = rounded_bias(bias)
-    return {"temperature": temperature, "class_bias": bias,
-            "accuracy": accuracy(apply_temperature(probs, temperature, bias), labels),
-            "cross": cross_calibrate(probs, labels, folds=2, seed=seed, class_bias=class_bias)}
+    return {
+        "temperature": temperature,
+        "class_bias": bias,
+        "accuracy": accuracy(apply_temperature(probs, temperature, bias), labels),
+        "cross": cross_calibrate(probs, labels, folds=2, seed=seed, class_bias=class_bias),
+    }
 
 
-def cross_calibrate(probs: np.ndarray, labels: np.ndarray, folds: int = 2, seed: int = 0,
-                    class_bias: bool = False) -> dict:
+def cross_calibrate(
+    probs: np.ndarray, labels: np.ndarray, folds: int = 2, seed: int = 0, class_bias: bool = False
+) -> dict:
     """Honest calibration estimate: fit T (and b, with `class_bias`) on all folds but one, measure ECE/NLL and
     accuracy on the held-out fold.
 
@@ -222,17 +238,20 @@ def cross_calibrate(probs: np.ndarray, labels: np.ndarray, folds: int = 2, seed:
         fit = np.concatenate([p for j, p in enumerate(parts) if j != i])
         t, bias = fit_calibration(probs[fit], labels[fit], class_bias)
         scaled = apply_temperature(probs[held], t, bias)
-        rows.append({
-            "temperature": t,
-            **({"class_bias": rounded_bias(bias)} if bias is not None else {}),
-            "n_fit": int(len(fit)), "n_held_out": int(len(held)),
-            "ece_before": expected_calibration_error(probs[held], labels[held]),
-            "ece_after": expected_calibration_error(scaled, labels[held]),
-            "nll_before": nll(probs[held], labels[held]),
-            "nll_after": nll(scaled, labels[held]),
-            "accuracy_before": accuracy(probs[held], labels[held]),
-            "accuracy_after": accuracy(scaled, labels[held]),
-        })
+        rows.append(
+            {
+                "temperature": t,
+                **({"class_bias": rounded_bias(bias)} if bias is not None else {}),
+                "n_fit": len(fit),
+                "n_held_out": len(held),
+                "ece_before": expected_calibration_error(probs[held], labels[held]),
+                "ece_after": expected_calibration_error(scaled, labels[held]),
+                "nll_before": nll(probs[held], labels[held]),
+                "nll_after": nll(scaled, labels[held]),
+                "accuracy_before": accuracy(probs[held], labels[held]),
+                "accuracy_after": accuracy(scaled, labels[held]),
+            }
+        )
     keys = ("ece_before", "ece_after", "nll_before", "nll_after", "accuracy_before", "accuracy_after")
     mean = {key: float(np.mean([r[key] for r in rows])) for key in keys}
     return {"folds": folds, "seed": seed, "fits_class_bias": class_bias, "per_fold": rows, **mean}
@@ -245,7 +264,7 @@ def evaluate_probs(probs: np.ndarray, targets: np.ndarray, names: Sequence[str])
     labels = targets.argmax(axis=1)
     report = per_class(probs, labels, names)
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "accuracy": accuracy(probs, labels),
         "loss": cross_entropy(probs, targets),
         "macro_f1": report["macro"]["f1"],
@@ -275,8 +294,10 @@ def format_report(metrics: dict, title: str = "") -> str:
         c = metrics["per_class"][name]
         lines.append(f"{name:<{width}} {c['precision']:>9.3f} {c['recall']:>7.3f} {c['f1']:>7.3f} {c['support']:>8d}")
     if "macro_precision" in metrics:
-        lines.append(f"{'macro avg':<{width}} {metrics['macro_precision']:>9.3f} {metrics['macro_recall']:>7.3f} "
-                     f"{metrics['macro_f1']:>7.3f} {metrics['n']:>8d}")
+        lines.append(
+            f"{'macro avg':<{width}} {metrics['macro_precision']:>9.3f} {metrics['macro_recall']:>7.3f} "
+            f"{metrics['macro_f1']:>7.3f} {metrics['n']:>8d}"
+        )
     lines.append("")
     short = [n[:7] for n in names]
     lines.append("confusion matrix (rows = true, columns = predicted)")
@@ -307,8 +328,15 @@ def save_confusion_png(matrix: np.ndarray | list, names: Sequence[str], path: st
         ax.set_title(title, fontsize=9)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, f"{matrix[i, j]}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{matrix[i, j]}\n{norm[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="row fraction")
     fig.tight_layout()
     path = Path(path)

@@ -1,4 +1,5 @@
 """tf.data input pipelines for training and evaluation."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -94,8 +95,9 @@ def epoch_stream(arrays, batch_size: int, seed: int, first: int, last: int, *, s
         epoch_seed = fold_in(base, epoch)
         order = tf.argsort(tf.random.stateless_uniform([n], epoch_seed), stable=True) if shuffle else tf.range(n)
         batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate()
-        return batches.map(lambda b, index: (*tf.nest.map_structure(lambda t: tf.gather(t, index), tensors),
-                                              fold_in(epoch_seed, b)))
+        return batches.map(
+            lambda b, index: (*tf.nest.map_structure(lambda t: tf.gather(t, index), tensors), fold_in(epoch_seed, b))
+        )
 
     return tf.data.Dataset.range(first, last).flat_map(one_epoch)
 
@@ -107,8 +109,9 @@ def _teach(teachers: Sequence[OnlineTeacher], single_output: bool):
         ys = dict(yb) if not single_output else {teachers[0].head: yb}
         ws = dict(wb) if not single_output else {teachers[0].head: wb}
         for teacher in teachers:
-            blended = tf.numpy_function(teacher.blend, [xb, ys[teacher.head], ws[teacher.head]], tf.float32,
-                                        stateful=False)
+            blended = tf.numpy_function(
+                teacher.blend, [xb, ys[teacher.head], ws[teacher.head]], tf.float32, stateful=False
+            )
             ys[teacher.head] = tf.ensure_shape(blended, ys[teacher.head].shape)
         return xb, (ys if not single_output else ys[teachers[0].head]), wb
 

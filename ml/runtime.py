@@ -20,8 +20,10 @@ process id changes, so a classifier loaded in a Celery prefork parent is safe to
 forked children (each child builds its own interpreter). Instances are thread-safe (one lock each).
 This module never imports Django and holds no module-level state besides constants.
 """
+
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -53,7 +55,7 @@ def chunk_sizes(n: int) -> list[int]:
     while n:
         size = bucket(n)
         if size - n <= n // 4:
-            return sizes + [n]
+            return [*sizes, n]
         size = max(b for b in BUCKETS if b <= n)
         sizes.append(size)
         n -= size
@@ -188,7 +190,7 @@ class _TFLiteBackend:
         if len(sizes) == 1:
             return self._run(faces)
         starts = np.cumsum([0, *sizes])
-        return np.concatenate([self._run(faces[a:b]) for a, b in zip(starts[:-1], starts[1:])])
+        return np.concatenate([self._run(faces[a:b]) for a, b in itertools.pairwise(starts)])
 
     def _run(self, faces: np.ndarray) -> np.ndarray:
         n = len(faces)
@@ -235,8 +237,9 @@ class _OnnxBackend:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
-            self._session = ort.InferenceSession(str(self.model_path), sess_options=options,
-                                                 providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(
+                str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
             self._input = self._session.get_inputs()[0].name
             self.created += 1
         (y,) = self._session.run(None, {self._input: faces[..., None].astype(np.float32)})[:1]
@@ -284,9 +287,17 @@ class EmotionClassifier:
     probabilities (the card's temperature and class bias, optional horizontal-flip test-time augmentation).
     """
 
-    def __init__(self, card: dict, directory: Path, *, temperature: float | None = None,
-                 tta: bool | None = None, threads: int | None = None, flip_below: float | None = None,
-                 class_bias: Any = None):
+    def __init__(
+        self,
+        card: dict,
+        directory: Path,
+        *,
+        temperature: float | None = None,
+        tta: bool | None = None,
+        threads: int | None = None,
+        flip_below: float | None = None,
+        class_bias: Any = None,
+    ):
         fmt = card.get("format")
         if fmt not in FORMATS:
             raise ValueError(f"{directory / CARD_NAME}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -324,9 +335,16 @@ class EmotionClassifier:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, temperature: float | None = None, tta: bool | None = None,
-             threads: int | None = None, flip_below: float | None = None,
-             class_bias: Any = None) -> "EmotionClassifier":
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        temperature: float | None = None,
+        tta: bool | None = None,
+        threads: int | None = None,
+        flip_below: float | None = None,
+        class_bias: Any = None,
+    ) -> EmotionClassifier:
         """Read an artifact directory (or its model_card.json). Nothing heavy happens until the first predict.
 
         `temperature` / `tta` override the card (e.g. temperature=1.0 for raw probabilities: an explicit
@@ -346,20 +364,31 @@ class EmotionClassifier:
             raise ValueError(f"{card_path}: not valid JSON ({exc})") from exc
         if not isinstance(card, dict):
             raise ValueError(f"{card_path}: expected a JSON object")
-        return cls(card, directory, temperature=temperature, tta=tta, threads=threads, flip_below=flip_below,
-                   class_bias=class_bias)
+        return cls(
+            card,
+            directory,
+            temperature=temperature,
+            tta=tta,
+            threads=threads,
+            flip_below=flip_below,
+            class_bias=class_bias,
+        )
 
     def __repr__(self) -> str:
         members = f", members={len(self._backends)}" if len(self._backends) > 1 else ""
-        return (f"EmotionClassifier({self.name!r}, format={self.format}{members}, labels={len(self.labels)}, "
-                f"T={self.temperature:.3f}{', class bias' if self.class_bias is not None else ''}, tta={self.tta}"
-                + (f", flip_below={self.flip_below:g})" if self.tta and math.isfinite(self.flip_below) else ")"))
+        return (
+            f"EmotionClassifier({self.name!r}, format={self.format}{members}, labels={len(self.labels)}, "
+            f"T={self.temperature:.3f}{', class bias' if self.class_bias is not None else ''}, tta={self.tta}"
+            + (f", flip_below={self.flip_below:g})" if self.tta and math.isfinite(self.flip_below) else ")")
+        )
 
     def __reduce__(self):
         # Pickles as "load this artifact again" (spawned workers rebuild their own interpreter).
         bias = None if self.class_bias is None else self.class_bias.tolist()
-        return (_reload, (self.card, str(self.directory), self.temperature, self.tta, self.threads, self.flip_below,
-                          bias))
+        return (
+            _reload,
+            (self.card, str(self.directory), self.temperature, self.tta, self.threads, self.flip_below, bias),
+        )
 
     def _raw(self, faces: np.ndarray) -> np.ndarray:
         pid = os.getpid()
@@ -371,7 +400,7 @@ class EmotionClassifier:
         outputs = []
         with self._lock:
             for start in range(0, len(faces), BATCH):
-                chunk = faces[start:start + BATCH]
+                chunk = faces[start : start + BATCH]
                 probs = self._backends[0](chunk)
                 for backend in self._backends[1:]:  # ensemble: mean of the members' softmax outputs
                     probs = probs + backend(chunk)
@@ -403,7 +432,21 @@ class EmotionClassifier:
         return [dict(zip(self.labels, map(float, row))) for row in self.predict_proba(faces)]
 
 
-def _reload(card: dict, directory: str, temperature: float, tta: bool, threads: int,
-            flip_below: float = math.inf, class_bias: list[float] | None = None) -> EmotionClassifier:
-    return EmotionClassifier(card, Path(directory), temperature=temperature, tta=tta, threads=threads,
-                             flip_below=flip_below, class_bias=class_bias)
+def _reload(
+    card: dict,
+    directory: str,
+    temperature: float,
+    tta: bool,
+    threads: int,
+    flip_below: float = math.inf,
+    class_bias: list[float] | None = None,
+) -> EmotionClassifier:
+    return EmotionClassifier(
+        card,
+        Path(directory),
+        temperature=temperature,
+        tta=tta,
+        threads=threads,
+        flip_below=flip_below,
+        class_bias=class_bias,
+    )

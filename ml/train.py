@@ -9,6 +9,7 @@ data stream), `train_meta.json`, and `val_metrics.json`: the end-of-training rep
 checkpoint on the validation data (accuracy, loss, precision, recall, F1, weighted F1, per class,
 confusion matrix), also printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,9 @@ from pathlib import Path
 
 from ml import cli
 
-DEFAULT_DATA = os.environ.get("FEEDMOOD_FER_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"))
+DEFAULT_DATA = os.environ.get(
+    "FEEDMOOD_FER_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013")
+)
 MODELS = ("cnn", "resnet50", "resnet50v2", "vgg16", "feednet")
 #: Other names the seeds' instructions use for an architecture.
 MODEL_ALIASES = {"resnet": "resnet50"}
@@ -33,7 +36,9 @@ def parse_labels(value: str) -> tuple[str, ...]:
     modes = tuple(part.strip() for part in value.split(",") if part.strip())
     bad = [mode for mode in modes if mode not in LABEL_CHOICES]
     if not modes or bad:
-        raise argparse.ArgumentTypeError(f"invalid label set {value!r}; choose from {', '.join(LABEL_CHOICES)} (comma-separate for multi-task)")
+        raise argparse.ArgumentTypeError(
+            f"invalid label set {value!r}; choose from {', '.join(LABEL_CHOICES)} (comma-separate for multi-task)"
+        )
     return modes
 
 
@@ -100,11 +105,26 @@ def parse_teacher_arg(value: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ml.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, choices=MODELS + tuple(MODEL_ALIASES),
-                   help="architecture to train (resnet = resnet50)")
-    p.add_argument("--labels", type=parse_labels, default=("fer2013",), help="fer2013 | ferplus-majority | ferplus-distribution, comma separated for multi-task heads")
-    p.add_argument("--data", default=DEFAULT_DATA, help="directory with fer2013.csv(.gz) [+ fer2013new.csv] or train/<emotion>/ folders")
+    p = argparse.ArgumentParser(
+        prog="python -m ml.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        choices=MODELS + tuple(MODEL_ALIASES),
+        help="architecture to train (resnet = resnet50)",
+    )
+    p.add_argument(
+        "--labels",
+        type=parse_labels,
+        default=("fer2013",),
+        help="fer2013 | ferplus-majority | ferplus-distribution, comma separated for multi-task heads",
+    )
+    p.add_argument(
+        "--data",
+        default=DEFAULT_DATA,
+        help="directory with fer2013.csv(.gz) [+ fer2013new.csv] or train/<emotion>/ folders",
+    )
     p.add_argument("--out", default="runs/latest", help="output directory")
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--batch-size", type=positive_int, default=64)
@@ -115,56 +135,128 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--class-weights", choices=("balanced", "sqrt", "none"), default="balanced")
     p.add_argument("--no-augment", action="store_true", help="disable training augmentation")
-    p.add_argument("--random-erasing", type=unit_interval, default=0.0, metavar="P",
-                   help="after the affine warp, fill one random rectangle of each image with noise, with probability P")
-    p.add_argument("--mixup", type=non_negative_float, default=0.0, metavar="ALPHA",
-                   help="mixup: blend images and targets with a batch partner, lam ~ Beta(ALPHA, ALPHA) (0 = off)")
-    p.add_argument("--cutmix", type=non_negative_float, default=0.0, metavar="ALPHA",
-                   help="CutMix: paste a box of a batch partner, area share 1 - lam, lam ~ Beta(ALPHA, ALPHA) (0 = off); "
-                        "with --mixup too, each image takes one of the two")
-    p.add_argument("--mix-prob", type=unit_interval, default=1.0, metavar="P",
-                   help="share of training images that --mixup / --cutmix mix (default 1)")
+    p.add_argument(
+        "--random-erasing",
+        type=unit_interval,
+        default=0.0,
+        metavar="P",
+        help="after the affine warp, fill one random rectangle of each image with noise, with probability P",
+    )
+    p.add_argument(
+        "--mixup",
+        type=non_negative_float,
+        default=0.0,
+        metavar="ALPHA",
+        help="mixup: blend images and targets with a batch partner, lam ~ Beta(ALPHA, ALPHA) (0 = off)",
+    )
+    p.add_argument(
+        "--cutmix",
+        type=non_negative_float,
+        default=0.0,
+        metavar="ALPHA",
+        help="CutMix: paste a box of a batch partner, area share 1 - lam, lam ~ Beta(ALPHA, ALPHA) (0 = off); "
+        "with --mixup too, each image takes one of the two",
+    )
+    p.add_argument(
+        "--mix-prob",
+        type=unit_interval,
+        default=1.0,
+        metavar="P",
+        help="share of training images that --mixup / --cutmix mix (default 1)",
+    )
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0 = off)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--deterministic", action="store_true", help="enable TF op determinism (slower)")
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
     p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default")
     p.add_argument("--resume", action="store_true", help="continue from the backup in --out after an interruption")
-    p.add_argument("--stop-after", type=positive_int, default=None,
-                   help="end this invocation after epoch N of the --epochs schedule (time-boxed sessions; continue with --resume)")
-    p.add_argument("--init-from", default=None,
-                   help="start from the weights of this .keras checkpoint (same architecture and heads), or fine-tune "
-                        "a shipped single-network FeedNet artifact directory (one --labels mode for its head; see ml.warmstart)")
-    p.add_argument("--limit", type=positive_int, default=None,
-                   help="use only N training and N validation images, drawn with each class's share (smoke runs)")
-    p.add_argument("--val-split", type=fraction, default=None, metavar="F",
-                   help="validate on a stratified share F of the training images instead of PublicTest (for "
-                        "datasets with a train split only, e.g. 0.1)")
+    p.add_argument(
+        "--stop-after",
+        type=positive_int,
+        default=None,
+        help="end this invocation after epoch N of the --epochs schedule (time-boxed sessions; continue with --resume)",
+    )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="start from the weights of this .keras checkpoint (same architecture and heads), or fine-tune "
+        "a shipped single-network FeedNet artifact directory (one --labels mode for its head; see ml.warmstart)",
+    )
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        help="use only N training and N validation images, drawn with each class's share (smoke runs)",
+    )
+    p.add_argument(
+        "--val-split",
+        type=fraction,
+        default=None,
+        metavar="F",
+        help="validate on a stratified share F of the training images instead of PublicTest (for "
+        "datasets with a train split only, e.g. 0.1)",
+    )
     p.add_argument("--width", type=positive_int, default=None, help="feednet width (default 32)")
-    p.add_argument("--stage-widths", type=positive_ints, default=None, metavar="W0,W1,...",
-                   help="feednet channels per stage (default width*1,2,4,8); with an --init-from artifact, its "
-                        "stages are narrowed to these (largest-L1 channels kept, see ml.warmstart.reshape_feednet)")
-    p.add_argument("--stage-convs", type=positive_ints, default=None, metavar="C0,C1,...",
-                   help="feednet convs per stage (default 2 each); with an --init-from artifact, each stage keeps its first "
-                        "convs, and convs beyond the artifact's start as identities (the same function, deeper)")
+    p.add_argument(
+        "--stage-widths",
+        type=positive_ints,
+        default=None,
+        metavar="W0,W1,...",
+        help="feednet channels per stage (default width*1,2,4,8); with an --init-from artifact, its "
+        "stages are narrowed to these (largest-L1 channels kept, see ml.warmstart.reshape_feednet)",
+    )
+    p.add_argument(
+        "--stage-convs",
+        type=positive_ints,
+        default=None,
+        metavar="C0,C1,...",
+        help="feednet convs per stage (default 2 each); with an --init-from artifact, each stage keeps its first "
+        "convs, and convs beyond the artifact's start as identities (the same function, deeper)",
+    )
     p.add_argument("--weights", default=None, help="local ImageNet weights file for transfer models (never downloaded)")
     p.add_argument("--base-size", type=positive_int, default=96, help="input side of transfer backbones")
-    p.add_argument("--freeze-epochs", type=int, default=5, help="transfer models: epochs with the base frozen before fine-tuning")
-    p.add_argument("--finetune-lr", type=positive_float, default=1e-4, help="transfer models: learning rate of the fine-tune phase")
-    p.add_argument("--teacher", type=parse_teacher_arg, action="append", default=[], metavar="HEAD=ARTIFACT",
-                   help="distil from an exported artifact into HEAD (fer2013 or ferplus); repeatable")
-    p.add_argument("--distill-alpha", type=float, default=0.5,
-                   help="weight of the teacher's probabilities in the training targets, in [0, 1]")
-    p.add_argument("--teacher-mode", choices=("offline", "online"), default="offline",
-                   help="offline: the teacher scores the un-augmented images once (cached); "
-                        "online: it scores every augmented batch (see ml.distill)")
-    p.add_argument("--ema", type=ema_momentum, default=0.0, metavar="MOMENTUM",
-                   help="keep an exponential moving average of the weights (e.g. 0.998) and validate, checkpoint "
-                        "and save that average instead of the raw weights (0 = off)")
-    p.add_argument("--int8-weights", action="store_true",
-                   help="quantization-aware training: conv layers compute with their kernels rounded to the int8 "
-                        "grid the export uses (straight-through gradient; see ml.quant). For fine-tuning an "
-                        "int8-bound network; feednet and cnn only")
+    p.add_argument(
+        "--freeze-epochs", type=int, default=5, help="transfer models: epochs with the base frozen before fine-tuning"
+    )
+    p.add_argument(
+        "--finetune-lr", type=positive_float, default=1e-4, help="transfer models: learning rate of the fine-tune phase"
+    )
+    p.add_argument(
+        "--teacher",
+        type=parse_teacher_arg,
+        action="append",
+        default=[],
+        metavar="HEAD=ARTIFACT",
+        help="distil from an exported artifact into HEAD (fer2013 or ferplus); repeatable",
+    )
+    p.add_argument(
+        "--distill-alpha",
+        type=float,
+        default=0.5,
+        help="weight of the teacher's probabilities in the training targets, in [0, 1]",
+    )
+    p.add_argument(
+        "--teacher-mode",
+        choices=("offline", "online"),
+        default="offline",
+        help="offline: the teacher scores the un-augmented images once (cached); "
+        "online: it scores every augmented batch (see ml.distill)",
+    )
+    p.add_argument(
+        "--ema",
+        type=ema_momentum,
+        default=0.0,
+        metavar="MOMENTUM",
+        help="keep an exponential moving average of the weights (e.g. 0.998) and validate, checkpoint "
+        "and save that average instead of the raw weights (0 = off)",
+    )
+    p.add_argument(
+        "--int8-weights",
+        action="store_true",
+        help="quantization-aware training: conv layers compute with their kernels rounded to the int8 "
+        "grid the export uses (straight-through gradient; see ml.quant). For fine-tuning an "
+        "int8-bound network; feednet and cnn only",
+    )
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     return p
 
@@ -178,8 +270,12 @@ SPEED_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni",
 
 def cpu_flags(cpuinfo: str | None) -> set[str]:
     """The CPU feature flags in /proc/cpuinfo text (x86 `flags`, Arm `Features`)."""
-    return {flag for line in (cpuinfo or "").splitlines() if line.split(":")[0].strip() in ("flags", "Features")
-            for flag in line.split(":", 1)[-1].split()}
+    return {
+        flag
+        for line in (cpuinfo or "").splitlines()
+        if line.split(":")[0].strip() in ("flags", "Features")
+        for flag in line.split(":", 1)[-1].split()
+    }
 
 
 def bf16_warning(precision: str, cpuinfo: str | None) -> str | None:
@@ -192,12 +288,16 @@ def bf16_warning(precision: str, cpuinfo: str | None) -> str | None:
     if flags & VECTOR_BF16_FLAGS and "AuthenticAMD" in cpuinfo:
         return None  # AMD's avx512_bf16 is fast: a 2-core EPYC (Zen 5) trained FeedNet at 375 vs 303 images/s
     if flags & VECTOR_BF16_FLAGS:
-        return ("warning: --precision mixed_bfloat16 on an Intel CPU with avx512_bf16 but no AMX (no amx_bf16 flag): slower "
-                "than float32 (measured: ~120 vs ~180 images/s for the 2-head FeedNet w32 at batch 128 on a 2-core "
-                "Xeon without AMX; AMX machines ran it 1.3-2.5x faster than float32). Use --precision float32 here.")
-    return ("warning: --precision mixed_bfloat16 on a CPU without bfloat16 instructions (no avx512_bf16, amx_bf16 "
-            "or bf16 flag): TensorFlow emulates it, ~10x slower than float32 (measured: 14.7 vs 1.6 s per batch "
-            "of 128 on an AVX2-only AMD EPYC). Use --precision float32 here.")
+        return (
+            "warning: --precision mixed_bfloat16 on an Intel CPU with avx512_bf16 but no AMX (no amx_bf16 flag): slower "
+            "than float32 (measured: ~120 vs ~180 images/s for the 2-head FeedNet w32 at batch 128 on a 2-core "
+            "Xeon without AMX; AMX machines ran it 1.3-2.5x faster than float32). Use --precision float32 here."
+        )
+    return (
+        "warning: --precision mixed_bfloat16 on a CPU without bfloat16 instructions (no avx512_bf16, amx_bf16 "
+        "or bf16 flag): TensorFlow emulates it, ~10x slower than float32 (measured: 14.7 vs 1.6 s per batch "
+        "of 128 on an AVX2-only AMD EPYC). Use --precision float32 here."
+    )
 
 
 def cpu_model(cpuinfo: str | None) -> str:
@@ -225,7 +325,9 @@ def check_teacher_heads(args: argparse.Namespace, train) -> None:
     check_alpha(args.distill_alpha)  # before the teachers score anything
     for head, artifact in args.teacher:
         if head not in train.targets:
-            raise DistillError(f"--teacher {head}={artifact}: this run has no {head!r} head (heads: {', '.join(train.targets)})")
+            raise DistillError(
+                f"--teacher {head}={artifact}: this run has no {head!r} head (heads: {', '.join(train.targets)})"
+            )
 
 
 def online_teachers(args: argparse.Namespace, train) -> list:
@@ -245,8 +347,11 @@ def distil(args: argparse.Namespace, train) -> None:
         started = time.time()
         probs = teacher_probabilities(train.images, artifact, train.labels[head], Path(args.out) / "teachers")
         valid = train.weights[head] > 0
-        print(f"teacher {artifact} -> head {head}: agrees with the labels on {agreement(train.targets[head], valid, probs):.1%} "
-              f"of {int(valid.sum())} training images ({time.time() - started:.0f} s)", flush=True)
+        print(
+            f"teacher {artifact} -> head {head}: agrees with the labels on {agreement(train.targets[head], valid, probs):.1%} "
+            f"of {int(valid.sum())} training images ({time.time() - started:.0f} s)",
+            flush=True,
+        )
         train.targets[head] = blend_targets(train.targets[head], valid, probs, args.distill_alpha)
 
 
@@ -262,16 +367,22 @@ def artifacts_built_on(args: argparse.Namespace) -> dict:
 
 def check_stage_args(args: argparse.Namespace) -> None:
     """--stage-widths / --stage-convs: FeedNet only, one entry per stage, and not mixed with --width."""
-    given = [flag for flag, value in (("--stage-widths", args.stage_widths), ("--stage-convs", args.stage_convs)) if value]
+    given = [
+        flag for flag, value in (("--stage-widths", args.stage_widths), ("--stage-convs", args.stage_convs)) if value
+    ]
     if given and args.model != "feednet":
         raise ValueError(f"{' and '.join(given)} apply to --model feednet only, not {args.model}")
     if args.stage_widths and args.width:
         raise ValueError("pass --width or --stage-widths, not both")
     if args.stage_widths and args.stage_convs and len(args.stage_widths) != len(args.stage_convs):
-        raise ValueError(f"--stage-widths has {len(args.stage_widths)} stages and --stage-convs {len(args.stage_convs)}")
+        raise ValueError(
+            f"--stage-widths has {len(args.stage_widths)} stages and --stage-convs {len(args.stage_convs)}"
+        )
     if given and args.init_from and Path(args.init_from).is_file():
-        raise ValueError(f"{' and '.join(given)} with an --init-from checkpoint: a .keras checkpoint fixes the shape; "
-                         "narrow a shipped artifact directory instead")
+        raise ValueError(
+            f"{' and '.join(given)} with an --init-from checkpoint: a .keras checkpoint fixes the shape; "
+            "narrow a shipped artifact directory instead"
+        )
 
 
 def artifact_model(args: argparse.Namespace, heads: list[str]):
@@ -283,16 +394,23 @@ def artifact_model(args: argparse.Namespace, heads: list[str]):
         raise WarmStartError(f"--init-from {args.init_from}: artifacts seed --model feednet only, not {args.model}")
     model, card = feednet_from_artifact(args.init_from)
     if heads != [card.get("head")]:
-        raise WarmStartError(f"--init-from {args.init_from}: the artifact has one {card.get('head')!r} head; this run "
-                             f"trains {', '.join(heads)} (pass one --labels mode for that head)")
+        raise WarmStartError(
+            f"--init-from {args.init_from}: the artifact has one {card.get('head')!r} head; this run "
+            f"trains {', '.join(heads)} (pass one --labels mode for that head)"
+        )
     if args.stage_widths or args.stage_convs:
         from ml.models.feednet import stage_plan
         from ml.warmstart import feednet_shape, reshape_feednet
 
         widths, counts = feednet_shape(model)
         try:
-            target = stage_plan(widths[0], counts[0], len(widths), stage_widths=args.stage_widths or widths,
-                                stage_convs=args.stage_convs or counts)
+            target = stage_plan(
+                widths[0],
+                counts[0],
+                len(widths),
+                stage_widths=args.stage_widths or widths,
+                stage_convs=args.stage_convs or counts,
+            )
         except ValueError as error:
             raise WarmStartError(f"--init-from {args.init_from}: {error}") from error
         model = reshape_feednet(model, *target)
@@ -315,9 +433,12 @@ def load_data(args: argparse.Namespace):
     train = D.load_split(args.data, args.labels, "Training")
     modes = trained_label_modes(args.labels, train)
     if modes != tuple(args.labels):
-        print(f"note: the class folders hold {', '.join(train.labels[h][-1] for h in train.labels)}-style labels: "
-              f"training {', '.join(modes)} ({', '.join(f'{h} {len(v)} classes' for h, v in train.labels.items())})",
-              file=sys.stderr, flush=True)
+        print(
+            f"note: the class folders hold {', '.join(train.labels[h][-1] for h in train.labels)}-style labels: "
+            f"training {', '.join(modes)} ({', '.join(f'{h} {len(v)} classes' for h, v in train.labels.items())})",
+            file=sys.stderr,
+            flush=True,
+        )
     # Validation follows the evaluation protocol: FER+ heads are scored on majority labels.
     val_modes = tuple("ferplus-majority" if m.startswith("ferplus") else m for m in modes)
     if args.val_split:
@@ -327,7 +448,9 @@ def load_data(args: argparse.Namespace):
         try:
             val = D.load_split(args.data, val_modes, "PublicTest")
         except D.DataError as exc:
-            raise D.DataError(f"{exc}; to validate on part of the training images instead, pass --val-split 0.1") from exc
+            raise D.DataError(
+                f"{exc}; to validate on part of the training images instead, pass --val-split 0.1"
+            ) from exc
         source = "PublicTest"
     if args.limit:
         train, val = D.stratified_subset(train, args.limit, args.seed), D.stratified_subset(val, args.limit, args.seed)
@@ -354,9 +477,11 @@ def resumed_epoch(backup: Path) -> int:
 def finetune_note(args: argparse.Namespace) -> str | None:
     """The message for a transfer run whose --epochs leave no fine-tuning phase."""
     if args.freeze_epochs > 0 and args.epochs <= args.freeze_epochs:
-        return (f"note: --epochs {args.epochs} <= --freeze-epochs {args.freeze_epochs}: the {args.model} base stays "
-                f"frozen and no fine-tuning phase runs (only the head trains); pass --epochs > --freeze-epochs to "
-                f"fine-tune the whole network, or --freeze-epochs 0 to train it all from the start")
+        return (
+            f"note: --epochs {args.epochs} <= --freeze-epochs {args.freeze_epochs}: the {args.model} base stays "
+            f"frozen and no fine-tuning phase runs (only the head trains); pass --epochs > --freeze-epochs to "
+            f"fine-tune the whole network, or --freeze-epochs 0 to train it all from the start"
+        )
     return None
 
 
@@ -374,9 +499,13 @@ def end_of_training_report(out: Path, model, val, source: str, modes: dict[str, 
     report = report_heads(load_checkpoint(best) if best.is_file() else model, val, batch_size)
     name = best.name if best.is_file() else "final weights"
     for head, result in report.items():
-        print("\n" + format_report(result, f"end of training: {name}, head {head}, on {source} ({modes[head]})"), flush=True)
-    (out / "val_metrics.json").write_text(json.dumps(
-        {"checkpoint": name, "validation": source, "label_modes": modes, "metrics": report}, indent=2))
+        print(
+            "\n" + format_report(result, f"end of training: {name}, head {head}, on {source} ({modes[head]})"),
+            flush=True,
+        )
+    (out / "val_metrics.json").write_text(
+        json.dumps({"checkpoint": name, "validation": source, "label_modes": modes, "metrics": report}, indent=2)
+    )
     return report
 
 
@@ -416,8 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from ml import models as M
-    from ml.pipeline import make_dataset, sample_weights
     from ml.models.transfer import unfreeze_base
+    from ml.pipeline import make_dataset, sample_weights
 
     out = Path(args.out)
     if out.exists() and not args.resume and (out / "backup").exists():
@@ -436,19 +565,43 @@ def main(argv: list[str] | None = None) -> int:
         distil(args, train)
     heads = list(train.targets)
     weights = {h: sample_weights(train.targets[h], train.weights[h], args.class_weights) for h in heads}
-    print(f"train {len(train)} images, validate {len(val)} on {val_source}; heads: "
-          + ", ".join(f"{h} ({len(train.labels[h])} classes)" for h in heads), flush=True)
+    print(
+        f"train {len(train)} images, validate {len(val)} on {val_source}; heads: "
+        + ", ".join(f"{h} ({len(train.labels[h])} classes)" for h in heads),
+        flush=True,
+    )
 
     single = len(heads) == 1
 
     def train_stream(first: int, last: int):
         """Epochs first..last-1 of the training batches (see make_dataset: resumable exactly)."""
-        return make_dataset(train.images, train.targets, weights, args.batch_size, shuffle=True,
-                            augment=not args.no_augment, erase=args.random_erasing, mixup=args.mixup,
-                            cutmix=args.cutmix, mix_prob=args.mix_prob, seed=args.seed,
-                            single_output=single, teachers=teachers, epochs=(first, last))
-    val_ds = make_dataset(val.images, val.targets, val.weights, args.batch_size * 2, shuffle=False,
-                          augment=False, seed=args.seed, single_output=single)
+        return make_dataset(
+            train.images,
+            train.targets,
+            weights,
+            args.batch_size,
+            shuffle=True,
+            augment=not args.no_augment,
+            erase=args.random_erasing,
+            mixup=args.mixup,
+            cutmix=args.cutmix,
+            mix_prob=args.mix_prob,
+            seed=args.seed,
+            single_output=single,
+            teachers=teachers,
+            epochs=(first, last),
+        )
+
+    val_ds = make_dataset(
+        val.images,
+        val.targets,
+        val.weights,
+        args.batch_size * 2,
+        shuffle=False,
+        augment=False,
+        seed=args.seed,
+        single_output=single,
+    )
     steps_per_epoch = int(np.ceil(len(train) / args.batch_size))
 
     strategy = {
@@ -462,8 +615,11 @@ def main(argv: list[str] | None = None) -> int:
     if is_transfer:
         model_kwargs = {"weights": args.weights, "base_size": args.base_size}
     elif args.model == "feednet":
-        model_kwargs = {k: v for k, v in (("width", args.width), ("stage_widths", args.stage_widths),
-                                          ("stage_convs", args.stage_convs)) if v}
+        model_kwargs = {
+            k: v
+            for k, v in (("width", args.width), ("stage_widths", args.stage_widths), ("stage_convs", args.stage_convs))
+            if v
+        }
     elif args.weights:
         raise ValueError("--weights applies to transfer models (resnet50, resnet50v2, vgg16) only")
 
@@ -471,17 +627,25 @@ def main(argv: list[str] | None = None) -> int:
         total = max(1, steps_per_epoch * epochs)
         warmup_steps = int(min(total // 2, steps_per_epoch * warmup))
         schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=peak_lr * (0.1 if warmup_steps else 1.0), decay_steps=max(1, total - warmup_steps),
-            alpha=0.01, warmup_target=peak_lr if warmup_steps else None, warmup_steps=warmup_steps)
+            initial_learning_rate=peak_lr * (0.1 if warmup_steps else 1.0),
+            decay_steps=max(1, total - warmup_steps),
+            alpha=0.01,
+            warmup_target=peak_lr if warmup_steps else None,
+            warmup_steps=warmup_steps,
+        )
         ema = {"use_ema": True, "ema_momentum": args.ema} if args.ema else {}
         optimizer = {
             "adamw": lambda: keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay, **ema),
             "adam": lambda: keras.optimizers.Adam(schedule, **ema),
-            "sgd": lambda: keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=args.weight_decay, **ema),
+            "sgd": lambda: keras.optimizers.SGD(
+                schedule, momentum=0.9, nesterov=True, weight_decay=args.weight_decay, **ema
+            ),
         }[args.optimizer]()
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
         metrics = ["accuracy"] if single else {h: ["accuracy"] for h in heads}
-        model.compile(optimizer=optimizer, loss=loss if single else {h: loss for h in heads}, weighted_metrics=metrics)
+        model.compile(
+            optimizer=optimizer, loss=loss if single else dict.fromkeys(heads, loss), weighted_metrics=metrics
+        )
 
     monitor = "val_accuracy" if single else "val_mean_accuracy"
 
@@ -499,8 +663,13 @@ def main(argv: list[str] | None = None) -> int:
             cbs.append(AveragedWeights(swap_on_epoch=True))
         cbs += [
             # The best epoch so far (an earlier phase or invocation) is the bar a new best.keras must beat.
-            keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor=monitor, mode="max", save_best_only=True,
-                                            initial_value_threshold=best_logged(out / "log.csv", monitor)),
+            keras.callbacks.ModelCheckpoint(
+                str(out / "best.keras"),
+                monitor=monitor,
+                mode="max",
+                save_best_only=True,
+                initial_value_threshold=best_logged(out / "log.csv", monitor),
+            ),
             keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
             keras.callbacks.TensorBoard(str(out / "tb"), write_graph=False, profile_batch=0),
         ]
@@ -593,8 +762,16 @@ def main(argv: list[str] | None = None) -> int:
                 model.optimizer.build(model.trainable_variables)
                 model.load_weights(backup / "latest.weights.h5")
             return
-        model.fit(train_stream(start, last), validation_data=val_ds, initial_epoch=first, epochs=last,
-                  steps_per_epoch=steps_per_epoch, shuffle=False, callbacks=callbacks(phase), verbose=args.verbose)
+        model.fit(
+            train_stream(start, last),
+            validation_data=val_ds,
+            initial_epoch=first,
+            epochs=last,
+            steps_per_epoch=steps_per_epoch,
+            shuffle=False,
+            callbacks=callbacks(phase),
+            verbose=args.verbose,
+        )
 
     if is_transfer and args.freeze_epochs > 0:
         phase1 = min(args.freeze_epochs, args.epochs)
@@ -623,16 +800,24 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "label_modes": list(label_modes),
         "heads": {h: list(train.labels[h]) for h in heads},
-        "data": {"path": str(Path(args.data).resolve()), "train_split": "Training", "val_split": val_source,
-                 "train_images": len(train), "val_images": len(val), "val_label_modes": list(val_modes),
-                 "class_counts": {"train": class_counts(train), "val": class_counts(val)}},
-        "args": {k: v for k, v in vars(args).items()},
+        "data": {
+            "path": str(Path(args.data).resolve()),
+            "train_split": "Training",
+            "val_split": val_source,
+            "train_images": len(train),
+            "val_images": len(val),
+            "val_label_modes": list(val_modes),
+            "class_counts": {"train": class_counts(train), "val": class_counts(val)},
+        },
+        "args": dict(vars(args).items()),
         "epochs_run": max(0, len(log_rows) - 1),
         "val_metrics": {h: {k: r[k] for k in REPORT_KEYS} for h, r in val_report.items()},
         "train_wall_seconds_this_run": round(wall, 1),
         "precision": args.precision,
-        "tf_version": tf.__version__, "keras_version": keras.__version__,
-        "cpu_count": os.cpu_count(), "cpu_model": cpu_model(read_cpuinfo()),
+        "tf_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(read_cpuinfo()),
         "built_on": built_on,
     }
     wall_file = out / "wall_seconds.json"

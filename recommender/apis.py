@@ -21,12 +21,13 @@ from feedmood.serializers import PostOutputSerializer
 from feedmood.validators import validate_finite
 from recommender import conf, selectors, services
 from recommender.feed import FeedItem, FeedPage, feed_page
-from recommender.selectors import FeedPost
 from recommender.mood import LABELS, Mood
 from recommender.ranking import Policy, Source
+from recommender.selectors import FeedPost
 
 ERRORS = OpenApiResponse(description='Validation error: `{"field": ["message"]}`')
 UNAUTHENTICATED = OpenApiResponse(description="Authentication credentials were not provided")
+
 
 class FiniteFloatField(serializers.FloatField):
     """FloatField that rejects NaN and infinities."""
@@ -34,6 +35,7 @@ class FiniteFloatField(serializers.FloatField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.validators.insert(0, validate_finite)
+
 
 class MoodOutputSerializer(serializers.Serializer):
     """A mood: ``state`` known|unknown; ``reason`` says why it is unknown."""
@@ -48,10 +50,17 @@ class MoodOutputSerializer(serializers.Serializer):
     class Meta:
         ref_name = "Mood"
 
+
 def mood_data(mood: Mood) -> dict[str, Any]:
     if not mood.known:
-        return {"state": "unknown", "reason": mood.reason, "label": None, "valence": None, "arousal": None,
-                "confidence": None}
+        return {
+            "state": "unknown",
+            "reason": mood.reason,
+            "label": None,
+            "valence": None,
+            "arousal": None,
+            "confidence": None,
+        }
     return {
         "state": "known",
         "reason": "",
@@ -60,6 +69,7 @@ def mood_data(mood: Mood) -> dict[str, Any]:
         "arousal": round(mood.arousal or 0.0, 4),
         "confidence": round(mood.confidence, 4),
     }
+
 
 DATETIME = serializers.DateTimeField()
 
@@ -108,7 +118,8 @@ class FeedApi(APIView):
         page_size = serializers.IntegerField(min_value=1, max_value=conf.DEFAULTS["MAX_PAGE_SIZE"], required=False)
         cursor = serializers.CharField(required=False, max_length=2000)
         refresh = serializers.BooleanField(
-            required=False, default=False,
+            required=False,
+            default=False,
             help_text="Rank a new snapshot even if the one of a moment ago is still current.",
         )
 
@@ -131,8 +142,9 @@ class FeedApi(APIView):
                 position = serializers.IntegerField()
                 base_position = serializers.IntegerField(help_text="Position in the plain hot-rank order.")
                 score = serializers.FloatField(
-                    allow_null=True, help_text="Your own posts only (null for other people's: it would reveal "
-                    "the affect read from their photos)."
+                    allow_null=True,
+                    help_text="Your own posts only (null for other people's: it would reveal "
+                    "the affect read from their photos).",
                 )
                 base_score = serializers.FloatField(help_text="Hot rank from likes and age (public data).")
                 mood_adjustment = serializers.FloatField(allow_null=True, help_text="Your own posts only.")
@@ -170,20 +182,41 @@ class FeedApi(APIView):
                 "Sad user, repair policy",
                 response_only=True,
                 value={
-                    "mood": {"state": "known", "reason": "", "label": "sadness", "valence": -0.58,
-                             "arousal": -0.31, "confidence": 0.71},
+                    "mood": {
+                        "state": "known",
+                        "reason": "",
+                        "label": "sadness",
+                        "valence": -0.58,
+                        "arousal": -0.31,
+                        "confidence": 0.71,
+                    },
                     "policy": {"name": "repair", "strength": 0.5, "source": "profile", "applied": True, "note": ""},
                     "snapshot": "2025-01-01T12:00:00Z",
                     "snapshot_reused": False,
                     "next": "http://localhost:8000/api/feed/?cursor=...",
                     "results": [
-                        {"post": {"id": 42, "author": {"username": "bob", "display_name": "Bob"}, "text": "sunny day",
-                                  "image_url": "http://localhost:8000/api/posts/42/image/", "image_width": 640,
-                                  "image_height": 480, "like_count": 3, "liked_by_me": False,
-                                  "created_at": "2025-01-01T10:00:00Z"},
-                         "reason": "moved up for your mood: the photo",
-                         "ranking": {"position": 0, "base_position": 4, "score": None, "base_score": -0.16,
-                                     "mood_adjustment": None, "source": "network"}},
+                        {
+                            "post": {
+                                "id": 42,
+                                "author": {"username": "bob", "display_name": "Bob"},
+                                "text": "sunny day",
+                                "image_url": "http://localhost:8000/api/posts/42/image/",
+                                "image_width": 640,
+                                "image_height": 480,
+                                "like_count": 3,
+                                "liked_by_me": False,
+                                "created_at": "2025-01-01T10:00:00Z",
+                            },
+                            "reason": "moved up for your mood: the photo",
+                            "ranking": {
+                                "position": 0,
+                                "base_position": 4,
+                                "score": None,
+                                "base_score": -0.16,
+                                "mood_adjustment": None,
+                                "source": "network",
+                            },
+                        },
                     ],
                 },
             )
@@ -210,8 +243,13 @@ class FeedApi(APIView):
         image_urls = ImageUrls(request)
         return {
             "mood": mood_data(page.mood),
-            "policy": {"name": page.policy, "strength": page.strength, "source": page.policy_source,
-                       "applied": page.applied, "note": page.note},
+            "policy": {
+                "name": page.policy,
+                "strength": page.strength,
+                "source": page.policy_source,
+                "applied": page.applied,
+                "note": page.note,
+            },
             "snapshot": DATETIME.to_representation(page.snapshot),
             "snapshot_reused": page.reused,
             "next": next_url,
@@ -224,6 +262,7 @@ class FeedApi(APIView):
                 for item in page.items
             ],
         }
+
 
 def ranking_data(item: FeedItem) -> dict[str, Any]:
     """An item's ranking; the mood's numbers (score, adjustment) only for the viewer's own posts."""
@@ -266,6 +305,7 @@ class MoodApi(APIView):
             "model_version": report.model_version_id if mood.known else None,
         }
         return Response(self.OutputSerializer(data).data)
+
 
 class MoodSettingsApi(APIView):
     """Emotion consent and mood-adaptation settings of the signed-in user.

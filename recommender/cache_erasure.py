@@ -22,7 +22,8 @@ from typing import Any
 
 from django.core.cache import cache
 
-from recommender import cursor as cursors, freshness
+from recommender import cursor as cursors
+from recommender import freshness
 
 
 def drop_matching(*patterns: str) -> int:

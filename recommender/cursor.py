@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.core import signing
 from django.core.cache import cache
@@ -62,9 +62,9 @@ class Cursor:
 
     @property
     def snapshot(self) -> datetime:
-        return datetime.fromtimestamp(self.snapshot_ms / 1000.0, tz=timezone.utc)
+        return datetime.fromtimestamp(self.snapshot_ms / 1000.0, tz=UTC)
 
-    def at(self, offset: int) -> "Cursor":
+    def at(self, offset: int) -> Cursor:
         return replace(self, offset=offset)
 
     def params_key(self) -> str:

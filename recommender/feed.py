@@ -20,7 +20,9 @@ from django.utils import timezone
 
 from feedmood.models import Profile
 from feedmood.observability.metrics import FEED_RANKING_SECONDS
-from recommender import candidates as candidate_source, conf, cursor as cursors, freshness, selectors
+from recommender import candidates as candidate_source
+from recommender import conf, freshness, selectors
+from recommender import cursor as cursors
 from recommender.mood import Mood, coarse_mood
 from recommender.ranking import Policy, Source, rank_feed
 
@@ -116,8 +118,15 @@ def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[
     )
     sources = {s: s.value for s in Source}
     return [
-        (r.candidate.post_id, r.candidate.author_id, sources[r.candidate.source], r.base_score, r.mood_delta,
-         r.base_position, r.explanation)
+        (
+            r.candidate.post_id,
+            r.candidate.author_id,
+            sources[r.candidate.source],
+            r.base_score,
+            r.mood_delta,
+            r.base_position,
+            r.explanation,
+        )
         for r in ranked
     ]
 
@@ -168,8 +177,11 @@ def feed_page(
         if cur.mood is not None and not selectors.consents(user_id=user.pk):
             cursors.forget(namespace, cur)
             raise ValidationError({"cursor": [cursors.EXPIRED]})
-        for name, given, kept in (("policy", policy, cur.policy), ("strength", strength, cur.strength),
-                                  ("page_size", page_size, cur.page_size)):
+        for name, given, kept in (
+            ("policy", policy, cur.policy),
+            ("strength", strength, cur.strength),
+            ("page_size", page_size, cur.page_size),
+        ):
             if given is not None and given != kept:
                 raise ValidationError(
                     {name: [f"This cursor was issued for {name}={kept}; omit {name} or start from the first page."]}
@@ -198,8 +210,7 @@ def feed_page(
     reused = new = False
     if not cursor:
         params = cur.params_key()
-        previous = None if refresh else freshness.reusable_snapshot(namespace, user.pk, params,
-                                                                    now_ms=cur.snapshot_ms)
+        previous = None if refresh else freshness.reusable_snapshot(namespace, user.pk, params, now_ms=cur.snapshot_ms)
         if previous is not None:
             snapshot_ms, snapshot_id = previous
             cur, reused = replace(cur, snapshot_ms=snapshot_ms, snapshot_id=snapshot_id), True
@@ -220,8 +231,9 @@ def feed_page(
     return page
 
 
-def _build_page(*, user: AbstractBaseUser, cur: cursors.Cursor, mood: Mood, new: bool, policy_source: str,
-                reused: bool) -> FeedPage:
+def _build_page(
+    *, user: AbstractBaseUser, cur: cursors.Cursor, mood: Mood, new: bool, policy_source: str, reused: bool
+) -> FeedPage:
     """The page at ``cur``: its snapshot rows, hydrated with the posts as they are now."""
     rows = _snapshot_rows(user=user, cur=cur, new=new)
     page = [Entry._make(row) for row in rows[cur.offset : cur.offset + cur.page_size]]

@@ -169,5 +169,5 @@ def remember_snapshot(namespace: str, user_id: int, params: str, snapshot_ms: in
     if window:
         key = latest_key(namespace, user_id)
         latest = {p: v for p, v in (cache.get(key) or {}).items() if p != params}
-        kept = dict(list(latest.items())[-(LATEST_KEPT - 1):]) if LATEST_KEPT > 1 else {}
+        kept = dict(list(latest.items())[-(LATEST_KEPT - 1) :]) if LATEST_KEPT > 1 else {}
         cache.set(key, {**kept, params: (snapshot_ms, snapshot_id)}, window // 1000 + 1)

@@ -96,3 +96,6 @@ class EmotionDashboard(models.Model):
         managed = False
         default_permissions = ()
         permissions = [("view_emotion_dashboard", "Can view the aggregate emotion dashboard")]
+
+    def __str__(self) -> str:
+        return "emotion dashboard"

@@ -27,12 +27,19 @@ evidence and confidence shrink.  That is what ``MoodState`` stores.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Iterable, Mapping, Sequence
 
 LABELS: tuple[str, ...] = (
-    "anger", "contempt", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
+    "anger",
+    "contempt",
+    "disgust",
+    "fear",
+    "happiness",
+    "neutral",
+    "sadness",
+    "surprise",
 )
 
 #: Total decayed, confidence-weighted evidence below which the mood is unknown.
@@ -81,7 +88,7 @@ class Mood:
     reason: str = ""
 
     @classmethod
-    def unknown(cls, reason: str) -> "Mood":
+    def unknown(cls, reason: str) -> Mood:
         return cls(known=False, reason=reason)
 
 
@@ -97,8 +104,12 @@ def coarse_mood(mood: Mood, step: float) -> Mood:
     def snap(x: float) -> float:
         return round(x / step) * step + 0.0
 
-    return replace(mood, valence=snap(mood.valence), arousal=snap(mood.arousal),
-                   confidence=min(1.0, max(step, snap(mood.confidence))))
+    return replace(
+        mood,
+        valence=snap(mood.valence),
+        arousal=snap(mood.arousal),
+        confidence=min(1.0, max(step, snap(mood.confidence))),
+    )
 
 
 def decay_factor(age_hours: float, half_life_hours: float) -> float:
@@ -131,8 +142,9 @@ def accumulate(readings: Iterable[Reading], *, as_of: datetime, half_life_hours:
         for label, p in r.probabilities.items():
             probs[label] = probs.get(label, 0.0) + w * float(p)
         count += 1
-    return MoodSums(as_of=as_of, weight=weight, decay=decay, valence=valence, arousal=arousal,
-                    probabilities=probs, count=count)
+    return MoodSums(
+        as_of=as_of, weight=weight, decay=decay, valence=valence, arousal=arousal, probabilities=probs, count=count
+    )
 
 
 def mood_from_sums(sums: MoodSums, *, now: datetime, half_life_hours: float) -> Mood:
@@ -160,8 +172,9 @@ def mood_from_sums(sums: MoodSums, *, now: datetime, half_life_hours: float) -> 
 
 def estimate_mood(readings: Iterable[Reading], *, now: datetime, half_life_hours: float) -> Mood:
     """Mood at ``now`` straight from readings (``accumulate`` + ``mood_from_sums``)."""
-    return mood_from_sums(accumulate(readings, as_of=now, half_life_hours=half_life_hours),
-                          now=now, half_life_hours=half_life_hours)
+    return mood_from_sums(
+        accumulate(readings, as_of=now, half_life_hours=half_life_hours), now=now, half_life_hours=half_life_hours
+    )
 
 
 # --- Content affect ---------------------------------------------------------------

@@ -62,10 +62,10 @@ rounded ``level`` keeps the order from revealing more than a coarse level.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
-from typing import Iterable, Sequence
 
 from recommender.mood import Affect, Mood
 
@@ -190,8 +190,14 @@ def base_rank(candidates: Iterable[Candidate], *, now: datetime | float) -> list
 # --- Stage 2: mood ------------------------------------------------------------------------
 
 _ADJECTIVES = {
-    "sadness": "sad", "anger": "angry", "fear": "anxious", "disgust": "disgusted",
-    "contempt": "irritated", "happiness": "happy", "surprise": "surprised", "neutral": "neutral",
+    "sadness": "sad",
+    "anger": "angry",
+    "fear": "anxious",
+    "disgust": "disgusted",
+    "contempt": "irritated",
+    "happiness": "happy",
+    "surprise": "surprised",
+    "neutral": "neutral",
 }
 _KIND_LABELS = {
     MoodKind.LOW: ({"sadness"}, "down"),

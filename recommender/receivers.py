@@ -59,8 +59,9 @@ def on_user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
     services.feed_caches_erase(user_id=instance.pk)
 
 
-def on_profile_saved(sender: Any, instance: Any, created: bool, raw: bool = False,
-                     update_fields: Any = None, **kwargs: Any) -> None:
+def on_profile_saved(
+    sender: Any, instance: Any, created: bool, raw: bool = False, update_fields: Any = None, **kwargs: Any
+) -> None:
     if created or raw:
         return
     if update_fields is not None and not (set(update_fields) & services.MOOD_FIELDS):

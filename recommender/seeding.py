@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from django.core.management.color import no_style
@@ -34,8 +35,8 @@ from django.db import models
 from emotion.affect import CIRCUMPLEX
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion
 from feedmood.models import Follow, Post, Profile
-from recommender.models import MoodState, PostAffect
 from ml.runtime import CARD_NAME
+from recommender.models import MoodState, PostAffect
 from recommender.mood import LABELS, Reading, accumulate
 
 EMOTION_PRIOR = {
@@ -79,23 +80,23 @@ class Writer:
         by_attname = {f.attname: f.column for f in model._meta.concrete_fields}
         return [by_attname[a] for a in attnames]
 
-    def write(self, model: type[models.Model], attnames: Sequence[str], rows: Iterable[Sequence[Any]],
-              batch: int = 50_000) -> int:
+    def write(
+        self, model: type[models.Model], attnames: Sequence[str], rows: Iterable[Sequence[Any]], batch: int = 50_000
+    ) -> int:
         n = 0
         if self.copy:
             cols = ", ".join(self.connection.ops.quote_name(c) for c in self.columns(model, attnames))
             table = self.connection.ops.quote_name(model._meta.db_table)
             by_attname = {f.attname: f for f in model._meta.concrete_fields}
             json_cols = [i for i, a in enumerate(attnames) if isinstance(by_attname[a], models.JSONField)]
-            with self.connection.cursor() as cursor:
-                with cursor.cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-                    for row in rows:
-                        if json_cols:
-                            row = list(row)
-                            for i in json_cols:
-                                row[i] = json.dumps(row[i])
-                        copy.write_row(row)
-                        n += 1
+            with self.connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    if json_cols:
+                        row = list(row)
+                        for i in json_cols:
+                            row[i] = json.dumps(row[i])
+                    copy.write_row(row)
+                    n += 1
             return n
         buf: list[models.Model] = []
         for row in rows:
@@ -175,12 +176,13 @@ def seed_model_version(alias: str = "default") -> ModelVersion:
 def seed(connection: Any, cfg: SeedConfig, *, now: datetime | None = None, log: Any = print) -> SeedResult:
     """Generate and insert a synthetic network (appends; ids continue after existing rows)."""
     from django.contrib.auth import get_user_model
+
     from feedmood.authentication import key_digest
     from feedmood.models import ApiToken
 
     User = get_user_model()
     rng = np.random.default_rng(cfg.seed)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     w = Writer(connection)
     res = SeedResult()
     alias = connection.alias
@@ -223,8 +225,11 @@ def seed(connection: Any, cfg: SeedConfig, *, now: datetime | None = None, log: 
     step("profiles", t0)
     tokens = {int(u): secrets.token_hex(20) for u in user_ids[:n_bench]}
     expires = now + timedelta(days=365)  # bench tokens: hashed like any other, valid for a year
-    w.write(ApiToken, ["digest", "user_id", "created_at", "expires_at"],
-            ((key_digest(k), u, now, expires) for u, k in tokens.items()))
+    w.write(
+        ApiToken,
+        ["digest", "user_id", "created_at", "expires_at"],
+        ((key_digest(k), u, now, expires) for u, k in tokens.items()),
+    )
 
     # --- follows ------------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -270,10 +275,18 @@ def seed(connection: Any, cfg: SeedConfig, *, now: datetime | None = None, log: 
 
     def post_rows() -> Iterable[tuple[Any, ...]]:
         for k in range(n_posts):
-            created = datetime.fromtimestamp(base_ts - ages[k], tz=timezone.utc)
+            created = datetime.fromtimestamp(base_ts - ages[k], tz=UTC)
             img = f"posts/seed-{k % 997}.jpg" if has_image[k] else ""
-            yield (pid0 + k, int(authors[k]), f"Synthetic post {k}", img, 640 if img else None,
-                   480 if img else None, created, int(likes[k]))
+            yield (
+                pid0 + k,
+                int(authors[k]),
+                f"Synthetic post {k}",
+                img,
+                640 if img else None,
+                480 if img else None,
+                created,
+                int(likes[k]),
+            )
 
     res.counts["posts"] = w.write(
         Post, ["id", "author_id", "text", "image", "image_width", "image_height", "created_at", "like_count"],
@@ -322,21 +335,19 @@ def seed(connection: Any, cfg: SeedConfig, *, now: datetime | None = None, log: 
         else:
             mood_label = labels[int(rng.choice(len(labels), p=prior / prior.sum()))]
         user_readings: list[Reading] = []
-        for r in range(n_r):
+        for _ in range(n_r):
             hours = 0.5 + rng.random() * (6 if i < n_bench else 72)
             taken = now - timedelta(hours=hours)
             probs = _distribution(rng, mood_label)
             v, a = _va(probs)
             c = round(0.6 + 0.35 * rng.random(), 3)
             analyses.append((aid, uid, "selfie", None, "", "done", "", vid, 1, taken, taken, taken, 1))
-            readings.append((aid, vid, 0, 0, 0, 96, 96, probs, max(probs, key=probs.__getitem__),
-                             c, v, a, taken))
+            readings.append((aid, vid, 0, 0, 0, 96, 96, probs, max(probs, key=probs.__getitem__), c, v, a, taken))
             user_readings.append(Reading(probabilities=probs, valence=v, arousal=a, confidence=c, at=taken))
             aid += 1
         if user_readings:
             s = accumulate(user_readings, as_of=now, half_life_hours=24.0)
-            moods.append((uid, vid, 24.0, now, s.weight, s.decay, s.valence, s.arousal,
-                          s.probabilities, s.count, now))
+            moods.append((uid, vid, 24.0, now, s.weight, s.decay, s.valence, s.arousal, s.probabilities, s.count, now))
     res.counts["analyses"] = w.write(
         ImageAnalysis,
         ["id", "owner_id", "source", "post_id", "image", "status", "error", "model_version_id", "face_count",
@@ -365,6 +376,12 @@ def seed(connection: Any, cfg: SeedConfig, *, now: datetime | None = None, log: 
 
     for i in range(n_bench):
         uid = int(user_ids[i])
-        res.bench_users.append({"user_id": uid, "token": tokens[uid], "follows": int(follows_per_user[i]),
-                                "mood": "sadness" if i % 2 == 0 else "anger"})
+        res.bench_users.append(
+            {
+                "user_id": uid,
+                "token": tokens[uid],
+                "follows": int(follows_per_user[i]),
+                "mood": "sadness" if i % 2 == 0 else "anger",
+            }
+        )
     return res

@@ -12,6 +12,7 @@ Fixtures other apps are expected to reuse:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -19,9 +20,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -160,7 +162,7 @@ def _redis_answers(url: str) -> bool:
         import redis
 
         return bool(redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -272,8 +274,6 @@ def _stop(process: subprocess.Popen, timeout: float = 20) -> None:
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait(timeout=10)

@@ -8,9 +8,10 @@ policy, plus one day of readings by too few users (a suppressed bucket).
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from django.utils import timezone
 
@@ -42,8 +43,9 @@ def probs_for(label: str, strength: float = 0.7) -> dict[str, float]:
     return {k: (strength if k == label else rest) for k in LABELS}
 
 
-def make_version(*, name: str = "ferplus-dash", active: bool = True, metrics: Mapping[str, Any] | None = None
-                 ) -> ModelVersion:
+def make_version(
+    *, name: str = "ferplus-dash", active: bool = True, metrics: Mapping[str, Any] | None = None
+) -> ModelVersion:
     if active:
         ModelVersion.objects.filter(is_active=True).update(is_active=False)
     return ModelVersion.objects.create(
@@ -53,9 +55,17 @@ def make_version(*, name: str = "ferplus-dash", active: bool = True, metrics: Ma
     )  # fmt: skip
 
 
-def make_analysis(owner: Any, *, at: datetime, status: str = "done", source: str = "selfie",
-                  version: ModelVersion | None = None, queue_wait_ms: float | None = None,
-                  total_ms: float | None = None, post: Any = None) -> ImageAnalysis:
+def make_analysis(
+    owner: Any,
+    *,
+    at: datetime,
+    status: str = "done",
+    source: str = "selfie",
+    version: ModelVersion | None = None,
+    queue_wait_ms: float | None = None,
+    total_ms: float | None = None,
+    post: Any = None,
+) -> ImageAnalysis:
     """An analysis created at ``at`` (``created_at`` is auto_now_add: set by an update)."""
     final = status in ("done", "no_face", "failed")
     analysis = ImageAnalysis.objects.create(
@@ -68,8 +78,9 @@ def make_analysis(owner: Any, *, at: datetime, status: str = "done", source: str
     return analysis
 
 
-def make_reading(analysis: ImageAnalysis, version: ModelVersion, label: str, *, face_index: int = 0,
-                 confidence: float = 0.9) -> FaceReading:
+def make_reading(
+    analysis: ImageAnalysis, version: ModelVersion, label: str, *, face_index: int = 0, confidence: float = 0.9
+) -> FaceReading:
     return FaceReading.objects.create(
         analysis=analysis, model_version=version, face_index=face_index, x=0, y=0, w=48, h=48,
         probabilities=probs_for(label), dominant_emotion=label, confidence=confidence,
@@ -84,18 +95,26 @@ def selfie(owner: Any, version: ModelVersion, label: str, *, at: datetime, **tim
     return analysis
 
 
-def make_mood(user: Any, version: ModelVersion | None, label: str, *, valence: float, hours_ago: float = 1.0,
-              half_life_hours: float = 24.0, weight: float = 0.9) -> MoodState:
+def make_mood(
+    user: Any,
+    version: ModelVersion | None,
+    label: str,
+    *,
+    valence: float,
+    hours_ago: float = 1.0,
+    half_life_hours: float = 24.0,
+    weight: float = 0.9,
+) -> MoodState:
     """A stored mood whose dominant label is ``label`` and whose valence is ``valence``."""
     probs = probs_for(label)
     return MoodState.objects.update_or_create(
         user=user,
-        defaults=dict(
-            model_version=version, half_life_hours=half_life_hours,
-            as_of=timezone.now() - timedelta(hours=hours_ago), weight_sum=weight, decay_sum=1.0,
-            valence_sum=weight * valence, arousal_sum=weight * 0.1,
-            probability_sums={k: weight * p for k, p in probs.items()}, reading_count=1,
-        ),
+        defaults={
+            "model_version": version, "half_life_hours": half_life_hours,
+            "as_of": timezone.now() - timedelta(hours=hours_ago), "weight_sum": weight, "decay_sum": 1.0,
+            "valence_sum": weight * valence, "arousal_sum": weight * 0.1,
+            "probability_sums": {k: weight * p for k, p in probs.items()}, "reading_count": 1,
+        },
     )[0]  # fmt: skip
 
 
@@ -103,8 +122,9 @@ def make_users(n: int, *, prefix: str = "dash", consent: bool = True, policy: st
     users = []
     for i in range(n):
         user = UserFactory(username=f"{prefix}{i}")
-        Profile.objects.filter(user=user).update(emotion_consent=consent, mood_policy=policy,
-                                                 emotion_consent_at=timezone.now() if consent else None)
+        Profile.objects.filter(user=user).update(
+            emotion_consent=consent, mood_policy=policy, emotion_consent_at=timezone.now() if consent else None
+        )
         # Established accounts: the dashboard counts accounts older than its minimum age only.
         type(user).objects.filter(pk=user.pk).update(date_joined=timezone.now() - timedelta(days=30))
         user.refresh_from_db()
@@ -127,12 +147,14 @@ def seed_dashboard(*, users: int = 14, days: int = 6, seed: int = 7) -> Seeded:
     version = make_version()
     make_version(name="ferplus-previous", active=False, metrics={"accuracy": 0.65, "macro_f1": 0.55})
     half = users // 2
-    people = make_users(half, prefix="dash-r", policy="repair") + make_users(users - half, prefix="dash-c",
-                                                                             policy="congruent")
+    people = make_users(half, prefix="dash-r", policy="repair") + make_users(
+        users - half, prefix="dash-c", policy="congruent"
+    )
     Profile.objects.filter(user__in=people[-2:]).update(mood_policy="off")  # a small (suppressed) policy group
     window_start = hour_buckets(now, 24)[0]
     midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     counts = {"analyses_24h": 0}
+
     def label_for(i: int, at: datetime) -> str:
         """Users read in groups of 7 with one emotion a day: every emotion of a day has >= 5 users."""
         day = max(0, (midnight - at).days + 1) if at < midnight else 0
@@ -150,8 +172,14 @@ def seed_dashboard(*, users: int = 14, days: int = 6, seed: int = 7) -> Seeded:
             counts["analyses_24h"] += at >= window_start
     # One older day (with an empty day before it) with only 3 users: suppressed.
     for user in people[:3]:
-        selfie(user, version, "sadness", at=midnight - timedelta(days=days + 1) + timedelta(hours=12),
-               queue_wait_ms=50, total_ms=40)
+        selfie(
+            user,
+            version,
+            "sadness",
+            at=midnight - timedelta(days=days + 1) + timedelta(hours=12),
+            queue_wait_ms=50,
+            total_ms=40,
+        )
     # Analyses over the last 24 h with every status and timings.
     statuses = ["done"] * 8 + ["no_face"] * 2 + ["failed"]
     for hour in range(24):
@@ -161,8 +189,9 @@ def seed_dashboard(*, users: int = 14, days: int = 6, seed: int = 7) -> Seeded:
             at = now - timedelta(hours=hour, minutes=rng.uniform(1, 58))
             qw = rng.lognormvariate(4.2 + (0.8 if 8 <= hour <= 11 else 0.0), 0.7)
             tm = rng.lognormvariate(3.7, 0.35) if status != "failed" else None
-            analysis = make_analysis(user, at=at, status=status, source="selfie", version=version,
-                                     queue_wait_ms=qw, total_ms=tm)
+            analysis = make_analysis(
+                user, at=at, status=status, source="selfie", version=version, queue_wait_ms=qw, total_ms=tm
+            )
             if status == "done":
                 make_reading(analysis, version, label_for(people.index(user), at))
             counts["analyses_24h"] += at >= window_start

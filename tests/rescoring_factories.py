@@ -8,9 +8,10 @@ Images are real (emotion.testing's astronaut photos) and analyses run through
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
@@ -33,7 +34,7 @@ def v2(fer_model_dir: Path, v1: ModelVersion) -> ModelVersion:
     return version
 
 
-@lru_cache(maxsize=None)
+@cache
 def image(kind: str = "one") -> bytes:
     """``one`` (one face, JPEG), ``three`` (three faces, PNG) or ``none`` (no face, PNG)."""
     if kind == "one":
@@ -73,8 +74,10 @@ def selfie_analysis(user: Any, *, run: bool = True) -> ImageAnalysis:
 def readings_per_version(analysis: ImageAnalysis) -> dict[int, list[int]]:
     """``{model_version_id: [face_index, ...]}`` of the analysis' readings."""
     out: dict[int, list[int]] = {}
-    for version_id, index in FaceReading.objects.filter(analysis=analysis).order_by("face_index").values_list(
-        "model_version_id", "face_index"
+    for version_id, index in (
+        FaceReading.objects.filter(analysis=analysis)
+        .order_by("face_index")
+        .values_list("model_version_id", "face_index")
     ):
         out.setdefault(version_id, []).append(index)
     return out

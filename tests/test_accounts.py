@@ -12,7 +12,6 @@ import json
 import re
 import zipfile
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,14 +113,18 @@ def test_password_reset_by_mail(api_client) -> None:
     assert api_client.post("/api/auth/password-reset/confirm/", body, format="json").status_code == 200
     assert status_with(old_key) == 401  # every token of the account is revoked
     assert sign_in("bob", "An0ther-Good-Passphrase")
-    again = api_client.post("/api/auth/password-reset/confirm/", {**body, "new_password": "Y3t-Another-Passphrase"}, format="json")
+    again = api_client.post(
+        "/api/auth/password-reset/confirm/", {**body, "new_password": "Y3t-Another-Passphrase"}, format="json"
+    )
     assert again.status_code == 400 and "token" in again.json()  # a reset token works once
 
 
 def test_signup_rejects_a_malformed_or_taken_email(api_client, make_user) -> None:
     make_user(username="carol", email="carol@example.org")
     bad = api_client.post("/api/auth/signup/", {"username": "dan", "password": NEW_PASSWORD, "email": "not-an-email"})
-    taken = api_client.post("/api/auth/signup/", {"username": "dan", "password": NEW_PASSWORD, "email": "Carol@example.org"})
+    taken = api_client.post(
+        "/api/auth/signup/", {"username": "dan", "password": NEW_PASSWORD, "email": "Carol@example.org"}
+    )
     assert bad.status_code == taken.status_code == 400
     assert "email" in bad.json() and "email" in taken.json()
     assert not User.objects.filter(username="dan").exists()
@@ -162,7 +165,9 @@ def test_delete_account_leaves_no_row_and_no_file_of_the_person(
 
     wrong = client.delete("/api/me/", {"password": "nope"}, format="json")
     missing = client.delete("/api/me/", {}, format="json")
-    assert wrong.status_code == missing.status_code == 400 and "password" in wrong.json() and "password" in missing.json()
+    assert (
+        wrong.status_code == missing.status_code == 400 and "password" in wrong.json() and "password" in missing.json()
+    )
     assert User.objects.filter(pk=alice.pk, is_active=True).exists()
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -17,12 +17,16 @@ PASSWORD = "Tr1cky-Pelican-92"
 
 def test_a_client_session_from_signup_to_account_deletion(live_server, fer_model, face_jpeg) -> None:
     api = f"{live_server.url}/api"
-    signup = requests.post(f"{api}/auth/signup/", json={"username": "lea", "password": PASSWORD, "email": "lea@example.org"})
+    signup = requests.post(
+        f"{api}/auth/signup/", json={"username": "lea", "password": PASSWORD, "email": "lea@example.org"}
+    )
     assert signup.status_code == 201
     first = {"Authorization": f"Token {signup.json()['token']}"}
 
     # No consent: the face in her post is never analysed.
-    post = requests.post(f"{api}/posts/", headers=first, files={"image": ("me.jpg", face_jpeg, "image/jpeg")}, data={"text": "me"})
+    post = requests.post(
+        f"{api}/posts/", headers=first, files={"image": ("me.jpg", face_jpeg, "image/jpeg")}, data={"text": "me"}
+    )
     assert post.status_code == 201
     assert requests.get(f"{api}/me/emotions/", headers=first).json()["count"] == 0
     assert not ImageAnalysis.objects.exists()

@@ -70,8 +70,13 @@ def test_one_selfie_never_changes_a_shown_dashboard_cell(admin_client: Client, s
     def shown() -> tuple[Any, ...]:
         ctx = client.get(DASHBOARD, {"refresh": "1"}).context
         emotions = ctx["emotions"]
-        return (str(emotions["svg"]), emotions["shown"], emotions["readings"], str(ctx["mood"]["donut"]),
-                str(ctx["mood"]["valence"]))
+        return (
+            str(emotions["svg"]),
+            emotions["shown"],
+            emotions["readings"],
+            str(ctx["mood"]["donut"]),
+            str(ctx["mood"]["valence"]),
+        )
 
     before = shown()
     assert before[1] == 1 and before[2] == 14  # yesterday is shown

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+
 from feedmood.authentication import key_digest
 from feedmood.models import ApiToken
-
 from tests.factories import DEFAULT_PASSWORD
 
 pytestmark = pytest.mark.django_db

@@ -72,7 +72,10 @@ def test_feed_settings_change_is_seen_by_the_next_request(api_client) -> None:
     user = _sad_user_with_mood()
     auth = {"HTTP_AUTHORIZATION": f"Token {token_issue(user=user)}"}
     assert api_client.get("/api/feed/", **auth).json()["policy"]["name"] == "repair"
-    assert api_client.patch("/api/me/mood-settings/", {"mood_policy": "congruent"}, format="json", **auth).status_code == 200
+    assert (
+        api_client.patch("/api/me/mood-settings/", {"mood_policy": "congruent"}, format="json", **auth).status_code
+        == 200
+    )
     assert api_client.get("/api/feed/", **auth).json()["policy"]["name"] == "congruent"
 
 

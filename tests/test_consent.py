@@ -23,7 +23,9 @@ MINE = "/api/me/emotions/"
 
 def post_through_api(client: Any, data: bytes, upload: Any, capture: Any) -> Post:
     with capture(execute=True):
-        response = client.post("/api/posts/", {"text": "hi", "image": upload(data, "p.png", "image/png")}, format="multipart")
+        response = client.post(
+            "/api/posts/", {"text": "hi", "image": upload(data, "p.png", "image/png")}, format="multipart"
+        )
     assert response.status_code == 201, response.content
     return Post.objects.get(pk=response.json()["id"])
 

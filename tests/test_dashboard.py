@@ -31,7 +31,6 @@ URL = "/admin/dashboard/"
 LOGIN_REDIRECT = f"/admin/login/?next={URL}"
 
 
-
 # --- The suppression rule -----------------------------------------------------------------------
 
 
@@ -61,8 +60,17 @@ def test_staff_gets_the_dashboard(admin_client) -> None:
     assert resp.status_code == 200
     html = resp.content.decode()
     assert "FeedMood dashboard" in html
-    for chart_id in ("chart-analyses", "chart-latency-queue_wait", "chart-latency-processing", "chart-emotions",
-                     "chart-mood-labels", "chart-mood-valence", "chart-policies", "chart-model-f1", "chart-backlog"):
+    for chart_id in (
+        "chart-analyses",
+        "chart-latency-queue_wait",
+        "chart-latency-processing",
+        "chart-emotions",
+        "chart-mood-labels",
+        "chart-mood-valence",
+        "chart-policies",
+        "chart-model-f1",
+        "chart-backlog",
+    ):
         assert f'id="{chart_id}"' in html, chart_id
     assert html.count('class="bar"') > 20
     assert "no-data" not in html
@@ -132,8 +140,12 @@ def test_percentile_matches_linear_interpolation() -> None:
     assert selectors.percentile(values, 0.99) == pytest.approx(99.01)
     assert selectors.percentile([7.0], 0.99) == 7.0
     assert selectors.percentile([], 0.5) is None
-    assert selectors.summarize([None, 3.0, 1.0, 2.0]) == {"n": 3, "p50": 2.0, "p95": pytest.approx(2.9),
-                                                          "p99": pytest.approx(2.98)}
+    assert selectors.summarize([None, 3.0, 1.0, 2.0]) == {
+        "n": 3,
+        "p50": 2.0,
+        "p95": pytest.approx(2.9),
+        "p99": pytest.approx(2.98),
+    }
 
 
 @pytest.mark.parametrize("use_database", [False, True])
@@ -153,7 +165,7 @@ def test_latency_percentiles(use_database) -> None:
     assert qw["n"] == 100 and proc["n"] == 100
     assert qw["p50"] == pytest.approx(50.5) and qw["p95"] == pytest.approx(95.05) and qw["p99"] == pytest.approx(99.01)
     assert proc["p50"] == pytest.approx(1050.5)
-    hour = [i for i, h in enumerate(report.hours) if h <= timezone.localtime(at) < h + timedelta(hours=1)][0]
+    hour = next(i for i, h in enumerate(report.hours) if h <= timezone.localtime(at) < h + timedelta(hours=1))
     assert report.hourly["queue_wait"]["p95"][hour] == pytest.approx(95.05)
     assert report.hourly["processing"]["p99"][hour] == pytest.approx(1099.01)
     others = [v for i, v in enumerate(report.hourly["queue_wait"]["p50"]) if i != hour]
@@ -216,8 +228,7 @@ def test_emotion_distribution_counts_only_accounts_older_than_the_minimum_age(se
     settings.FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS = 7  # four established accounts + a fresh one: not a group
     assert selectors.emotion_distribution(now=now, days=2, model_version=version).buckets[-1].suppressed
     settings.FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS = 1
-    assert selectors.emotion_distribution(now=now, days=2, model_version=version).buckets[-1].counts == {
-        "happiness": 5}
+    assert selectors.emotion_distribution(now=now, days=2, model_version=version).buckets[-1].counts == {"happiness": 5}
 
 
 def test_emotion_distribution_counts_unknown_labels_as_other() -> None:
@@ -266,8 +277,18 @@ def test_mood_distribution_counts_moods_of_consenting_users_on_the_last_complete
 
 
 def test_valence_bins() -> None:
-    assert [selectors.valence_bin(v) for v in (-1.0, -0.6, -0.2, 0.0, 0.2, 0.21, 0.6, 0.61, 1.0, 3.0)] == \
-        [0, 1, 2, 2, 2, 3, 3, 4, 4, 4]
+    assert [selectors.valence_bin(v) for v in (-1.0, -0.6, -0.2, 0.0, 0.2, 0.21, 0.6, 0.61, 1.0, 3.0)] == [
+        0,
+        1,
+        2,
+        2,
+        2,
+        3,
+        3,
+        4,
+        4,
+        4,
+    ]
 
 
 def test_policy_usage() -> None:
@@ -298,8 +319,14 @@ def test_model_summary_reads_the_card_metrics() -> None:
 
 def test_model_summary_follows_the_services_tta_mode(settings, admin_client) -> None:
     version = make_version()
-    other = {"tta": False, "accuracy": 0.70, "macro_f1": 0.63, "ece_after_calibration": 0.025, "n": 3589,
-             "per_class": {"happiness": {"f1": 0.86}}}
+    other = {
+        "tta": False,
+        "accuracy": 0.70,
+        "macro_f1": 0.63,
+        "ece_after_calibration": 0.025,
+        "n": 3589,
+        "per_class": {"happiness": {"f1": 0.86}},
+    }
     version.card = {"name": version.name, "tta": True, "other_tta": other}
     version.save(update_fields=["card"])
     settings.FEEDMOOD_MODEL_TTA = None
@@ -331,8 +358,12 @@ def test_model_summary_gives_the_held_out_accuracy_of_a_class_bias_calibration(s
     summary = selectors.model_summary()
     assert summary.class_bias is False and summary.accuracy_held_out is None  # temperature only: nothing to add
     assert "per-class offset" not in admin_client.get(URL).content.decode()
-    version.metrics = {**version.metrics, "class_bias": [0.1, -0.1, 0.0], "accuracy": 0.7005,
-                       "cross_calibration": {"accuracy_after": 0.6951}}
+    version.metrics = {
+        **version.metrics,
+        "class_bias": [0.1, -0.1, 0.0],
+        "accuracy": 0.7005,
+        "cross_calibration": {"accuracy_after": 0.6951},
+    }
     version.save(update_fields=["metrics"])
     summary = selectors.model_summary()
     assert summary.class_bias is True and summary.accuracy_held_out == pytest.approx(0.6951)
@@ -429,10 +460,18 @@ def test_rescoring_panel_shows_jobs_with_progress(admin_client) -> None:
     now = timezone.now()
     v2 = ModelVersion.objects.create(name="fer-v2", labels=["anger"], artifact_path="/nowhere")
     v3 = ModelVersion.objects.create(name="fer-v3", labels=["anger"], artifact_path="/nowhere")
-    done = RescoringJob.objects.create(model_version=v2, status=RescoringJob.Status.COMPLETED, total=200, done=198,
-                                       failed=2, started_at=now - timedelta(hours=2), finished_at=now - timedelta(hours=1))
-    running = RescoringJob.objects.create(model_version=v3, status=RescoringJob.Status.RUNNING, total=1000, done=250,
-                                          failed=0, started_at=now)
+    done = RescoringJob.objects.create(
+        model_version=v2,
+        status=RescoringJob.Status.COMPLETED,
+        total=200,
+        done=198,
+        failed=2,
+        started_at=now - timedelta(hours=2),
+        finished_at=now - timedelta(hours=1),
+    )
+    running = RescoringJob.objects.create(
+        model_version=v3, status=RescoringJob.Status.RUNNING, total=1000, done=250, failed=0, started_at=now
+    )
     jobs = selectors.rescoring_jobs()
     assert [j.pk for j in jobs] == [running.pk, done.pk]
     assert jobs[0].progress == pytest.approx(0.25) and jobs[0].status_display == "Running"

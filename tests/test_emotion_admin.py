@@ -33,7 +33,7 @@ def test_changelists_render(admin_client: Client, fer_model_dir: Path, make_user
 
 
 def test_activate_action(admin_client: Client, fer_model_dir: Path) -> None:
-    first, _ = services.model_version_register(path=fer_model_dir, name="v1", activate=True)
+    _first, _ = services.model_version_register(path=fer_model_dir, name="v1", activate=True)
     second, _ = services.model_version_register(path=fer_model_dir, name="v2")
     response = admin_client.post(
         "/admin/emotion/modelversion/", {"action": "activate", "_selected_action": [second.pk]}, follow=True

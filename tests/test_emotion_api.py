@@ -116,7 +116,9 @@ def test_wait_zero_answers_202(carol, fer_model, upload, face_jpeg: bytes) -> No
     assert post_selfie(carol, face_jpeg, upload, "?wait=0").status_code == 202
 
 
-def test_history_lists_own_readings_newest_first(carol, consenting_user, fer_model, upload, face_jpeg, faces_png) -> None:
+def test_history_lists_own_readings_newest_first(
+    carol, consenting_user, fer_model, upload, face_jpeg, faces_png
+) -> None:
     first = post_selfie(carol, face_jpeg, upload).json()["id"]
     second = post_selfie(carol, faces_png, upload, name="g.png").json()["id"]
     response = carol.get(MINE)
@@ -165,7 +167,9 @@ def test_withdrawing_consent_through_the_api_erases(carol, consenting_user, fer_
 # --- Isolation: nobody sees anyone else's readings ------------------------------------------------------
 
 
-def test_other_users_cannot_see_or_erase_my_readings(carol, make_user, client_for, fer_model, upload, face_jpeg) -> None:
+def test_other_users_cannot_see_or_erase_my_readings(
+    carol, make_user, client_for, fer_model, upload, face_jpeg
+) -> None:
     analysis_id = post_selfie(carol, face_jpeg, upload).json()["id"]
     eve = client_for(make_user(username="eve", emotion_consent=True))
     assert eve.get(f"/api/analyses/{analysis_id}/").status_code == 404
@@ -176,7 +180,9 @@ def test_other_users_cannot_see_or_erase_my_readings(carol, make_user, client_fo
     assert carol.get("/api/analyses/999999/").status_code == 404
 
 
-def test_post_image_readings_belong_to_the_author_only(carol, make_user, client_for, fer_model, upload, faces_png, django_capture_on_commit_callbacks) -> None:
+def test_post_image_readings_belong_to_the_author_only(
+    carol, make_user, client_for, fer_model, upload, faces_png, django_capture_on_commit_callbacks
+) -> None:
     author = make_user(username="poster", emotion_consent=True)
     with django_capture_on_commit_callbacks(execute=True):
         core_services.post_create(author=author, text="hi", image=upload(faces_png, "g.png", "image/png"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -128,8 +129,14 @@ def test_tiny_image_has_no_face(classifier) -> None:
 # --- The default config on the standard test images -------------------------------------------
 
 #: The "thorough" config (the Haar alternative, docs/photos.md), for group photos with small faces.
-THOROUGH = {"detector": "haar", "cascade": "haarcascade_frontalface_alt.xml", "detect_max_pixels": 448 * 336,
-            "scale_factor": 1.1, "framing": (1.3, 0.0, 0.0), "align": False}
+THOROUGH = {
+    "detector": "haar",
+    "cascade": "haarcascade_frontalface_alt.xml",
+    "detect_max_pixels": 448 * 336,
+    "scale_factor": 1.1,
+    "framing": (1.3, 0.0, 0.0),
+    "align": False,
+}
 
 
 def _iou(a, b) -> float:
@@ -146,8 +153,12 @@ def _side_by_side(count: int):
 
 STANDARD_IMAGES = [
     pytest.param(lambda: (testing.one_face_image(640, 480), [testing.one_face_box(640, 480)]), id="one-face-640x480"),
-    pytest.param(lambda: (testing.one_face_image(1280, 960), [testing.one_face_box(1280, 960)]), id="one-face-1280x960"),
-    pytest.param(lambda: (testing.one_face_image(1920, 1080), [testing.one_face_box(1920, 1080)]), id="one-face-1920x1080"),
+    pytest.param(
+        lambda: (testing.one_face_image(1280, 960), [testing.one_face_box(1280, 960)]), id="one-face-1280x960"
+    ),
+    pytest.param(
+        lambda: (testing.one_face_image(1920, 1080), [testing.one_face_box(1920, 1080)]), id="one-face-1920x1080"
+    ),
     pytest.param(lambda: _side_by_side(2), id="two-side-by-side"),
     pytest.param(lambda: _side_by_side(3), id="three-side-by-side"),
     pytest.param(lambda: _side_by_side(4), id="four-side-by-side"),
@@ -171,9 +182,9 @@ def test_default_config_finds_every_face_in_the_standard_images(make) -> None:
 
 def test_haar_config_finds_faces_of_a_ninth_of_the_short_side() -> None:
     """The documented trade-off: 640x480 faces of ~70 px are found, 40 px ones need the thorough config."""
-    image, truth = testing.group_image(6, face=70)
+    image, _truth = testing.group_image(6, face=70)
     assert len(_find(testing.encode(image, "JPEG"), pipeline.HAAR_CONFIG)) >= 4  # min face: 24 / 0.45 = 53 px
-    image, truth = testing.group_image(10, face=40)
+    image, _truth = testing.group_image(10, face=40)
     small = testing.encode(image, "JPEG")
     assert _find(small, pipeline.HAAR_CONFIG) == []
     assert len(_find(small, pipeline.PipelineConfig(**THOROUGH))) >= 3
@@ -247,10 +258,12 @@ def test_octave_search_covers_every_scale(monkeypatch) -> None:
     spans = []
     for shape, kwargs in calls:
         f = small.shape[0] / shape[0]
-        assert kwargs["scaleFactor"] == config.scale_factor and kwargs["maxSize"][0] < 2 * window  # always the 2-px step
+        assert (
+            kwargs["scaleFactor"] == config.scale_factor and kwargs["maxSize"][0] < 2 * window
+        )  # always the 2-px step
         spans.append((max(kwargs["minSize"][0], window) * f, min(kwargs["maxSize"][0], min(shape)) * f))
     assert len(calls) >= 3 and spans[0][0] == config.min_face_side
-    assert all(b[0] <= a[1] * config.scale_factor for a, b in zip(spans, spans[1:]))  # contiguous
+    assert all(b[0] <= a[1] * config.scale_factor for a, b in itertools.pairwise(spans))  # contiguous
     assert spans[-1][1] >= min(small.shape) * 0.9  # up to faces as big as the image
 
 
@@ -340,4 +353,6 @@ def test_cascade_is_cached_per_process() -> None:
     assert pipeline.face_cascade() is pipeline.face_cascade()
     assert pipeline.face_cascade() is pipeline.face_cascade(pipeline.DEFAULT_CONFIG.cascade)
     other = pipeline.face_cascade("haarcascade_frontalface_default.xml")
-    assert other is not pipeline.face_cascade() and other is pipeline.face_cascade("haarcascade_frontalface_default.xml")
+    assert other is not pipeline.face_cascade() and other is pipeline.face_cascade(
+        "haarcascade_frontalface_default.xml"
+    )

@@ -68,7 +68,9 @@ def test_selfie_is_validated_by_decoding(consenting_user, upload, settings, data
         services.selfie_submit(user=consenting_user, uploaded_file=upload(data))
     assert "image" in info.value.message_dict
     assert not ImageAnalysis.objects.exists()
-    assert not (Path(settings.MEDIA_ROOT) / "selfies").exists() or not any((Path(settings.MEDIA_ROOT) / "selfies").iterdir())
+    assert not (Path(settings.MEDIA_ROOT) / "selfies").exists() or not any(
+        (Path(settings.MEDIA_ROOT) / "selfies").iterdir()
+    )
 
 
 def test_selfie_is_analysed_and_deleted(
@@ -117,7 +119,9 @@ def test_post_with_image_creates_an_analysis(
 ) -> None:
     author = make_user(username="poster", emotion_consent=True)
     with django_capture_on_commit_callbacks(execute=True):
-        post = core_services.post_create(author=author, text="group photo", image=upload(faces_png, "g.png", "image/png"))
+        post = core_services.post_create(
+            author=author, text="group photo", image=upload(faces_png, "g.png", "image/png")
+        )
     analysis = ImageAnalysis.objects.get(post=post)
     assert analysis.source == ImageAnalysis.Source.POST and analysis.owner == author
     assert analysis.status == ImageAnalysis.Status.DONE and analysis.face_count == 3
@@ -135,7 +139,9 @@ def test_post_without_image_creates_no_analysis(make_user, fer_model, django_cap
 # --- Running -------------------------------------------------------------------------------------
 
 
-def test_analysis_run_is_idempotent(make_user, fer_model, faces_png, upload, received, django_capture_on_commit_callbacks) -> None:
+def test_analysis_run_is_idempotent(
+    make_user, fer_model, faces_png, upload, received, django_capture_on_commit_callbacks
+) -> None:
     author = make_user(username="poster", emotion_consent=True)
     with django_capture_on_commit_callbacks(execute=True):
         post = core_services.post_create(author=author, image=upload(faces_png, "g.png", "image/png"))
@@ -174,7 +180,9 @@ def test_missing_file_ends_failed(consenting_user, fer_model) -> None:
     assert result.status == ImageAnalysis.Status.FAILED and "missing" in result.error
 
 
-def test_no_model_ends_failed_with_instructions(consenting_user, settings, tmp_path, upload, face_jpeg, django_capture_on_commit_callbacks) -> None:
+def test_no_model_ends_failed_with_instructions(
+    consenting_user, settings, tmp_path, upload, face_jpeg, django_capture_on_commit_callbacks
+) -> None:
     settings.FEEDMOOD_MODEL_DIR = tmp_path / "nothing-here"
     analysis = submit(consenting_user, face_jpeg, upload, django_capture_on_commit_callbacks)
     assert analysis.status == ImageAnalysis.Status.FAILED
@@ -231,7 +239,9 @@ def test_consent_withdrawal_erases_everything(
     assert ImageAnalysis.objects.filter(pk=theirs.pk).exists() and default_storage.exists(theirs.image.name)
 
 
-def test_readings_erase_is_complete(consenting_user, fer_model, upload, face_jpeg, settings, django_capture_on_commit_callbacks) -> None:
+def test_readings_erase_is_complete(
+    consenting_user, fer_model, upload, face_jpeg, settings, django_capture_on_commit_callbacks
+) -> None:
     settings.FEEDMOOD_RETAIN_SELFIES = True
     for _ in range(2):
         submit(consenting_user, face_jpeg, upload, django_capture_on_commit_callbacks)
@@ -241,7 +251,9 @@ def test_readings_erase_is_complete(consenting_user, fer_model, upload, face_jpe
     assert not any((Path(settings.MEDIA_ROOT) / "selfies").iterdir())
 
 
-def test_export_has_everything_and_is_json(consenting_user, fer_model, upload, face_jpeg, no_face_png, django_capture_on_commit_callbacks) -> None:
+def test_export_has_everything_and_is_json(
+    consenting_user, fer_model, upload, face_jpeg, no_face_png, django_capture_on_commit_callbacks
+) -> None:
     submit(consenting_user, face_jpeg, upload, django_capture_on_commit_callbacks)
     submit(consenting_user, no_face_png, upload, django_capture_on_commit_callbacks)
     data = json.loads(json.dumps(services.readings_export(user=consenting_user)))

@@ -83,7 +83,9 @@ def test_a_database_error_on_the_first_try_is_finished_by_the_sweep(
 
     url, _ = test_database_url()
     with psycopg.connect(url) as blocker:  # another session holds the user's analyses locked
-        blocker.execute(f"SELECT 1 FROM {ImageAnalysis._meta.db_table} WHERE owner_id = %s FOR UPDATE", [consenting_user.pk])
+        blocker.execute(
+            f"SELECT 1 FROM {ImageAnalysis._meta.db_table} WHERE owner_id = %s FOR UPDATE", [consenting_user.pk]
+        )
         response = client_for(consenting_user).patch("/api/me/", {"emotion_consent": False}, format="json")
         assert response.status_code == 200  # consent is off whatever happens to the erase
         request = ErasureRequest.objects.get(user_id=consenting_user.pk)

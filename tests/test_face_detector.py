@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import multiprocessing
 import shutil
 import socket
@@ -17,7 +16,7 @@ from django.core.exceptions import ValidationError
 
 from emotion import face_detector, pipeline, services, testing
 from emotion.fixtures import consenting_user, faces_png, fer_model, fer_model_dir, upload  # noqa: F401
-from emotion.models import ImageAnalysis
+
 
 def astronaut_grey() -> np.ndarray:
     return cv2.cvtColor(testing.one_face_image(640, 480), cv2.COLOR_RGB2GRAY)
@@ -113,9 +112,14 @@ def test_plan_sees_every_face_down_to_the_minimum_whole_and_large_enough() -> No
     for side in (24, 30, 34, 45, 69, 100, 139, 300, 470):  # and just below each level's smallest face
         for x in np.linspace(0, 640 - side, 9):
             for y in np.linspace(0, 480 - side, 7):
-                assert any(sx - 1e-6 <= x and x + side <= sx + size + 1e-6 and sy - 1e-6 <= y
-                           and y + side <= sy + size + 1e-6 and size * ratio <= side + 1e-6
-                           for sx, sy, size in squares), (side, x, y)
+                assert any(
+                    sx - 1e-6 <= x
+                    and x + side <= sx + size + 1e-6
+                    and sy - 1e-6 <= y
+                    and y + side <= sy + size + 1e-6
+                    and size * ratio <= side + 1e-6
+                    for sx, sy, size in squares
+                ), (side, x, y)
 
 
 # --- Alignment and framing ---------------------------------------------------------------------------
@@ -171,8 +175,9 @@ def test_framing_moves_and_scales_the_crop_square() -> None:
 
 def test_faces_at_the_border_are_framed_with_edge_pixels() -> None:
     grey = np.full((100, 100), 7, np.uint8)
-    crops = pipeline.frame_faces(grey, [pipeline.Box(0, 0, 30, 30, 15.0), pipeline.Box(80, 80, 20, 20)],
-                                 pipeline.DEFAULT_CONFIG)
+    crops = pipeline.frame_faces(
+        grey, [pipeline.Box(0, 0, 30, 30, 15.0), pipeline.Box(80, 80, 20, 20)], pipeline.DEFAULT_CONFIG
+    )
     assert crops.shape == (2, 48, 48) and (crops == 7).all()
 
 
@@ -185,15 +190,28 @@ def test_config_from_names_dicts_and_bad_input() -> None:
     custom = pipeline.config_from({"name": "haar-thorough", "min_neighbors": 2})
     assert custom.detector == "haar" and custom.scale_factor == 1.1 and custom.min_neighbors == 2
     assert pipeline.config_from(pipeline.card_fields(pipeline.DEFAULT_CONFIG)) == pipeline.DEFAULT_CONFIG
-    for bad in ("mtcnn", {"detector": "mtcnn"}, {"framing": [1.0, 0.0]}, {"align": True, "detector": "haar"},
-                {"min_score": "high"}, {"colour": True}, 42):
+    for bad in (
+        "mtcnn",
+        {"detector": "mtcnn"},
+        {"framing": [1.0, 0.0]},
+        {"align": True, "detector": "haar"},
+        {"min_score": "high"},
+        {"colour": True},
+        42,
+    ):
         with pytest.raises(ValueError):
             pipeline.config_from(bad)
 
 
 @pytest.mark.django_db
 def test_the_card_pipeline_is_applied_per_model_version(
-    fer_model_dir: Path, tmp_path: Path, settings, consenting_user, upload, faces_png, django_capture_on_commit_callbacks
+    fer_model_dir: Path,
+    tmp_path: Path,
+    settings,
+    consenting_user,
+    upload,
+    faces_png,
+    django_capture_on_commit_callbacks,
 ) -> None:
     """Two versions of the same weights with different card pipelines score the same photo differently,
     and rescoring with the second is just ``analysis_run`` with that version."""
@@ -214,8 +232,10 @@ def test_the_card_pipeline_is_applied_per_model_version(
     services.analysis_run(analysis.pk, model_version=haar, notify=False)  # what a rescoring chunk does
 
     grey = pipeline.decode(faces_png)
-    expected = {v: [(b.x, b.y, b.w, b.h) for b in pipeline.detect_faces(grey, services.pipeline_config(v))]
-                for v in (blaze, haar)}
+    expected = {
+        v: [(b.x, b.y, b.w, b.h) for b in pipeline.detect_faces(grey, services.pipeline_config(v))]
+        for v in (blaze, haar)
+    }
     assert expected[blaze] != expected[haar] and len(expected[blaze]) == 3
     for version in (blaze, haar):
         readings = analysis.readings.filter(model_version=version).order_by("face_index")
@@ -247,7 +267,7 @@ def test_a_weak_detection_the_closer_look_does_not_confirm_is_dropped() -> None:
     """Where there is no face, a weak first detection is dropped and only a sure one stands."""
     detector = face_detector.BlazeFace()
     grey = np.full((480, 640), 128, np.uint8)
-    ghost = dict(box=(300.0, 200.0, 360.0, 260.0), keypoints=np.zeros((6, 2)))
+    ghost = {"box": (300.0, 200.0, 360.0, 260.0), "keypoints": np.zeros((6, 2))}
     assert detector.refine(grey, face_detector.Detection(score=0.55, **ghost)) is None
     kept = detector.refine(grey, face_detector.Detection(score=0.9, **ghost))
     assert kept is not None and kept.score == 0.9

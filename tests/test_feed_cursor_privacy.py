@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
@@ -117,8 +118,9 @@ def test_a_cursor_expires_after_its_max_age(world, client_for, settings, monkeyp
     assert client.get(FEED, {"cursor": cursor}).status_code == 400
 
 
-def test_withdrawal_drops_own_feed_keys_and_shared_caches_holding_the_affect(world, client_for,
-                                                                           django_capture_on_commit_callbacks):
+def test_withdrawal_drops_own_feed_keys_and_shared_caches_holding_the_affect(
+    world, client_for, django_capture_on_commit_callbacks
+):
     namespace = selectors.cache_namespace()
     client_for(world["viewer"]).get(FEED, {"page_size": 2})
     client_for(world["author"]).get(FEED, {"page_size": 2})

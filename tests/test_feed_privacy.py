@@ -8,7 +8,8 @@ to solve another author's affect from the response the same ways.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -58,8 +59,7 @@ def _numbers(value: Any) -> Iterator[float]:
             yield from _numbers(v)
 
 
-def test_feed_response_carries_no_number_or_tone_of_another_authors_affect(sad_viewer, make_user, version,
-                                                                           client_for):
+def test_feed_response_carries_no_number_or_tone_of_another_authors_affect(sad_viewer, make_user, version, client_for):
     author = make_user(username="author")
     Follow.objects.create(follower=sad_viewer, followee=author)
     happy = rf.post_with_faces(author, version, [rf.HAPPY], hours_ago=1.0, text="a")
@@ -95,8 +95,7 @@ def test_strength_override_is_applied_coarsely(sad_viewer, client_for):
     assert strengths == {0.25}
 
 
-def test_the_order_does_not_tell_apart_two_posts_of_the_same_coarse_level(sad_viewer, make_user, version,
-                                                                          client_for):
+def test_the_order_does_not_tell_apart_two_posts_of_the_same_coarse_level(sad_viewer, make_user, version, client_for):
     """Two other authors' posts 7 minutes apart, valence 0.55 and 0.70: with exact adjustments
     the older, happier one overtakes the newer at some strength, revealing which is happier
     (and, by bisecting the strength, by how much). Rounded to one level, it never does."""

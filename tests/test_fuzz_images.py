@@ -13,7 +13,9 @@ import zlib
 import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from PIL import Image
 
 from emotion import pipeline, testing
@@ -34,8 +36,18 @@ CLASSIFIER = FakeClassifier()
 
 
 def _img(fmt: str, mode: str = "RGB", size: tuple[int, int] = (64, 48), **save) -> bytes:
-    color = {"RGB": (200, 30, 60), "RGBA": (1, 2, 3, 100), "L": 100, "LA": (100, 50), "CMYK": (0, 255, 255, 0),
-             "I;16": 40000, "I": 70000, "P": 3, "1": 1, "F": 0.5}.get(mode, 1)
+    color = {
+        "RGB": (200, 30, 60),
+        "RGBA": (1, 2, 3, 100),
+        "L": 100,
+        "LA": (100, 50),
+        "CMYK": (0, 255, 255, 0),
+        "I;16": 40000,
+        "I": 70000,
+        "P": 3,
+        "1": 1,
+        "F": 0.5,
+    }.get(mode, 1)
     buf = io.BytesIO()
     Image.new(mode, size, color).save(buf, format=fmt, **save)
     return buf.getvalue()
@@ -85,7 +97,10 @@ def test_truncation_at_random_offsets(kind: str, cut: int) -> None:
 
 
 @FUZZ
-@given(st.sampled_from(sorted(SEEDS)), st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 7)), min_size=1, max_size=8))
+@given(
+    st.sampled_from(sorted(SEEDS)),
+    st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 7)), min_size=1, max_size=8),
+)
 def test_bit_flips(kind: str, flips: list[tuple[int, int]]) -> None:
     data = bytearray(SEEDS[kind])
     for pos, bit in flips:
@@ -98,10 +113,12 @@ def test_bit_flips(kind: str, flips: list[tuple[int, int]]) -> None:
 def test_splices(kind: str, pos: int, junk: bytes) -> None:
     data = SEEDS[kind]
     p = pos % len(data)
-    check_both(data[:p] + junk + data[p + len(junk):])
+    check_both(data[:p] + junk + data[p + len(junk) :])
 
 
-@pytest.mark.parametrize(("width", "height"), [(20000, 20000), (400001, 100), (100, 400001), (2**31 - 1, 2**31 - 1), (65535, 65535)])
+@pytest.mark.parametrize(
+    ("width", "height"), [(20000, 20000), (400001, 100), (100, 400001), (2**31 - 1, 2**31 - 1), (65535, 65535)]
+)
 def test_declared_huge_png_rejected_before_allocating(width: int, height: int) -> None:
     data = testing.png_claiming_size(width, height)
     assert len(data) < 1000
@@ -114,9 +131,21 @@ def test_declared_huge_png_rejected_before_allocating(width: int, height: int) -
 def test_decompression_bomb_really_compressed() -> None:
     # 8000x6000 = 48 MP of zeros deflates to a few tens of KB: over the 40 MP limit.
     raw = b"".join(b"\x00" + b"\x00" * 8000 for _ in range(6000))
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8000, 6000, 8, 0, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        )
+
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 8000, 6000, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
     assert len(data) < 200_000
     with pytest.raises(ValidationError) as info:
         validate_image_bytes(data)
@@ -175,7 +204,19 @@ def test_cmyk_face_still_analysed() -> None:
     assert result.width == 320
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00", b"GIF89a", b"<svg xmlns='http://www.w3.org/2000/svg'/>", b"%PDF-1.4", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"RIFF\x00\x00\x00\x00WEBPVP8 "])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x00",
+        b"GIF89a",
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+        b"%PDF-1.4",
+        b"\xff\xd8\xff",
+        b"\x89PNG\r\n\x1a\n",
+        b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+    ],
+)
 def test_magic_only(data: bytes) -> None:
     with pytest.raises(ValidationError):
         validate_image_bytes(data)

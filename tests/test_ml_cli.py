@@ -1,4 +1,5 @@
 """End to end: `python -m ml.train` -> `ml.evaluate` -> `ml.export` -> `ml.runtime`, plus clean CLI errors."""
+
 from __future__ import annotations
 
 import csv
@@ -23,13 +24,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 def env(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     base = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
-    return {**base, "TF_CPP_MIN_LOG_LEVEL": "2", "FEEDMOOD_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT),
-            "FEEDMOOD_INFER_THREADS": "1"}
+    return {
+        **base,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "FEEDMOOD_CACHE_DIR": str(cache),
+        "PYTHONPATH": str(ROOT),
+        "FEEDMOOD_INFER_THREADS": "1",
+    }
 
 
 def run(env, module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_clean_error(done: subprocess.CompletedProcess, status: int, message: str) -> None:
@@ -47,10 +59,36 @@ def data_dir(tmp_path_factory):
 def trained(tmp_path_factory, data_dir, env):
     """A 1-epoch multi-task FeedNet (width 4) trained by the real CLI."""
     out = tmp_path_factory.mktemp("run")
-    done = run(env, "ml.train", "--model", "feednet", "--width", 4, "--labels", "fer2013,ferplus-distribution",
-               "--epochs", 1, "--limit", 128, "--batch-size", 32, "--random-erasing", 0.5,
-               "--mixup", 0.2, "--cutmix", 1.0, "--mix-prob", 0.5, "--data", data_dir,
-               "--out", out, "--verbose", 0)
+    done = run(
+        env,
+        "ml.train",
+        "--model",
+        "feednet",
+        "--width",
+        4,
+        "--labels",
+        "fer2013,ferplus-distribution",
+        "--epochs",
+        1,
+        "--limit",
+        128,
+        "--batch-size",
+        32,
+        "--random-erasing",
+        0.5,
+        "--mixup",
+        0.2,
+        "--cutmix",
+        1.0,
+        "--mix-prob",
+        0.5,
+        "--data",
+        data_dir,
+        "--out",
+        out,
+        "--verbose",
+        0,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for name in ("best.keras", "last.keras", "log.csv", "train_meta.json", "wall_seconds.json"):
         assert (out / name).is_file(), name
@@ -60,8 +98,24 @@ def trained(tmp_path_factory, data_dir, env):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, trained, data_dir, env):
     out = tmp_path_factory.mktemp("artifacts") / "tiny-ferplus"
-    done = run(env, "ml.export", "--checkpoint", trained / "best.keras", "--out", out, "--head", "ferplus",
-               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3)
+    done = run(
+        env,
+        "ml.export",
+        "--checkpoint",
+        trained / "best.keras",
+        "--out",
+        out,
+        "--head",
+        "ferplus",
+        "--format",
+        "tflite",
+        "--data",
+        data_dir,
+        "--bench-runs",
+        2,
+        "--latency-runs",
+        3,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out, done
 
@@ -75,15 +129,29 @@ def test_train_writes_meta(trained):
     assert (meta["args"]["mixup"], meta["args"]["cutmix"], meta["args"]["mix_prob"]) == (0.2, 1.0, 0.5)
 
 
-@pytest.mark.parametrize(("extra", "head", "mode", "k"), [
-    ((), "ferplus", "ferplus-majority", 8),
-    (("--head", "fer2013", "--tta", "--temperature", "1.5"), "fer2013", "fer2013", 7),
-    (("--labels", "ferplus-distribution"), "ferplus", "ferplus-distribution", 8),
-])
+@pytest.mark.parametrize(
+    ("extra", "head", "mode", "k"),
+    [
+        ((), "ferplus", "ferplus-majority", 8),
+        (("--head", "fer2013", "--tta", "--temperature", "1.5"), "fer2013", "fer2013", 7),
+        (("--labels", "ferplus-distribution"), "ferplus", "ferplus-distribution", 8),
+    ],
+)
 def test_evaluate_checkpoint(trained, data_dir, env, tmp_path, extra, head, mode, k):
     report_path, png = tmp_path / "eval.json", tmp_path / "cm.png"
-    done = run(env, "ml.evaluate", "--checkpoint", trained / "best.keras", "--data", data_dir,
-               "--json", report_path, "--confusion-png", png, *extra)
+    done = run(
+        env,
+        "ml.evaluate",
+        "--checkpoint",
+        trained / "best.keras",
+        "--data",
+        data_dir,
+        "--json",
+        report_path,
+        "--confusion-png",
+        png,
+        *extra,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "accuracy=" in done.stdout and "confusion matrix" in done.stdout and "macro-F1" in done.stdout
     report = json.loads(report_path.read_text())
@@ -100,23 +168,43 @@ def test_evaluate_checkpoint(trained, data_dir, env, tmp_path, extra, head, mode
 
 def test_export_artifact_contents(exported, trained):
     out, done = exported
-    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "metrics.json", "model.tflite", "model_card.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confusion_matrix.png",
+        "metrics.json",
+        "model.tflite",
+        "model_card.json",
+    ]
     card = json.loads((out / "model_card.json").read_text())
     assert card["head"] == "ferplus" and card["labels"] == list(L.FERPLUS_LABELS) and card["format"] == "tflite"
     assert card["input"] == {"shape": [48, 48], "dtype": "uint8", "color": "grayscale", "range": [0, 255]}
     assert {k: card["training"]["model_args"][k] for k in ("random_erasing", "mixup", "cutmix", "mix_prob")} == {
-        "random_erasing": 0.5, "mixup": 0.2, "cutmix": 1.0, "mix_prob": 0.5}
+        "random_erasing": 0.5,
+        "mixup": 0.2,
+        "cutmix": 1.0,
+        "mix_prob": 0.5,
+    }
     assert "INTER_AREA" in card["preprocessing"] and card["file"] == "model.tflite" and card["tta"] is False
     assert card["temperature"] > 0
     metrics = card["metrics"]
-    for key in ("accuracy", "loss", "macro_f1", "weighted_f1", "per_class", "confusion_matrix",
-                "ece_before_calibration", "ece_after_calibration", "ece_uncalibrated"):
+    for key in (
+        "accuracy",
+        "loss",
+        "macro_f1",
+        "weighted_f1",
+        "per_class",
+        "confusion_matrix",
+        "ece_before_calibration",
+        "ece_after_calibration",
+        "ece_uncalibrated",
+    ):
         assert key in metrics, key
     assert metrics["split"] == "PublicTest" and metrics["label_mode"] == "ferplus-majority"
     assert metrics["cross_calibration"]["folds"] == 2
     formats = {row["format"]: row for row in card["formats"]}
     assert set(formats) == {"keras", "tflite"}
-    assert all(row["status"] == "ok" and row["faces_per_s_b64"] > 0 and row["ms_per_face_b1"] > 0 for row in formats.values())
+    assert all(
+        row["status"] == "ok" and row["faces_per_s_b64"] > 0 and row["ms_per_face_b1"] > 0 for row in formats.values()
+    )
     assert abs(formats["tflite"]["accuracy"] - formats["keras"]["accuracy"]) < 1e-9
     assert card["training"]["epochs_run"] == 1 and card["training"]["command"].startswith("python -m ml.train")
     assert card["export_command"].startswith("python -m ml.export --checkpoint")
@@ -174,8 +262,9 @@ def test_selective_flip_ships_a_threshold_and_keeps_the_full_flip_figures(export
 
     out = Path(shutil.copytree(exported[0], tmp_path / "a"))
     card = json.loads((out / "model_card.json").read_text())
-    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", 0.5, "--data", data_dir), 1,
-                       "ships without test-time flip")
+    assert_clean_error(
+        run(env, "ml.selective_flip", out, "--flip-below", 0.5, "--data", data_dir), 1, "ships without test-time flip"
+    )
     # make the card ship its measured flip mode, as `ml.export --tta` would
     other = card.pop("other_tta")
     card.update(tta=True, temperature=other["temperature"])
@@ -215,8 +304,11 @@ def test_selective_flip_ships_a_threshold_and_keeps_the_full_flip_figures(export
     assert again["metrics"]["accuracy"] == amended["metrics"]["accuracy"]
 
     before = (out / "model_card.json").read_text()
-    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", "auto", "--max-ece", 1e-9, *args[2:]), 1,
-                       "with a calibrated ECE <= 1e-09; the card is unchanged")
+    assert_clean_error(
+        run(env, "ml.selective_flip", out, "--flip-below", "auto", "--max-ece", 1e-9, *args[2:]),
+        1,
+        "with a calibrated ECE <= 1e-09; the card is unchanged",
+    )
     assert (out / "model_card.json").read_text() == before
     done = run(env, "ml.selective_flip", out, "--flip-below", "auto", "--max-ece", 0.9, *args[2:])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -224,15 +316,25 @@ def test_selective_flip_ships_a_threshold_and_keeps_the_full_flip_figures(export
     rows = auto["selective_flip"]["sweep"]
     assert [row["flip_below"] for row in rows] == [0.5, 0.6, 0.7, 0.8, 0.9]
     best = auto["selective_flip"]["full_flip"]["accuracy"]
-    picked = next(row["flip_below"] for row in rows
-                  if 100 * (best - row["accuracy"]) <= 0.1 + 1e-9 and row["ece_after_calibration"] <= 0.9)
+    picked = next(
+        row["flip_below"]
+        for row in rows
+        if 100 * (best - row["accuracy"]) <= 0.1 + 1e-9 and row["ece_after_calibration"] <= 0.9
+    )
     assert auto["tta_flip_below"] == picked and EmotionClassifier.load(out).flip_below == picked
     assert auto["reproduce"][-1].endswith("--flip-below auto --max-ece 0.9 " + shlex.join(map(str, args[2:])))
 
-    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", 0), 2, "expected auto or a number in (0, 1], got 0.0")
-    assert_clean_error(run(env, "ml.selective_flip", out, "--flip-below", "x"), 2, "expected auto or a number in (0, 1]")
-    assert_clean_error(run(env, "ml.selective_flip", out, "--sweep", "--tolerance", -1), 2,
-                       "--tolerance must be 0 or more accuracy points, got -1.0")
+    assert_clean_error(
+        run(env, "ml.selective_flip", out, "--flip-below", 0), 2, "expected auto or a number in (0, 1], got 0.0"
+    )
+    assert_clean_error(
+        run(env, "ml.selective_flip", out, "--flip-below", "x"), 2, "expected auto or a number in (0, 1]"
+    )
+    assert_clean_error(
+        run(env, "ml.selective_flip", out, "--sweep", "--tolerance", -1),
+        2,
+        "--tolerance must be 0 or more accuracy points, got -1.0",
+    )
     assert_clean_error(run(env, "ml.selective_flip", out), 2, "one of the arguments --flip-below --sweep is required")
     assert_clean_error(run(env, "ml.selective_flip", tmp_path, "--sweep"), 1, "is not an exported model artifact")
 
@@ -257,7 +359,10 @@ def test_calibrate_ships_a_class_bias_the_runtime_applies(exported, data_dir, en
     done = run(env, "ml.calibrate", out, "--class-bias", "--data", data_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     amended = json.loads((out / "model_card.json").read_text())
-    assert len(amended["class_bias"]) == len(card["labels"]) and amended["calibration"]["kind"] == "temperature + class bias"
+    assert (
+        len(amended["class_bias"]) == len(card["labels"])
+        and amended["calibration"]["kind"] == "temperature + class bias"
+    )
     shipped = EmotionClassifier.load(out)
     assert shipped.class_bias is not None and shipped.temperature == amended["temperature"]
     probs = shipped.predict_proba(public.images)
@@ -267,8 +372,11 @@ def test_calibrate_ships_a_class_bias_the_runtime_applies(exported, data_dir, en
     assert amended["metrics"]["cross_calibration"]["fits_class_bias"] is True
     assert len(amended["other_tta"]["class_bias"]) == len(card["labels"])  # the other mode: the same kind
     assert amended["reproduce"][-1] == f"python -m ml.calibrate {out} --class-bias --data {data_dir}"
-    kept = {k: v for k, v in card.items() if k not in amended["amendments"][-1]["what"] and k not in (
-        "amendments", "reproduce", "output", "other_tta")}
+    kept = {
+        k: v
+        for k, v in card.items()
+        if k not in amended["amendments"][-1]["what"] and k not in ("amendments", "reproduce", "output", "other_tta")
+    }
     assert {k: amended[k] for k in kept} == kept  # nothing else in the card changed
 
     done = run(env, "ml.calibrate", out, "--temperature-only", "--data", data_dir)
@@ -325,8 +433,26 @@ def test_export_auto_and_reexport(trained, data_dir, env, tmp_path):
     out = tmp_path / "auto"
     out.mkdir()
     (out / "model_card.json").write_text("{}")  # an older artifact may be replaced
-    done = run(env, "ml.export", "--checkpoint", trained / "best.keras", "--out", out, "--head", "fer2013",
-               "--data", data_dir, "--limit", 40, "--bench-runs", 2, "--latency-runs", 3, "--calibration-faces", 32)
+    done = run(
+        env,
+        "ml.export",
+        "--checkpoint",
+        trained / "best.keras",
+        "--out",
+        out,
+        "--head",
+        "fer2013",
+        "--data",
+        data_dir,
+        "--limit",
+        40,
+        "--bench-runs",
+        2,
+        "--latency-runs",
+        3,
+        "--calibration-faces",
+        32,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     card = json.loads((out / "model_card.json").read_text())
     rows = {row["format"]: row for row in card["formats"]}
@@ -334,8 +460,9 @@ def test_export_auto_and_reexport(trained, data_dir, env, tmp_path):
     ok = {f: r for f, r in rows.items() if r["status"] == "ok"}
     assert card["format"] in ok and card["head"] == "fer2013" and card["labels"] == list(L.FER2013_LABELS)
     assert ok[card["format"]]["accuracy"] >= ok["keras"]["accuracy"] - 0.003
-    assert card["format"] == max((f for f in ok if ok[f]["accuracy"] >= ok["keras"]["accuracy"] - 0.003),
-                                 key=lambda f: ok[f]["faces_per_s_b64"])
+    assert card["format"] == max(
+        (f for f in ok if ok[f]["accuracy"] >= ok["keras"]["accuracy"] - 0.003), key=lambda f: ok[f]["faces_per_s_b64"]
+    )
     assert card["metrics"]["n"] == 40
     model_files = [p.name for p in out.iterdir() if p.name.startswith("model") and p.name != "model_card.json"]
     assert model_files == [card["file"]]
@@ -346,15 +473,37 @@ def test_export_ensemble_with_an_existing_artifact(trained, exported, data_dir, 
     from ml.runtime import EmotionClassifier
 
     second = tmp_path / "run2"
-    done = run(env, "ml.train", "--model", "feednet", "--width", 4, "--labels", "fer2013,ferplus-distribution",
-               "--epochs", 1, "--limit", 128, "--batch-size", 32, "--data", data_dir, "--out", second, "--verbose", 0,
-               "--seed", 7)
+    done = run(
+        env,
+        "ml.train",
+        "--model",
+        "feednet",
+        "--width",
+        4,
+        "--labels",
+        "fer2013,ferplus-distribution",
+        "--epochs",
+        1,
+        "--limit",
+        128,
+        "--batch-size",
+        32,
+        "--data",
+        data_dir,
+        "--out",
+        second,
+        "--verbose",
+        0,
+        "--seed",
+        7,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     alone, out = tmp_path / "alone", tmp_path / "ensemble"
     common = ["--head", "ferplus", "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3]
     assert run(env, "ml.export", "--checkpoint", second / "best.keras", "--out", alone, *common).returncode == 0
-    done = run(env, "ml.export", "--checkpoint", second / "best.keras", "--out", out, *common,
-               "--ensemble-with", exported[0])
+    done = run(
+        env, "ml.export", "--checkpoint", second / "best.keras", "--out", out, *common, "--ensemble-with", exported[0]
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     card = json.loads((out / "model_card.json").read_text())
     assert card["ensemble"] == ["member1_model.tflite"] and (out / "member1_model.tflite").is_file()
@@ -368,15 +517,21 @@ def test_export_ensemble_with_an_existing_artifact(trained, exported, data_dir, 
     assert 0 < card["regression_slice"]["rows"] <= 64 and 0.0 <= card["regression_slice"]["accuracy"] <= 1.0
 
     x, _ = faces(16, seed=3)
-    mean = (EmotionClassifier.load(alone, temperature=1.0).predict_proba(x)
-            + EmotionClassifier.load(exported[0], temperature=1.0).predict_proba(x)) / 2
+    mean = (
+        EmotionClassifier.load(alone, temperature=1.0).predict_proba(x)
+        + EmotionClassifier.load(exported[0], temperature=1.0).predict_proba(x)
+    ) / 2
     np.testing.assert_allclose(EmotionClassifier.load(out, temperature=1.0).predict_proba(x), mean, atol=1e-5)
     assert "members=2" in repr(EmotionClassifier.load(out))
 
     # An ensemble of an ensemble: each borrowed member keeps its own accuracy, training and time.
     third = tmp_path / "ensemble3"
-    assert run(env, "ml.export", "--checkpoint", trained / "best.keras", "--out", third, *common,
-               "--ensemble-with", out).returncode == 0
+    assert (
+        run(
+            env, "ml.export", "--checkpoint", trained / "best.keras", "--out", third, *common, "--ensemble-with", out
+        ).returncode
+        == 0
+    )
     card3 = json.loads((third / "model_card.json").read_text())
     members = card3["ensemble_members"]
     solo = json.loads((alone / "model_card.json").read_text())
@@ -386,13 +541,46 @@ def test_export_ensemble_with_an_existing_artifact(trained, exported, data_dir, 
     assert members[2]["training"]["checkpoint"] == str(trained / "best.keras")
     assert members[2]["card_name"] == member["name"]
     assert card3["training"]["train_wall_seconds_all_phases"] == pytest.approx(  # each run counted once
-        member["training"]["train_wall_seconds_all_phases"] + card["training"]["train_wall_seconds_all_phases"], abs=0.2)
+        member["training"]["train_wall_seconds_all_phases"] + card["training"]["train_wall_seconds_all_phases"], abs=0.2
+    )
 
     other_head = tmp_path / "fer2013-head"
-    assert run(env, "ml.export", "--checkpoint", second / "best.keras", "--out", other_head, "--head", "fer2013",
-               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
-    assert_clean_error(run(env, "ml.export", "--checkpoint", second / "best.keras", "--out", tmp_path / "bad",
-                           *common, "--ensemble-with", other_head), 1, "head 'fer2013' != 'ferplus'")
+    assert (
+        run(
+            env,
+            "ml.export",
+            "--checkpoint",
+            second / "best.keras",
+            "--out",
+            other_head,
+            "--head",
+            "fer2013",
+            "--format",
+            "tflite",
+            "--data",
+            data_dir,
+            "--bench-runs",
+            2,
+            "--latency-runs",
+            3,
+        ).returncode
+        == 0
+    )
+    assert_clean_error(
+        run(
+            env,
+            "ml.export",
+            "--checkpoint",
+            second / "best.keras",
+            "--out",
+            tmp_path / "bad",
+            *common,
+            "--ensemble-with",
+            other_head,
+        ),
+        1,
+        "head 'fer2013' != 'ferplus'",
+    )
     (out / "member1_model.tflite").unlink()
     with pytest.raises(FileNotFoundError, match="member1_model.tflite"):
         EmotionClassifier.load(out)
@@ -401,9 +589,30 @@ def test_export_ensemble_with_an_existing_artifact(trained, exported, data_dir, 
 def test_train_distils_from_an_exported_teacher(exported, data_dir, env, tmp_path):
     """--teacher: the artifact scores the training images once (cached), its head trains on the blend."""
     out = tmp_path / "student"
-    args = ["--model", "feednet", "--width", 4, "--labels", "fer2013,ferplus-distribution", "--epochs", 1,
-            "--limit", 96, "--batch-size", 32, "--data", data_dir, "--out", out, "--verbose", 0,
-            "--teacher", f"ferplus={exported[0]}", "--distill-alpha", 0.7]
+    args = [
+        "--model",
+        "feednet",
+        "--width",
+        4,
+        "--labels",
+        "fer2013,ferplus-distribution",
+        "--epochs",
+        1,
+        "--limit",
+        96,
+        "--batch-size",
+        32,
+        "--data",
+        data_dir,
+        "--out",
+        out,
+        "--verbose",
+        0,
+        "--teacher",
+        f"ferplus={exported[0]}",
+        "--distill-alpha",
+        0.7,
+    ]
     done = run(env, "ml.train", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"teacher {exported[0]} -> head ferplus: agrees with the labels on" in done.stdout
@@ -413,8 +622,27 @@ def test_train_distils_from_an_exported_teacher(exported, data_dir, env, tmp_pat
     assert "--teacher ferplus=" in meta["command"] and meta["args"]["distill_alpha"] == 0.7
 
     student = tmp_path / "student-artifact"
-    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", student, "--head", "ferplus",
-               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    assert (
+        run(
+            env,
+            "ml.export",
+            "--checkpoint",
+            out / "best.keras",
+            "--out",
+            student,
+            "--head",
+            "ferplus",
+            "--format",
+            "tflite",
+            "--data",
+            data_dir,
+            "--bench-runs",
+            2,
+            "--latency-runs",
+            3,
+        ).returncode
+        == 0
+    )
     card = json.loads((student / "model_card.json").read_text())
     teacher = json.loads((exported[0] / "model_card.json").read_text())
     assert card["training"]["distilled_from"][0]["file_sha256"] == teacher["file_sha256"]
@@ -423,39 +651,94 @@ def test_train_distils_from_an_exported_teacher(exported, data_dir, env, tmp_pat
     assert "--teacher ferplus=" in card["reproduce"][-2] and card["reproduce"][-1].startswith("python -m ml.export")
 
     common = args[:-4]
-    assert_clean_error(run(env, "ml.train", *common, "--teacher", f"fer2013={exported[0]}"), 1,
-                       "but the head expects ['anger', 'disgust'")
+    assert_clean_error(
+        run(env, "ml.train", *common, "--teacher", f"fer2013={exported[0]}"),
+        1,
+        "but the head expects ['anger', 'disgust'",
+    )
     assert_clean_error(run(env, "ml.train", *common, "--teacher", f"valence={exported[0]}"), 1, "has no 'valence' head")
     assert_clean_error(run(env, "ml.train", *common, "--teacher", f"ferplus={tmp_path / 'nothing'}"), 1, "not found")
     assert_clean_error(run(env, "ml.train", *common, "--teacher", "ferplus"), 2, "expected HEAD=ARTIFACT_DIR")
-    assert_clean_error(run(env, "ml.train", *common, "--teacher", f"ferplus={exported[0]}", "--distill-alpha", 1.5),
-                       1, "--distill-alpha must be within [0, 1]")
+    assert_clean_error(
+        run(env, "ml.train", *common, "--teacher", f"ferplus={exported[0]}", "--distill-alpha", 1.5),
+        1,
+        "--distill-alpha must be within [0, 1]",
+    )
 
 
 def test_train_distils_online_on_each_augmented_batch(exported, data_dir, env, tmp_path):
     """--teacher-mode online: nothing is cached; the card says online; bad teachers fail before training."""
     out = tmp_path / "online"
-    args = ["--model", "feednet", "--width", 4, "--labels", "fer2013,ferplus-distribution", "--epochs", 1,
-            "--limit", 96, "--batch-size", 32, "--data", data_dir, "--out", out, "--verbose", 0,
-            "--teacher-mode", "online", "--teacher", f"ferplus={exported[0]}", "--distill-alpha", 1.0]
+    args = [
+        "--model",
+        "feednet",
+        "--width",
+        4,
+        "--labels",
+        "fer2013,ferplus-distribution",
+        "--epochs",
+        1,
+        "--limit",
+        96,
+        "--batch-size",
+        32,
+        "--data",
+        data_dir,
+        "--out",
+        out,
+        "--verbose",
+        0,
+        "--teacher-mode",
+        "online",
+        "--teacher",
+        f"ferplus={exported[0]}",
+        "--distill-alpha",
+        1.0,
+    ]
     done = run(env, "ml.train", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert not (out / "teachers").exists()
     student = tmp_path / "online-artifact"
-    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", student, "--head", "ferplus",
-               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    assert (
+        run(
+            env,
+            "ml.export",
+            "--checkpoint",
+            out / "best.keras",
+            "--out",
+            student,
+            "--head",
+            "ferplus",
+            "--format",
+            "tflite",
+            "--data",
+            data_dir,
+            "--bench-runs",
+            2,
+            "--latency-runs",
+            3,
+        ).returncode
+        == 0
+    )
     card = json.loads((student / "model_card.json").read_text())
     assert card["training"]["teacher_mode"] == "online" and card["training"]["distill_alpha"] == 1.0
     assert "--teacher-mode online" in card["reproduce"][-2]
 
     common = args[:-4]
-    assert_clean_error(run(env, "ml.train", *common, "--teacher", f"fer2013={exported[0]}"), 1,
-                       "but the head expects ['anger', 'disgust'")
-    assert_clean_error(run(env, "ml.train", *common, "--teacher", f"ferplus={exported[0]}", "--distill-alpha", -1),
-                       1, "--distill-alpha must be within [0, 1]")
+    assert_clean_error(
+        run(env, "ml.train", *common, "--teacher", f"fer2013={exported[0]}"),
+        1,
+        "but the head expects ['anger', 'disgust'",
+    )
+    assert_clean_error(
+        run(env, "ml.train", *common, "--teacher", f"ferplus={exported[0]}", "--distill-alpha", -1),
+        1,
+        "--distill-alpha must be within [0, 1]",
+    )
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     path.mkdir(parents=True, exist_ok=True)
@@ -468,9 +751,28 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
 
 def ema_run_args(exported, data_dir, batch_size: int) -> list:
     """A deterministic fine-tune of the tiny artifact on 96 faces, large steps (lr 1e-2) from the first one."""
-    return ["--model", "feednet", "--labels", "ferplus-distribution", "--limit", 96, "--batch-size", batch_size,
-            "--data", data_dir, "--verbose", 0, "--lr", 1e-2, "--warmup-epochs", 0, "--no-augment",
-            "--deterministic", "--init-from", exported[0]]
+    return [
+        "--model",
+        "feednet",
+        "--labels",
+        "ferplus-distribution",
+        "--limit",
+        96,
+        "--batch-size",
+        batch_size,
+        "--data",
+        data_dir,
+        "--verbose",
+        0,
+        "--lr",
+        1e-2,
+        "--warmup-epochs",
+        0,
+        "--no-augment",
+        "--deterministic",
+        "--init-from",
+        exported[0],
+    ]
 
 
 def saved_model(path: Path):
@@ -504,15 +806,16 @@ def test_train_ema_validates_and_checkpoints_the_weight_average(exported, data_d
     for f in ("best.keras", "last.keras"):
         assert max_weight_change(ema[f], one["last.keras"]) < moved / 100, f
     np.testing.assert_allclose(loss_ema, [loss_one[0]] * 2, rtol=1e-4)
-    assert_clean_error(run(env, "ml.train", *common, "--out", tmp_path / "bad", "--ema", 1), 2,
-                       "EMA momentum must be in [0, 1), got 1")
+    assert_clean_error(
+        run(env, "ml.train", *common, "--out", tmp_path / "bad", "--ema", 1), 2, "EMA momentum must be in [0, 1), got 1"
+    )
 
 
 def test_train_ema_backup_keeps_the_raw_weights(exported, data_dir, env, tmp_path):
     """The averaged weights are swapped in only after the backup is written, so --resume continues training the raw
     weights: an --ema run's backup holds the same weights as the same run without --ema (the average never feeds
     back into training), while its last.keras holds the average."""
-    common = ema_run_args(exported, data_dir, batch_size=48) + ["--epochs", 3, "--stop-after", 2]
+    common = [*ema_run_args(exported, data_dir, batch_size=48), "--epochs", 3, "--stop-after", 2]
     for out, extra in (("raw", []), ("ema", ["--ema", 0.5])):
         done = run(env, "ml.train", *common, "--out", tmp_path / out, *extra)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -532,7 +835,9 @@ def test_train_bad_inputs(env, tmp_path):
     x, _ = faces(2)
     pixels = " ".join(map(str, x[0].reshape(-1)))
     bad_columns = _write_csv(tmp_path / "cols", ["label", "image", "split"], [[0, pixels, "Training"]])
-    assert_clean_error(run(env, "ml.train", *common, "--data", bad_columns), 1, "expected header 'emotion,pixels,Usage'")
+    assert_clean_error(
+        run(env, "ml.train", *common, "--data", bad_columns), 1, "expected header 'emotion,pixels,Usage'"
+    )
 
     short = " ".join(map(str, x[0].reshape(-1)[:2000]))
     bad_pixels = _write_csv(tmp_path / "pix", ["emotion", "pixels", "Usage"], [[0, short, "Training"]])
@@ -550,23 +855,38 @@ def test_evaluate_and_export_bad_inputs(env, trained, data_dir, tmp_path):
     ckpt = trained / "best.keras"
     assert_clean_error(run(env, "ml.evaluate", "--checkpoint", tmp_path / "nope.keras"), 1, "not found")
     (tmp_path / "weights.h5").write_bytes(b"junk")
-    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", tmp_path / "weights.h5"), 1, "cannot load Keras checkpoint")
+    assert_clean_error(
+        run(env, "ml.evaluate", "--checkpoint", tmp_path / "weights.h5"), 1, "cannot load Keras checkpoint"
+    )
     (tmp_path / "notes.txt").write_text("junk")
-    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", tmp_path / "notes.txt"), 1, "expected a .keras or .h5 checkpoint")
-    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", ckpt, "--head", "valence", "--data", data_dir), 1,
-                       "unknown head 'valence'")
-    assert_clean_error(run(env, "ml.evaluate", "--checkpoint", ckpt, "--head", "ferplus", "--labels", "fer2013",
-                           "--data", data_dir), 1, "scores the fer2013 head")
+    assert_clean_error(
+        run(env, "ml.evaluate", "--checkpoint", tmp_path / "notes.txt"), 1, "expected a .keras or .h5 checkpoint"
+    )
+    assert_clean_error(
+        run(env, "ml.evaluate", "--checkpoint", ckpt, "--head", "valence", "--data", data_dir),
+        1,
+        "unknown head 'valence'",
+    )
+    assert_clean_error(
+        run(env, "ml.evaluate", "--checkpoint", ckpt, "--head", "ferplus", "--labels", "fer2013", "--data", data_dir),
+        1,
+        "scores the fer2013 head",
+    )
     assert_clean_error(run(env, "ml.evaluate", "--checkpoint", ckpt, "--split", "PrivateTest"), 2, "invalid choice")
-    assert_clean_error(run(env, "ml.export", "--checkpoint", tmp_path / "nope.keras", "--out", tmp_path / "a"), 1,
-                       "not found")
+    assert_clean_error(
+        run(env, "ml.export", "--checkpoint", tmp_path / "nope.keras", "--out", tmp_path / "a"), 1, "not found"
+    )
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "notes.txt").write_text("keep me")
-    assert_clean_error(run(env, "ml.export", "--checkpoint", ckpt, "--out", tmp_path / "precious", "--data", data_dir),
-                       1, "refusing to overwrite")
+    assert_clean_error(
+        run(env, "ml.export", "--checkpoint", ckpt, "--out", tmp_path / "precious", "--data", data_dir),
+        1,
+        "refusing to overwrite",
+    )
     assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
-    assert_clean_error(run(env, "ml.export", "--checkpoint", ckpt, "--out", tmp_path / "b", "--format", "pt"), 2,
-                       "invalid choice")
+    assert_clean_error(
+        run(env, "ml.export", "--checkpoint", ckpt, "--out", tmp_path / "b", "--format", "pt"), 2, "invalid choice"
+    )
 
 
 def test_bf16_warning_names_cpus_where_it_is_not_faster():
@@ -582,7 +902,8 @@ def test_bf16_warning_names_cpus_where_it_is_not_faster():
     assert bf16_warning("mixed_bfloat16", None) is None  # cannot tell: no warning
     no_amx = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 avx512_vnni avx512_fp16\n"  # a Xeon VM without AMX
     assert "but no AMX" in bf16_warning("mixed_bfloat16", no_amx) and "emulates" not in bf16_warning(
-        "mixed_bfloat16", no_amx)
+        "mixed_bfloat16", no_amx
+    )
     assert "emulates" in bf16_warning("mixed_bfloat16", epyc)
     zen5 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n"
     assert bf16_warning("mixed_bfloat16", zen5) is None  # measured faster than float32 there
@@ -592,8 +913,10 @@ def test_bf16_warning_names_cpus_where_it_is_not_faster():
 def test_cpu_model_reads_the_first_cpu_block():
     from ml.train import cpu_model
 
-    two_cpus = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel name\t: AMD EPYC 9B14\n\n"
-                "processor\t: 1\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel name\t: something else\n")
+    two_cpus = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel name\t: AMD EPYC 9B14\n\n"
+        "processor\t: 1\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel name\t: something else\n"
+    )
     assert cpu_model(two_cpus) == "AMD EPYC 9B14 (family 25)"
     assert cpu_model("processor\t: 0\nCPU implementer\t: 0x41\nCPU architecture: 8\n") == "unknown CPU"
     assert cpu_model(None) == "unknown CPU"
@@ -605,8 +928,27 @@ def test_warmstart_rebuilds_the_exported_network(trained, exported, data_dir, en
     from ml.warmstart import WarmStartError, feednet_from_artifact
 
     int8 = tmp_path / "int8"
-    assert run(env, "ml.export", "--checkpoint", trained / "best.keras", "--out", int8, "--head", "ferplus", "--format", "tflite-int8", "--data", data_dir,
-               "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    assert (
+        run(
+            env,
+            "ml.export",
+            "--checkpoint",
+            trained / "best.keras",
+            "--out",
+            int8,
+            "--head",
+            "ferplus",
+            "--format",
+            "tflite-int8",
+            "--data",
+            data_dir,
+            "--bench-runs",
+            2,
+            "--latency-runs",
+            3,
+        ).returncode
+        == 0
+    )
     x, _ = faces(64, seed=5)
     for artifact, atol in ((exported[0], 1e-4), (int8, 0.08)):
         model, card = feednet_from_artifact(artifact)
@@ -634,19 +976,62 @@ def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
 
     out, base = tmp_path / "ft", tmp_path / "base"
     shutil.copytree(exported[0], base)
-    args = ["--model", "feednet", "--labels", "ferplus-distribution", "--epochs", 1, "--limit", 96, "--batch-size", 32,
-            "--data", data_dir, "--out", out, "--verbose", 0, "--lr", 1e-9, "--warmup-epochs", 0,
-            "--init-from", base]
+    args = [
+        "--model",
+        "feednet",
+        "--labels",
+        "ferplus-distribution",
+        "--epochs",
+        1,
+        "--limit",
+        96,
+        "--batch-size",
+        32,
+        "--data",
+        data_dir,
+        "--out",
+        out,
+        "--verbose",
+        0,
+        "--lr",
+        1e-9,
+        "--warmup-epochs",
+        0,
+        "--init-from",
+        base,
+    ]
     done = run(env, "ml.train", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     replaced = json.loads((base / "model_card.json").read_text())
     (base / "model_card.json").write_text(json.dumps({**replaced, "file_sha256": "replaced", "reproduce": ["other"]}))
     artifact = tmp_path / "ft-artifact"
-    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", artifact, "--head", "ferplus",
-               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    assert (
+        run(
+            env,
+            "ml.export",
+            "--checkpoint",
+            out / "best.keras",
+            "--out",
+            artifact,
+            "--head",
+            "ferplus",
+            "--format",
+            "tflite",
+            "--data",
+            data_dir,
+            "--bench-runs",
+            2,
+            "--latency-runs",
+            3,
+        ).returncode
+        == 0
+    )
     x, _ = faces(32, seed=9)
-    np.testing.assert_allclose(EmotionClassifier.load(artifact, temperature=1.0).predict_proba(x),
-                               EmotionClassifier.load(exported[0], temperature=1.0).predict_proba(x), atol=1e-4)
+    np.testing.assert_allclose(
+        EmotionClassifier.load(artifact, temperature=1.0).predict_proba(x),
+        EmotionClassifier.load(exported[0], temperature=1.0).predict_proba(x),
+        atol=1e-4,
+    )
     card = json.loads((artifact / "model_card.json").read_text())
     start = json.loads((exported[0] / "model_card.json").read_text())
     assert card["training"]["initialized_from"]["file_sha256"] == start["file_sha256"]
@@ -655,15 +1040,37 @@ def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
     assert card["training"]["train_wall_seconds_all_phases"] > start["training"]["train_wall_seconds_all_phases"]
     shutil.rmtree(base)  # the starting artifact is gone by the time the run is exported again: the record stands
     again = tmp_path / "ft-artifact-again"
-    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", again, "--head", "ferplus",
-               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    assert (
+        run(
+            env,
+            "ml.export",
+            "--checkpoint",
+            out / "best.keras",
+            "--out",
+            again,
+            "--head",
+            "ferplus",
+            "--format",
+            "tflite",
+            "--data",
+            data_dir,
+            "--bench-runs",
+            2,
+            "--latency-runs",
+            3,
+        ).returncode
+        == 0
+    )
     card_again = json.loads((again / "model_card.json").read_text())
     assert card_again["training"]["initialized_from"]["file_sha256"] == start["file_sha256"]
     assert card_again["reproduce"][: len(start["reproduce"])] == start["reproduce"]
 
     common = args[:-2]
-    assert_clean_error(run(env, "ml.train", *common[:1], "cnn", *common[2:], "--init-from", exported[0]), 1,
-                       "artifacts seed --model feednet only")
+    assert_clean_error(
+        run(env, "ml.train", *common[:1], "cnn", *common[2:], "--init-from", exported[0]),
+        1,
+        "artifacts seed --model feednet only",
+    )
     fer = [a if a != "ferplus-distribution" else "fer2013" for a in common]
     assert_clean_error(run(env, "ml.train", *fer, "--init-from", exported[0]), 1, "the artifact has one 'ferplus' head")
 
@@ -676,20 +1083,65 @@ def test_train_narrows_and_deepens_a_shipped_artifact(exported, data_dir, env, t
     from ml.warmstart import feednet_from_artifact
 
     out = tmp_path / "lean"
-    args = ["--model", "feednet", "--labels", "ferplus-distribution", "--epochs", 1, "--limit", 96, "--batch-size", 32,
-            "--data", data_dir, "--out", out, "--verbose", 0, "--warmup-epochs", 0, "--init-from", exported[0]]
+    args = [
+        "--model",
+        "feednet",
+        "--labels",
+        "ferplus-distribution",
+        "--epochs",
+        1,
+        "--limit",
+        96,
+        "--batch-size",
+        32,
+        "--data",
+        data_dir,
+        "--out",
+        out,
+        "--verbose",
+        0,
+        "--warmup-epochs",
+        0,
+        "--init-from",
+        exported[0],
+    ]
     done = run(env, "ml.train", *args, "--stage-widths", "4,8,16,24", "--stage-convs", "1,2,2,2")
     assert done.returncode == 0, done.stderr[-3000:]
     artifact = tmp_path / "lean-artifact"
-    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", artifact, "--head", "ferplus",
-               "--format", "tflite", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    assert (
+        run(
+            env,
+            "ml.export",
+            "--checkpoint",
+            out / "best.keras",
+            "--out",
+            artifact,
+            "--head",
+            "ferplus",
+            "--format",
+            "tflite",
+            "--data",
+            data_dir,
+            "--bench-runs",
+            2,
+            "--latency-runs",
+            3,
+        ).returncode
+        == 0
+    )
     card = json.loads((artifact / "model_card.json").read_text())
     assert card["training"]["model_args"]["stage_widths"] == [4, 8, 16, 24]
     assert card["training"]["model_args"]["stage_convs"] == [1, 2, 2, 2]
     model, _ = feednet_from_artifact(artifact)
     assert {layer.name: layer.filters for layer in model.layers if layer.name.endswith("_conv")} == {
-        "s0_c0_conv": 4, "s1_c0_conv": 8, "s1_c1_conv": 8, "s2_c0_conv": 16, "s2_c1_conv": 16,
-        "s3_c0_conv": 24, "s3_c1_conv": 24}
+        "s0_c0_conv": 4,
+        "s1_c0_conv": 8,
+        "s1_c1_conv": 8,
+        "s2_c0_conv": 16,
+        "s2_c1_conv": 16,
+        "s3_c0_conv": 24,
+        "s3_c1_conv": 24,
+    }
     x, _ = faces(16, seed=4)
     probs = EmotionClassifier.load(artifact).predict_proba(x)
     assert probs.shape == (16, 8) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
@@ -699,25 +1151,38 @@ def test_train_narrows_and_deepens_a_shipped_artifact(exported, data_dir, env, t
     done = run(env, "ml.train", *deeper, "--stage-convs", "2,2,3,3", "--epochs", 1, "--lr", "1e-9")
     assert done.returncode == 0, done.stderr[-3000:]
     deepened = load_checkpoint(deep / "best.keras")
-    assert [layer.name for layer in deepened.layers if layer.name.startswith("s3_c") and layer.name.endswith("_conv")] == [
-        "s3_c0_conv", "s3_c1_conv", "s3_c2_conv"]
+    assert [
+        layer.name for layer in deepened.layers if layer.name.startswith("s3_c") and layer.name.endswith("_conv")
+    ] == ["s3_c0_conv", "s3_c1_conv", "s3_c2_conv"]
     source, _ = feednet_from_artifact(exported[0])
     x, _ = faces(8, seed=6)
     # lr 1e-9: one epoch leaves the weights where the identity start put them, so the deeper net is the artifact's function
-    np.testing.assert_allclose(deepened.predict(x[..., None].astype(np.float32), verbose=0),
-                               source.predict(x[..., None].astype(np.float32), verbose=0), atol=1e-3)
+    np.testing.assert_allclose(
+        deepened.predict(x[..., None].astype(np.float32), verbose=0),
+        source.predict(x[..., None].astype(np.float32), verbose=0),
+        atol=1e-3,
+    )
 
     assert_clean_error(run(env, "ml.train", *args, "--stage-widths", "4,64,16,24"), 1, "cannot narrow s1_c0_conv")
-    assert_clean_error(run(env, "ml.train", *args, "--stage-widths", "4,8", "--stage-convs", "1,2,2"), 1,
-                       "--stage-widths has 2 stages and --stage-convs 3")
+    assert_clean_error(
+        run(env, "ml.train", *args, "--stage-widths", "4,8", "--stage-convs", "1,2,2"),
+        1,
+        "--stage-widths has 2 stages and --stage-convs 3",
+    )
     assert_clean_error(run(env, "ml.train", *args, "--stage-widths", "4,x"), 2, "comma-separated positive integers")
     assert_clean_error(run(env, "ml.train", *args, "--stage-convs", "1,0,2,2"), 2, "comma-separated positive integers")
-    assert_clean_error(run(env, "ml.train", *args, "--width", 4, "--stage-widths", "4,8,16,24"), 1,
-                       "--width or --stage-widths, not both")
+    assert_clean_error(
+        run(env, "ml.train", *args, "--width", 4, "--stage-widths", "4,8,16,24"),
+        1,
+        "--width or --stage-widths, not both",
+    )
     cnn = [a if a != "feednet" else "cnn" for a in args[:-2]]
     assert_clean_error(run(env, "ml.train", *cnn, "--stage-convs", "1,2"), 1, "apply to --model feednet only")
-    assert_clean_error(run(env, "ml.train", *args[:-1], out / "best.keras", "--stage-convs", "1,2,2,2"), 1,
-                       "a .keras checkpoint fixes the shape")
+    assert_clean_error(
+        run(env, "ml.train", *args[:-1], out / "best.keras", "--stage-convs", "1,2,2,2"),
+        1,
+        "a .keras checkpoint fixes the shape",
+    )
 
 
 def test_train_int8_weights_fine_tunes_on_the_int8_grid(exported, data_dir, env, tmp_path):
@@ -728,30 +1193,91 @@ def test_train_int8_weights_fine_tunes_on_the_int8_grid(exported, data_dir, env,
     from ml.runtime import EmotionClassifier
 
     out = tmp_path / "qat"
-    args = ["--model", "feednet", "--labels", "ferplus-distribution", "--epochs", 1, "--limit", 96, "--batch-size", 32,
-            "--data", data_dir, "--out", out, "--verbose", 0, "--warmup-epochs", 0]
+    args = [
+        "--model",
+        "feednet",
+        "--labels",
+        "ferplus-distribution",
+        "--epochs",
+        1,
+        "--limit",
+        96,
+        "--batch-size",
+        32,
+        "--data",
+        data_dir,
+        "--out",
+        out,
+        "--verbose",
+        0,
+        "--warmup-epochs",
+        0,
+    ]
     done = run(env, "ml.train", *args, "--init-from", exported[0], "--int8-weights")
     assert done.returncode == 0, done.stderr[-3000:]
     model = load_checkpoint(out / "best.keras")
     convs = [layer for layer in model.layers if layer.name.endswith("_conv")]
     assert convs and all(np.array_equal(int8_grid(k := layer.get_weights()[0]), k) for layer in convs)
     artifact = tmp_path / "qat-artifact"
-    assert run(env, "ml.export", "--checkpoint", out / "best.keras", "--out", artifact, "--head", "ferplus",
-               "--format", "tflite-int8", "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3).returncode == 0
+    assert (
+        run(
+            env,
+            "ml.export",
+            "--checkpoint",
+            out / "best.keras",
+            "--out",
+            artifact,
+            "--head",
+            "ferplus",
+            "--format",
+            "tflite-int8",
+            "--data",
+            data_dir,
+            "--bench-runs",
+            2,
+            "--latency-runs",
+            3,
+        ).returncode
+        == 0
+    )
     card = json.loads((artifact / "model_card.json").read_text())
     assert card["training"]["model_args"]["int8_weights"] is True and card["format"] == "tflite-int8"
     assert EmotionClassifier.load(artifact).predict_proba(faces(4, seed=5)[0]).shape == (4, 8)
-    assert_clean_error(run(env, "ml.train", *[a if a != "feednet" else "resnet50" for a in args], "--int8-weights"),
-                       1, "--int8-weights applies to feednet and cnn only")
+    assert_clean_error(
+        run(env, "ml.train", *[a if a != "feednet" else "resnet50" for a in args], "--int8-weights"),
+        1,
+        "--int8-weights applies to feednet and cnn only",
+    )
 
 
 def test_train_builds_a_per_stage_feednet_from_scratch(data_dir, env, tmp_path):
     import keras
 
     out = tmp_path / "scratch"
-    done = run(env, "ml.train", "--model", "feednet", "--labels", "fer2013", "--epochs", 1, "--limit", 64,
-               "--batch-size", 32, "--data", data_dir, "--out", out, "--verbose", 0,
-               "--stage-widths", "4,8,12", "--stage-convs", "1,1,2")
+    done = run(
+        env,
+        "ml.train",
+        "--model",
+        "feednet",
+        "--labels",
+        "fer2013",
+        "--epochs",
+        1,
+        "--limit",
+        64,
+        "--batch-size",
+        32,
+        "--data",
+        data_dir,
+        "--out",
+        out,
+        "--verbose",
+        0,
+        "--stage-widths",
+        "4,8,12",
+        "--stage-convs",
+        "1,1,2",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     model = keras.models.load_model(out / "best.keras")
     assert [layer.filters for layer in model.layers if layer.name.endswith("_conv")] == [4, 8, 12, 12]
@@ -759,8 +1285,20 @@ def test_train_builds_a_per_stage_feednet_from_scratch(data_dir, env, tmp_path):
 
 def test_feednet_shapes_bench_smoke(env, tmp_path):
     """bench/feednet_shapes.py quantises each shape as ml.export does and reports both TTA modes."""
-    done = run(env, "bench.feednet_shapes", "--shapes", "shipped,lean", "--batch-runs", 1, "--latency-runs", 1,
-               "--repeat", 1, "--out", tmp_path)
+    done = run(
+        env,
+        "bench.feednet_shapes",
+        "--shapes",
+        "shipped,lean",
+        "--batch-runs",
+        1,
+        "--latency-runs",
+        1,
+        "--repeat",
+        1,
+        "--out",
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "feednet_shapes.json").read_text())
     assert list(result["shapes"]) == ["shipped", "lean"]

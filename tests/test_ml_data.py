@@ -1,4 +1,5 @@
 """ml.data: Kaggle FER-2013 CSV, FER+ votes, class folders, caching and error messages (no Django, no TF)."""
+
 from __future__ import annotations
 
 import csv
@@ -42,6 +43,7 @@ def _votes(**counts: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------- FER-2013 CSV
+
 
 def test_fer2013_csv_parsing_matches_file(tmp_path):
     root = write_fer_csv(tmp_path / "d", n_train=30, n_public=10, n_private=5)
@@ -92,17 +94,21 @@ def test_cache_is_invalidated_when_the_file_changes(tmp_path):
 
 # --------------------------------------------------------------------------- FER+ rules
 
+
 def test_ferplus_majority_and_distribution_rules():
-    votes = np.array([
-        _votes(neutral=6, happiness=3, surprise=1),   # single vote dropped: 6/9 > half -> neutral
-        _votes(neutral=5, happiness=5),               # tie 5/10 is not a majority
-        _votes(unknown=6, neutral=4),                 # top choice unknown -> invalid
-        _votes(NF=10),                                # not a face -> invalid
-        _votes(contempt=4, anger=3, sadness=2, fear=1),  # 4/9 no majority; fear's single vote dropped
-        _votes(happiness=7, unknown=3),               # 7/10 majority; distribution over emotions only
-        _votes(anger=1, disgust=1, fear=1, sadness=1, neutral=1, happiness=1, surprise=1, contempt=1,
-               unknown=1, NF=1),                      # every vote single -> nothing left
-    ])
+    votes = np.array(
+        [
+            _votes(neutral=6, happiness=3, surprise=1),  # single vote dropped: 6/9 > half -> neutral
+            _votes(neutral=5, happiness=5),  # tie 5/10 is not a majority
+            _votes(unknown=6, neutral=4),  # top choice unknown -> invalid
+            _votes(NF=10),  # not a face -> invalid
+            _votes(contempt=4, anger=3, sadness=2, fear=1),  # 4/9 no majority; fear's single vote dropped
+            _votes(happiness=7, unknown=3),  # 7/10 majority; distribution over emotions only
+            _votes(
+                anger=1, disgust=1, fear=1, sadness=1, neutral=1, happiness=1, surprise=1, contempt=1, unknown=1, NF=1
+            ),  # every vote single -> nothing left
+        ]
+    )
     idx = {name: L.FERPLUS_LABELS.index(name) for name in L.FERPLUS_LABELS}
 
     maj, maj_ok = D.ferplus_targets(votes, "majority")
@@ -147,6 +153,7 @@ def test_same_head_twice_is_rejected(tmp_path):
 
 # --------------------------------------------------------------------------- malformed input
 
+
 def test_missing_directory(tmp_path):
     with pytest.raises(D.DataError, match="no fer2013.csv"):
         D.load_split(tmp_path / "nope", "fer2013", "Training")
@@ -156,8 +163,10 @@ def test_missing_directory(tmp_path):
     ("mutate", "message"),
     [
         (lambda rows: [["label", "pixels", "Usage"], *rows[1:]], "expected header 'emotion,pixels,Usage'"),
-        (lambda rows: [rows[0], [rows[1][0], " ".join(rows[1][1].split()[:100]), rows[1][2]], *rows[2:]],
-         "expected 2304 pixels, found 100"),
+        (
+            lambda rows: [rows[0], [rows[1][0], " ".join(rows[1][1].split()[:100]), rows[1][2]], *rows[2:]],
+            "expected 2304 pixels, found 100",
+        ),
         (lambda rows: [rows[0], ["9", rows[1][1], rows[1][2]], *rows[2:]], "emotion code 9"),
         (lambda rows: [rows[0], [rows[1][0], rows[1][1], "Validation"], *rows[2:]], "unknown Usage 'Validation'"),
         (lambda rows: [rows[0], [rows[1][0], rows[1][1]], *rows[2:]], "expected 3 columns, found 2"),
@@ -169,7 +178,9 @@ def test_missing_directory(tmp_path):
 def test_malformed_fer2013_csv(tmp_path, mutate, message):
     root = write_fer_csv(tmp_path / "d", n_train=4, n_public=2, ferplus=False)
     _write_rows(root / "fer2013.csv", mutate(_csv_rows(root / "fer2013.csv")))
-    with pytest.raises(D.DataError, match=message.replace("(", "\\(").replace(")", "\\)").replace("+", "\\+").replace(".", "\\.")) as info:
+    with pytest.raises(
+        D.DataError, match=message.replace("(", "\\(").replace(")", "\\)").replace("+", "\\+").replace(".", "\\.")
+    ) as info:
         D.load_split(root, "fer2013", "Training")
     assert "fer2013.csv" in str(info.value)
 
@@ -203,6 +214,7 @@ def test_unknown_split_and_label_mode(tmp_path):
 
 # --------------------------------------------------------------------------- class folders
 
+
 def _save_png(path: Path, array: np.ndarray, mode: str = "L") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array, mode=mode if array.ndim == 2 else "RGB").save(path)
@@ -213,7 +225,9 @@ def test_class_folders_case_insensitive_and_resized(tmp_path):
     _save_png(tmp_path / "train" / "Happy" / "0.png", imgs[0])
     _save_png(tmp_path / "train" / "HAPPY" / "1.png", imgs[1])  # alias spelled differently, same class
     _save_png(tmp_path / "train" / "angry" / "2.png", imgs[2])
-    _save_png(tmp_path / "train" / "Surprised" / "3.png", np.stack([np.kron(imgs[3], np.ones((2, 2), np.uint8))] * 3, axis=-1))
+    _save_png(
+        tmp_path / "train" / "Surprised" / "3.png", np.stack([np.kron(imgs[3], np.ones((2, 2), np.uint8))] * 3, axis=-1)
+    )
     (tmp_path / "train" / "angry" / "notes.txt").write_text("ignored")
     _save_png(tmp_path / "val" / "Sad" / "4.png", imgs[4])
 
@@ -300,8 +314,10 @@ def test_online_teacher_rewrites_the_targets_of_each_augmented_batch(tmp_path):
 
     rng = np.random.default_rng(0)  # textured (a warp of a flat image is the same image): dark rows, then bright
     images = np.concatenate([rng.integers(0, 60, (4, 48, 48)), rng.integers(196, 256, (4, 48, 48))]).astype(np.uint8)
-    targets = {"fer2013": np.eye(7, dtype=np.float32)[np.zeros(8, int)],
-               "ferplus": np.eye(8, dtype=np.float32)[np.full(8, 2)]}
+    targets = {
+        "fer2013": np.eye(7, dtype=np.float32)[np.zeros(8, int)],
+        "ferplus": np.eye(8, dtype=np.float32)[np.full(8, 2)],
+    }
     weights = {"fer2013": np.ones(8, np.float32), "ferplus": np.array([1, 1, 1, 0, 1, 1, 1, 0], np.float32)}
     teacher = Recorder()
     ds = make_dataset(images, targets, weights, 8, shuffle=False, augment=True, single_output=False, teachers=[teacher])

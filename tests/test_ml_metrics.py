@@ -1,4 +1,5 @@
 """ml.metrics: accuracy, loss, per-class report, ECE, temperature scaling, confusion PNG (numpy only)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,9 @@ def test_accuracy_loss_and_confusion():
     expected = -np.mean(np.log([0.7, 0.8, 0.3, 0.4]))
     assert M.cross_entropy(probs, targets) == pytest.approx(expected)
     soft = np.array([[0.5, 0.5, 0.0]] * 4)
-    assert M.cross_entropy(probs, soft) == pytest.approx(np.mean(-0.5 * np.log(probs[:, 0]) - 0.5 * np.log(probs[:, 1])))
+    assert M.cross_entropy(probs, soft) == pytest.approx(
+        np.mean(-0.5 * np.log(probs[:, 0]) - 0.5 * np.log(probs[:, 1]))
+    )
     assert M.confusion(probs, labels).tolist() == [[1, 0, 0], [1, 1, 1], [0, 0, 0]]
     with pytest.raises(ValueError, match="does not match"):
         M.cross_entropy(probs, targets[:, :2])

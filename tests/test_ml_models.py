@@ -1,12 +1,13 @@
 """ml.models / ml.augment / ml.pipeline: every architecture builds small and really trains one step."""
+
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -35,8 +36,9 @@ def _data(n: int = 8, k: int = 7, seed: int = 0):
 
 def _train_one_step(model, x, y, eager: bool = False):
     # eager=True skips tf.function tracing, which dominates the cost of one step for the deep backbones
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"],
-                  run_eagerly=eager)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"], run_eagerly=eager
+    )
     before = [w.numpy().copy() for w in model.trainable_weights]
     logs = model.train_on_batch(x, y, return_dict=True)
     after = [w.numpy() for w in model.trainable_weights]
@@ -47,7 +49,7 @@ def _train_one_step(model, x, y, eager: bool = False):
 
 def test_builders_cover_every_architecture():
     assert set(M.BUILDERS) == set(SMALL)
-    assert M.TRANSFER_MODELS == {"resnet50", "resnet50v2", "vgg16"}
+    assert {"resnet50", "resnet50v2", "vgg16"} == M.TRANSFER_MODELS
 
 
 @pytest.mark.parametrize("name", ["cnn", "feednet"])
@@ -135,10 +137,10 @@ def test_random_erasing_fills_one_rectangle_per_chosen_image():
     for image in out:
         rows, cols = np.nonzero(image != -1.0)
         assert rows.size, "every image is erased at probability 1"
-        box = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        box = image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
         assert np.all(box != -1.0), "the erased pixels form one solid rectangle"
         assert 0.05 <= box.size / image.size <= 0.25  # area 10-20 %, give or take the clipping and rounding
-        assert 0.0 <= box.min() and box.max() <= 255.0 and box.std() > 10  # noise, not a constant
+        assert box.min() >= 0.0 and box.max() <= 255.0 and box.std() > 10  # noise, not a constant
     assert np.array_equal(random_erasing(x, 0.0).numpy(), x.numpy())
     some = random_erasing(x, 0.5).numpy()
     erased = np.any(some != -1.0, axis=(1, 2, 3)).mean()
@@ -178,7 +180,7 @@ def test_mix_batch_blends_images_targets_and_weights_alike(kind):
             from_partner = out[i] == values[j]
             assert np.all((out[i] == values[i]) | from_partner)
             rows, cols = np.nonzero(from_partner)
-            assert from_partner[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+            assert from_partner[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
             assert from_partner.mean() == pytest.approx(1 - lam, abs=1e-5)
         expected = 0.0 if 5 in (i, j) else lam * (i + 1) + (1 - lam) * (j + 1)
         assert wm[i] == pytest.approx(expected, rel=1e-5), "an unlabelled row or partner drops the mixed row"
@@ -186,7 +188,7 @@ def test_mix_batch_blends_images_targets_and_weights_alike(kind):
 
 
 def test_mix_batch_probability_and_arguments():
-    values, x, y, w = _constant_batch()
+    _values, x, y, w = _constant_batch()
     same = mix_batch(x, y, w, mixup=0.4, probability=0.0)
     assert same[0] is x and same[1] is y and same[2] is w
     assert mix_batch(x, y, w)[0] is x  # both concentrations 0: off
@@ -211,9 +213,9 @@ def test_make_dataset_and_sample_weights():
     assert xb.shape == (4, 48, 48, 1) and xb.dtype == tf.float32 and yb.shape == (4, 7) and wb.shape == (4,)
     assert np.array_equal(xb.numpy()[..., 0], images[:4].astype(np.float32))
     aug = make_dataset(images, targets, weights, 4, shuffle=True, augment=True, seed=1, single_output=False)
-    xa, ya, wa = next(iter(aug))
+    xa, ya, _wa = next(iter(aug))
     assert isinstance(ya, dict) and set(ya) == {"fer2013"} and xa.shape == (4, 48, 48, 1)
-    assert 0.0 <= float(tf.reduce_min(xa)) and float(tf.reduce_max(xa)) <= 255.0
+    assert float(tf.reduce_min(xa)) >= 0.0 and float(tf.reduce_max(xa)) <= 255.0
     mixed = make_dataset(images, targets, weights, 10, shuffle=False, augment=True, cutmix=1.0, seed=1)
     _, ym, _ = next(iter(mixed))
     assert np.allclose(ym.numpy().sum(axis=1), 1.0) and (ym.numpy().max(axis=1) < 1.0).any()  # soft, mixed targets
@@ -266,7 +268,11 @@ def test_reshape_feednet_narrows_to_the_strongest_channels_and_deepens_with_iden
     np.testing.assert_allclose(same.predict(x, verbose=0), source.predict(x, verbose=0), atol=1e-6)
 
     narrow = reshape_feednet(source, (4, 2), (1, 2))
-    assert [layer.name for layer in narrow.layers if layer.name.endswith("_conv")] == ["s0_c0_conv", "s1_c0_conv", "s1_c1_conv"]
+    assert [layer.name for layer in narrow.layers if layer.name.endswith("_conv")] == [
+        "s0_c0_conv",
+        "s1_c0_conv",
+        "s1_c1_conv",
+    ]
     last_kernel, last_bias = narrow.get_layer("s1_c1_conv").get_weights()
     first_kernel = source.get_layer("s1_c0_conv").get_weights()[0]
     kept_in = np.sort(np.argsort(-np.abs(first_kernel).sum(axis=(0, 1, 2)))[:2])
@@ -275,13 +281,22 @@ def test_reshape_feednet_narrows_to_the_strongest_channels_and_deepens_with_iden
     head = source.get_layer("probs").get_weights()[0]
     np.testing.assert_array_equal(narrow.get_layer("probs").get_weights()[0], head[[1, 6]])
     # s0_c1 is gone: s1_c0 reads s0_c0's 4 channels where it read s0_c1's
-    np.testing.assert_array_equal(narrow.get_layer("s0_c0_conv").get_weights()[0], source.get_layer("s0_c0_conv").get_weights()[0])
+    np.testing.assert_array_equal(
+        narrow.get_layer("s0_c0_conv").get_weights()[0], source.get_layer("s0_c0_conv").get_weights()[0]
+    )
 
     with pytest.raises(WarmStartError, match="cannot narrow s1_c0_conv"):
         reshape_feednet(source, (4, 16), (2, 2))
     deeper = reshape_feednet(source, (4, 8), (3, 4))
     assert [layer.name for layer in deeper.layers if layer.name.endswith("_conv")] == [
-        "s0_c0_conv", "s0_c1_conv", "s0_c2_conv", "s1_c0_conv", "s1_c1_conv", "s1_c2_conv", "s1_c3_conv"]
+        "s0_c0_conv",
+        "s0_c1_conv",
+        "s0_c2_conv",
+        "s1_c0_conv",
+        "s1_c1_conv",
+        "s1_c2_conv",
+        "s1_c3_conv",
+    ]
     np.testing.assert_allclose(deeper.predict(x, verbose=0), source.predict(x, verbose=0), atol=1e-6)
     both = reshape_feednet(source, (4, 2), (1, 3))
     np.testing.assert_allclose(both.predict(x, verbose=0), narrow.predict(x, verbose=0), atol=1e-6)

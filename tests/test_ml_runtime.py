@@ -1,4 +1,5 @@
 """ml.runtime.EmotionClassifier: input validation, batching, calibration, formats, fork safety (no Django)."""
+
 from __future__ import annotations
 
 import json
@@ -11,12 +12,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from ml import labels as L  # noqa: E402
-from ml.runtime import BATCH, BUCKETS, EmotionClassifier, bucket, chunk_sizes, default_threads  # noqa: E402
-from ml.synthetic import faces  # noqa: E402
+from ml import labels as L
+from ml.runtime import BATCH, BUCKETS, EmotionClassifier, bucket, chunk_sizes, default_threads
+from ml.synthetic import faces
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -37,8 +38,9 @@ def artifacts(tmp_path_factory):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.5  # let the moving statistics catch up within a few steps
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="categorical_crossentropy")
-    model.fit(train_x[..., None].astype(np.float32), np.eye(8, dtype=np.float32)[train_y], epochs=4, batch_size=32,
-              verbose=0)
+    model.fit(
+        train_x[..., None].astype(np.float32), np.eye(8, dtype=np.float32)[train_y], epochs=4, batch_size=32, verbose=0
+    )
     root = tmp_path_factory.mktemp("artifacts")
     rep, _ = faces(64, seed=11)
     out = {}
@@ -46,8 +48,15 @@ def artifacts(tmp_path_factory):
         if fmt == "onnx":
             pytest.importorskip("tf2onnx")
             pytest.importorskip("onnxruntime")
-        out[fmt] = make_artifact(model, fmt, root / fmt, name=f"tiny-{fmt}", head="ferplus", labels=L.FERPLUS_LABELS,
-                                 representative=rep if fmt == "tflite-int8" else None)
+        out[fmt] = make_artifact(
+            model,
+            fmt,
+            root / fmt,
+            name=f"tiny-{fmt}",
+            head="ferplus",
+            labels=L.FERPLUS_LABELS,
+            representative=rep if fmt == "tflite-int8" else None,
+        )
     x, _ = faces(200, seed=5)
     out["reference"] = model.predict(x[..., None].astype(np.float32), verbose=0)
     out["faces"] = x
@@ -102,8 +111,12 @@ def test_input_shapes_and_validation(artifacts, clf):
     assert clf.predict_proba(list(x)).shape == (3, 8)  # array-likes of uint8 are fine
     with pytest.raises(ValueError, match="must be uint8"):
         clf.predict_proba(x.astype(np.float32))
-    for bad in (np.zeros((2, 48, 47), np.uint8), np.zeros((2, 48, 48, 3), np.uint8), np.zeros((48,), np.uint8),
-                np.zeros((2, 2, 48, 48), np.uint8)):
+    for bad in (
+        np.zeros((2, 48, 47), np.uint8),
+        np.zeros((2, 48, 48, 3), np.uint8),
+        np.zeros((48,), np.uint8),
+        np.zeros((2, 2, 48, 48), np.uint8),
+    ):
         with pytest.raises(ValueError, match=r"faces must have shape \(N, 48, 48\)"):
             clf.predict_proba(bad)
 
@@ -308,8 +321,14 @@ def test_fork_safety(artifacts, tmp_path):
     faces = tmp_path / "faces.npy"
     np.save(faces, artifacts["faces"][:70])
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT, str(artifacts["tflite"]), str(faces)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=100)
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, str(artifacts["tflite"]), str(faces)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
     assert done.returncode == 0 and "FORK-OK" in done.stdout, done.stderr[-3000:]
 
 

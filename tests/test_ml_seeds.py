@@ -1,5 +1,6 @@
 """The seeds' workflow in ml.train / ml.evaluate: an exactly resumable data stream, the `resnet` alias, `.h5`
 checkpoints, stratified --limit, --val-split, the label modes in train_meta.json and the end-of-training report."""
+
 from __future__ import annotations
 
 import csv
@@ -36,6 +37,7 @@ def log_rows(run_dir: Path) -> list[dict[str, float]]:
 
 # --------------------------------------------------------------------------- in process
 
+
 def test_a_resumed_stream_sees_the_batches_of_the_uninterrupted_one():
     from ml.pipeline import make_dataset
 
@@ -43,8 +45,20 @@ def test_a_resumed_stream_sees_the_batches_of_the_uninterrupted_one():
     targets, weights = {"fer2013": np.eye(7, dtype=np.float32)[cls]}, {"fer2013": np.ones(40, np.float32)}
 
     def batches(first: int) -> list[tuple[np.ndarray, ...]]:
-        ds = make_dataset(images, targets, weights, 16, shuffle=True, augment=True, erase=0.5, mixup=0.2, cutmix=1.0,
-                          mix_prob=0.5, seed=3, epochs=(first, 3))
+        ds = make_dataset(
+            images,
+            targets,
+            weights,
+            16,
+            shuffle=True,
+            augment=True,
+            erase=0.5,
+            mixup=0.2,
+            cutmix=1.0,
+            mix_prob=0.5,
+            seed=3,
+            epochs=(first, 3),
+        )
         return [tuple(np.asarray(t) for t in batch) for batch in ds]
 
     whole, resumed = batches(0), batches(1)
@@ -97,7 +111,10 @@ def test_evaluate_loads_h5_checkpoints_like_keras_ones(tmp_path):
     model.save(tmp_path / "cnn_best.h5")
     reports = {}
     for name in ("cnn_best.keras", "cnn_best.h5"):
-        assert main(["--checkpoint", str(tmp_path / name), "--data", str(data), "--json", str(tmp_path / f"{name}.json")]) == 0
+        assert (
+            main(["--checkpoint", str(tmp_path / name), "--data", str(data), "--json", str(tmp_path / f"{name}.json")])
+            == 0
+        )
         reports[name] = json.loads((tmp_path / f"{name}.json").read_text())["metrics"]
     assert reports["cnn_best.h5"]["confusion_matrix"] == reports["cnn_best.keras"]["confusion_matrix"]
     assert reports["cnn_best.h5"]["loss"] == pytest.approx(reports["cnn_best.keras"]["loss"], rel=1e-5)
@@ -108,9 +125,10 @@ def test_evaluate_loads_h5_checkpoints_like_keras_ones(tmp_path):
 
 # --------------------------------------------------------------------------- the real CLI
 
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # three to four real training processes; 2 shared cores
-def test_stopped_and_resumed_training_equals_the_uninterrupted_run(env, tmp_path):  # noqa: F811
+def test_stopped_and_resumed_training_equals_the_uninterrupted_run(env, tmp_path):
     data = write_fer_csv(tmp_path / "d", n_train=96, n_public=32)
     common = (*TINY, "--epochs", 3, "--data", data, "--mixup", 0.2, "--random-erasing", 0.5)
     whole = run(env, "ml.train", *common, "--out", tmp_path / "whole")
@@ -129,7 +147,7 @@ def test_stopped_and_resumed_training_equals_the_uninterrupted_run(env, tmp_path
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # three to four real training processes; 2 shared cores
-def test_train_only_folders_val_split_limit_and_label_modes(env, tmp_path):  # noqa: F811
+def test_train_only_folders_val_split_limit_and_label_modes(env, tmp_path):
     names = ("angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise")
     root = class_folders(tmp_path / "d", names, 8)
     common = (*TINY, "--epochs", 1, "--data", root)
@@ -153,28 +171,29 @@ def test_train_only_folders_val_split_limit_and_label_modes(env, tmp_path):  # n
     assert np.array(metrics["confusion_matrix"]).shape == (8, 8) and np.array(metrics["confusion_matrix"]).sum() == 16
     assert set(metrics["per_class"]) == set(L.FERPLUS_LABELS)
     assert meta["val_metrics"]["ferplus"]["accuracy"] == metrics["accuracy"]
-    printed = done.stdout[done.stdout.index("end of training: best.keras, head ferplus"):]
+    printed = done.stdout[done.stdout.index("end of training: best.keras, head ferplus") :]
     assert f"accuracy={100 * metrics['accuracy']:.2f}%" in printed and "weighted-F1=" in printed
     assert "macro avg" in printed and "precision" in printed and "confusion matrix" in printed
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # three to four real training processes; 2 shared cores
-def test_resnet_alias_trains_resnet50_and_says_fine_tuning_is_skipped(env, tmp_path):  # noqa: F811
+def test_resnet_alias_trains_resnet50_and_says_fine_tuning_is_skipped(env, tmp_path):
     from ml.evaluate import load_checkpoint
 
     data = write_fer_csv(tmp_path / "d", n_train=16, n_public=8)
     common = ("--model", "resnet", "--epochs", 1, "--base-size", 32, "--batch-size", 8, "--data", data, "--verbose", 0)
     done = run(env, "ml.train", *common, "--freeze-epochs", 1, "--out", tmp_path / "frozen")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "--epochs 1 <= --freeze-epochs 1: the resnet50 base stays frozen and no fine-tuning phase runs" in done.stderr
+    assert (
+        "--epochs 1 <= --freeze-epochs 1: the resnet50 base stays frozen and no fine-tuning phase runs" in done.stderr
+    )
     meta = json.loads((tmp_path / "frozen" / "train_meta.json").read_text())
     assert meta["model"] == "resnet50" and meta["epochs_run"] == 1
 
     whole = run(env, "ml.train", *common, "--freeze-epochs", 0, "--out", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert "no fine-tuning phase" not in whole.stderr
-    bases = [load_checkpoint(tmp_path / name / "last.keras").get_layer("base")
-             for name in ("frozen", "whole")]
+    bases = [load_checkpoint(tmp_path / name / "last.keras").get_layer("base") for name in ("frozen", "whole")]
     kernel = "conv1_conv"  # the same initial weights (same seed): only a trained base moves them
     assert not np.allclose(bases[0].get_layer(kernel).get_weights()[0], bases[1].get_layer(kernel).get_weights()[0])

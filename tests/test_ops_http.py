@@ -31,7 +31,9 @@ def test_listed_origins_get_cors_headers(api_client, settings) -> None:
     assert response.status_code == 200 and response["Access-Control-Allow-Origin"] == APP
     assert "authorization" in response["Access-Control-Allow-Headers"]
     response = api_client.get("/api/health/live", HTTP_ORIGIN=APP)
-    assert response["Access-Control-Allow-Origin"] == APP and "X-Request-ID" in response["Access-Control-Expose-Headers"]
+    assert (
+        response["Access-Control-Allow-Origin"] == APP and "X-Request-ID" in response["Access-Control-Expose-Headers"]
+    )
     assert "access-control-allow-origin" not in preflight(api_client, "https://evil.example.com").headers
 
 

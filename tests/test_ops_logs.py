@@ -7,7 +7,8 @@ import json
 import logging
 import subprocess
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -71,11 +72,7 @@ def test_tokens_in_messages_are_masked(json_lines: io.StringIO) -> None:
 
 @pytest.mark.slow
 def test_django_request_warnings_are_logged_once() -> None:
-    script = (
-        "import django; django.setup()\n"
-        "from django.test import Client\n"
-        "Client().get('/api/no-such-endpoint/')\n"
-    )
+    script = "import django; django.setup()\nfrom django.test import Client\nClient().get('/api/no-such-endpoint/')\n"
     out = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
                          env=_clean_env(DJANGO_SETTINGS_MODULE="feedmood.settings", DEBUG="1"))  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -85,8 +82,9 @@ def test_django_request_warnings_are_logged_once() -> None:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.celery_worker(queues=("fer", "default"), env={"LOG_FORMAT": "json"})
-def test_worker_logs_are_json_and_carry_the_request_id(celery_worker_process, consenting_user, fer_model, upload,
-                                                       face_jpeg, client_for) -> None:
+def test_worker_logs_are_json_and_carry_the_request_id(
+    celery_worker_process, consenting_user, fer_model, upload, face_jpeg, client_for
+) -> None:
     response = client_for(consenting_user).post("/api/selfies/", {"image": upload(face_jpeg)}, format="multipart",
                                                 HTTP_X_REQUEST_ID=REQUEST_ID)  # fmt: skip
     assert response.status_code == 202 and response["X-Request-ID"] == REQUEST_ID

@@ -30,8 +30,9 @@ def test_metrics_are_not_public(api_client, make_user, client_for) -> None:
     assert "django_http_requests_total_by_method" in scrape(staff)
 
 
-def test_metrics_expose_the_named_series_after_an_analysis(make_user, client_for, consenting_user, fer_model,
-                                                           upload, face_jpeg) -> None:
+def test_metrics_expose_the_named_series_after_an_analysis(
+    make_user, client_for, consenting_user, fer_model, upload, face_jpeg
+) -> None:
     staff = client_for(make_user(username="ops", is_staff=True))
     before = scrape(staff)
     carol = client_for(consenting_user)
@@ -58,8 +59,9 @@ def test_metrics_expose_the_named_series_after_an_analysis(make_user, client_for
 
 
 @pytest.mark.slow
-def test_a_worker_serves_its_metrics_on_its_own_port(request, tmp_path, consenting_user, fer_model, upload,
-                                                     face_jpeg, client_for) -> None:
+def test_a_worker_serves_its_metrics_on_its_own_port(
+    request, tmp_path, consenting_user, fer_model, upload, face_jpeg, client_for
+) -> None:
     port = free_port()
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()

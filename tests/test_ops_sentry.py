@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sentry_sdk
@@ -27,8 +28,17 @@ def test_scrubber_strips_credentials_bodies_locals_and_emotion_data() -> None:
             "data": {"image": "....", "probabilities": {"happiness": 0.9}},
             "env": {"REMOTE_ADDR": "10.1.2.3"},
         },
-        "exception": {"values": [{"type": "ValueError", "value": f"bad Token {TOKEN}", "stacktrace": {
-            "frames": [{"function": "analyse", "vars": {"probabilities": "{'happiness': 0.9}"}}]}}]},
+        "exception": {
+            "values": [
+                {
+                    "type": "ValueError",
+                    "value": f"bad Token {TOKEN}",
+                    "stacktrace": {
+                        "frames": [{"function": "analyse", "vars": {"probabilities": "{'happiness': 0.9}"}}]
+                    },
+                }
+            ]
+        },
         "extra": {"readings": [0.1, 0.9], "valence": 0.4, "analysis_id": 7},
         "breadcrumbs": {"values": [{"message": f"auth Bearer {TOKEN}", "data": {"confidence": 0.93}}]},
         "user": {"id": 5, "email": "a@example.com", "ip_address": "10.1.2.3"},

@@ -33,7 +33,7 @@ def world(make_user, version):
         Follow.objects.create(follower=viewer, followee=a)
     posts: dict[str, list[int]] = {"sad": [], "happy": [], "plain": []}
     hours = 0.5
-    for i in range(3):
+    for _ in range(3):
         for kind, faces in (("sad", [rf.SAD]), ("plain", None), ("happy", [rf.HAPPY])):
             author = authors[sum(len(v) for v in posts.values())]
             p = rf.post_with_faces(author, version, faces, hours_ago=hours, text=kind)
@@ -81,8 +81,14 @@ def test_feed_without_consent_is_plain_and_says_so(world, client_for):
     viewer.profile.emotion_consent = False
     viewer.profile.save(update_fields=["emotion_consent"])
     data = client_for(viewer).get(FEED).json()
-    assert data["mood"] == {"state": "unknown", "reason": "no consent", "label": None, "valence": None,
-                            "arousal": None, "confidence": None}
+    assert data["mood"] == {
+        "state": "unknown",
+        "reason": "no consent",
+        "label": None,
+        "valence": None,
+        "arousal": None,
+        "confidence": None,
+    }
     assert data["policy"]["applied"] is False and "no consent" in data["policy"]["note"]
     assert {item["reason"] for item in data["results"]} == {"base ranking"}
     assert [i["ranking"]["base_position"] for i in data["results"]] == sorted(
@@ -151,7 +157,7 @@ def test_cursor_pages_are_stable_under_new_posts(world, client_for, drop_cache):
     assert fresh.pk not in seen
     assert len(seen) == len(set(seen))  # no repeats
     assert seen == snapshot_all  # no skips, same order
-    positions_ = [i for i in range(len(seen))]
+    positions_ = list(range(len(seen)))
     assert positions_ == list(range(len(snapshot_all)))
     # A new first page sees the new post at the top.
     assert client.get(FEED).json()["results"][0]["post"]["id"] == fresh.pk
@@ -204,8 +210,9 @@ def test_mood_settings_get_and_patch(world, client_for, django_capture_on_commit
     data = client.get(SETTINGS).json()
     assert data["emotion_consent"] is True and data["mood_policy"] == "repair" and data["mood_strength"] == 0.5
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.patch(SETTINGS, {"mood_policy": "congruent", "mood_strength": 0.8,
-                                           "mood_half_life_hours": 48}, format="json")
+        response = client.patch(
+            SETTINGS, {"mood_policy": "congruent", "mood_strength": 0.8, "mood_half_life_hours": 48}, format="json"
+        )
     assert response.status_code == 200, response.json()
     assert response.json()["mood_policy"] == "congruent" and response.json()["mood_half_life_hours"] == 48
     assert MoodState.objects.get(user=world["viewer"]).half_life_hours == 48
@@ -272,8 +279,11 @@ def test_feed_output_matches_its_documented_serializers(world):
     fast = FeedApi.output(request, page)
 
     posts = {p.pk: p for p in social_selectors.post_list(viewer=viewer).filter(pk__in=[i.post.id for i in page.items])}
-    reference_input = {**fast, "snapshot": page.snapshot,
-                       "results": [{**item, "post": posts[item["post"]["id"]]} for item in fast["results"]]}
+    reference_input = {
+        **fast,
+        "snapshot": page.snapshot,
+        "results": [{**item, "post": posts[item["post"]["id"]]} for item in fast["results"]],
+    }
     reference = FeedApi.OutputSerializer(reference_input, context={"request": request}).data
     assert json.loads(json.dumps(fast)) == json.loads(json.dumps(reference))
     shown = {item["post"]["id"]: item["post"] for item in fast["results"]}

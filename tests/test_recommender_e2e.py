@@ -120,8 +120,10 @@ def test_sad_selfie_lifts_happy_posts(make_user, client_for, django_capture_on_c
         Post.objects.filter(pk=pid).update(created_at=Post.objects.get(pk=pid).created_at - timedelta(hours=3 + n))
     affects = {a.post_id: a for a in PostAffect.objects.filter(post_id__in=happy_ids)}
     assert set(affects) == set(happy_ids), "every happy photo got an affect from the real pipeline"
-    assert all(a.dominant_emotion == "happiness" and a.valence > 0 and a.model_version_id == version.pk
-               for a in affects.values())
+    assert all(
+        a.dominant_emotion == "happiness" and a.valence > 0 and a.model_version_id == version.pk
+        for a in affects.values()
+    )
 
     client = client_for(viewer)
     before = client.get("/api/feed/").json()

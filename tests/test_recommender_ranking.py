@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -29,7 +29,7 @@ from recommender.ranking import (
     rank_feed,
 )
 
-NOW = datetime(2025, 1, 1, 12, tzinfo=timezone.utc)
+NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
 
 HAPPY = Affect(valence=0.8, arousal=0.4, confidence=0.9, dominant_emotion="happiness")
 CALM = Affect(valence=0.3, arousal=-0.6, confidence=0.9, dominant_emotion="neutral")
@@ -126,8 +126,13 @@ def test_text_affect_of_other_authors_names_the_tone_of_the_text():
 
 
 @settings(max_examples=200, deadline=None)
-@given(valence=st.floats(-1, 1), arousal=st.floats(-1, 1), confidence=st.floats(0, 1),
-       policy=st.sampled_from([Policy.REPAIR, Policy.CONGRUENT]), strength=st.sampled_from([0.25, 0.5, 1.0]))
+@given(
+    valence=st.floats(-1, 1),
+    arousal=st.floats(-1, 1),
+    confidence=st.floats(0, 1),
+    policy=st.sampled_from([Policy.REPAIR, Policy.CONGRUENT]),
+    strength=st.sampled_from([0.25, 0.5, 1.0]),
+)
 def test_a_post_moves_by_one_of_five_levels_only(valence, arousal, confidence, policy, strength):
     """The adjustment of another author's post is strength x MAX_BOOST x mood factor x one of
     -1, -0.5, 0, 0.5, 1: the order reveals that level, never the affect's value."""
@@ -261,7 +266,7 @@ def test_diversity_drops_duplicates_and_relaxes_when_single_author():
     st.floats(0, 1),
 )
 def test_pipeline_is_a_permutation_without_duplicates(rows, mood, policy, strength):
-    feed = [cand(i, h, likes=l, affect=a, author=au) for i, (au, h, l, a) in enumerate(rows)]
+    feed = [cand(i, h, likes=n, affect=a, author=au) for i, (au, h, n, a) in enumerate(rows)]
     out = rank_feed(feed + feed[:3], now=NOW, mood=mood, policy=policy, strength=strength, page_size=5)
     assert sorted(ids(out)) == sorted(c.post_id for c in feed)
     assert not [k for k, n in Counter(ids(out)).items() if n > 1]

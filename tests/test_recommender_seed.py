@@ -15,8 +15,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_seed_feed_builds_a_network_the_feed_can_rank(tmp_path, api_client):
     out = tmp_path / "tokens.json"
-    call_command("seed_feed", users=40, posts=600, follows_per_user=6, readings=2, bench_users=2,
-                 bench_follows=20, tokens_out=str(out), stdout=open(tmp_path / "log.txt", "w"))
+    call_command(
+        "seed_feed",
+        users=40,
+        posts=600,
+        follows_per_user=6,
+        readings=2,
+        bench_users=2,
+        bench_follows=20,
+        tokens_out=str(out),
+        stdout=open(tmp_path / "log.txt", "w"),
+    )
     info = json.loads(out.read_text())
     assert info["counts"]["posts"] == Post.objects.count() == 600
     assert PostAffect.objects.exists() and MoodState.objects.count() == info["counts"]["mood_states"]

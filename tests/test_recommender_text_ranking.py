@@ -81,8 +81,13 @@ def test_text_tone_uses_valence_alone():
 
 
 @settings(max_examples=200, deadline=None)
-@given(face_v=st.floats(-1, 1), face_c=st.floats(0, 1), text_v=st.floats(-1, 1), text_c=st.floats(0, 1),
-       policy=st.sampled_from([Policy.REPAIR, Policy.CONGRUENT]))
+@given(
+    face_v=st.floats(-1, 1),
+    face_c=st.floats(0, 1),
+    text_v=st.floats(-1, 1),
+    text_c=st.floats(0, 1),
+    policy=st.sampled_from([Policy.REPAIR, Policy.CONGRUENT]),
+)
 def test_with_faces_among_the_sources_a_post_moves_by_one_of_five_levels(face_v, face_c, text_v, text_c, policy):
     """Public text beside a photo must not let the exact face affect through: text is known, so an exact
     combined weight would give the face part away by subtraction."""

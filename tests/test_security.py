@@ -25,7 +25,9 @@ from feedmood.models import Post
 from tests.conftest import make_image_bytes
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-UUID_NAME = re.compile(r"^[a-z_]+/(?:[\w-]+/)*[0-9a-f]{32}\.(jpg|png|webp)$|^[a-z_]+/(?:[\w-]+/)*[0-9a-f-]{36}\.(jpg|png|webp)$")
+UUID_NAME = re.compile(
+    r"^[a-z_]+/(?:[\w-]+/)*[0-9a-f]{32}\.(jpg|png|webp)$|^[a-z_]+/(?:[\w-]+/)*[0-9a-f-]{36}\.(jpg|png|webp)$"
+)
 
 
 def test_media_outside_static_root_and_not_routed(settings, auth_client) -> None:
@@ -37,7 +39,13 @@ def test_media_outside_static_root_and_not_routed(settings, auth_client) -> None
     post_id = auth_client.post("/api/posts/", {"image": image}, format="multipart").json()["id"]
     name = Post.objects.get(pk=post_id).image.name
     assert (media / name).is_file()
-    for url in (f"/media/{name}", f"{settings.MEDIA_URL}{name}", f"/{name}", f"/static/{name}", f"/static/../media/{name}"):
+    for url in (
+        f"/media/{name}",
+        f"{settings.MEDIA_URL}{name}",
+        f"/{name}",
+        f"/static/{name}",
+        f"/static/../media/{name}",
+    ):
         with pytest.raises(Resolver404):
             resolve(url)
         assert auth_client.get(url).status_code == 404
@@ -46,7 +54,9 @@ def test_media_outside_static_root_and_not_routed(settings, auth_client) -> None
     assert Client().get(f"/api/posts/{post_id}/image/").status_code == 401
 
 
-@pytest.mark.parametrize("client_name", ["../../etc/passwd.png", "evil.php.png", "selfie .png", "\u202egnp.exe", "a" * 300 + ".png"])
+@pytest.mark.parametrize(
+    "client_name", ["../../etc/passwd.png", "evil.php.png", "selfie .png", "\u202egnp.exe", "a" * 300 + ".png"]
+)
 def test_upload_names_are_random(auth_client, client_name: str) -> None:
     names = set()
     for _ in range(2):
@@ -120,7 +130,9 @@ def test_500_has_no_traceback(settings, url: str, db) -> None:
 def _prod(**env: str) -> subprocess.CompletedProcess:
     code = "import json, feedmood.settings as s; print(json.dumps({'key': s.SECRET_KEY, 'debug': s.DEBUG}))"
     base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_DIR), "DEBUG": "0", "ALLOWED_HOSTS": "x.example.com"}
-    return subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, env={**base, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_DIR, env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_secret_key_comes_from_the_environment() -> None:

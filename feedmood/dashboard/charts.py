@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 from itertools import count
-from typing import Callable, Sequence
 
 # --- Palette ---------------------------------------------------------------------------------
 
@@ -179,12 +179,13 @@ def _hatch(cid: str) -> str:
         f'<defs><pattern id="{cid}-hatch" patternUnits="userSpaceOnUse" width="6" height="6" '
         f'patternTransform="rotate(45)"><rect class="hatch-bg" width="6" height="6" fill="{SUPPRESSED_FILL}"/>'
         f'<line class="hatch-line" x1="0" y1="0" x2="0" y2="6" stroke="{SUPPRESSED_STROKE}" stroke-width="2"/>'
-        f'</pattern></defs>'
+        f"</pattern></defs>"
     )
 
 
-def _legend(entries: Sequence[tuple[str, str]], x0: float, y0: float, max_width: float,
-            swatch: str = "rect") -> tuple[str, float]:
+def _legend(
+    entries: Sequence[tuple[str, str]], x0: float, y0: float, max_width: float, swatch: str = "rect"
+) -> tuple[str, float]:
     """Legend entries flowed into rows; returns (svg, height used)."""
     if not entries:
         return "", 0.0
@@ -195,21 +196,28 @@ def _legend(entries: Sequence[tuple[str, str]], x0: float, y0: float, max_width:
         if x > x0 and x + w > x0 + max_width:
             x, y = x0, y + row_h
         if swatch == "line":
-            parts.append(f'<line x1="{_n(x)}" y1="{_n(y + 6)}" x2="{_n(x + 10)}" y2="{_n(y + 6)}" '
-                         f'stroke="{_e(color)}" stroke-width="2.5" stroke-linecap="round"/>')
+            parts.append(
+                f'<line x1="{_n(x)}" y1="{_n(y + 6)}" x2="{_n(x + 10)}" y2="{_n(y + 6)}" '
+                f'stroke="{_e(color)}" stroke-width="2.5" stroke-linecap="round"/>'
+            )
         elif swatch == "hatch":
-            parts.append(f'<rect x="{_n(x)}" y="{_n(y + 1)}" width="10" height="10" rx="2" fill="{_e(color)}" '
-                         f'stroke="{SUPPRESSED_STROKE}"/>')
+            parts.append(
+                f'<rect x="{_n(x)}" y="{_n(y + 1)}" width="10" height="10" rx="2" fill="{_e(color)}" '
+                f'stroke="{SUPPRESSED_STROKE}"/>'
+            )
         else:
             parts.append(f'<rect x="{_n(x)}" y="{_n(y + 1)}" width="10" height="10" rx="2" fill="{_e(color)}"/>')
-        parts.append(f'<text class="legend-label" x="{_n(x + 14)}" y="{_n(y + 10)}" fill="{TEXT_COLOR}">{_e(label)}</text>')
+        parts.append(
+            f'<text class="legend-label" x="{_n(x + 14)}" y="{_n(y + 10)}" fill="{TEXT_COLOR}">{_e(label)}</text>'
+        )
         x += w
     parts.append("</g>")
     return "".join(parts), (y - y0) + row_h + 4
 
 
-def empty_chart(title: str, message: str = "no data", *, width: float = 640, height: float = 120,
-                chart_id: str | None = None) -> str:
+def empty_chart(
+    title: str, message: str = "no data", *, width: float = 640, height: float = 120, chart_id: str | None = None
+) -> str:
     """Placeholder for a chart without data (class ``no-data``)."""
     cid = _chart_id(title, chart_id)
     return (
@@ -221,15 +229,24 @@ def empty_chart(title: str, message: str = "no data", *, width: float = 640, hei
     )
 
 
-def _y_axis(ticks: Sequence[float], plot_left: float, plot_right: float, y_of: Callable[[float], float],
-            fmt: Callable[[float], str]) -> str:
+def _y_axis(
+    ticks: Sequence[float],
+    plot_left: float,
+    plot_right: float,
+    y_of: Callable[[float], float],
+    fmt: Callable[[float], str],
+) -> str:
     parts = ['<g class="axis y-axis">']
     for t in ticks:
         y = y_of(t)
-        parts.append(f'<line class="grid" x1="{_n(plot_left)}" y1="{_n(y)}" x2="{_n(plot_right)}" y2="{_n(y)}" '
-                     f'stroke="{GRID_COLOR}"/>')
-        parts.append(f'<text class="tick" x="{_n(plot_left - 6)}" y="{_n(y + 3.5)}" text-anchor="end" '
-                     f'fill="{AXIS_COLOR}">{_e(fmt(t))}</text>')
+        parts.append(
+            f'<line class="grid" x1="{_n(plot_left)}" y1="{_n(y)}" x2="{_n(plot_right)}" y2="{_n(y)}" '
+            f'stroke="{GRID_COLOR}"/>'
+        )
+        parts.append(
+            f'<text class="tick" x="{_n(plot_left - 6)}" y="{_n(y + 3.5)}" text-anchor="end" '
+            f'fill="{AXIS_COLOR}">{_e(fmt(t))}</text>'
+        )
     parts.append("</g>")
     return "".join(parts)
 
@@ -239,8 +256,10 @@ def _x_labels(categories: Sequence[str], x_center: Callable[[int], float], y: fl
     step = max(1, label_every)
     for i, cat in enumerate(categories):
         if i % step == 0:
-            parts.append(f'<text class="tick" x="{_n(x_center(i))}" y="{_n(y)}" text-anchor="middle" '
-                         f'fill="{AXIS_COLOR}">{_e(cat)}</text>')
+            parts.append(
+                f'<text class="tick" x="{_n(x_center(i))}" y="{_n(y)}" text-anchor="middle" '
+                f'fill="{AXIS_COLOR}">{_e(cat)}</text>'
+            )
     parts.append("</g>")
     return "".join(parts)
 
@@ -276,12 +295,16 @@ def stacked_bar_chart(
     grand = sum(totals)
     shown = [i for i, t in enumerate(totals) if t > 0]
     peak = max(range(len(totals)), key=totals.__getitem__)
-    desc = (f"{title}. {len(categories)} bars"
-            + (f", {len(shown)} with data" if len(shown) != len(categories) else "")
-            + (f", {len(sup)} suppressed" if sup else "")
-            + ("; each bar shows shares of its total" if normalize else f"; total {value_fmt(grand)}{unit and ' ' + unit}")
-            + (f"; highest {value_fmt(totals[peak])} at {categories[peak]}" if grand and not normalize else "")
-            + ". Series: " + ", ".join(s.name for s in series) + ".")
+    desc = (
+        f"{title}. {len(categories)} bars"
+        + (f", {len(shown)} with data" if len(shown) != len(categories) else "")
+        + (f", {len(sup)} suppressed" if sup else "")
+        + ("; each bar shows shares of its total" if normalize else f"; total {value_fmt(grand)}{unit and ' ' + unit}")
+        + (f"; highest {value_fmt(totals[peak])} at {categories[peak]}" if grand and not normalize else "")
+        + ". Series: "
+        + ", ".join(s.name for s in series)
+        + "."
+    )
     legend_entries = [(s.name, s.color) for s in series if any((v or 0) > 0 for v in s.values)]
     if sup:
         legend_entries.append((suppressed_label, f"url(#{cid}-hatch)"))
@@ -310,9 +333,11 @@ def stacked_bar_chart(
     for i, cat in enumerate(categories):
         x = x_center(i) - bar_w / 2
         if i in sup:
-            parts.append(f'<rect class="suppressed" x="{_n(x)}" y="{_n(top)}" width="{_n(bar_w)}" '
-                         f'height="{_n(plot_h)}" rx="2" fill="url(#{cid}-hatch)"><title>{_e(cat)}: '
-                         f'{_e(suppressed_label)}</title></rect>')
+            parts.append(
+                f'<rect class="suppressed" x="{_n(x)}" y="{_n(top)}" width="{_n(bar_w)}" '
+                f'height="{_n(plot_h)}" rx="2" fill="url(#{cid}-hatch)"><title>{_e(cat)}: '
+                f"{_e(suppressed_label)}</title></rect>"
+            )
             continue
         total = totals[i]
         if total <= 0:
@@ -326,14 +351,21 @@ def stacked_bar_chart(
             lo, hi = (acc, acc + share) if normalize else (acc * 1.0, acc + v)
             acc = hi
             y1, y2 = y_of(hi), y_of(lo)
-            tip = f"{cat} · {s.name}: " + (f"{fmt_pct(share)} ({value_fmt(v)} of {value_fmt(total)})" if normalize
-                                           else f"{value_fmt(v)}{unit and ' ' + unit}")
-            parts.append(f'<rect class="bar" data-series="{_e(s.name)}" data-value="{_e(v)}" x="{_n(x)}" '
-                         f'y="{_n(y1)}" width="{_n(bar_w)}" height="{_n(max(y2 - y1, 0.5))}" fill="{_e(s.color)}">'
-                         f'<title>{_e(tip)}</title></rect>')
+            tip = f"{cat} · {s.name}: " + (
+                f"{fmt_pct(share)} ({value_fmt(v)} of {value_fmt(total)})"
+                if normalize
+                else f"{value_fmt(v)}{unit and ' ' + unit}"
+            )
+            parts.append(
+                f'<rect class="bar" data-series="{_e(s.name)}" data-value="{_e(v)}" x="{_n(x)}" '
+                f'y="{_n(y1)}" width="{_n(bar_w)}" height="{_n(max(y2 - y1, 0.5))}" fill="{_e(s.color)}">'
+                f"<title>{_e(tip)}</title></rect>"
+            )
     parts.append("</g>")
-    parts.append(f'<line class="baseline" x1="{_n(left)}" y1="{_n(top + plot_h)}" x2="{_n(width - right)}" '
-                 f'y2="{_n(top + plot_h)}" stroke="{AXIS_COLOR}"/>')
+    parts.append(
+        f'<line class="baseline" x1="{_n(left)}" y1="{_n(top + plot_h)}" x2="{_n(width - right)}" '
+        f'y2="{_n(top + plot_h)}" stroke="{AXIS_COLOR}"/>'
+    )
     parts.append(_x_labels(categories, x_center, height - 6, label_every))
     parts.append("</svg>")
     return "".join(parts)
@@ -364,40 +396,62 @@ def bar_chart(
     vmax = max_value if max_value is not None else max(values or [0.0])
     vmax = vmax if vmax > 0 else 1.0
     lw = label_width if label_width is not None else min(160.0, 10 + max(_text_width(it.label) for it in items))
-    value_w = max(_text_width(suppressed_label) if any(it.suppressed for it in items) else 0,
-                  max((_text_width(value_fmt(v) + (" " + unit if unit else "")) for v in values), default=0)) + 12
+    value_w = (
+        max(
+            _text_width(suppressed_label) if any(it.suppressed for it in items) else 0,
+            max((_text_width(value_fmt(v) + (" " + unit if unit else "")) for v in values), default=0),
+        )
+        + 12
+    )
     bar_area = max(40.0, width - lw - value_w - 8)
     height = row_height * len(items) + 8
-    desc = f"{title}. " + "; ".join(
-        f"{it.label}: {suppressed_label if it.suppressed else value_fmt(it.value or 0) + (' ' + unit if unit else '')}"
-        for it in items) + "."
+    desc = (
+        f"{title}. "
+        + "; ".join(
+            f"{it.label}: {suppressed_label if it.suppressed else value_fmt(it.value or 0) + (' ' + unit if unit else '')}"
+            for it in items
+        )
+        + "."
+    )
     parts = [_svg_open(cid, width, height, title, desc, "bar"), _hatch(cid), '<g class="marks">']
     for i, it in enumerate(items):
         y = 4 + i * row_height
         bh = row_height * 0.62
         by = y + (row_height - bh) / 2
-        parts.append(f'<text class="row-label" x="{_n(lw - 8)}" y="{_n(y + row_height / 2 + 4)}" text-anchor="end" '
-                     f'fill="{TEXT_COLOR}">{_e(it.label)}</text>')
-        parts.append(f'<rect class="track" x="{_n(lw)}" y="{_n(by)}" width="{_n(bar_area)}" height="{_n(bh)}" '
-                     f'rx="3" fill="{GRID_COLOR}" opacity="0.45"/>')
+        parts.append(
+            f'<text class="row-label" x="{_n(lw - 8)}" y="{_n(y + row_height / 2 + 4)}" text-anchor="end" '
+            f'fill="{TEXT_COLOR}">{_e(it.label)}</text>'
+        )
+        parts.append(
+            f'<rect class="track" x="{_n(lw)}" y="{_n(by)}" width="{_n(bar_area)}" height="{_n(bh)}" '
+            f'rx="3" fill="{GRID_COLOR}" opacity="0.45"/>'
+        )
         if it.suppressed:
-            parts.append(f'<rect class="suppressed" x="{_n(lw)}" y="{_n(by)}" width="{_n(bar_area)}" '
-                         f'height="{_n(bh)}" rx="3" fill="url(#{cid}-hatch)"><title>{_e(it.label)}: '
-                         f'{_e(suppressed_label)}</title></rect>')
-            parts.append(f'<text class="value suppressed-label" x="{_n(lw + bar_area + 6)}" '
-                         f'y="{_n(y + row_height / 2 + 4)}" fill="{AXIS_COLOR}" font-style="italic">'
-                         f'{_e(suppressed_label)}</text>')
+            parts.append(
+                f'<rect class="suppressed" x="{_n(lw)}" y="{_n(by)}" width="{_n(bar_area)}" '
+                f'height="{_n(bh)}" rx="3" fill="url(#{cid}-hatch)"><title>{_e(it.label)}: '
+                f"{_e(suppressed_label)}</title></rect>"
+            )
+            parts.append(
+                f'<text class="value suppressed-label" x="{_n(lw + bar_area + 6)}" '
+                f'y="{_n(y + row_height / 2 + 4)}" fill="{AXIS_COLOR}" font-style="italic">'
+                f"{_e(suppressed_label)}</text>"
+            )
             continue
         v = it.value or 0.0
         w = max(0.0, min(1.0, v / vmax)) * bar_area
         label = value_fmt(v) + (f" {unit}" if unit else "")
         tip = f"{it.label}: {label}" + (f" ({it.note})" if it.note else "")
         if v > 0:
-            parts.append(f'<rect class="bar" data-value="{_e(v)}" x="{_n(lw)}" y="{_n(by)}" '
-                         f'width="{_n(max(w, 1.5))}" height="{_n(bh)}" rx="3" fill="{_e(it.color)}">'
-                         f'<title>{_e(tip)}</title></rect>')
-        parts.append(f'<text class="value" x="{_n(lw + w + 6)}" y="{_n(y + row_height / 2 + 4)}" '
-                     f'fill="{TEXT_COLOR}">{_e(label)}{(" · " + _e(it.note)) if it.note else ""}</text>')
+            parts.append(
+                f'<rect class="bar" data-value="{_e(v)}" x="{_n(lw)}" y="{_n(by)}" '
+                f'width="{_n(max(w, 1.5))}" height="{_n(bh)}" rx="3" fill="{_e(it.color)}">'
+                f"<title>{_e(tip)}</title></rect>"
+            )
+        parts.append(
+            f'<text class="value" x="{_n(lw + w + 6)}" y="{_n(y + row_height / 2 + 4)}" '
+            f'fill="{TEXT_COLOR}">{_e(label)}{(" · " + _e(it.note)) if it.note else ""}</text>'
+        )
     parts.append("</g></svg>")
     return "".join(parts)
 
@@ -438,9 +492,15 @@ def line_chart(
     def y_of(v: float) -> float:
         return top + plot_h - (v / y_max) * plot_h
 
-    desc = f"{title}. " + "; ".join(
-        f"{s.name}: max {value_fmt(max(v for v in s.values if v is not None))}{unit and ' ' + unit}"
-        for s in series if any(v is not None for v in s.values)) + f" over {n} points."
+    desc = (
+        f"{title}. "
+        + "; ".join(
+            f"{s.name}: max {value_fmt(max(v for v in s.values if v is not None))}{unit and ' ' + unit}"
+            for s in series
+            if any(v is not None for v in s.values)
+        )
+        + f" over {n} points."
+    )
     parts = [_svg_open(cid, width, height, title, desc, "line"), legend]
     parts.append(_y_axis(ticks, left, width - right, y_of, lambda t: value_fmt(t) + (f" {unit}" if unit else "")))
     parts.append('<g class="marks">')
@@ -455,17 +515,23 @@ def line_chart(
         for seg in segments:
             if len(seg) >= 2:
                 d = "M" + " L".join(f"{_n(x)},{_n(y)}" for x, y in seg)
-                parts.append(f'<path class="line" data-series="{_e(s.name)}" d="{d}" fill="none" '
-                             f'stroke="{_e(s.color)}" stroke-width="2" stroke-linejoin="round" stroke-linecap="round"/>')
+                parts.append(
+                    f'<path class="line" data-series="{_e(s.name)}" d="{d}" fill="none" '
+                    f'stroke="{_e(s.color)}" stroke-width="2" stroke-linejoin="round" stroke-linecap="round"/>'
+                )
         for i, v in enumerate(s.values):
             if v is None:
                 continue
-            parts.append(f'<circle class="point" data-series="{_e(s.name)}" data-value="{_e(v)}" cx="{_n(x_of(i))}" '
-                         f'cy="{_n(y_of(v))}" r="2.6" fill="{_e(s.color)}"><title>{_e(categories[i])} · '
-                         f'{_e(s.name)}: {_e(value_fmt(v))}{_e(" " + unit if unit else "")}</title></circle>')
+            parts.append(
+                f'<circle class="point" data-series="{_e(s.name)}" data-value="{_e(v)}" cx="{_n(x_of(i))}" '
+                f'cy="{_n(y_of(v))}" r="2.6" fill="{_e(s.color)}"><title>{_e(categories[i])} · '
+                f"{_e(s.name)}: {_e(value_fmt(v))}{_e(' ' + unit if unit else '')}</title></circle>"
+            )
     parts.append("</g>")
-    parts.append(f'<line class="baseline" x1="{_n(left)}" y1="{_n(top + plot_h)}" x2="{_n(width - right)}" '
-                 f'y2="{_n(top + plot_h)}" stroke="{AXIS_COLOR}"/>')
+    parts.append(
+        f'<line class="baseline" x1="{_n(left)}" y1="{_n(top + plot_h)}" x2="{_n(width - right)}" '
+        f'y2="{_n(top + plot_h)}" stroke="{AXIS_COLOR}"/>'
+    )
     parts.append(_x_labels(categories, x_of, height - 6, label_every))
     parts.append("</svg>")
     return "".join(parts)
@@ -485,8 +551,10 @@ def _arc_path(cx: float, cy: float, r_out: float, r_in: float, a0: float, a1: fl
     large = 1 if a1 - a0 > math.pi else 0
     (x0, y0), (x1, y1) = pt(r_out, a0), pt(r_out, a1)
     (x2, y2), (x3, y3) = pt(r_in, a1), pt(r_in, a0)
-    return (f"M{x0:.2f},{y0:.2f} A{r_out:.2f},{r_out:.2f} 0 {large} 1 {x1:.2f},{y1:.2f} "
-            f"L{x2:.2f},{y2:.2f} A{r_in:.2f},{r_in:.2f} 0 {large} 0 {x3:.2f},{y3:.2f} Z")
+    return (
+        f"M{x0:.2f},{y0:.2f} A{r_out:.2f},{r_out:.2f} 0 {large} 1 {x1:.2f},{y1:.2f} "
+        f"L{x2:.2f},{y2:.2f} A{r_in:.2f},{r_in:.2f} 0 {large} 0 {x3:.2f},{y3:.2f} Z"
+    )
 
 
 def donut_chart(
@@ -515,26 +583,39 @@ def donut_chart(
     r_out = min(height / 2 - 8, 88.0)
     r_in = r_out * 0.6
     cx = 8 + r_out
-    desc = f"{title}. " + "; ".join(
-        f"{it.label}: {suppressed_label}" if it.suppressed
-        else f"{it.label}: {fmt_number(it.value or 0)}{(' ' + unit) if unit else ''} ({fmt_pct((it.value or 0) / total)})"
-        for it in items if it.suppressed or (it.value or 0) > 0) + "."
+    desc = (
+        f"{title}. "
+        + "; ".join(
+            f"{it.label}: {suppressed_label}"
+            if it.suppressed
+            else f"{it.label}: {fmt_number(it.value or 0)}{(' ' + unit) if unit else ''} ({fmt_pct((it.value or 0) / total)})"
+            for it in items
+            if it.suppressed or (it.value or 0) > 0
+        )
+        + "."
+    )
     parts = [_svg_open(cid, width, height, title, desc, "donut"), _hatch(cid), '<g class="marks">']
     a = 0.0
     for it in visible:
         share = (it.value or 0.0) / total
         a1 = a + share * 2 * math.pi
-        parts.append(f'<path class="slice" data-value="{_e(it.value)}" d="{_arc_path(cx, cy, r_out, r_in, a, a1)}" '
-                     f'fill="{_e(it.color)}" stroke="#fff" stroke-width="1.5"><title>{_e(it.label)}: '
-                     f'{_e(fmt_number(it.value or 0))}{_e(" " + unit if unit else "")} ({fmt_pct(share)})</title></path>')
+        parts.append(
+            f'<path class="slice" data-value="{_e(it.value)}" d="{_arc_path(cx, cy, r_out, r_in, a, a1)}" '
+            f'fill="{_e(it.color)}" stroke="#fff" stroke-width="1.5"><title>{_e(it.label)}: '
+            f"{_e(fmt_number(it.value or 0))}{_e(' ' + unit if unit else '')} ({fmt_pct(share)})</title></path>"
+        )
         a = a1
     parts.append("</g>")
     if center_label:
-        parts.append(f'<text class="center-label" x="{_n(cx)}" y="{_n(cy + (0 if center_sub else 6))}" '
-                     f'text-anchor="middle" font-size="20" font-weight="600" fill="{TEXT_COLOR}">{_e(center_label)}</text>')
+        parts.append(
+            f'<text class="center-label" x="{_n(cx)}" y="{_n(cy + (0 if center_sub else 6))}" '
+            f'text-anchor="middle" font-size="20" font-weight="600" fill="{TEXT_COLOR}">{_e(center_label)}</text>'
+        )
     if center_sub:
-        parts.append(f'<text class="center-sub" x="{_n(cx)}" y="{_n(cy + 16)}" text-anchor="middle" '
-                     f'fill="{AXIS_COLOR}">{_e(center_sub)}</text>')
+        parts.append(
+            f'<text class="center-sub" x="{_n(cx)}" y="{_n(cy + 16)}" text-anchor="middle" '
+            f'fill="{AXIS_COLOR}">{_e(center_sub)}</text>'
+        )
     legend_items = [it for it in items if it.suppressed or (it.value or 0) > 0]
     lx = cx + r_out + 20
     row = min(20.0, (height - 8) / max(len(legend_items), 1))
@@ -545,10 +626,12 @@ def donut_chart(
         fill = f"url(#{cid}-hatch)" if it.suppressed else it.color
         stroke = f' stroke="{SUPPRESSED_STROKE}"' if it.suppressed else ""
         parts.append(f'<rect x="{_n(lx)}" y="{_n(y + 2)}" width="10" height="10" rx="2" fill="{_e(fill)}"{stroke}/>')
-        text = (f"{_e(it.label)} <tspan fill=\"{AXIS_COLOR}\" font-style=\"italic\">{_e(suppressed_label)}</tspan>"
-                if it.suppressed else
-                f"{_e(it.label)} <tspan font-weight=\"600\">{fmt_pct((it.value or 0) / total)}</tspan> "
-                f"<tspan fill=\"{AXIS_COLOR}\">({_e(fmt_number(it.value or 0))})</tspan>")
+        text = (
+            f'{_e(it.label)} <tspan fill="{AXIS_COLOR}" font-style="italic">{_e(suppressed_label)}</tspan>'
+            if it.suppressed
+            else f'{_e(it.label)} <tspan font-weight="600">{fmt_pct((it.value or 0) / total)}</tspan> '
+            f'<tspan fill="{AXIS_COLOR}">({_e(fmt_number(it.value or 0))})</tspan>'
+        )
         parts.append(f'<text class="legend-label" x="{_n(lx + 15)}" y="{_n(y + 11)}" fill="{TEXT_COLOR}">{text}</text>')
     parts.append("</g></svg>")
     return "".join(parts)
@@ -558,7 +641,13 @@ def donut_chart(
 
 
 def progress_bar(
-    *, title: str, done: int, failed: int = 0, total: int, width: float = 360, height: float = 22,
+    *,
+    title: str,
+    done: int,
+    failed: int = 0,
+    total: int,
+    width: float = 360,
+    height: float = 22,
     chart_id: str | None = None,
 ) -> str:
     """A progress bar: done (green) and failed (red) out of total, with the percentage."""
@@ -571,18 +660,27 @@ def progress_bar(
     label = f"{fmt_pct(pct)} · {fmt_number(done + failed)} / {fmt_number(total)}" if total else "no items"
     desc = f"{title}: {done} done, {failed} failed of {total}."
     track_w = width - 120
-    parts = [_svg_open(cid, width, height, title, desc, "progress"), '<g class="marks">',
-             f'<rect class="track" x="0" y="4" width="{_n(track_w)}" height="{_n(height - 8)}" rx="{_n((height - 8) / 2)}" '
-             f'fill="{GRID_COLOR}"/>']
+    parts = [
+        _svg_open(cid, width, height, title, desc, "progress"),
+        '<g class="marks">',
+        f'<rect class="track" x="0" y="4" width="{_n(track_w)}" height="{_n(height - 8)}" rx="{_n((height - 8) / 2)}" '
+        f'fill="{GRID_COLOR}"/>',
+    ]
     if frac_done > 0:
-        parts.append(f'<rect class="bar progress-done" data-value="{done}" x="0" y="4" '
-                     f'width="{_n(max(track_w * frac_done, 2))}" height="{_n(height - 8)}" rx="{_n((height - 8) / 2)}" '
-                     f'fill="{STATUS_COLORS["done"]}"><title>{done:,} done</title></rect>')
+        parts.append(
+            f'<rect class="bar progress-done" data-value="{done}" x="0" y="4" '
+            f'width="{_n(max(track_w * frac_done, 2))}" height="{_n(height - 8)}" rx="{_n((height - 8) / 2)}" '
+            f'fill="{STATUS_COLORS["done"]}"><title>{done:,} done</title></rect>'
+        )
     if frac_failed > 0:
-        parts.append(f'<rect class="bar progress-failed" data-value="{failed}" x="{_n(track_w * frac_done)}" y="4" '
-                     f'width="{_n(max(track_w * frac_failed, 2))}" height="{_n(height - 8)}" '
-                     f'fill="{STATUS_COLORS["failed"]}"><title>{failed:,} failed</title></rect>')
+        parts.append(
+            f'<rect class="bar progress-failed" data-value="{failed}" x="{_n(track_w * frac_done)}" y="4" '
+            f'width="{_n(max(track_w * frac_failed, 2))}" height="{_n(height - 8)}" '
+            f'fill="{STATUS_COLORS["failed"]}"><title>{failed:,} failed</title></rect>'
+        )
     parts.append("</g>")
-    parts.append(f'<text class="value" x="{_n(track_w + 8)}" y="{_n(height / 2 + 4)}" fill="{TEXT_COLOR}">'
-                 f'{_e(label)}</text></svg>')
+    parts.append(
+        f'<text class="value" x="{_n(track_w + 8)}" y="{_n(height / 2 + 4)}" fill="{TEXT_COLOR}">'
+        f"{_e(label)}</text></svg>"
+    )
     return "".join(parts)

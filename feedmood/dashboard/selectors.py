@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -114,8 +115,9 @@ def day_buckets(now: datetime, days: int) -> list[datetime]:
     """The last ``days`` local midnights, oldest first, ending with today's."""
     today = timezone.localtime(now).date()
     tz = timezone.get_current_timezone()
-    return [timezone.make_aware(datetime.combine(today - timedelta(days=days - 1 - i), time.min), tz)
-            for i in range(days)]
+    return [
+        timezone.make_aware(datetime.combine(today - timedelta(days=days - 1 - i), time.min), tz) for i in range(days)
+    ]
 
 
 def bucket_index(field_name: str, starts: Sequence[datetime]) -> Case:
@@ -213,7 +215,9 @@ def _latency_postgres(start: datetime, now: datetime, buckets: list[datetime]) -
             aggregates[f"{metric}__{name}"] = PercentileCont(column, f)
     base = ImageAnalysis.objects.filter(created_at__gte=start, created_at__lte=now)
     hourly = {m: {p: [None] * len(buckets) for p, _ in PERCENTILES} for m, _ in LATENCY_METRICS}
-    for row in base.annotate(bucket=bucket_index("created_at", buckets)).values("bucket").annotate(**aggregates).order_by():
+    for row in (
+        base.annotate(bucket=bucket_index("created_at", buckets)).values("bucket").annotate(**aggregates).order_by()
+    ):
         i = row["bucket"]
         if not 0 <= i < len(buckets):
             continue
@@ -221,8 +225,9 @@ def _latency_postgres(start: datetime, now: datetime, buckets: list[datetime]) -
             for name, _ in PERCENTILES:
                 hourly[metric][name][i] = row[f"{metric}__{name}"]
     totals = base.aggregate(**aggregates)
-    overall = {m: {"n": totals[f"{m}__n"], **{p: totals[f"{m}__{p}"] for p, _ in PERCENTILES}}
-               for m, _ in LATENCY_METRICS}
+    overall = {
+        m: {"n": totals[f"{m}__n"], **{p: totals[f"{m}__{p}"] for p, _ in PERCENTILES}} for m, _ in LATENCY_METRICS
+    }
     return LatencyReport(buckets, hourly, overall, method="PostgreSQL percentile_cont over every analysis")
 
 
@@ -249,13 +254,21 @@ def _latency_python(start: datetime, now: datetime, buckets: list[datetime], lim
             for name, _ in PERCENTILES:
                 hourly[metric][name][i] = stats[name]
         overall[metric] = summarize(r[col] for r in rows)
-    method = (f"every {step}th of the window's {total:,} timed analyses (sample)" if sampled
-              else "every analysis of the window")
+    method = (
+        f"every {step}th of the window's {total:,} timed analyses (sample)"
+        if sampled
+        else "every analysis of the window"
+    )
     return LatencyReport(buckets, hourly, overall, method=f"Python, {method}", sampled=sampled)
 
 
-def latency_percentiles(*, now: datetime | None = None, hours: int = 24,
-                        sample_limit: int = LATENCY_SAMPLE_LIMIT, use_database: bool | None = None) -> LatencyReport:
+def latency_percentiles(
+    *,
+    now: datetime | None = None,
+    hours: int = 24,
+    sample_limit: int = LATENCY_SAMPLE_LIMIT,
+    use_database: bool | None = None,
+) -> LatencyReport:
     """p50/p95/p99 of queue wait and processing time (``total_ms``) per hour and overall.
 
     ``use_database``: ``None`` picks ``percentile_cont`` on PostgreSQL and Python elsewhere.
@@ -307,8 +320,12 @@ def active_model_version() -> ModelVersion | None:
 
 
 def emotion_distribution(
-    *, now: datetime | None = None, days: int = 14, source: str = ImageAnalysis.Source.SELFIE,
-    model_version: ModelVersion | None = None, min_group: int | None = None,
+    *,
+    now: datetime | None = None,
+    days: int = 14,
+    source: str = ImageAnalysis.Source.SELFIE,
+    model_version: ModelVersion | None = None,
+    min_group: int | None = None,
 ) -> EmotionTimeline:
     """Share of dominant emotions per completed day among the active model's readings, across users.
 
@@ -347,15 +364,29 @@ def emotion_distribution(
     for row in base.values("day").annotate(users=users, n=Count("id")):
         i = row["day"]
         if 0 <= i < len(buckets):
-            _fill_day(buckets[i], row["users"], row["n"], cells.get(i, {}), labels, k,
-                      lambda shown, i=i: base.filter(day=i).exclude(dominant_emotion__in=shown).aggregate(u=users)["u"])
+            _fill_day(
+                buckets[i],
+                row["users"],
+                row["n"],
+                cells.get(i, {}),
+                labels,
+                k,
+                lambda shown, i=i: base.filter(day=i).exclude(dominant_emotion__in=shown).aggregate(u=users)["u"],
+            )
     if any(OTHER_LABEL in b.counts for b in buckets):
         labels.append(OTHER_LABEL)
     return EmotionTimeline(version, source, labels, buckets, k)
 
 
-def _fill_day(bucket: EmotionBucket, users: int, readings: int, cells: dict[str, tuple[int, int]],
-              labels: list[str], k: int, other_users: Any) -> None:
+def _fill_day(
+    bucket: EmotionBucket,
+    users: int,
+    readings: int,
+    cells: dict[str, tuple[int, int]],
+    labels: list[str],
+    k: int,
+    other_users: Any,
+) -> None:
     """Fill one day's counts, cell by cell: listed emotions of at least ``k`` users, the rest as
     ``other`` if that has at least ``k`` users; otherwise the day stays suppressed and empty."""
     if is_suppressed(users, k):
@@ -416,8 +447,9 @@ def valence_bin(valence: float) -> int:
     return 4
 
 
-def mood_distribution(*, now: datetime | None = None, min_group: int | None = None,
-                      model_version: ModelVersion | None = None) -> MoodDistribution:
+def mood_distribution(
+    *, now: datetime | None = None, min_group: int | None = None, model_version: ModelVersion | None = None
+) -> MoodDistribution:
     """Moods of consenting users on the last completed day, by label and valence bin.
 
     A user's mood that day is the confidence-weighted mean of their selfie readings
@@ -455,7 +487,8 @@ def mood_distribution(*, now: datetime | None = None, min_group: int | None = No
     order = list(LABELS) + sorted(set(by_label) - set(LABELS))
     label_buckets = [_bucket(lab, lab, by_label[lab], k) for lab in order if by_label.get(lab)]
     valence_buckets = [
-        _bucket(name, f"{name} ({lo:+.1f} … {hi:+.1f})", by_valence[i], k) for i, (name, lo, hi) in enumerate(VALENCE_BINS)
+        _bucket(name, f"{name} ({lo:+.1f} … {hi:+.1f})", by_valence[i], k)
+        for i, (name, lo, hi) in enumerate(VALENCE_BINS)
     ]
     return MoodDistribution(
         labels=label_buckets,
@@ -581,8 +614,12 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
     if not metrics and isinstance(card.get("metrics"), dict):
         metrics = card["metrics"]
     metrics, tta = service_metrics(card, metrics)
-    ece_keys = (("ece_after_calibration", "calibrated, cross-fitted"), ("ece", ""),
-                ("ece_calibrated_in_sample", "calibrated, in-sample"), ("ece_uncalibrated", "uncalibrated"))
+    ece_keys = (
+        ("ece_after_calibration", "calibrated, cross-fitted"),
+        ("ece", ""),
+        ("ece_calibrated_in_sample", "calibrated, in-sample"),
+        ("ece_uncalibrated", "uncalibrated"),
+    )
     ece, ece_label = None, ""
     for key, name in ece_keys:
         ece = _number(metrics.get(key))
@@ -601,14 +638,18 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
     return ModelSummary(
         version=version,
         accuracy=_number(metrics.get("accuracy"), metrics.get("acc")),
-        macro_f1=_number(metrics.get("macro_f1"), (metrics.get("macro") or {}).get("f1")
-                         if isinstance(metrics.get("macro"), dict) else None),
+        macro_f1=_number(
+            metrics.get("macro_f1"),
+            (metrics.get("macro") or {}).get("f1") if isinstance(metrics.get("macro"), dict) else None,
+        ),
         ece=ece,
         ece_label=ece_label,
         split=str(metrics.get("split") or "PublicTest"),
         samples=int(metrics["n"]) if isinstance(metrics.get("n"), int) else None,
         per_class_f1=per_class_f1,
-        analyses_24h=ImageAnalysis.objects.filter(model_version=version, created_at__gte=now - timedelta(hours=24)).count(),
+        analyses_24h=ImageAnalysis.objects.filter(
+            model_version=version, created_at__gte=now - timedelta(hours=24)
+        ).count(),
         tta=tta,
         flip_below=service_flip_below(card, tta),
         card_changed=card_changed_on_disk(version),
@@ -653,7 +694,7 @@ def redis_queue_lengths(url: str, queues: Sequence[str], *, timeout: float = 0.5
     finally:
         client.close()
     n = len(REDIS_PRIORITY_STEPS)
-    return {queue: int(sum(lengths[i * n:(i + 1) * n])) for i, queue in enumerate(queues)}
+    return {queue: int(sum(lengths[i * n : (i + 1) * n])) for i, queue in enumerate(queues)}
 
 
 def _redact(url: str) -> str:
@@ -669,8 +710,9 @@ def _redact(url: str) -> str:
         return url.split("://", 1)[0] + "://…"
 
 
-def queue_backlog(*, broker_url: str | None = None, eager: bool | None = None,
-                  queues: Sequence[str] | None = None) -> QueueBacklog:
+def queue_backlog(
+    *, broker_url: str | None = None, eager: bool | None = None, queues: Sequence[str] | None = None
+) -> QueueBacklog:
     """The FER backlog: messages waiting in the broker (Redis only) and unfinished analyses in the database."""
     from feedmood.celery import app as celery_app
 
@@ -683,20 +725,24 @@ def queue_backlog(*, broker_url: str | None = None, eager: bool | None = None,
         queues = ["fer"] + [n for n in names if n != "fer"]
     rows = {
         r["status"]: r
-        for r in ImageAnalysis.objects.filter(status__in=[ImageAnalysis.Status.PENDING, ImageAnalysis.Status.PROCESSING])
-        .values("status").annotate(n=Count("id"), oldest=Min("created_at")).order_by()
+        for r in ImageAnalysis.objects.filter(
+            status__in=[ImageAnalysis.Status.PENDING, ImageAnalysis.Status.PROCESSING]
+        )
+        .values("status")
+        .annotate(n=Count("id"), oldest=Min("created_at"))
+        .order_by()
     }
     pending = rows.get(ImageAnalysis.Status.PENDING, {}).get("n", 0)
     processing = rows.get(ImageAnalysis.Status.PROCESSING, {}).get("n", 0)
     oldest = rows.get(ImageAnalysis.Status.PENDING, {}).get("oldest")
-    lengths: dict[str, int | None] = {q: None for q in queues}
+    lengths: dict[str, int | None] = dict.fromkeys(queues)
     if eager:
         mode, message = "eager", "eager mode: no queue (tasks run in-process)"
     elif url.startswith(("redis://", "rediss://", "unix://")):
         try:
             lengths.update(redis_queue_lengths(url, list(queues)))
             mode, message = "redis", f"Redis broker {_redact(url)}"
-        except Exception as exc:  # noqa: BLE001 - the dashboard must render without a broker
+        except Exception as exc:
             logger.warning("Dashboard could not read queue lengths from %s: %s", _redact(url), exc)
             mode, message = "error", f"broker unreachable ({type(exc).__name__})"
     else:
@@ -739,4 +785,3 @@ def rescoring_jobs(*, limit: int = 8) -> list[RescoringJobRow]:
         )
         for job in RescoringJob.objects.select_related("model_version").order_by("-pk")[:limit]
     ]  # fmt: skip
-

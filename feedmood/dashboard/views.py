@@ -36,7 +36,7 @@ HALF = 600
 
 def _safe(svg: str) -> SafeString:
     # charts.* escape every string they embed
-    return mark_safe(svg)  # noqa: S308
+    return mark_safe(svg)
 
 
 def _suppressed_label(k: int) -> str:
@@ -57,18 +57,29 @@ def _day_labels(days: list[datetime]) -> list[str]:
 def analyses_panel(data: selectors.HourlyStatus) -> dict[str, Any]:
     labels = dict(ImageAnalysis.Status.choices)
     series = [
-        Series(str(labels.get(status, status)), data.counts.get(status, [0] * len(data.hours)),
-               charts.STATUS_COLORS.get(status, charts.color_for(status)))
+        Series(
+            str(labels.get(status, status)),
+            data.counts.get(status, [0] * len(data.hours)),
+            charts.STATUS_COLORS.get(status, charts.color_for(status)),
+        )
         for status in data.counts
     ]
     totals = {status: sum(values) for status, values in data.counts.items()}
     final = sum(totals.get(s, 0) for s in ImageAnalysis.FINAL_STATUSES)
     return {
-        "svg": _safe(charts.stacked_bar_chart(
-            title=f"Image analyses per hour by status (last {HOURS} h)", categories=_hour_labels(data.hours),
-            series=series, unit="analyses", label_every=2, chart_id="chart-analyses", width=WIDE, height=280,
-            empty_message=f"no analyses in the last {HOURS} hours",
-        )),  # fmt: skip
+        "svg": _safe(
+            charts.stacked_bar_chart(
+                title=f"Image analyses per hour by status (last {HOURS} h)",
+                categories=_hour_labels(data.hours),
+                series=series,
+                unit="analyses",
+                label_every=2,
+                chart_id="chart-analyses",
+                width=WIDE,
+                height=280,
+                empty_message=f"no analyses in the last {HOURS} hours",
+            )
+        ),
         "total": data.total,
         "totals": [(labels.get(s, s), totals.get(s, 0), charts.STATUS_COLORS.get(s, "#999")) for s in data.counts],
         "done_share": (totals.get("done", 0) / final) if final else None,
@@ -80,8 +91,9 @@ def latency_panel(data: selectors.LatencyReport) -> dict[str, Any]:
     cats = _hour_labels(data.hours)
     out: dict[str, Any] = {"method": data.method, "rows": []}
     for metric, title in (("queue_wait", "Queue wait"), ("processing", "Processing (total_ms)")):
-        series = [Series(name, data.hourly[metric][name], charts.PERCENTILE_COLORS[name])
-                  for name, _ in selectors.PERCENTILES]
+        series = [
+            Series(name, data.hourly[metric][name], charts.PERCENTILE_COLORS[name]) for name, _ in selectors.PERCENTILES
+        ]
         out[f"{metric}_svg"] = _safe(charts.line_chart(
             title=f"{title} latency percentiles per hour (last {HOURS} h)", categories=cats, series=series,
             unit="ms", value_fmt=lambda v: charts.fmt_number(v, 0) if v >= 10 else charts.fmt_number(v, 1),
@@ -101,11 +113,14 @@ def latency_panel(data: selectors.LatencyReport) -> dict[str, Any]:
 def emotion_panel(data: selectors.EmotionTimeline) -> dict[str, Any]:
     k = data.min_group
     sup = [i for i, b in enumerate(data.buckets) if b.suppressed]
-    series = [Series(label, [b.counts.get(label, 0) for b in data.buckets], charts.emotion_color(label))
-              for label in data.labels]
+    series = [
+        Series(label, [b.counts.get(label, 0) for b in data.buckets], charts.emotion_color(label))
+        for label in data.labels
+    ]
     if data.model_version is None:
-        svg = charts.empty_chart("Emotion distribution over time", "no active model", chart_id="chart-emotions",
-                                 width=WIDE)
+        svg = charts.empty_chart(
+            "Emotion distribution over time", "no active model", chart_id="chart-emotions", width=WIDE
+        )
     else:
         svg = charts.stacked_bar_chart(
             title=f"Share of dominant emotions per day (selfie readings, last {DAYS} days)",
@@ -129,17 +144,31 @@ def mood_panel(data: selectors.MoodDistribution) -> dict[str, Any]:
     label_items = [Item(b.label, b.users, charts.emotion_color(b.key), b.suppressed) for b in data.labels]
     valence_items = [Item(b.label, b.users, charts.VALENCE_COLORS[i], b.suppressed) for i, b in enumerate(data.valence)]
     return {
-        "donut": _safe(charts.donut_chart(
-            title=f"Mood of consenting users on {_day_labels([data.day])[0] if data.day else 'the last day'}, "
-                  "by dominant emotion", items=label_items,
-            center_label=charts.fmt_number(data.known_users), center_sub="users", unit="users",
-            suppressed_label=sl, chart_id="chart-mood-labels", empty_message="no selfies that day",
-        )),  # fmt: skip
-        "valence": _safe(charts.bar_chart(
-            title="Mood valence of consenting users on that day", items=valence_items, unit="users",
-            suppressed_label=sl, chart_id="chart-mood-valence", width=HALF, label_width=190,
-            empty_message="no selfies that day",
-        )),  # fmt: skip
+        "donut": _safe(
+            charts.donut_chart(
+                title=f"Mood of consenting users on {_day_labels([data.day])[0] if data.day else 'the last day'}, "
+                "by dominant emotion",
+                items=label_items,
+                center_label=charts.fmt_number(data.known_users),
+                center_sub="users",
+                unit="users",
+                suppressed_label=sl,
+                chart_id="chart-mood-labels",
+                empty_message="no selfies that day",
+            )
+        ),
+        "valence": _safe(
+            charts.bar_chart(
+                title="Mood valence of consenting users on that day",
+                items=valence_items,
+                unit="users",
+                suppressed_label=sl,
+                chart_id="chart-mood-valence",
+                width=HALF,
+                label_width=190,
+                empty_message="no selfies that day",
+            )
+        ),
         "unknown": data.unknown,
         "suppressed_label": sl,
     }
@@ -151,13 +180,22 @@ def policy_panel(data: selectors.PolicyUsage) -> dict[str, Any]:
     for b in data.buckets:
         strength = b.extra.get("mean_strength")
         note = f"mean strength {strength:.2f}" if strength is not None and b.key != "off" and b.users else ""
-        items.append(Item(b.label, b.users, charts.POLICY_COLORS.get(b.key, charts.color_for(b.key)), b.suppressed,
-                          note))
+        items.append(
+            Item(b.label, b.users, charts.POLICY_COLORS.get(b.key, charts.color_for(b.key)), b.suppressed, note)
+        )
     return {
-        "svg": _safe(charts.bar_chart(
-            title="Feed mood policy of all users", items=items, unit="users", suppressed_label=sl,
-            chart_id="chart-policies", width=HALF, label_width=210, empty_message="no users",
-        )),  # fmt: skip
+        "svg": _safe(
+            charts.bar_chart(
+                title="Feed mood policy of all users",
+                items=items,
+                unit="users",
+                suppressed_label=sl,
+                chart_id="chart-policies",
+                width=HALF,
+                label_width=210,
+                empty_message="no users",
+            )
+        ),
         "consenting": data.consenting,
         "suppressed_label": sl,
     }
@@ -170,26 +208,45 @@ def model_panel(summary: selectors.ModelSummary | None) -> dict[str, Any]:
     return {
         "summary": summary,
         "versions": selectors.recent_model_versions(),
-        "f1_svg": _safe(charts.bar_chart(
-            title=f"Per-class F1 of {summary.version.name} on {summary.split}", items=items, max_value=1.0,
-            value_fmt=lambda v: f"{v:.2f}", chart_id="chart-model-f1", width=HALF, label_width=90,
-            empty_message="the model card has no per-class metrics",
-        )),  # fmt: skip
+        "f1_svg": _safe(
+            charts.bar_chart(
+                title=f"Per-class F1 of {summary.version.name} on {summary.split}",
+                items=items,
+                max_value=1.0,
+                value_fmt=lambda v: f"{v:.2f}",
+                chart_id="chart-model-f1",
+                width=HALF,
+                label_width=90,
+                empty_message="the model card has no per-class metrics",
+            )
+        ),
     }
 
 
 def backlog_panel(data: selectors.QueueBacklog) -> dict[str, Any]:
-    items = [Item(f"{name} queue", value, "#6c63d9" if name == "fer" else charts.AXIS_COLOR)
-             for name, value in data.queues.items() if value is not None]
-    items += [Item("pending in DB", data.pending, charts.STATUS_COLORS["pending"]),
-              Item("processing in DB", data.processing, charts.STATUS_COLORS["processing"])]
+    items = [
+        Item(f"{name} queue", value, "#6c63d9" if name == "fer" else charts.AXIS_COLOR)
+        for name, value in data.queues.items()
+        if value is not None
+    ]
+    items += [
+        Item("pending in DB", data.pending, charts.STATUS_COLORS["pending"]),
+        Item("processing in DB", data.processing, charts.STATUS_COLORS["processing"]),
+    ]
     oldest_age = (timezone.now() - data.oldest_pending).total_seconds() * 1000 if data.oldest_pending else None
     return {
         "data": data,
-        "svg": _safe(charts.bar_chart(
-            title="FER backlog: broker queues and unfinished analyses", items=items, unit="",
-            chart_id="chart-backlog", width=HALF, label_width=130, empty_message="nothing waiting: the queue is empty",
-        )),  # fmt: skip
+        "svg": _safe(
+            charts.bar_chart(
+                title="FER backlog: broker queues and unfinished analyses",
+                items=items,
+                unit="",
+                chart_id="chart-backlog",
+                width=HALF,
+                label_width=130,
+                empty_message="nothing waiting: the queue is empty",
+            )
+        ),
         "oldest_age": charts.fmt_ms(oldest_age) if oldest_age is not None else None,
     }
 
@@ -230,8 +287,9 @@ def heavy_panels(*, now: datetime, min_group: int, version: Any) -> dict[str, An
         "computed_at": now,
         "analyses": analyses_panel(selectors.analyses_per_hour(now=now, hours=HOURS)),
         "latency": latency_panel(selectors.latency_percentiles(now=now, hours=HOURS)),
-        "emotions": emotion_panel(selectors.emotion_distribution(now=now, days=DAYS, model_version=version,
-                                                                 min_group=min_group)),
+        "emotions": emotion_panel(
+            selectors.emotion_distribution(now=now, days=DAYS, model_version=version, min_group=min_group)
+        ),
         "mood": mood_panel(selectors.mood_distribution(now=now, min_group=min_group, model_version=version)),
     }
 
@@ -249,8 +307,11 @@ def build_context(*, now: datetime | None = None, use_cache: bool = False) -> di
     ttl = cache_seconds() if use_cache else 0
     heavy = cache.get(CACHE_KEY) if ttl else None
     if not heavy or heavy.get("min_group") != k or heavy.get("version_id") != getattr(version, "pk", None):
-        heavy = {**heavy_panels(now=now, min_group=k, version=version), "min_group": k,
-                 "version_id": getattr(version, "pk", None)}
+        heavy = {
+            **heavy_panels(now=now, min_group=k, version=version),
+            "min_group": k,
+            "version_id": getattr(version, "pk", None),
+        }
         if ttl:
             cache.set(CACHE_KEY, heavy, ttl)
     return {

@@ -4,28 +4,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('feedmood', '0001_initial'),
+        ("feedmood", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ErasureRequest',
+            name="ErasureRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('user_id', models.BigIntegerField(db_index=True)),
-                ('scope', models.CharField(choices=[('emotion', 'Emotion data'), ('account', 'Whole account')], max_length=16)),
-                ('files', models.JSONField(blank=True, default=list, help_text='Storage names still to delete.')),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('rows_erased_at', models.DateTimeField(blank=True, null=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("user_id", models.BigIntegerField(db_index=True)),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[("emotion", "Emotion data"), ("account", "Whole account")], max_length=16
+                    ),
+                ),
+                ("files", models.JSONField(blank=True, default=list, help_text="Storage names still to delete.")),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("rows_erased_at", models.DateTimeField(blank=True, null=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['created_at', 'id'],
-                'indexes': [models.Index(condition=models.Q(('completed_at__isnull', True)), fields=['created_at'], name='erasure_open_idx')],
+                "ordering": ["created_at", "id"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("completed_at__isnull", True)),
+                        fields=["created_at"],
+                        name="erasure_open_idx",
+                    )
+                ],
             },
         ),
     ]

@@ -31,7 +31,7 @@ class ContextFilter(logging.Filter):
 
             if current_task and current_task.request.id:
                 task_id, task_name = current_task.request.id, current_task.name
-        except Exception:  # noqa: BLE001 - logging must never fail
+        except Exception:
             pass
         record.task_id, record.task_name = task_id, task_name
         message = record.getMessage()
@@ -53,8 +53,11 @@ class RedactingJsonFormatter(JsonFormatter):
 def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
     """A ``LOGGING`` dict: ``log_format`` is ``json`` or ``human``."""
     formatter = (
-        {"()": "feedmood.observability.logs.RedactingJsonFormatter", "fmt": JSON_FIELDS, "rename_fields": {"levelname": "level",
-                                                                                           "name": "logger"}}
+        {
+            "()": "feedmood.observability.logs.RedactingJsonFormatter",
+            "fmt": JSON_FIELDS,
+            "rename_fields": {"levelname": "level", "name": "logger"},
+        }
         if log_format == "json"
         else {"format": HUMAN_FORMAT}
     )

@@ -39,7 +39,7 @@ def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> di
         _scrub_request(event["request"])
     if isinstance(event.get("exception"), dict):
         _scrub_exception(event["exception"])
-    for frame in ((event.get("threads") or {}).get("values") or []):
+    for frame in (event.get("threads") or {}).get("values") or []:
         for f in (frame.get("stacktrace") or {}).get("frames") or []:
             f.pop("vars", None)
     for key in ("extra", "tags", "contexts"):
@@ -57,8 +57,9 @@ def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> di
     return event
 
 
-def init_sentry(dsn: str | None, *, environment: str, release: str | None = None,
-                traces_sample_rate: float = 0.0, **options: Any) -> bool:
+def init_sentry(
+    dsn: str | None, *, environment: str, release: str | None = None, traces_sample_rate: float = 0.0, **options: Any
+) -> bool:
     """Start the SDK with the Django and Celery integrations; a no-op without ``dsn``. Returns whether it started."""
     if not dsn:
         return False

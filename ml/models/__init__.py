@@ -3,9 +3,10 @@
 Every model takes uint8-range grayscale faces (B, H, W, 1) as float input, rescales to [0, 1]
 itself, and ends in a softmax `Dense` layer, so a checkpoint is a complete inference model.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 

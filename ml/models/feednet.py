@@ -6,6 +6,7 @@ dense convolutions train and run faster on a 2-core CPU under oneDNN than depthw
 ones of the same accuracy (measured: 1.2 M params trains at ~400 img/s vs 210 img/s for a
 0.4 M-param separable net). Width and depth are arguments so tests build tiny versions.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -53,8 +54,13 @@ def build_feednet(
     return keras.Model(inputs, outputs, name="feednet")
 
 
-def stage_plan(width: int, convs_per_stage: int, stages: int, stage_widths: Sequence[int] | None = None,
-               stage_convs: Sequence[int] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def stage_plan(
+    width: int,
+    convs_per_stage: int,
+    stages: int,
+    stage_widths: Sequence[int] | None = None,
+    stage_convs: Sequence[int] | None = None,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(channels per stage, convs per stage) from the uniform arguments or the per-stage lists."""
     if stage_widths is not None and stage_convs is not None and len(stage_widths) != len(stage_convs):
         raise ValueError(f"stage_widths {tuple(stage_widths)} and stage_convs {tuple(stage_convs)} differ in length")

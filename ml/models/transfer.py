@@ -5,10 +5,11 @@ preprocessing, and adds a small head. ImageNet weights come only from a local fi
 (`weights=PATH`); `weights=None` is random init. Phase 1 trains the head with the base frozen
 (its BatchNorm layers stay in inference mode); phase 2 unfreezes it, see :func:`unfreeze_base`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import keras
 from keras import layers
@@ -40,6 +41,8 @@ class ImagenetPreprocess(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
 BASE_LAYER_NAME = "base"
 
 

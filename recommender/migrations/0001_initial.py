@@ -6,48 +6,104 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('emotion', '0001_initial'),
-        ('feedmood', '0001_initial'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("emotion", "0001_initial"),
+        ("feedmood", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MoodState',
+            name="MoodState",
             fields=[
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='mood_state', serialize=False, to=settings.AUTH_USER_MODEL)),
-                ('half_life_hours', models.FloatField()),
-                ('as_of', models.DateTimeField()),
-                ('weight_sum', models.FloatField(default=0.0)),
-                ('decay_sum', models.FloatField(default=0.0)),
-                ('valence_sum', models.FloatField(default=0.0)),
-                ('arousal_sum', models.FloatField(default=0.0)),
-                ('probability_sums', models.JSONField(default=dict)),
-                ('reading_count', models.PositiveIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('model_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='emotion.modelversion')),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="mood_state",
+                        serialize=False,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                ("half_life_hours", models.FloatField()),
+                ("as_of", models.DateTimeField()),
+                ("weight_sum", models.FloatField(default=0.0)),
+                ("decay_sum", models.FloatField(default=0.0)),
+                ("valence_sum", models.FloatField(default=0.0)),
+                ("arousal_sum", models.FloatField(default=0.0)),
+                ("probability_sums", models.JSONField(default=dict)),
+                ("reading_count", models.PositiveIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="emotion.modelversion",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PostAffect',
+            name="PostAffect",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('faces', 'Faces in the post image'), ('text', 'Post text (reserved for later)')], default='faces', max_length=16)),
-                ('valence', models.FloatField(blank=True, null=True)),
-                ('arousal', models.FloatField(blank=True, null=True)),
-                ('dominant_emotion', models.CharField(blank=True, max_length=32)),
-                ('confidence', models.FloatField(default=0.0)),
-                ('face_count', models.PositiveIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('model_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='emotion.modelversion')),
-                ('post', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='affects', to='feedmood.post')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("faces", "Faces in the post image"), ("text", "Post text (reserved for later)")],
+                        default="faces",
+                        max_length=16,
+                    ),
+                ),
+                ("valence", models.FloatField(blank=True, null=True)),
+                ("arousal", models.FloatField(blank=True, null=True)),
+                ("dominant_emotion", models.CharField(blank=True, max_length=32)),
+                ("confidence", models.FloatField(default=0.0)),
+                ("face_count", models.PositiveIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="emotion.modelversion",
+                    ),
+                ),
+                (
+                    "post",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="affects", to="feedmood.post"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('post', 'source'), name='postaffect_unique_post_source'), models.CheckConstraint(condition=models.Q(('valence__isnull', True), models.Q(('valence__gte', -1.0), ('valence__lte', 1.0)), _connector='OR'), name='postaffect_valence_range'), models.CheckConstraint(condition=models.Q(('arousal__isnull', True), models.Q(('arousal__gte', -1.0), ('arousal__lte', 1.0)), _connector='OR'), name='postaffect_arousal_range')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("post", "source"), name="postaffect_unique_post_source"),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("valence__isnull", True),
+                            models.Q(("valence__gte", -1.0), ("valence__lte", 1.0)),
+                            _connector="OR",
+                        ),
+                        name="postaffect_valence_range",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("arousal__isnull", True),
+                            models.Q(("arousal__gte", -1.0), ("arousal__lte", 1.0)),
+                            _connector="OR",
+                        ),
+                        name="postaffect_arousal_range",
+                    ),
+                ],
             },
         ),
     ]

@@ -4,21 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('recommender', '0002_post_feed_covering_index'),
+        ("recommender", "0002_post_feed_covering_index"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EmotionDashboard',
+            name="EmotionDashboard",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
             ],
             options={
-                'permissions': [('view_emotion_dashboard', 'Can view the aggregate emotion dashboard')],
-                'managed': False,
-                'default_permissions': (),
+                "permissions": [("view_emotion_dashboard", "Can view the aggregate emotion dashboard")],
+                "managed": False,
+                "default_permissions": (),
             },
         ),
     ]

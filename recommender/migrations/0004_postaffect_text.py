@@ -4,20 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('recommender', '0003_emotion_dashboard_permission'),
+        ("recommender", "0003_emotion_dashboard_permission"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='postaffect',
-            name='language',
-            field=models.CharField(blank=True, db_default='', default='', help_text='Text only: the language it was read as.', max_length=16),
+            model_name="postaffect",
+            name="language",
+            field=models.CharField(
+                blank=True,
+                db_default="",
+                default="",
+                help_text="Text only: the language it was read as.",
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='postaffect',
-            name='source',
-            field=models.CharField(choices=[('faces', 'Faces in the post image'), ('text', 'Post text and emoji')], default='faces', max_length=16),
+            model_name="postaffect",
+            name="source",
+            field=models.CharField(
+                choices=[("faces", "Faces in the post image"), ("text", "Post text and emoji")],
+                default="faces",
+                max_length=16,
+            ),
         ),
     ]

@@ -24,8 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--follows-per-user", type=int, default=d.follows_per_user)
         parser.add_argument("--readings", type=int, default=d.readings, help="selfie readings per consenting user")
         parser.add_argument("--days", type=int, default=d.days, help="post times spread over this many days")
-        parser.add_argument("--bench-users", type=int, default=d.bench_users,
-                            help="users with a token, a negative mood and --bench-follows follows")
+        parser.add_argument(
+            "--bench-users",
+            type=int,
+            default=d.bench_users,
+            help="users with a token, a negative mood and --bench-follows follows",
+        )
         parser.add_argument("--bench-follows", type=int, default=d.bench_follows)
         parser.add_argument("--consent-share", type=float, default=d.consent_share)
         parser.add_argument("--seed", type=int, default=d.seed)
@@ -64,6 +68,15 @@ class Command(BaseCommand):
         total = time.perf_counter() - started
         self.stdout.write(self.style.SUCCESS(f"Seeded in {total:.1f}s: {result.counts}"))
         if opts["tokens_out"]:
-            Path(opts["tokens_out"]).write_text(json.dumps(
-                {"bench_users": result.bench_users, "counts": result.counts, "timings": result.timings,
-                 "seconds": round(total, 2), "model_version_id": result.model_version_id}, indent=2))
+            Path(opts["tokens_out"]).write_text(
+                json.dumps(
+                    {
+                        "bench_users": result.bench_users,
+                        "counts": result.counts,
+                        "timings": result.timings,
+                        "seconds": round(total, 2),
+                        "model_version_id": result.model_version_id,
+                    },
+                    indent=2,
+                )
+            )
