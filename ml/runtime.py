@@ -29,7 +29,7 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def bucket(n: int) -> int:
 def chunk_sizes(n: int) -> list[int]:
     """How `n` (1..64) faces are run: one padded bucket when padding wastes at most a quarter of it,
     else the largest bucket that fits, then the rest the same way (17 -> [16, 1], 40 -> [32, 8], 63 -> [63])."""
-    sizes = []
+    sizes: list[int] = []
     while n:
         size = bucket(n)
         if size - n <= n // 4:
@@ -147,7 +147,19 @@ def _softmax_log(probs: np.ndarray, temperature: float, class_bias: np.ndarray |
         logits += class_bias
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
+class Backend(Protocol):
+    """One model file run by a runtime: ``faces`` uint8 (N, 48, 48) -> raw probabilities (N, K)."""
+
+    def __init__(self, model_path: Path, threads: int) -> None: ...
+
+    def reset(self) -> None:
+        """Forget the runtime objects (after a fork); the next call builds new ones."""
+
+    def __call__(self, faces: np.ndarray) -> np.ndarray: ...
 
 
 class _TFLiteBackend:
@@ -220,7 +232,7 @@ class _OnnxBackend:
     def __init__(self, model_path: Path, threads: int):
         self.model_path = model_path
         self.threads = threads
-        self._session = None
+        self._session: Any = None
         self._abandoned: list[Any] = []
         self.created = 0
 
@@ -252,7 +264,7 @@ class _KerasBackend:
     def __init__(self, model_path: Path, threads: int):
         self.model_path = model_path
         self.threads = threads
-        self._model = None
+        self._model: Any = None
         self.created = 0
 
     def reset(self) -> None:
@@ -328,8 +340,9 @@ class EmotionClassifier:
         bias = card_class_bias(card, self.tta) if temperature is None and class_bias is None else class_bias
         self.class_bias = checked_class_bias(bias, len(self.labels))
         self.threads = default_threads() if threads is None else int(threads)
-        backend = {"keras": _KerasBackend, "onnx": _OnnxBackend}.get(fmt, _TFLiteBackend)
-        self._backends = [backend(model_file, self.threads) for model_file in model_files]
+        backends: dict[str, type[Backend]] = {"keras": _KerasBackend, "onnx": _OnnxBackend}
+        backend = backends.get(fmt, _TFLiteBackend)
+        self._backends: list[Backend] = [backend(model_file, self.threads) for model_file in model_files]
         self._backend = self._backends[0]
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -382,7 +395,7 @@ class EmotionClassifier:
             + (f", flip_below={self.flip_below:g})" if self.tta and math.isfinite(self.flip_below) else ")")
         )
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         # Pickles as "load this artifact again" (spawned workers rebuild their own interpreter).
         bias = None if self.class_bias is None else self.class_bias.tolist()
         return (
@@ -425,7 +438,8 @@ class EmotionClassifier:
         if self.temperature != 1.0 or self.class_bias is not None:
             return _softmax_log(probs, self.temperature, self.class_bias)
         probs = np.clip(probs, 0.0, None)
-        return (probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        normalised: np.ndarray = (probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return normalised
 
     def predict(self, faces: Any) -> list[dict[str, float]]:
         """Convenience: one {label: probability} dict per face."""

@@ -116,7 +116,7 @@ def decay_factor(age_hours: float, half_life_hours: float) -> float:
     """``0.5 ** (age / half_life)``; future readings (negative age) count as fresh."""
     if half_life_hours <= 0:
         raise ValueError("half_life_hours must be positive")
-    return 0.5 ** (max(age_hours, 0.0) / half_life_hours)
+    return float(0.5 ** (max(age_hours, 0.0) / half_life_hours))
 
 
 def _hours(delta_seconds: float) -> float:
