@@ -302,3 +302,36 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Hardening: clients, limits, lost and poison messages (docs/hardening.md) --------------------
+
+# Reverse proxies in front of the app that append the client to X-Forwarded-For. 0 (default): the
+# client is REMOTE_ADDR and a client-sent X-Forwarded-For is ignored by every throttle.
+REST_FRAMEWORK["NUM_PROXIES"] = env_int("FEEDMOOD_NUM_PROXIES", 0)
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["signup"] = env_str("FEEDMOOD_THROTTLE_SIGNUP", "20/hour")
+# Failed logins (API token and admin) per username and per client IP before a lockout of the window.
+AUTHENTICATION_BACKENDS = ["feedmood.lockout.LockoutModelBackend"]
+FEEDMOOD_LOGIN_MAX_FAILURES = env_int("FEEDMOOD_LOGIN_MAX_FAILURES", 10)
+FEEDMOOD_LOGIN_MAX_FAILURES_PER_IP = env_int("FEEDMOOD_LOGIN_MAX_FAILURES_PER_IP", 50)
+FEEDMOOD_LOGIN_LOCKOUT_SECONDS = env_int("FEEDMOOD_LOGIN_LOCKOUT_SECONDS", 900)
+# Whole request bodies above this are refused from Content-Length before any byte is read (413).
+FEEDMOOD_MAX_REQUEST_BYTES = env_int("FEEDMOOD_MAX_REQUEST_BYTES", FEEDMOOD_MAX_UPLOAD_BYTES + 1024 * 1024)
+MIDDLEWARE.insert(0, "feedmood.middleware.RequestLimitsMiddleware")
+MIDDLEWARE.insert(1, "feedmood.middleware.RateLimitHeadersMiddleware")
+# Accepted uploads stay in memory (they are read whole for decoding anyway): no temp file is spooled.
+FILE_UPLOAD_MAX_MEMORY_SIZE = FEEDMOOD_MAX_REQUEST_BYTES
+FILE_UPLOAD_TEMP_DIR = env_str("FEEDMOOD_UPLOAD_TEMP_DIR") or None
+# Files are written whole or not at all (a disk-full write leaves no partial file).
+STORAGES["default"]["BACKEND"] = "feedmood.storage.AtomicFileSystemStorage"
+# ?wait= on uploads: concurrent waiting requests per process and per user (others answer 202 at once).
+FEEDMOOD_WAITERS_PER_PROCESS = env_int("FEEDMOOD_WAITERS_PER_PROCESS", 1)
+FEEDMOOD_WAITERS_PER_USER = env_int("FEEDMOOD_WAITERS_PER_USER", 1)
+# Lost task messages: analyses pending/processing longer than this are re-enqueued by beat's sweep.
+FEEDMOOD_STALE_PENDING_SECONDS = env_int("FEEDMOOD_STALE_PENDING_SECONDS", 600)
+FEEDMOOD_STALE_PROCESSING_SECONDS = env_int("FEEDMOOD_STALE_PROCESSING_SECONDS", 2 * CELERY_TASK_TIME_LIMIT + 60)
+# Poison messages: an analysis delivered this many times without finishing ends failed.
+FEEDMOOD_ANALYSIS_MAX_ATTEMPTS = env_int("FEEDMOOD_ANALYSIS_MAX_ATTEMPTS", 3)
+# The worker decodes at most this many pixels (uploads may be larger; their analysis then fails clearly).
+FEEDMOOD_WORKER_MAX_IMAGE_PIXELS = env_int("FEEDMOOD_WORKER_MAX_IMAGE_PIXELS", 25_000_000)
+# A pool child using more resident memory than this (KiB) is replaced after its current task.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 600_000)
