@@ -214,7 +214,30 @@ def validate_image_upload(uploaded_file: IO[bytes], *, max_bytes: int | None = N
     return ValidatedImage(data=data, info=info)
 
 
-def _to_rgb_or_gray(img: Image.Image) -> Image.Image:
+#: Pixels scaled at a time from 16/32-bit to 8-bit grey: the float temporaries stay ~1 MB for any size.
+DEPTH_CONVERSION_PIXELS = 1 << 17
+
+
+def _high_depth_to_gray(img: Image.Image, max_side: int | None = None) -> Image.Image:
+    """16/32-bit grey (e.g. a 16-bit PNG) to 8-bit "L", scaled rather than clipped.
+
+    Downscaled first when ``max_side`` asks for it, then converted in row blocks: no
+    full-size float64 copy (a 6324x6324 16-bit PNG once cost ~1 GB here).
+    """
+    if max_side is not None and max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR)
+    arr = np.asarray(img)  # uint16, int32 or float32: the decoded depth, no wider
+    peak = 65535.0 if (img.mode.startswith("I;16") or arr.max(initial=0) > 255) else 255.0
+    out = np.empty(arr.shape, dtype=np.uint8)
+    rows = max(1, DEPTH_CONVERSION_PIXELS // max(1, arr.shape[1]))
+    for top in range(0, arr.shape[0], rows):
+        block = arr[top : top + rows].astype(np.float64)
+        out[top : top + rows] = np.clip(np.rint(block * (255.0 / peak)), 0, 255)
+    return Image.fromarray(out, mode="L")
+
+
+def _to_rgb_or_gray(img: Image.Image, max_side: int | None = None) -> Image.Image:
     """Convert any Pillow mode to 8-bit "RGB" or "L", compositing alpha on white."""
     mode = img.mode
     if mode in ("RGB", "L"):
@@ -222,11 +245,7 @@ def _to_rgb_or_gray(img: Image.Image) -> Image.Image:
     if mode == "1":
         return img.convert("L")
     if mode.startswith("I") or mode == "F":
-        # 16/32-bit grey (e.g. 16-bit PNG): scale to 8 bits instead of clipping.
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if (mode.startswith("I;16") or arr.max(initial=0) > 255) else 255.0
-        scaled = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return Image.fromarray(scaled, mode="L")
+        return _high_depth_to_gray(img, max_side)
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         if img.mode == "RGB":
@@ -273,7 +292,7 @@ def decode_image_to_array(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if img.getexif().get(ORIENTATION_TAG, 1) != 1:
                 img = ImageOps.exif_transpose(img)
-            img = _to_rgb_or_gray(img)
+            img = _to_rgb_or_gray(img, max_side)
             if max_side is not None and max(img.size) > max_side:
                 img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             if img.mode != mode:

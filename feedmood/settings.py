@@ -329,8 +329,9 @@ FEEDMOOD_WAITERS_PER_USER = env_int("FEEDMOOD_WAITERS_PER_USER", 1)
 # Lost task messages: analyses pending/processing longer than this are re-enqueued by beat's sweep.
 FEEDMOOD_STALE_PENDING_SECONDS = env_int("FEEDMOOD_STALE_PENDING_SECONDS", 600)
 FEEDMOOD_STALE_PROCESSING_SECONDS = env_int("FEEDMOOD_STALE_PROCESSING_SECONDS", 2 * CELERY_TASK_TIME_LIMIT + 60)
-# Poison messages: an analysis delivered this many times without finishing ends failed.
-FEEDMOOD_ANALYSIS_MAX_ATTEMPTS = env_int("FEEDMOOD_ANALYSIS_MAX_ATTEMPTS", 3)
+# Poison messages: an analysis delivered this many times without finishing ends failed (above the
+# 5 retries of transient errors, which count as deliveries too).
+FEEDMOOD_ANALYSIS_MAX_ATTEMPTS = env_int("FEEDMOOD_ANALYSIS_MAX_ATTEMPTS", 7)
 # The worker decodes at most this many pixels (uploads may be larger; their analysis then fails clearly).
 FEEDMOOD_WORKER_MAX_IMAGE_PIXELS = env_int("FEEDMOOD_WORKER_MAX_IMAGE_PIXELS", 25_000_000)
 # A pool child using more resident memory than this (KiB) is replaced after its current task.

@@ -4,7 +4,8 @@
 2. Redis crashed and restarted (no persistence: queued messages are LOST) -> the worker reconnects and
    beat's ``requeue_stale_analyses`` sweep brings every analysis to a final state;
 3. PostgreSQL backends terminated while tasks run -> tasks retry (asserted from the worker log), all final,
-   one set of readings per analysis.
+   one set of readings per analysis;
+4. a poison message (its task kills the pool child each time) -> redelivered until the attempt limit, then failed.
 
 Tests 1 and 2 run the broker on a throwaway ``redis-server`` the fixture starts on a port of its own;
 the shared Redis is never restarted.  Recovery is by the production mechanisms only, with the
@@ -14,6 +15,8 @@ docs/hardening.md).  Skipped unless the database is PostgreSQL (CI: .ci/run).
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
 import signal
 import socket
@@ -22,17 +25,19 @@ import time
 import uuid
 from typing import Any, Iterator
 
+import numpy as np
 import pytest
 from celery import Celery
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection
 from django.db.models import Count
+from PIL import Image
 
 from emotion.fixtures import consenting_user, face_jpeg, fer_model, fer_model_dir  # noqa: F401
 from emotion.models import FaceReading, ImageAnalysis
 from emotion.tasks import analyze_image
-from tests.worker_tools import start_worker, stop_worker, wait_for
+from tests.worker_tools import child_pids, start_worker, stop_worker, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -226,3 +231,42 @@ def test_postgres_connections_dropped_during_tasks(faults_env, consenting_user, 
     retries = log.read_text(errors="replace").count("Retry in")
     assert retries > 0, "no task retried: the terminated backends never hit a running task"
     print(f"PostgreSQL drops: in={n} backends_terminated={kills} retries={retries} attempts={attempts} out={statuses}")
+
+
+def _slow_16bit_png(side: int = 4000) -> bytes:
+    """A 16-bit grey gradient: a small file whose decode keeps a worker busy for a while."""
+    row = np.linspace(0, 65535, side, dtype=np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(np.tile(row, (side, 1))).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_poison_message_ends_failed_after_the_attempt_limit(faults_env, throwaway_redis, consenting_user, fer_model,
+                                                            tmp_path) -> None:
+    """A task that kills its pool child every time (here: SIGKILL from the test, like the OOM killer) is
+    redelivered (acks_late, reject_on_worker_lost) until FEEDMOOD_ANALYSIS_MAX_ATTEMPTS=3, then ends failed."""
+    [pk] = make_analyses(consenting_user, _slow_16bit_png(), 1)
+    url = throwaway_redis["url"]
+    env = {**faults_env, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url, "REDIS_URL": url,
+           "FEEDMOOD_ANALYSIS_MAX_ATTEMPTS": "3"}
+    log = tmp_path / "w.log"
+    worker = start_worker(env, "fer", log, concurrency=1)
+    kills = 0
+    try:
+        _send_analyses(url, [pk])
+        deadline = time.monotonic() + 120
+        while not ImageAnalysis.objects.get(pk=pk).is_final and time.monotonic() < deadline:
+            row = ImageAnalysis.objects.get(pk=pk)
+            if row.status == ImageAnalysis.Status.PROCESSING and row.attempts > kills:
+                for child in child_pids(worker.pid):
+                    os.kill(child, signal.SIGKILL)
+                kills += 1
+            time.sleep(0.02)
+        assert worker.poll() is None
+    finally:
+        stop_worker(worker)
+    row = ImageAnalysis.objects.get(pk=pk)
+    assert row.status == ImageAnalysis.Status.FAILED, (row.status, row.attempts, log.read_text(errors="replace")[-3000:])
+    assert row.attempts == 3 and kills == 3, (row.attempts, kills)
+    assert "abandoned after 3 attempts" in row.error
+    print(f"Poison message: children killed={kills} attempts={row.attempts} status={row.status}")
