@@ -336,3 +336,8 @@ FEEDMOOD_ANALYSIS_MAX_ATTEMPTS = env_int("FEEDMOOD_ANALYSIS_MAX_ATTEMPTS", 7)
 FEEDMOOD_WORKER_MAX_IMAGE_PIXELS = env_int("FEEDMOOD_WORKER_MAX_IMAGE_PIXELS", 25_000_000)
 # A pool child using more resident memory than this (KiB) is replaced after its current task.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 600_000)
+# Beat re-runs recompute_all while any mood or post affect is on a non-active model version.
+CELERY_BEAT_SCHEDULE["recommender.recompute-if-versions-mixed"] = {
+    "task": "recommender.tasks.recompute_if_versions_mixed",
+    "schedule": float(env_int("FEEDMOOD_VERSION_CHECK_EVERY_SECONDS", 600)),
+}

@@ -164,3 +164,16 @@ def recompute_all(*, model_version_id: int | None = None, batch_size: int = 500)
         posts += 1
     run_on_commit(lambda: freshness.mark_all_changed(selectors.cache_namespace()))
     return {"users": users, "posts": posts}
+
+
+def recompute_all_if_versions_mixed() -> dict[str, int] | None:
+    """Periodic (beat): if any stored mood or post affect is on another model version than the active one
+    (e.g. the ``recompute_all`` message after a rescoring was lost), switch them all; ``None`` if none is."""
+    version = selectors.active_model_version_id()
+    if version is None:
+        return None
+    mixed = (
+        MoodState.objects.exclude(model_version_id=version).exists()
+        or PostAffect.objects.exclude(model_version_id=version).exists()
+    )
+    return recompute_all(model_version_id=version) if mixed else None
