@@ -341,3 +341,9 @@ CELERY_BEAT_SCHEDULE["recommender.recompute-if-versions-mixed"] = {
     "task": "recommender.tasks.recompute_if_versions_mixed",
     "schedule": float(env_int("FEEDMOOD_VERSION_CHECK_EVERY_SECONDS", 600)),
 }
+# Beat removes media files that no row references (older than an hour), daily, on the batch queue.
+CELERY_TASK_ROUTES["emotion.housekeeping.sweep_orphan_media"] = {"queue": "batch"}
+CELERY_BEAT_SCHEDULE["emotion.sweep-orphan-media"] = {
+    "task": "emotion.housekeeping.sweep_orphan_media",
+    "schedule": float(env_int("FEEDMOOD_ORPHAN_SWEEP_EVERY_SECONDS", 24 * 3600)),
+}
