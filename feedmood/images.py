@@ -17,6 +17,7 @@ message; DRF's exception handler turns it into a 400.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from typing import IO, Literal
@@ -26,6 +27,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from feedmood.image_metadata import ORIENTATION_TAG, strip_metadata
+
 ALLOWED_FORMATS: dict[str, str] = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 MIME_TYPES: dict[str, str] = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 EXTENSION_MIME_TYPES: dict[str, str] = {f".{ext}": MIME_TYPES[fmt] for fmt, ext in ALLOWED_FORMATS.items()}
@@ -33,7 +36,6 @@ EXTENSION_MIME_TYPES: dict[str, str] = {f".{ext}": MIME_TYPES[fmt] for fmt, ext 
 # Truncated files must fail loudly, and Pillow's own bomb guard must agree with ours.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = settings.FEEDMOOD_MAX_IMAGE_PIXELS
-ORIENTATION_TAG = 0x0112
 
 
 @dataclass(frozen=True)
@@ -205,13 +207,24 @@ def validate_image_upload(uploaded_file: IO[bytes], *, max_bytes: int | None = N
     """Validate a Django ``UploadedFile`` (or any binary file object).
 
     Size is checked before reading; then the bytes are validated like
-    :func:`validate_image_bytes`.  Raises ``django.core.exceptions.ValidationError``.
+    :func:`validate_image_bytes` and stripped of metadata (EXIF with GPS and
+    camera, XMP, comments; orientation applied; ICC profile kept) by
+    :func:`feedmood.image_metadata.strip_metadata`: the bytes returned are the
+    ones to store.  Raises ``django.core.exceptions.ValidationError``.
     """
     if uploaded_file is None or not hasattr(uploaded_file, "read"):
         raise ValidationError("Not an image: no file was uploaded.", code="not_an_image")
     data = read_upload(uploaded_file, max_bytes=max_bytes)
     info = validate_image_bytes(data, max_bytes=max_bytes)
-    return ValidatedImage(data=data, info=info)
+    try:
+        clean = strip_metadata(data, info.format)
+        return ValidatedImage(data=clean, info=validate_image_bytes(clean, max_bytes=max_bytes))
+    except (ValueError, OSError, struct.error) as exc:  # a container we cannot rewrite is refused, not stored as is
+        raise ValidationError(
+            "Not an image: the %(format)s file is malformed (%(reason)s).",
+            code="corrupt",
+            params={"format": info.format, "reason": _reason(exc)},
+        ) from None
 
 
 #: Pixels scaled at a time from 16/32-bit to 8-bit grey: the float temporaries stay ~1 MB for any size.

@@ -27,7 +27,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
-from celery import Celery
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection
@@ -163,10 +162,12 @@ def _redis_answers(url: str) -> bool:
 
 
 def _send_analyses(broker_url: str, ids: list[int]) -> None:
-    """Enqueue ``analyze_image`` on the ``fer`` queue of another broker (the throwaway Redis)."""
-    with Celery(broker=broker_url) as producer:
+    """Enqueue ``analyze_image`` (routed to ``fer`` as in production) on another broker: the throwaway Redis."""
+    from feedmood.celery import app
+
+    with app.connection_for_write(broker_url) as conn:
         for pk in ids:
-            producer.send_task("emotion.tasks.analyze_image", args=[pk], queue="fer")
+            analyze_image.apply_async(args=[pk], connection=conn)
 
 
 #: Housekeeping timings configured for the Redis-restart test (production: 600 s pending, 240 s processing, every 300 s).
