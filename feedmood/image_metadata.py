@@ -23,18 +23,16 @@ WEBP_VP8X_EXIF_XMP_FLAGS = 0x08 | 0x04
 REENCODE_QUALITY = 95
 
 
-def strip_metadata(data: bytes, image_format: str) -> bytes:
-    """``data`` (a validated JPEG, PNG or WebP) without metadata, orientation applied, ICC profile kept."""
+def strip_metadata(data: bytes, image_format: str) -> tuple[bytes, bool]:
+    """``data`` (a validated JPEG, PNG or WebP) without metadata, orientation applied, ICC profile kept;
+    and whether the pixels were re-encoded (an orientation was applied: the size may have changed)."""
     with Image.open(io.BytesIO(data)) as img:
         if img.getexif().get(ORIENTATION_TAG, 1) != 1:
-            return _reencode_upright(img, image_format)
-    if image_format == "JPEG":
-        return _strip_jpeg(data)
-    if image_format == "PNG":
-        return _strip_png(data)
-    if image_format == "WEBP":
-        return _strip_webp(data)
-    raise ValueError(f"unsupported format {image_format}")
+            return _reencode_upright(img, image_format), True
+    strip = {"JPEG": _strip_jpeg, "PNG": _strip_png, "WEBP": _strip_webp}.get(image_format)
+    if strip is None:
+        raise ValueError(f"unsupported format {image_format}")
+    return strip(data), False
 
 
 def _reencode_upright(img: Image.Image, image_format: str) -> bytes:

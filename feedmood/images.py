@@ -217,7 +217,9 @@ def validate_image_upload(uploaded_file: IO[bytes], *, max_bytes: int | None = N
     data = read_upload(uploaded_file, max_bytes=max_bytes)
     info = validate_image_bytes(data, max_bytes=max_bytes)
     try:
-        clean = strip_metadata(data, info.format)
+        clean, reencoded = strip_metadata(data, info.format)
+        if not reencoded:  # same pixels in a smaller container: already validated
+            return ValidatedImage(data=clean, info=info)
         return ValidatedImage(data=clean, info=validate_image_bytes(clean, max_bytes=max_bytes))
     except (ValueError, OSError, struct.error) as exc:  # a container we cannot rewrite is refused, not stored as is
         raise ValidationError(
