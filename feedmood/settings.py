@@ -316,8 +316,11 @@ FEEDMOOD_LOGIN_MAX_FAILURES_PER_IP = env_int("FEEDMOOD_LOGIN_MAX_FAILURES_PER_IP
 FEEDMOOD_LOGIN_LOCKOUT_SECONDS = env_int("FEEDMOOD_LOGIN_LOCKOUT_SECONDS", 900)
 # Whole request bodies above this are refused from Content-Length before any byte is read (413).
 FEEDMOOD_MAX_REQUEST_BYTES = env_int("FEEDMOOD_MAX_REQUEST_BYTES", FEEDMOOD_MAX_UPLOAD_BYTES + 1024 * 1024)
-MIDDLEWARE.insert(0, "feedmood.middleware.RequestLimitsMiddleware")
-MIDDLEWARE.insert(1, "feedmood.middleware.RateLimitHeadersMiddleware")
+_AFTER_SECURITY = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1  # its headers on 413s too
+MIDDLEWARE[_AFTER_SECURITY:_AFTER_SECURITY] = [
+    "feedmood.middleware.RequestLimitsMiddleware",
+    "feedmood.middleware.RateLimitHeadersMiddleware",
+]
 # Accepted uploads stay in memory (they are read whole for decoding anyway): no temp file is spooled.
 FILE_UPLOAD_MAX_MEMORY_SIZE = FEEDMOOD_MAX_REQUEST_BYTES
 FILE_UPLOAD_TEMP_DIR = env_str("FEEDMOOD_UPLOAD_TEMP_DIR") or None
