@@ -207,7 +207,8 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     logs = {"gunicorn": Path(tempfile.gettempdir()) / "feedmood_load_gunicorn.log",
             "worker": Path(tempfile.gettempdir()) / "feedmood_load_worker.log"}
-    result: dict[str, Any] = {"args": vars(args), "host": platform.node(), "cpus": os.cpu_count(),
+    recorded_args = {**vars(args), "out": os.path.relpath(args.out, ROOT)}  # no machine paths in results
+    result: dict[str, Any] = {"args": recorded_args, "host": platform.node(), "cpus": os.cpu_count(),
                               "loadavg_before": os.getloadavg()}
     try:
         subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
