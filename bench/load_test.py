@@ -13,8 +13,13 @@ One command::
 4. seeds users over the API (signup, consent, follows, a first post each);
 5. runs ``--users`` concurrent clients (threads, keep-alive ``requests`` sessions) for
    ``--duration`` seconds: read the feed, list posts, post text, post an image, upload a
-   selfie, like, read the own mood, poll an analysis;
-6. waits for the queue to drain and checks that every upload got a final analysis;
+   selfie, like, read the own mood, poll an analysis; alongside, hostile clients
+   (``--hostile``, on by default; ``bench/hostile.py``): password guessing with a spoofed
+   ``X-Forwarded-For``, ``?wait=10`` floods, poison images (16-bit PNGs of 16 and 36
+   megapixels), oversized bodies (300 MiB announced, 3 MB fields, 1,001 fields), and a
+   health probe every 0.2 s;
+6. waits for the queue to drain and checks that every upload got a final analysis and that
+   no response was a 5xx;
 7. writes ``bench/results/load_test.json`` and ``.md`` (requests/s, p50/p95/p99 per
    endpoint, errors, ``os.getloadavg()``), stops everything and drops the database.
 """
@@ -41,6 +46,8 @@ from typing import Any
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import hostile  # noqa: E402
 PY = sys.executable
 RESULTS = ROOT / "bench" / "results"
 
@@ -84,11 +91,16 @@ class Stats:
         self.error_samples: list[str] = []
         self.selfie_ids: list[int] = []
         self.image_posts = 0
+        self.server_errors = 0
+        self.status_counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
 
     def record(self, name: str, started: float, response: requests.Response | None, ok: tuple[int, ...], exc: Exception | None = None) -> None:
         ms = (time.perf_counter() - started) * 1000.0
         with self.lock:
             self.lat[name].append(ms)
+            if response is not None:
+                self.status_counts[name][response.status_code] += 1
+                self.server_errors += response.status_code >= 500
             if exc is not None or response is None or response.status_code not in ok:
                 self.errors[name] += 1
                 if len(self.error_samples) < 20:
@@ -170,6 +182,7 @@ def main() -> int:
     ap.add_argument("--drain-timeout", type=float, default=300)
     ap.add_argument("--out", default=str(RESULTS / "load_test"))
     ap.add_argument("--keep-db", action="store_true")
+    ap.add_argument("--no-hostile", dest="hostile", action="store_false", help="legitimate clients only")
     args = ap.parse_args()
 
     admin = f"{args.pg}/postgres"
@@ -180,8 +193,11 @@ def main() -> int:
     env.update(
         DJANGO_SETTINGS_MODULE="feedmood.settings", DEBUG="0", SECRET_KEY="load-test-" + os.urandom(24).hex(),
         ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="0", DATABASE_URL=db_url,
+        CSRF_COOKIE_SECURE="0", SESSION_COOKIE_SECURE="0",  # plain HTTP on loopback: the admin login needs its cookies
         CELERY_BROKER_URL=broker, REDIS_URL=broker, CACHE_URL=broker, MEDIA_ROOT=media,
-        FEEDMOOD_THROTTLE_USER="100000/min", FEEDMOOD_THROTTLE_ANON="100000/min", FEEDMOOD_THROTTLE_UPLOADS="100000/min",
+        FEEDMOOD_THROTTLE_USER="100000/min", FEEDMOOD_THROTTLE_UPLOADS="600/min",
+        # Real limits for the anonymous endpoints the hostile clients attack (seeding signs up from one address).
+        FEEDMOOD_THROTTLE_ANON="60/min", FEEDMOOD_THROTTLE_SIGNUP="1000/hour",
         TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING",
     )
     face, png = images()
@@ -191,7 +207,8 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     logs = {"gunicorn": Path(tempfile.gettempdir()) / "feedmood_load_gunicorn.log",
             "worker": Path(tempfile.gettempdir()) / "feedmood_load_worker.log"}
-    result: dict[str, Any] = {"args": vars(args), "host": platform.node(), "cpus": os.cpu_count(),
+    recorded_args = {**vars(args), "out": os.path.relpath(args.out, ROOT)}  # no machine paths in results
+    result: dict[str, Any] = {"args": recorded_args, "host": platform.node(), "cpus": os.cpu_count(),
                               "loadavg_before": os.getloadavg()}
     try:
         subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
@@ -242,6 +259,8 @@ def main() -> int:
                    for i in range(args.users)]
         for t in threads:
             t.start()
+        if args.hostile:
+            threads += hostile.start_hostile_clients(base, usernames[0], stop_at, stats)  # already started
         for t in threads:
             t.join(timeout=args.duration + 120)
         elapsed = time.monotonic() - started
@@ -257,8 +276,10 @@ def main() -> int:
                 break
             time.sleep(1)
         drain_s = time.monotonic() - t0
-        selfies_final = query(db_url, "SELECT count(*) FROM emotion_imageanalysis WHERE source='selfie' AND status IN ('done','no_face','failed')")[0][0]
-        posts_final = query(db_url, "SELECT count(*) FROM emotion_imageanalysis WHERE source='post' AND status IN ('done','no_face','failed')")[0][0]
+        selfies_final = query(db_url, "SELECT count(*) FROM emotion_imageanalysis WHERE source='selfie' AND status IN ('done','no_face','failed') "
+                              "AND owner_id NOT IN (SELECT id FROM auth_user WHERE username LIKE 'hostile%%')")[0][0]
+        posts_final = query(db_url, "SELECT count(*) FROM emotion_imageanalysis WHERE source='post' AND status IN ('done','no_face','failed') "
+                            "AND owner_id NOT IN (SELECT id FROM auth_user WHERE username LIKE 'hostile%%')")[0][0]
         dup = query(db_url, "SELECT count(*) FROM (SELECT analysis_id, model_version_id, face_index FROM emotion_facereading "
                             "GROUP BY 1,2,3 HAVING count(*) > 1) d")[0][0]
         worker_alive = procs[1].poll() is None
@@ -280,7 +301,12 @@ def main() -> int:
                      "analysis_status_counts": counts, "duplicate_readings": dup, "drain_s": round(drain_s, 1),
                      "every_upload_analysed": selfies_final == len(stats.selfie_ids) and posts_final == stats.image_posts},
             worker_alive=worker_alive, loadavg_end=os.getloadavg(),
+            server_errors=stats.server_errors,
+            status_counts={name: dict(codes) for name, codes in sorted(stats.status_counts.items())},
+            health_p95_ms=pct(stats.lat.get(hostile.HEALTH, []), 95),
         )
+        if args.hostile:
+            result["hostile"] = hostile.summary(db_url, stats)
     finally:
         for p in procs:
             try:
@@ -307,7 +333,7 @@ def main() -> int:
         f"gunicorn {args.workers}x{args.threads} gthread (DEBUG=0) + PostgreSQL + Celery worker (-c {args.celery_concurrency}) on Redis, "
         f"{args.users} concurrent clients for {result['duration_s']} s on loopback, {os.cpu_count()} CPUs, "
         f"loadavg before {tuple(round(x, 2) for x in result['loadavg_before'])}, after run {tuple(round(x, 2) for x in result['loadavg_after_run'])} "
-        "(a model-training job shares the machine).", "",
+        "(other jobs share the machine).", "",
         f"**{result['total_requests']} requests, {result['rps']} req/s, p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
         f"p99 {result['p99_ms']} ms, errors {result['errors']}.**", "",
         "| endpoint | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | errors |", "|---|---|---|---|---|---|---|---|",
@@ -319,11 +345,17 @@ def main() -> int:
               f"{u['image_posts']} image posts, {u['post_analyses_final']} post analyses final; statuses {u['analysis_status_counts']}; "
               f"duplicate readings {u['duplicate_readings']}; queue drained {u['drain_s']} s after the run; "
               f"every upload analysed: **{u['every_upload_analysed']}**; worker alive: {result['worker_alive']}."]
+    lines += ["", f"**Server errors (5xx) over all clients: {result['server_errors']}; health p95 {result['health_p95_ms']} ms.**"]
+    if args.hostile:
+        lines += hostile.summary_lines(result)
     if result["error_samples"]:
         lines += ["", "Error samples:", *[f"- {e}" for e in result["error_samples"]]]
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0 if result["errors"] == 0 and u["every_upload_analysed"] and u["duplicate_readings"] == 0 else 1
+    healthy = result["health_p95_ms"] is not None and result["health_p95_ms"] < 100
+    ok = result["errors"] == 0 and u["every_upload_analysed"] and u["duplicate_readings"] == 0
+    return 0 if ok and result["server_errors"] == 0 and (healthy or not args.hostile) else 1
 
 
 if __name__ == "__main__":

@@ -24,12 +24,15 @@ from rest_framework.views import APIView
 from emotion import selectors, services
 from emotion.models import ImageAnalysis
 from emotion.serializers import AnalysisSerializer, ReadingSerializer
+from emotion.waiting import wait_slot
 from feedmood.pagination import get_paginated_response, paginated_serializer
 from feedmood.throttling import UploadThrottle
 from feedmood.validators import validate_finite
 
 MAX_WAIT_SECONDS = 10.0
 POLL_INTERVAL_SECONDS = 0.1
+#: Set on a 202 when ``?wait`` was not honoured because the waiting slots were taken (emotion.waiting).
+WAIT_DECLINED_HEADER = "FeedMood-Wait-Declined"
 
 ERRORS_400 = OpenApiResponse(description='Validation error, e.g. `{"image": ["Not an image: ..."]}`')
 CONSENT_403 = OpenApiResponse(description="Emotion analysis is off for this account (opt in first).")
@@ -46,7 +49,8 @@ class SelfieCreateApi(APIView):
 
     Answers 202 with the analysis id right away; with ``?wait=SECONDS`` (0-10)
     it waits for the result and answers 200 with the full analysis if it
-    finished in time.
+    finished in time, when a waiting slot is free (``emotion.waiting``; else a
+    202 at once with ``FeedMood-Wait-Declined``).
     """
 
     parser_classes = [MultiPartParser, FormParser]
@@ -96,13 +100,20 @@ class SelfieCreateApi(APIView):
         filters.is_valid(raise_exception=True)
         wait = filters.validated_data["wait"]
         analysis = services.selfie_submit(user=request.user, uploaded_file=request.FILES.get("image"))
-        if wait > 0 and _wait_until_final(analysis.pk, wait):
-            result = selectors.analysis_get_for_owner(user=request.user, analysis_id=analysis.pk)
-            return Response(AnalysisSerializer(result).data, status=status.HTTP_200_OK)
+        headers = {}
+        if wait > 0:
+            with wait_slot(request.user.pk) as may_wait:
+                if may_wait and _wait_until_final(analysis.pk, wait):
+                    result = selectors.analysis_get_for_owner(user=request.user, analysis_id=analysis.pk)
+                    return Response(AnalysisSerializer(result).data, status=status.HTTP_200_OK)
+            if not may_wait:
+                headers[WAIT_DECLINED_HEADER] = "too many requests are already waiting; poll the Location"
         current = selectors.analysis_status(analysis_id=analysis.pk) or analysis.status
         url = request.build_absolute_uri(reverse("emotion:analysis-detail", args=[analysis.pk]))
         body = {"id": analysis.pk, "status": current, "url": url}
-        return Response(self.AcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+        return Response(
+            self.AcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED, headers={"Location": url, **headers}
+        )
 
 
 def _wait_until_final(analysis_id: int, seconds: float) -> bool:

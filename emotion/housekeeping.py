@@ -1,4 +1,4 @@
-"""Housekeeping of the emotion queue: re-enqueue analyses whose task was lost.
+"""Housekeeping: re-enqueue analyses whose task was lost; remove media files no row references.
 
 A task message can disappear without the analysis ever reaching a final
 state: Redis restarted without persistence (``--save '' --appendonly no``)
@@ -13,7 +13,10 @@ no-op and readings are replaced per (analysis, model version), never added.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
+from pathlib import Path
+from typing import Iterator
 
 from celery import shared_task
 from django.conf import settings
@@ -73,3 +76,63 @@ def analyses_requeue_stale(
 def requeue_stale_analyses(pending_seconds: float | None = None, processing_seconds: float | None = None) -> int:
     """Periodic (beat): re-enqueue analyses whose task message was lost."""
     return len(analyses_requeue_stale(pending_seconds=pending_seconds, processing_seconds=processing_seconds))
+
+
+# --- Orphan media files ---------------------------------------------------------------------------
+
+#: Media directories whose files must each be referenced by a row (post images, stored selfies).
+MEDIA_DIRECTORIES = ("posts", "selfies")
+#: Files younger than this are left alone: an upload being saved has its file before its row.
+ORPHAN_MIN_AGE_SECONDS = 3600
+ORPHAN_BATCH = 500
+
+
+def _referenced(names: list[str]) -> set[str]:
+    from feedmood.models import Post
+
+    return set(Post.objects.filter(image__in=names).values_list("image", flat=True)) | set(
+        ImageAnalysis.objects.filter(image__in=names).values_list("image", flat=True)
+    )
+
+
+def _old_files(root: Path, min_age_seconds: float) -> Iterator[Path]:
+    cutoff = time.time() - min_age_seconds
+    for directory in MEDIA_DIRECTORIES:
+        for path in sorted((root / directory).rglob("*")):
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    yield path
+            except FileNotFoundError:  # deleted meanwhile
+                continue
+
+
+def media_orphans_sweep(*, min_age_seconds: float = ORPHAN_MIN_AGE_SECONDS) -> list[str]:
+    """Delete media files that no row references (left by a crash between writing a file and its row,
+    or an interrupted write), older than ``min_age_seconds``; returns their names."""
+    root = Path(settings.MEDIA_ROOT)
+    removed: list[str] = []
+    batch: list[Path] = []
+
+    def flush() -> None:
+        names = [p.relative_to(root).as_posix() for p in batch]
+        keep = _referenced(names)
+        for path, name in zip(batch, names):
+            if name not in keep:
+                path.unlink(missing_ok=True)
+                removed.append(name)
+        batch.clear()
+
+    for path in _old_files(root, min_age_seconds):
+        batch.append(path)
+        if len(batch) >= ORPHAN_BATCH:
+            flush()
+    flush()
+    if removed:
+        logger.warning("Removed %d orphan media files: %s", len(removed), removed[:20])
+    return removed
+
+
+@shared_task(name="emotion.housekeeping.sweep_orphan_media", ignore_result=True)
+def sweep_orphan_media() -> int:
+    """Periodic (beat): remove media files no row references; returns how many."""
+    return len(media_orphans_sweep())

@@ -275,13 +275,13 @@ def face_cascade(name: str = CASCADE_FILE) -> cv2.CascadeClassifier:
 # --- Stages -----------------------------------------------------------------------------
 
 
-def decode(data: bytes) -> np.ndarray:
+def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
     """Validate and decode untrusted bytes to a full-resolution ``uint8`` grey image.
 
     Raises :class:`PipelineError` with the validator's message.
     """
     try:
-        return decode_image_to_array(data, mode="L")
+        return decode_image_to_array(data, mode="L", max_pixels=max_pixels)
     except ValidationError as exc:
         raise PipelineError(" ".join(exc.messages), code=getattr(exc, "code", None) or "invalid") from None
 
@@ -560,13 +560,16 @@ def analyze_array(gray: np.ndarray, classifier: Classifier, config: PipelineConf
     )
 
 
-def analyze_bytes(data: bytes, classifier: Classifier, config: PipelineConfig = DEFAULT_CONFIG) -> PipelineResult:
+def analyze_bytes(
+    data: bytes, classifier: Classifier, config: PipelineConfig = DEFAULT_CONFIG, *, max_pixels: int | None = None
+) -> PipelineResult:
     """Run the whole pipeline on untrusted image bytes.
 
+    ``max_pixels`` refuses larger images from their header, before decoding (default: the upload limit).
     Raises :class:`PipelineError` when the bytes are not an acceptable image.
     """
     t0 = time.perf_counter()
-    gray = decode(data)
+    gray = decode(data, max_pixels)
     decode_ms = (time.perf_counter() - t0) * 1000.0
     result = analyze_array(gray, classifier, config)
     return PipelineResult(

@@ -291,6 +291,8 @@ def _claim(analysis_id: int, version: ModelVersion | None) -> ImageAnalysis | No
             return None
         if analysis.is_final and version is not None and analysis.model_version_id == version.pk:
             return None  # already done with this model: idempotent no-op
+        if _is_poison(analysis):
+            return None
         now = timezone.now()
         if analysis.started_at is None:
             analysis.queue_wait_ms = max(0.0, (now - analysis.created_at).total_seconds() * 1000.0)
@@ -299,6 +301,27 @@ def _claim(analysis_id: int, version: ModelVersion | None) -> ImageAnalysis | No
         analysis.attempts += 1
         analysis.save(update_fields=["status", "started_at", "queue_wait_ms", "attempts"])
         return analysis
+
+
+def _is_poison(analysis: ImageAnalysis) -> bool:
+    """An analysis delivered ``FEEDMOOD_ANALYSIS_MAX_ATTEMPTS`` times without finishing ends failed (caller holds the lock).
+
+    Each delivery counts at claim time, so a message whose task kills its worker (e.g. out of memory)
+    is redelivered only until then, instead of forever.
+    """
+    limit = int(settings.FEEDMOOD_ANALYSIS_MAX_ATTEMPTS)
+    if analysis.is_final or analysis.attempts < limit:
+        return False
+    analysis.status = ImageAnalysis.Status.FAILED
+    analysis.error = (
+        f"Analysis abandoned after {analysis.attempts} attempts: the worker stopped while processing this image "
+        "each time (for example it ran out of memory). Try a smaller image."
+    )
+    analysis.finished_at = timezone.now()
+    analysis.save(update_fields=["status", "error", "finished_at"])
+    logger.error("Emotion analysis %s is a poison message: %s", analysis.pk, analysis.error)
+    run_on_commit(lambda: signals.analysis_finished.send(sender=ImageAnalysis, analysis=analysis))
+    return True
 
 
 def analysis_run(
@@ -330,7 +353,12 @@ def analysis_run(
     error = ""
     try:
         data = _read_image_bytes(claimed)
-        result = pipeline.analyze_bytes(data, get_classifier(version.artifact_dir), pipeline_config(version))
+        result = pipeline.analyze_bytes(
+            data,
+            get_classifier(version.artifact_dir),
+            pipeline_config(version),
+            max_pixels=settings.FEEDMOOD_WORKER_MAX_IMAGE_PIXELS,
+        )
     except pipeline.PipelineError as exc:
         error = exc.message
     except Exception as exc:  # noqa: BLE001 - a model/runtime fault must not loop: record it

@@ -10,10 +10,11 @@ from django.db import connection
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from feedmood import accounts, selectors, services
@@ -21,7 +22,8 @@ from feedmood.images import EXTENSION_MIME_TYPES
 from feedmood.models import HALF_LIFE_MAX_HOURS, HALF_LIFE_MIN_HOURS, POST_TEXT_MAX_LENGTH, Profile
 from feedmood.pagination import get_paginated_response, paginated_serializer
 from feedmood.serializers import PostOutputSerializer, UserSummarySerializer, display_name_of
-from feedmood.throttling import UploadThrottle
+from feedmood.lockout import login_lockout_seconds, login_success_record
+from feedmood.throttling import SignupThrottle, UploadThrottle
 from feedmood.validators import validate_finite
 
 ERRORS = OpenApiResponse(description='Validation error: `{"field": ["message"]}` or `{"detail": "message"}`')
@@ -67,6 +69,7 @@ class SignupApi(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, SignupThrottle]
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -110,10 +113,21 @@ class TokenApi(APIView):
         class Meta:
             ref_name = "TokenOutput"
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 400: ERRORS}, tags=["auth"])
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, 400: ERRORS, 429: OpenApiResponse(description="Too many failed logins")},
+        tags=["auth"],
+    )
     def post(self, request: Request) -> Response:
         data = _valid(self.InputSerializer, request)
+        locked_for = login_lockout_seconds(username=data["username"], request=request._request)
+        if locked_for:
+            raise exceptions.Throttled(
+                wait=locked_for, detail="Too many failed logins for this account or from this address."
+            )
         user = authenticate(request=request._request, username=data["username"], password=data["password"])
+        if user is not None:
+            login_success_record(username=data["username"])
         if user is None:
             raise serializers.ValidationError(
                 {"non_field_errors": ["Unable to log in with the provided username and password."]}

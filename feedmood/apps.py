@@ -12,7 +12,7 @@ class FeedmoodConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from feedmood import receivers  # noqa: F401  (connects signal receivers)
+        from feedmood import lockout, receivers  # noqa: F401  (connects signal receivers)
         from feedmood.dashboard import receivers as dashboard_receivers
 
         dashboard_receivers.connect()

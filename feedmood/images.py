@@ -17,6 +17,7 @@ message; DRF's exception handler turns it into a 400.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from typing import IO, Literal
@@ -26,6 +27,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from feedmood.image_metadata import ORIENTATION_TAG, strip_metadata
+
 ALLOWED_FORMATS: dict[str, str] = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 MIME_TYPES: dict[str, str] = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 EXTENSION_MIME_TYPES: dict[str, str] = {f".{ext}": MIME_TYPES[fmt] for fmt, ext in ALLOWED_FORMATS.items()}
@@ -33,7 +36,6 @@ EXTENSION_MIME_TYPES: dict[str, str] = {f".{ext}": MIME_TYPES[fmt] for fmt, ext 
 # Truncated files must fail loudly, and Pillow's own bomb guard must agree with ours.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = settings.FEEDMOOD_MAX_IMAGE_PIXELS
-ORIENTATION_TAG = 0x0112
 
 
 @dataclass(frozen=True)
@@ -205,16 +207,52 @@ def validate_image_upload(uploaded_file: IO[bytes], *, max_bytes: int | None = N
     """Validate a Django ``UploadedFile`` (or any binary file object).
 
     Size is checked before reading; then the bytes are validated like
-    :func:`validate_image_bytes`.  Raises ``django.core.exceptions.ValidationError``.
+    :func:`validate_image_bytes` and stripped of metadata (EXIF with GPS and
+    camera, XMP, comments; orientation applied; ICC profile kept) by
+    :func:`feedmood.image_metadata.strip_metadata`: the bytes returned are the
+    ones to store.  Raises ``django.core.exceptions.ValidationError``.
     """
     if uploaded_file is None or not hasattr(uploaded_file, "read"):
         raise ValidationError("Not an image: no file was uploaded.", code="not_an_image")
     data = read_upload(uploaded_file, max_bytes=max_bytes)
     info = validate_image_bytes(data, max_bytes=max_bytes)
-    return ValidatedImage(data=data, info=info)
+    try:
+        clean, reencoded = strip_metadata(data, info.format)
+        if not reencoded:  # same pixels in a smaller container: already validated
+            return ValidatedImage(data=clean, info=info)
+        return ValidatedImage(data=clean, info=validate_image_bytes(clean, max_bytes=max_bytes))
+    except (ValueError, OSError, struct.error) as exc:  # a container we cannot rewrite is refused, not stored as is
+        raise ValidationError(
+            "Not an image: the %(format)s file is malformed (%(reason)s).",
+            code="corrupt",
+            params={"format": info.format, "reason": _reason(exc)},
+        ) from None
 
 
-def _to_rgb_or_gray(img: Image.Image) -> Image.Image:
+#: Pixels scaled at a time from 16/32-bit to 8-bit grey: the float temporaries stay ~1 MB for any size.
+DEPTH_CONVERSION_PIXELS = 1 << 17
+
+
+def _high_depth_to_gray(img: Image.Image, max_side: int | None = None) -> Image.Image:
+    """16/32-bit grey (e.g. a 16-bit PNG) to 8-bit "L", scaled rather than clipped.
+
+    Downscaled first when ``max_side`` asks for it, then converted in row blocks: no
+    full-size float64 copy (a 6324x6324 16-bit PNG once cost ~1 GB here).
+    """
+    if max_side is not None and max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR)
+    arr = np.asarray(img)  # uint16, int32 or float32: the decoded depth, no wider
+    peak = 65535.0 if (img.mode.startswith("I;16") or arr.max(initial=0) > 255) else 255.0
+    out = np.empty(arr.shape, dtype=np.uint8)
+    rows = max(1, DEPTH_CONVERSION_PIXELS // max(1, arr.shape[1]))
+    for top in range(0, arr.shape[0], rows):
+        block = arr[top : top + rows].astype(np.float64)
+        out[top : top + rows] = np.clip(np.rint(block * (255.0 / peak)), 0, 255)
+    return Image.fromarray(out, mode="L")
+
+
+def _to_rgb_or_gray(img: Image.Image, max_side: int | None = None) -> Image.Image:
     """Convert any Pillow mode to 8-bit "RGB" or "L", compositing alpha on white."""
     mode = img.mode
     if mode in ("RGB", "L"):
@@ -222,11 +260,7 @@ def _to_rgb_or_gray(img: Image.Image) -> Image.Image:
     if mode == "1":
         return img.convert("L")
     if mode.startswith("I") or mode == "F":
-        # 16/32-bit grey (e.g. 16-bit PNG): scale to 8 bits instead of clipping.
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if (mode.startswith("I;16") or arr.max(initial=0) > 255) else 255.0
-        scaled = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return Image.fromarray(scaled, mode="L")
+        return _high_depth_to_gray(img, max_side)
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         if img.mode == "RGB":
@@ -273,7 +307,7 @@ def decode_image_to_array(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if img.getexif().get(ORIENTATION_TAG, 1) != 1:
                 img = ImageOps.exif_transpose(img)
-            img = _to_rgb_or_gray(img)
+            img = _to_rgb_or_gray(img, max_side)
             if max_side is not None and max(img.size) > max_side:
                 img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             if img.mode != mode:

@@ -359,3 +359,51 @@ PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
 # --- Photo pipeline (docs/photos.md) -------------------------------------------------------
 # A name from emotion.pipeline.CONFIGS (e.g. "blazeface-group" for group photos); empty = the model card's.
 FEEDMOOD_FER_PIPELINE = env_str("FEEDMOOD_FER_PIPELINE", "").strip() or None
+
+# --- Hardening: clients, limits, lost and poison messages (docs/hardening.md) --------------------
+
+# Reverse proxies in front of the app that append the client to X-Forwarded-For. 0 (default): the
+# client is REMOTE_ADDR and a client-sent X-Forwarded-For is ignored by every throttle.
+REST_FRAMEWORK["NUM_PROXIES"] = env_int("FEEDMOOD_NUM_PROXIES", 0)
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["signup"] = env_str("FEEDMOOD_THROTTLE_SIGNUP", "20/hour")
+# Failed logins (API token and admin) per username and per client IP before a lockout of the window.
+AUTHENTICATION_BACKENDS = ["feedmood.lockout.LockoutModelBackend"]
+FEEDMOOD_LOGIN_MAX_FAILURES = env_int("FEEDMOOD_LOGIN_MAX_FAILURES", 10)
+FEEDMOOD_LOGIN_MAX_FAILURES_PER_IP = env_int("FEEDMOOD_LOGIN_MAX_FAILURES_PER_IP", 50)
+FEEDMOOD_LOGIN_LOCKOUT_SECONDS = env_int("FEEDMOOD_LOGIN_LOCKOUT_SECONDS", 900)
+# Whole request bodies above this are refused from Content-Length before any byte is read (413).
+FEEDMOOD_MAX_REQUEST_BYTES = env_int("FEEDMOOD_MAX_REQUEST_BYTES", FEEDMOOD_MAX_UPLOAD_BYTES + 1024 * 1024)
+_AFTER_SECURITY = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1  # its headers on 413s too
+MIDDLEWARE[_AFTER_SECURITY:_AFTER_SECURITY] = [
+    "feedmood.middleware.RequestLimitsMiddleware",
+    "feedmood.middleware.RateLimitHeadersMiddleware",
+]
+# Accepted uploads stay in memory (they are read whole for decoding anyway): no temp file is spooled.
+FILE_UPLOAD_MAX_MEMORY_SIZE = FEEDMOOD_MAX_REQUEST_BYTES
+FILE_UPLOAD_TEMP_DIR = env_str("FEEDMOOD_UPLOAD_TEMP_DIR") or None
+# Files are written whole or not at all (a disk-full write leaves no partial file).
+STORAGES["default"]["BACKEND"] = "feedmood.storage.AtomicFileSystemStorage"
+# ?wait= on uploads: concurrent waiting requests per process and per user (others answer 202 at once).
+FEEDMOOD_WAITERS_PER_PROCESS = env_int("FEEDMOOD_WAITERS_PER_PROCESS", 1)
+FEEDMOOD_WAITERS_PER_USER = env_int("FEEDMOOD_WAITERS_PER_USER", 1)
+# Lost task messages: analyses pending/processing longer than this are re-enqueued by beat's sweep.
+FEEDMOOD_STALE_PENDING_SECONDS = env_int("FEEDMOOD_STALE_PENDING_SECONDS", 600)
+FEEDMOOD_STALE_PROCESSING_SECONDS = env_int("FEEDMOOD_STALE_PROCESSING_SECONDS", 2 * CELERY_TASK_TIME_LIMIT + 60)
+# Poison messages: an analysis delivered this many times without finishing ends failed (above the
+# 5 retries of transient errors, which count as deliveries too).
+FEEDMOOD_ANALYSIS_MAX_ATTEMPTS = env_int("FEEDMOOD_ANALYSIS_MAX_ATTEMPTS", 7)
+# The worker decodes at most this many pixels (uploads may be larger; their analysis then fails clearly).
+FEEDMOOD_WORKER_MAX_IMAGE_PIXELS = env_int("FEEDMOOD_WORKER_MAX_IMAGE_PIXELS", 25_000_000)
+# A pool child using more resident memory than this (KiB) is replaced after its current task.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 600_000)
+# Beat re-runs recompute_all while any mood or post affect is on a non-active model version.
+CELERY_BEAT_SCHEDULE["recommender.recompute-if-versions-mixed"] = {
+    "task": "recommender.tasks.recompute_if_versions_mixed",
+    "schedule": float(env_int("FEEDMOOD_VERSION_CHECK_EVERY_SECONDS", 600)),
+}
+# Beat removes media files that no row references (older than an hour), daily, on the batch queue.
+CELERY_TASK_ROUTES["emotion.housekeeping.sweep_orphan_media"] = {"queue": "batch"}
+CELERY_BEAT_SCHEDULE["emotion.sweep-orphan-media"] = {
+    "task": "emotion.housekeeping.sweep_orphan_media",
+    "schedule": float(env_int("FEEDMOOD_ORPHAN_SWEEP_EVERY_SECONDS", 24 * 3600)),
+}

@@ -234,6 +234,7 @@ LEFT JOIN LATERAL (
            max(arousal) FILTER (WHERE source = 'text') AS ta, max(confidence) FILTER (WHERE source = 'text') AS tc
     FROM {affect}
     WHERE post_id = c.id
+      AND (source = 'text' OR model_version_id IN (SELECT id FROM {version} WHERE is_active))
 ) a ON TRUE
 ORDER BY c.created_at DESC, c.id DESC
 """
@@ -268,7 +269,7 @@ def network_candidate_rows(
     limit = conf.get("MAX_CANDIDATES") if limit is None else limit
     strategy = strategy or ("lateral" if connection.vendor == "postgresql" else "window")
     if strategy == "lateral":
-        sql = _LATERAL_SQL.format(post=Post._meta.db_table, affect=PostAffect._meta.db_table)
+        sql = _LATERAL_SQL.format(post=Post._meta.db_table, affect=PostAffect._meta.db_table, version=_version_table())
         with connection.cursor() as cursor:
             cursor.execute(
                 sql,
@@ -290,6 +291,7 @@ SELECT p.id, p.author_id, EXTRACT(EPOCH FROM p.created_at)::float8, p.like_count
        t.valence, t.arousal, t.confidence
 FROM {post} p
 LEFT JOIN {affect} a ON a.post_id = p.id AND a.source = 'faces'
+  AND a.model_version_id IN (SELECT id FROM {version} WHERE is_active)
 LEFT JOIN {affect} t ON t.post_id = p.id AND t.source = 'text'
 WHERE p.created_at > %(since)s AND p.created_at <= %(snapshot)s
   AND (p.author_id = %(user)s
@@ -308,7 +310,7 @@ def recent_network_rows(*, user_id: int, since: datetime, snapshot: datetime) ->
     """
     if connection.vendor == "postgresql":
         sql = _RECENT_SQL.format(post=Post._meta.db_table, affect=PostAffect._meta.db_table,
-                                 follow=Follow._meta.db_table)  # fmt: skip
+                                 follow=Follow._meta.db_table, version=_version_table())  # fmt: skip
         with connection.cursor() as cursor:
             cursor.execute(sql, {"since": since, "snapshot": snapshot, "user": user_id})
             return cursor.fetchall()
@@ -358,10 +360,20 @@ def network_candidates(
     return [candidate_from_row(row, user_id) for row in rows]
 
 
+def _version_table() -> str:
+    from emotion.models import ModelVersion
+
+    return ModelVersion._meta.db_table
+
+
 def _affects_for(post_ids: list[int], source: str = PostAffect.Source.FACES) -> dict[int, Affect]:
-    """Known affect of one source by post id."""
+    """Known affect of one source by post id; face affect from rows of the active model version only (a lost
+    switch must not mix versions)."""
     out: dict[int, Affect] = {}
-    rows = PostAffect.objects.filter(post_id__in=post_ids, source=source).values_list(
+    rows = PostAffect.objects.filter(post_id__in=post_ids, source=source)
+    if source == PostAffect.Source.FACES:
+        rows = rows.filter(model_version__is_active=True)
+    rows = rows.values_list(
         "post_id", "valence", "arousal", "confidence", "dominant_emotion", "face_count"
     )
     for pid, v, a, c, dom, faces in rows:

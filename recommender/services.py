@@ -219,3 +219,16 @@ def text_affect_recompute_all(*, batch_size: int = 500) -> int:
         post_text_affect_recompute(post=post, notify_followers=False)
         count += 1
     return count
+
+
+def recompute_all_if_versions_mixed() -> dict[str, int] | None:
+    """Periodic (beat): if any stored mood or post affect is on another model version than the active one
+    (e.g. the ``recompute_all`` message after a rescoring was lost), switch them all; ``None`` if none is."""
+    version = selectors.active_model_version_id()
+    if version is None:
+        return None
+    mixed = (
+        MoodState.objects.exclude(model_version_id=version).exists()
+        or PostAffect.objects.filter(source=PostAffect.Source.FACES).exclude(model_version_id=version).exists()
+    )  # text affect has no model version: it never counts as mixed, and is not re-read here
+    return recompute_all(model_version_id=version, include_text=False) if mixed else None

@@ -44,3 +44,9 @@ def feed_changed_task(author_id: int) -> int:
 def recompute_all_task(model_version_id: int | None = None, include_text: bool = True) -> dict[str, int]:
     """Switch all moods and post affects to one model version (default: active); re-read texts too."""
     return services.recompute_all(model_version_id=model_version_id, include_text=include_text)
+
+
+@shared_task(name="recommender.tasks.recompute_if_versions_mixed", queue="batch")
+def recompute_if_versions_mixed_task() -> dict[str, int] | None:
+    """Beat: re-run the switch to the active model version while any mood or post affect is on another."""
+    return services.recompute_all_if_versions_mixed()

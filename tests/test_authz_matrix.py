@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 
 from emotion.fixtures import face_jpeg, fer_model, fer_model_dir, upload  # noqa: F401
 from emotion.models import ImageAnalysis
-from tests.conftest import make_image_bytes
+from django.test import Client
 
 ROLES = ("anon", "other", "owner", "staff")
 
@@ -112,13 +112,16 @@ def test_matrix_covers_every_endpoint() -> None:
 
 
 @pytest.fixture
-def world(make_user, client_for, fer_model) -> dict[str, Any]:
+def world(make_user, client_for, fer_model, face_jpeg, django_capture_on_commit_callbacks) -> dict[str, Any]:
     owner = make_user(username="owner", password="pw-Owner-123456", emotion_consent=True)
     other = make_user(username="other")
     staff = make_user(username="staff", is_staff=True, is_superuser=True)
     owner_client = client_for(owner)
-    image = SimpleUploadedFile("p.png", make_image_bytes("PNG", (20, 20)), content_type="image/png")
-    post = owner_client.post("/api/posts/", {"text": "mine", "image": image}, format="multipart").json()
+    # A post with a face, analysed (its readings and post affect exist): what must not leak is really there.
+    image = SimpleUploadedFile("p.jpg", face_jpeg, content_type="image/jpeg")
+    with django_capture_on_commit_callbacks(execute=True):
+        post = owner_client.post("/api/posts/", {"text": "mine", "image": image}, format="multipart").json()
+    assert ImageAnalysis.objects.get(post_id=post["id"]).face_count == 1
     analysis = ImageAnalysis.objects.create(owner=owner, source=ImageAnalysis.Source.SELFIE, status=ImageAnalysis.Status.NO_FACE)
     return {
         "users": {"owner": owner, "other": other, "staff": staff},
@@ -147,6 +150,33 @@ def test_matrix(world: dict[str, Any], row: Row, role: str, face_jpeg: bytes) ->
     if row.name == "emotion:selfie-create" and role == "owner":
         allowed = (200, 201, 202)  # eager tasks may finish before the response
     assert response.status_code in allowed, (role, row.method, path, response.status_code, response.content[:300])
+
+
+# --- Admin and dashboard (session login; staff only) ------------------------------------------------
+
+ADMIN_PATHS = ["/admin/", "/admin/dashboard/", "/admin/emotion/imageanalysis/", "/admin/emotion/facereading/"]
+
+
+@pytest.mark.parametrize("path", ADMIN_PATHS)
+@pytest.mark.parametrize("role", ROLES)
+def test_admin_and_dashboard_are_staff_only(world: dict[str, Any], role: str, path: str) -> None:
+    client = Client()
+    if role != "anon":
+        client.force_login(world["users"][role])
+    response = client.get(path)
+    if role == "staff":
+        assert response.status_code == 200, (path, response.status_code)
+    else:
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), (role, path, response.status_code)
+
+
+def test_face_post_readings_are_not_exposed_through_the_post(world: dict[str, Any]) -> None:
+    for role in ("other", "staff", "owner"):
+        client = world["clients"][role]
+        detail = client.get(f"/api/posts/{world['post']}/").content.decode()
+        listing = client.get("/api/posts/").content.decode()
+        for leak in ("dominant_emotion", "probabilities", "valence", "arousal", "face_count"):
+            assert f'"{leak}"' not in detail and f'"{leak}"' not in listing, (role, leak)
 
 
 # --- What each role sees ---------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 JSON endpoints get arbitrary JSON (unicode edge cases, wrong types, huge
 numbers, NaN/Infinity literals, oversized bodies); multipart endpoints get
-mutated images and wrong fields.  Bounded: ~40 examples per property.
+mutated images and wrong fields; user paths get arbitrary usernames (NUL
+included).  Every 4xx must be JSON with a message.  Bounded: ~40 examples per
+property.  CI runs them against PostgreSQL (``.ci/run``), which refuses values
+SQLite accepts.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 
 from tests.conftest import make_image_bytes
 
@@ -68,10 +71,13 @@ def fuzz_client(make_user, client_for, settings):
 
 
 def assert_not_5xx(response: Any, what: Any) -> None:
+    """No 5xx; and every 4xx is JSON with a message (``{"detail": ...}`` or field errors), no traceback."""
     assert response.status_code < 500, (what, response.status_code, response.content[:500])
-    if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/json"):
-        body = response.content.decode(errors="replace")
-        assert "Traceback" not in body
+    if response.status_code >= 400:
+        assert response.get("Content-Type", "").startswith("application/json"), (what, response.status_code, response.content[:300])
+        body = response.json()
+        assert isinstance(body, dict) and body and all(body.values()), (what, body)
+        assert "Traceback" not in response.content.decode(errors="replace")
 
 
 @pytest.mark.parametrize(("method", "path"), WRITE_ENDPOINTS)
@@ -96,6 +102,20 @@ def test_query_params_never_5xx(fuzz_client, params: dict[str, str]) -> None:
     params = {k: v.replace("\x00", "") if k != "cursor" else v for k, v in params.items()}
     for path in ("/api/feed/", "/api/posts/", "/api/me/emotions/", "/api/users/bob/followers/", "/api/me/mood/"):
         assert_not_5xx(fuzz_client.get(path, params), (path, params))
+
+
+@FUZZ
+@given(username=NASTY_TEXT, suffix=st.sampled_from(["", "followers/", "following/", "follow/"]))
+@example(username="x\x00y", suffix="")
+@example(username="x\x00y", suffix="followers/")
+@example(username="x\x00y", suffix="following/")
+@example(username="\x00", suffix="follow/")
+def test_username_paths_never_5xx(fuzz_client, username: str, suffix: str) -> None:
+    from urllib.parse import quote
+
+    path = f"/api/users/{quote(username[:200], safe='')}/{suffix}"
+    for method in ("get", "post", "delete") if suffix == "follow/" else ("get",):
+        assert_not_5xx(getattr(fuzz_client, method)(path), (method, path))
 
 
 SEED_IMAGES = [make_image_bytes("JPEG", (40, 30)), make_image_bytes("PNG", (40, 30)), make_image_bytes("WEBP", (40, 30))]

@@ -1,8 +1,8 @@
 """The OpenAPI schema through schemathesis against the live server (issue #8).
 
 Every operation in ``/api/schema/`` gets schema-generated (and negative)
-requests, authenticated as a real user with emotion consent; the check is
-``not_a_server_error``: no 5xx, whatever the input.  Bounded: a few examples
+requests, authenticated as a real user with emotion consent; the checks:
+no 5xx whatever the input, and every 4xx is JSON with a message.  Bounded: a few examples
 per operation.
 """
 
@@ -47,5 +47,10 @@ def test_api_never_5xx(case) -> None:
     key = token_issue(user=get_user_model().objects.get(username="fuzzer"))
     response = case.call(headers={"Authorization": f"Token {key}"})
     case.validate_response(response, checks=[not_a_server_error])
+    if response.status_code >= 400:  # a client error says what was wrong
+        content_type = (response.headers.get("content-type") or [""])[0]
+        assert content_type.startswith("application/json"), (case.path, content_type, response.text[:300])
+        body = response.json()
+        assert isinstance(body, dict) and body and all(body.values()), (case.method, case.path, body)
     if case.method.upper() == "GET" and case.path == "/api/me/":
         assert response.status_code == 200, "the token header was not sent"

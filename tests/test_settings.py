@@ -48,7 +48,7 @@ def test_embedded_defaults() -> None:
     assert s["CACHE"].endswith("LocMemCache")
     assert s["MEDIA_ROOT"] == str(PROJECT_DIR / "media") and s["STATIC_ROOT"] == str(PROJECT_DIR / "staticfiles")
     assert s["RETAIN"] is False and s["MODEL_DIR"] == str(PROJECT_DIR / "ml" / "artifacts" / "ferplus")
-    assert s["THROTTLE"] == {"user": "1000/min", "anon": "100/min", "uploads": "60/min"}
+    assert s["THROTTLE"] == {"user": "1000/min", "anon": "100/min", "uploads": "60/min", "signup": "20/hour"}
     assert s["TTA"] is None  # each model card decides
 
 

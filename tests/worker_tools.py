@@ -48,11 +48,14 @@ def child_pids(pid: int) -> list[int]:
 
 
 def start_worker(env: dict[str, str], queues: str, log_path: Path, concurrency: int = 1,
-                 extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start `celery worker` on `queues` (comma-separated) in its own session and wait until it is ready."""
+                 extra_env: dict[str, str] | None = None, beat: bool = False) -> subprocess.Popen:
+    """Start `celery worker` on `queues` (comma-separated) in its own session and wait until it is ready.
+
+    ``beat=True`` embeds beat (``-B``): the periodic housekeeping runs as in production.
+    """
     cmd = [sys.executable, "-m", "celery", "-A", "feedmood", "worker", "-Q", queues, "-c", str(concurrency),
            "--pool=prefork", "-n", f"pytest-{uuid.uuid4().hex[:8]}@%h", "--loglevel=INFO",
-           "--without-gossip", "--without-mingle", "--prefetch-multiplier=1"]  # fmt: skip
+           "--without-gossip", "--without-mingle", "--prefetch-multiplier=1", *(["-B"] if beat else [])]  # fmt: skip
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, env={**env, **(extra_env or {})}, stdout=log_file,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
