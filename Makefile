@@ -53,14 +53,15 @@ test-fast: venv ## tests without subprocess/worker tests
 superuser: migrate ## create an admin user
 	$(BIN)/python manage.py createsuperuser
 
-lint: venv ## ruff (lint + format check), Django system checks, missing migrations, schema validation
+lint: venv ## ruff (lint + format check), mypy (strict on the pure cores), Django checks, migrations, schema
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
-typecheck: venv ## mypy on the pure cores (ranking, mood, text affect, pipeline, runtime)
+typecheck: venv ## mypy, strict on the pure cores (ranking, mood, text affect, pipeline, runtime)
 	$(BIN)/mypy recommender/ranking.py recommender/mood.py recommender/text_affect.py emotion/pipeline.py ml/runtime.py
 
 format: venv ## apply ruff's fixes and formatting

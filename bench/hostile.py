@@ -10,14 +10,16 @@ Hostile accounts are named ``hostile*`` so the load test can tell their uploads 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -40,17 +42,16 @@ def _account(base: str) -> str:
     r = requests.post(f"{base}/api/auth/signup/", json={"username": name, "password": PASSWORD}, timeout=30)
     r.raise_for_status()
     token = r.json()["token"]
-    requests.patch(f"{base}/api/me/", json={"emotion_consent": True}, headers={"Authorization": f"Token {token}"},
-                   timeout=30).raise_for_status()
+    requests.patch(
+        f"{base}/api/me/", json={"emotion_consent": True}, headers={"Authorization": f"Token {token}"}, timeout=30
+    ).raise_for_status()
     return token
 
 
 def _loop(stop_at: float, pause: float, step: Callable[[], None]) -> None:
     while time.monotonic() < stop_at:
-        try:
+        with contextlib.suppress(requests.RequestException):  # recorded by the step when it matters
             step()
-        except requests.RequestException:
-            pass  # recorded by the step when it matters
         time.sleep(pause)
 
 
@@ -68,9 +69,15 @@ def _timed(stats: Any, name: str, ok: tuple[int, ...], call: Callable[[], Any]) 
 def _raw_huge_post(base: str, token: str) -> SimpleNamespace:
     url = urlparse(base)
     with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
-        sock.sendall((f"POST /api/posts/ HTTP/1.1\r\nHost: {url.hostname}\r\nAuthorization: Token {token}\r\n"
-                      f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {300 * 1024 * 1024}\r\n"
-                      "Connection: close\r\n\r\n").encode() + b"--B\r\n" + b"x" * 65536)
+        sock.sendall(
+            (
+                f"POST /api/posts/ HTTP/1.1\r\nHost: {url.hostname}\r\nAuthorization: Token {token}\r\n"
+                f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {300 * 1024 * 1024}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
+            + b"--B\r\n"
+            + b"x" * 65536
+        )
         head = sock.recv(4096).decode("latin-1")
     parts = head.split(" ", 2)
     return SimpleNamespace(status_code=int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0, text=head[:200])
@@ -86,17 +93,36 @@ def start_hostile_clients(base: str, victim: str, stop_at: float, stats: Any) ->
 
     def guess() -> None:
         spoofed = f"{rng.randrange(1, 255)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-        _timed(stats, "hostile: POST /api/auth/token/ (spoofed XFF)", (400, 429), lambda: anon.post(
-            f"{base}/api/auth/token/", json={"username": victim, "password": os.urandom(6).hex()},
-            headers={"X-Forwarded-For": spoofed}, timeout=30))
+        _timed(
+            stats,
+            "hostile: POST /api/auth/token/ (spoofed XFF)",
+            (400, 429),
+            lambda: anon.post(
+                f"{base}/api/auth/token/",
+                json={"username": victim, "password": os.urandom(6).hex()},
+                headers={"X-Forwarded-For": spoofed},
+                timeout=30,
+            ),
+        )
 
     admin = requests.Session()
 
     def admin_guess() -> None:
         admin.get(f"{base}/admin/login/", timeout=30)
-        _timed(stats, "hostile: POST /admin/login/", (200,), lambda: admin.post(
-            f"{base}/admin/login/", data={"username": victim, "password": os.urandom(6).hex(),
-                                          "csrfmiddlewaretoken": admin.cookies.get("csrftoken", "")}, timeout=30))
+        _timed(
+            stats,
+            "hostile: POST /admin/login/",
+            (200,),
+            lambda: admin.post(
+                f"{base}/admin/login/",
+                data={
+                    "username": victim,
+                    "password": os.urandom(6).hex(),
+                    "csrfmiddlewaretoken": admin.cookies.get("csrftoken", ""),
+                },
+                timeout=30,
+            ),
+        )
 
     face = Image.new("RGB", (320, 240), (128, 128, 128))
     buf = io.BytesIO()
@@ -104,14 +130,35 @@ def start_hostile_clients(base: str, victim: str, stop_at: float, stats: Any) ->
     plain_jpeg = buf.getvalue()
 
     def flood() -> None:
-        _timed(stats, "hostile: POST /api/selfies/?wait=10", (200, 202, 429), lambda: requests.post(
-            f"{base}/api/selfies/?wait=10", files={"image": ("s.jpg", plain_jpeg, "image/jpeg")}, headers=auth, timeout=60))
+        _timed(
+            stats,
+            "hostile: POST /api/selfies/?wait=10",
+            (200, 202, 429),
+            lambda: requests.post(
+                f"{base}/api/selfies/?wait=10",
+                files={"image": ("s.jpg", plain_jpeg, "image/jpeg")},
+                headers=auth,
+                timeout=60,
+            ),
+        )
 
     def poison() -> None:
-        _timed(stats, "hostile: POST /api/selfies/ (16-bit 4000x4000)", (202, 429), lambda: requests.post(
-            f"{base}/api/selfies/", files={"image": ("p.png", big16, "image/png")}, headers=auth, timeout=60))
-        _timed(stats, "hostile: POST /api/posts/ (16-bit 6000x6000)", (201, 429), lambda: requests.post(
-            f"{base}/api/posts/", files={"image": ("p.png", huge16, "image/png")}, headers=auth, timeout=60))
+        _timed(
+            stats,
+            "hostile: POST /api/selfies/ (16-bit 4000x4000)",
+            (202, 429),
+            lambda: requests.post(
+                f"{base}/api/selfies/", files={"image": ("p.png", big16, "image/png")}, headers=auth, timeout=60
+            ),
+        )
+        _timed(
+            stats,
+            "hostile: POST /api/posts/ (16-bit 6000x6000)",
+            (201, 429),
+            lambda: requests.post(
+                f"{base}/api/posts/", files={"image": ("p.png", huge16, "image/png")}, headers=auth, timeout=60
+            ),
+        )
 
     def oversized() -> None:
         t0 = time.perf_counter()
@@ -119,11 +166,25 @@ def start_hostile_clients(base: str, victim: str, stop_at: float, stats: Any) ->
             stats.record("hostile: POST /api/posts/ (300 MiB announced)", t0, _raw_huge_post(base, token), (413,))
         except OSError as exc:
             stats.record("hostile: POST /api/posts/ (300 MiB announced)", t0, None, (413,), exc)
-        _timed(stats, "hostile: POST /api/posts/ (3 MB form field)", (413,), lambda: requests.post(
-            f"{base}/api/posts/", files={"text": (None, "a" * 3_000_000)}, headers=auth, timeout=60))
-        _timed(stats, "hostile: PATCH /api/me/ (1,001 fields)", (400,), lambda: requests.patch(
-            f"{base}/api/me/", data="&".join(f"f{i}=1" for i in range(1001)), headers={
-                **auth, "Content-Type": "application/x-www-form-urlencoded"}, timeout=60))
+        _timed(
+            stats,
+            "hostile: POST /api/posts/ (3 MB form field)",
+            (413,),
+            lambda: requests.post(
+                f"{base}/api/posts/", files={"text": (None, "a" * 3_000_000)}, headers=auth, timeout=60
+            ),
+        )
+        _timed(
+            stats,
+            "hostile: PATCH /api/me/ (1,001 fields)",
+            (400,),
+            lambda: requests.patch(
+                f"{base}/api/me/",
+                data="&".join(f"f{i}=1" for i in range(1001)),
+                headers={**auth, "Content-Type": "application/x-www-form-urlencoded"},
+                timeout=60,
+            ),
+        )
 
     probe = requests.Session()
 
@@ -142,14 +203,23 @@ def summary(db_url: str, stats: Any) -> dict[str, Any]:
     import psycopg
 
     with psycopg.connect(db_url) as conn:
-        statuses = dict(conn.execute(
-            "SELECT a.status, count(*) FROM emotion_imageanalysis a JOIN auth_user u ON u.id = a.owner_id "
-            f"WHERE u.username LIKE '{HOSTILE_PREFIX}%%' GROUP BY a.status").fetchall())
+        statuses = dict(
+            conn.execute(
+                "SELECT a.status, count(*) FROM emotion_imageanalysis a JOIN auth_user u ON u.id = a.owner_id "
+                f"WHERE u.username LIKE '{HOSTILE_PREFIX}%%' GROUP BY a.status"
+            ).fetchall()
+        )
     return {"hostile_analysis_statuses": statuses}
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
-    lines = ["", "Hostile clients (status codes):", "", "| client | requests | p95 ms | status codes |", "|---|---|---|---|"]
+    lines = [
+        "",
+        "Hostile clients (status codes):",
+        "",
+        "| client | requests | p95 ms | status codes |",
+        "|---|---|---|---|",
+    ]
     for name, codes in result["status_counts"].items():
         if name.startswith("hostile") or name == HEALTH:
             e = result["endpoints"].get(name, {})

@@ -27,13 +27,13 @@ One command::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import platform
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,7 +47,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+
 import hostile  # noqa: E402
+
 PY = sys.executable
 RESULTS = ROOT / "bench" / "results"
 
@@ -56,7 +58,7 @@ def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
     values = sorted(values)
-    k = min(len(values) - 1, max(0, int(round(q / 100.0 * (len(values) - 1)))))
+    k = min(len(values) - 1, max(0, round(q / 100.0 * (len(values) - 1))))
     return round(values[k], 1)
 
 
@@ -94,7 +96,14 @@ class Stats:
         self.server_errors = 0
         self.status_counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
 
-    def record(self, name: str, started: float, response: requests.Response | None, ok: tuple[int, ...], exc: Exception | None = None) -> None:
+    def record(
+        self,
+        name: str,
+        started: float,
+        response: requests.Response | None,
+        ok: tuple[int, ...],
+        exc: Exception | None = None,
+    ) -> None:
         ms = (time.perf_counter() - started) * 1000.0
         with self.lock:
             self.lat[name].append(ms)
@@ -107,13 +116,23 @@ class Stats:
                     self.error_samples.append(f"{name}: {exc or (response.status_code, response.text[:200])}")
 
 
-def client_loop(base: str, token: str, usernames: list[str], stop_at: float, stats: Stats, face: bytes, png: bytes, seed: int) -> None:
+def client_loop(
+    base: str, token: str, usernames: list[str], stop_at: float, stats: Stats, face: bytes, png: bytes, seed: int
+) -> None:
     rng = random.Random(seed)
     s = requests.Session()
     s.headers["Authorization"] = f"Token {token}"
     post_ids: list[int] = []
-    actions = [("feed", 40), ("posts_list", 15), ("post_text", 12), ("post_image", 6), ("selfie", 8),
-               ("like", 8), ("mood", 6), ("analysis", 5)]
+    actions = [
+        ("feed", 40),
+        ("posts_list", 15),
+        ("post_text", 12),
+        ("post_image", 6),
+        ("selfie", 8),
+        ("like", 8),
+        ("mood", 6),
+        ("analysis", 5),
+    ]
     names, weights = zip(*actions)
     while time.monotonic() < stop_at:
         action = rng.choices(names, weights)[0]
@@ -125,7 +144,9 @@ def client_loop(base: str, token: str, usernames: list[str], stop_at: float, sta
                 stats.record("GET /api/feed/", t0, r, (200,))
                 if r.status_code == 200:
                     items = r.json().get("results") or r.json().get("items") or []
-                    post_ids.extend(i.get("id") or (i.get("post") or {}).get("id") for i in items[:5] if isinstance(i, dict))
+                    post_ids.extend(
+                        i.get("id") or (i.get("post") or {}).get("id") for i in items[:5] if isinstance(i, dict)
+                    )
             elif action == "posts_list":
                 r = s.get(f"{base}/api/posts/?following=true", timeout=30)
                 stats.record("GET /api/posts/", t0, r, (200,))
@@ -135,7 +156,9 @@ def client_loop(base: str, token: str, usernames: list[str], stop_at: float, sta
                 r = s.post(f"{base}/api/posts/", json={"text": f"load {rng.random():.6f} ✓ ünïcödé"}, timeout=30)
                 stats.record("POST /api/posts/ (text)", t0, r, (201,))
             elif action == "post_image":
-                r = s.post(f"{base}/api/posts/", data={"text": "pic"}, files={"image": ("p.png", png, "image/png")}, timeout=30)
+                r = s.post(
+                    f"{base}/api/posts/", data={"text": "pic"}, files={"image": ("p.png", png, "image/png")}, timeout=30
+                )
                 stats.record("POST /api/posts/ (image)", t0, r, (201,))
                 if r.status_code == 201:
                     with stats.lock:
@@ -191,37 +214,105 @@ def main() -> int:
     media = tempfile.mkdtemp(prefix="feedmood_load_media_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
     env.update(
-        DJANGO_SETTINGS_MODULE="feedmood.settings", DEBUG="0", SECRET_KEY="load-test-" + os.urandom(24).hex(),
-        ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="0", DATABASE_URL=db_url,
-        CSRF_COOKIE_SECURE="0", SESSION_COOKIE_SECURE="0",  # plain HTTP on loopback: the admin login needs its cookies
-        CELERY_BROKER_URL=broker, REDIS_URL=broker, CACHE_URL=broker, MEDIA_ROOT=media,
-        FEEDMOOD_THROTTLE_USER="100000/min", FEEDMOOD_THROTTLE_UPLOADS="600/min",
+        DJANGO_SETTINGS_MODULE="feedmood.settings",
+        DEBUG="0",
+        SECRET_KEY="load-test-" + os.urandom(24).hex(),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="0",
+        DATABASE_URL=db_url,
+        CSRF_COOKIE_SECURE="0",
+        SESSION_COOKIE_SECURE="0",  # plain HTTP on loopback: the admin login needs its cookies
+        CELERY_BROKER_URL=broker,
+        REDIS_URL=broker,
+        CACHE_URL=broker,
+        MEDIA_ROOT=media,
+        FEEDMOOD_THROTTLE_USER="100000/min",
+        FEEDMOOD_THROTTLE_UPLOADS="600/min",
         # Real limits for the anonymous endpoints the hostile clients attack (seeding signs up from one address).
-        FEEDMOOD_THROTTLE_ANON="60/min", FEEDMOOD_THROTTLE_SIGNUP="1000/hour",
-        TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING",
+        FEEDMOOD_THROTTLE_ANON="60/min",
+        FEEDMOOD_THROTTLE_SIGNUP="1000/hour",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONUNBUFFERED="1",
+        LOG_LEVEL="WARNING",
     )
     face, png = images()
     subprocess.run(["redis-cli", "-u", broker, "flushdb"], check=False, capture_output=True)
     psql(admin, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
     psql(admin, f'CREATE DATABASE "{args.db}"')
     procs: list[subprocess.Popen] = []
-    logs = {"gunicorn": Path(tempfile.gettempdir()) / "feedmood_load_gunicorn.log",
-            "worker": Path(tempfile.gettempdir()) / "feedmood_load_worker.log"}
+    logs = {
+        "gunicorn": Path(tempfile.gettempdir()) / "feedmood_load_gunicorn.log",
+        "worker": Path(tempfile.gettempdir()) / "feedmood_load_worker.log",
+    }
     recorded_args = {**vars(args), "out": os.path.relpath(args.out, ROOT)}  # no machine paths in results
-    result: dict[str, Any] = {"args": recorded_args, "host": platform.node(), "cpus": os.cpu_count(),
-                              "loadavg_before": os.getloadavg()}
+    result: dict[str, Any] = {
+        "args": recorded_args,
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "loadavg_before": os.getloadavg(),
+    }
     try:
         subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-        subprocess.run([PY, "manage.py", "register_model", str(ROOT / "ml" / "artifacts" / "ferplus"), "--activate"],
-                       cwd=ROOT, env=env, check=True, capture_output=True)
-        procs.append(subprocess.Popen(
-            [PY, "-m", "gunicorn", "feedmood.wsgi:application", "-b", f"127.0.0.1:{args.port}", "-w", str(args.workers),
-             "-k", "gthread", "--threads", str(args.threads), "--keep-alive", "30", "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=open(logs["gunicorn"], "w"), stderr=subprocess.STDOUT, start_new_session=True))
-        procs.append(subprocess.Popen(
-            [PY, "-m", "celery", "-A", "feedmood", "worker", "-Q", "fer,default,batch", "-c", str(args.celery_concurrency),
-             "--loglevel=WARNING", "--without-gossip", "--without-mingle", "-n", f"load-{os.getpid()}@%h"],
-            cwd=ROOT, env=env, stdout=open(logs["worker"], "w"), stderr=subprocess.STDOUT, start_new_session=True))
+        subprocess.run(
+            [PY, "manage.py", "register_model", str(ROOT / "ml" / "artifacts" / "ferplus"), "--activate"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    PY,
+                    "-m",
+                    "gunicorn",
+                    "feedmood.wsgi:application",
+                    "-b",
+                    f"127.0.0.1:{args.port}",
+                    "-w",
+                    str(args.workers),
+                    "-k",
+                    "gthread",
+                    "--threads",
+                    str(args.threads),
+                    "--keep-alive",
+                    "30",
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=open(logs["gunicorn"], "w"),  # noqa: SIM115 (the server writes to it until it is stopped)
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    PY,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "feedmood",
+                    "worker",
+                    "-Q",
+                    "fer,default,batch",
+                    "-c",
+                    str(args.celery_concurrency),
+                    "--loglevel=WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-n",
+                    f"load-{os.getpid()}@%h",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=open(logs["worker"], "w"),  # noqa: SIM115 (the worker writes to it until it is stopped)
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         base = f"http://127.0.0.1:{args.port}"
         deadline = time.monotonic() + 60
         while True:
@@ -239,24 +330,34 @@ def main() -> int:
         tag = os.urandom(3).hex()
         for i in range(args.users):
             name = f"load{tag}{i}"
-            r = requests.post(f"{base}/api/auth/signup/", json={"username": name, "password": "Load-Test-Password-42"}, timeout=30)
+            r = requests.post(
+                f"{base}/api/auth/signup/", json={"username": name, "password": "Load-Test-Password-42"}, timeout=30
+            )
             r.raise_for_status()
             tokens.append(r.json()["token"])
             usernames.append(name)
         for i, token in enumerate(tokens):
             h = {"Authorization": f"Token {token}"}
-            requests.patch(f"{base}/api/me/", json={"emotion_consent": True, "mood_policy": "repair"}, headers=h, timeout=30).raise_for_status()
+            requests.patch(
+                f"{base}/api/me/", json={"emotion_consent": True, "mood_policy": "repair"}, headers=h, timeout=30
+            ).raise_for_status()
             for other in random.Random(i).sample(usernames, min(5, len(usernames))):
                 if other != usernames[i]:
                     requests.post(f"{base}/api/users/{other}/follow/", headers=h, timeout=30).raise_for_status()
-            requests.post(f"{base}/api/posts/", json={"text": f"hello from {usernames[i]}"}, headers=h, timeout=30).raise_for_status()
+            requests.post(
+                f"{base}/api/posts/", json={"text": f"hello from {usernames[i]}"}, headers=h, timeout=30
+            ).raise_for_status()
 
         stats = Stats()
         print(f"running {args.users} clients for {args.duration}s against {base} ...", flush=True)
         started = time.monotonic()
         stop_at = started + args.duration
-        threads = [threading.Thread(target=client_loop, args=(base, tokens[i], usernames, stop_at, stats, face, png, i), daemon=True)
-                   for i in range(args.users)]
+        threads = [
+            threading.Thread(
+                target=client_loop, args=(base, tokens[i], usernames, stop_at, stats, face, png, i), daemon=True
+            )
+            for i in range(args.users)
+        ]
         for t in threads:
             t.start()
         if args.hostile:
@@ -276,31 +377,60 @@ def main() -> int:
                 break
             time.sleep(1)
         drain_s = time.monotonic() - t0
-        selfies_final = query(db_url, "SELECT count(*) FROM emotion_imageanalysis WHERE source='selfie' AND status IN ('done','no_face','failed') "
-                              "AND owner_id NOT IN (SELECT id FROM auth_user WHERE username LIKE 'hostile%%')")[0][0]
-        posts_final = query(db_url, "SELECT count(*) FROM emotion_imageanalysis WHERE source='post' AND status IN ('done','no_face','failed') "
-                            "AND owner_id NOT IN (SELECT id FROM auth_user WHERE username LIKE 'hostile%%')")[0][0]
-        dup = query(db_url, "SELECT count(*) FROM (SELECT analysis_id, model_version_id, face_index FROM emotion_facereading "
-                            "GROUP BY 1,2,3 HAVING count(*) > 1) d")[0][0]
+        selfies_final = query(
+            db_url,
+            "SELECT count(*) FROM emotion_imageanalysis WHERE source='selfie' AND status IN ('done','no_face','failed') "
+            "AND owner_id NOT IN (SELECT id FROM auth_user WHERE username LIKE 'hostile%%')",
+        )[0][0]
+        posts_final = query(
+            db_url,
+            "SELECT count(*) FROM emotion_imageanalysis WHERE source='post' AND status IN ('done','no_face','failed') "
+            "AND owner_id NOT IN (SELECT id FROM auth_user WHERE username LIKE 'hostile%%')",
+        )[0][0]
+        dup = query(
+            db_url,
+            "SELECT count(*) FROM (SELECT analysis_id, model_version_id, face_index FROM emotion_facereading "
+            "GROUP BY 1,2,3 HAVING count(*) > 1) d",
+        )[0][0]
         worker_alive = procs[1].poll() is None
 
         per_endpoint = {}
         total = 0
         for name, lat in sorted(stats.lat.items()):
             total += len(lat)
-            per_endpoint[name] = {"requests": len(lat), "rps": round(len(lat) / elapsed, 2), "p50_ms": pct(lat, 50),
-                                  "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99), "max_ms": round(max(lat), 1),
-                                  "errors": stats.errors.get(name, 0)}
+            per_endpoint[name] = {
+                "requests": len(lat),
+                "rps": round(len(lat) / elapsed, 2),
+                "p50_ms": pct(lat, 50),
+                "p95_ms": pct(lat, 95),
+                "p99_ms": pct(lat, 99),
+                "max_ms": round(max(lat), 1),
+                "errors": stats.errors.get(name, 0),
+            }
         all_lat = [x for lat in stats.lat.values() for x in lat]
         result.update(
-            duration_s=round(elapsed, 1), users=args.users, total_requests=total, rps=round(total / elapsed, 2),
-            p50_ms=pct(all_lat, 50), p95_ms=pct(all_lat, 95), p99_ms=pct(all_lat, 99),
-            errors=sum(stats.errors.values()), error_samples=stats.error_samples, endpoints=per_endpoint,
-            uploads={"selfies_accepted": len(stats.selfie_ids), "selfies_final": selfies_final,
-                     "image_posts": stats.image_posts, "post_analyses_final": posts_final,
-                     "analysis_status_counts": counts, "duplicate_readings": dup, "drain_s": round(drain_s, 1),
-                     "every_upload_analysed": selfies_final == len(stats.selfie_ids) and posts_final == stats.image_posts},
-            worker_alive=worker_alive, loadavg_end=os.getloadavg(),
+            duration_s=round(elapsed, 1),
+            users=args.users,
+            total_requests=total,
+            rps=round(total / elapsed, 2),
+            p50_ms=pct(all_lat, 50),
+            p95_ms=pct(all_lat, 95),
+            p99_ms=pct(all_lat, 99),
+            errors=sum(stats.errors.values()),
+            error_samples=stats.error_samples,
+            endpoints=per_endpoint,
+            uploads={
+                "selfies_accepted": len(stats.selfie_ids),
+                "selfies_final": selfies_final,
+                "image_posts": stats.image_posts,
+                "post_analyses_final": posts_final,
+                "analysis_status_counts": counts,
+                "duplicate_readings": dup,
+                "drain_s": round(drain_s, 1),
+                "every_upload_analysed": selfies_final == len(stats.selfie_ids) and posts_final == stats.image_posts,
+            },
+            worker_alive=worker_alive,
+            loadavg_end=os.getloadavg(),
             server_errors=stats.server_errors,
             status_counts={name: dict(codes) for name, codes in sorted(stats.status_counts.items())},
             health_p95_ms=pct(stats.lat.get(hostile.HEALTH, []), 95),
@@ -313,15 +443,11 @@ def main() -> int:
                 os.killpg(p.pid, signal.SIGTERM)
                 p.wait(timeout=20)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         if not args.keep_db:
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):
                 psql(admin, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-            except subprocess.CalledProcessError:
-                pass
         subprocess.run(["redis-cli", "-u", broker, "flushdb"], check=False, capture_output=True)
         subprocess.run(["rm", "-rf", media], check=False)
 
@@ -329,23 +455,35 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str))
     lines = [
-        f"# Load test ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
+        f"# Load test ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        "",
         f"gunicorn {args.workers}x{args.threads} gthread (DEBUG=0) + PostgreSQL + Celery worker (-c {args.celery_concurrency}) on Redis, "
         f"{args.users} concurrent clients for {result['duration_s']} s on loopback, {os.cpu_count()} CPUs, "
         f"loadavg before {tuple(round(x, 2) for x in result['loadavg_before'])}, after run {tuple(round(x, 2) for x in result['loadavg_after_run'])} "
-        "(other jobs share the machine).", "",
+        "(other jobs share the machine).",
+        "",
         f"**{result['total_requests']} requests, {result['rps']} req/s, p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
-        f"p99 {result['p99_ms']} ms, errors {result['errors']}.**", "",
-        "| endpoint | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | errors |", "|---|---|---|---|---|---|---|---|",
+        f"p99 {result['p99_ms']} ms, errors {result['errors']}.**",
+        "",
+        "| endpoint | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, e in result["endpoints"].items():
-        lines.append(f"| `{name}` | {e['requests']} | {e['rps']} | {e['p50_ms']} | {e['p95_ms']} | {e['p99_ms']} | {e['max_ms']} | {e['errors']} |")
+        lines.append(
+            f"| `{name}` | {e['requests']} | {e['rps']} | {e['p50_ms']} | {e['p95_ms']} | {e['p99_ms']} | {e['max_ms']} | {e['errors']} |"
+        )
     u = result["uploads"]
-    lines += ["", f"Uploads: {u['selfies_accepted']} selfies accepted, {u['selfies_final']} with a final analysis; "
-              f"{u['image_posts']} image posts, {u['post_analyses_final']} post analyses final; statuses {u['analysis_status_counts']}; "
-              f"duplicate readings {u['duplicate_readings']}; queue drained {u['drain_s']} s after the run; "
-              f"every upload analysed: **{u['every_upload_analysed']}**; worker alive: {result['worker_alive']}."]
-    lines += ["", f"**Server errors (5xx) over all clients: {result['server_errors']}; health p95 {result['health_p95_ms']} ms.**"]
+    lines += [
+        "",
+        f"Uploads: {u['selfies_accepted']} selfies accepted, {u['selfies_final']} with a final analysis; "
+        f"{u['image_posts']} image posts, {u['post_analyses_final']} post analyses final; statuses {u['analysis_status_counts']}; "
+        f"duplicate readings {u['duplicate_readings']}; queue drained {u['drain_s']} s after the run; "
+        f"every upload analysed: **{u['every_upload_analysed']}**; worker alive: {result['worker_alive']}.",
+    ]
+    lines += [
+        "",
+        f"**Server errors (5xx) over all clients: {result['server_errors']}; health p95 {result['health_p95_ms']} ms.**",
+    ]
     if args.hostile:
         lines += hostile.summary_lines(result)
     if result["error_samples"]:

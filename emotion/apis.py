@@ -156,9 +156,7 @@ class MyEmotionsApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         readings = selectors.readings_for_user(user=request.user, **filters.validated_data)
-        return get_paginated_response(
-            serializer_class=ReadingSerializer, queryset=readings, request=request, view=self
-        )
+        return get_paginated_response(serializer_class=ReadingSerializer, queryset=readings, request=request, view=self)
 
     @extend_schema(
         operation_id="me_emotions_erase",

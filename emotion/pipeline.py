@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -134,9 +134,15 @@ class PipelineConfig:
             raise ValueError("align_slack must be between 0 and 90 degrees")
         if self.align and self.detector != "blazeface":
             raise ValueError("align needs landmarks: only the blazeface detector has them")
-        if not (isinstance(self.cascade, str) and self.cascade.startswith("haarcascade_frontalface")
-                and os.path.basename(self.cascade) == self.cascade and self.cascade.endswith(".xml")):
-            raise ValueError(f"cascade must be one of OpenCV's haarcascade_frontalface*.xml files, not {self.cascade!r}")
+        if not (
+            isinstance(self.cascade, str)
+            and self.cascade.startswith("haarcascade_frontalface")
+            and os.path.basename(self.cascade) == self.cascade
+            and self.cascade.endswith(".xml")
+        ):
+            raise ValueError(
+                f"cascade must be one of OpenCV's haarcascade_frontalface*.xml files, not {self.cascade!r}"
+            )
         if not self.scale_factor > 1.0:
             raise ValueError("scale_factor must be > 1")
         if self.detect_max_side < 1 or self.detect_max_pixels < 1 or self.min_face_side < 1 or self.min_neighbors < 0:
@@ -152,9 +158,14 @@ CONFIGS: dict[str, PipelineConfig] = {
     # Group photos: every face down to 24 px at 640x480 (tiles; about 100 detector passes per photo).
     "blazeface-group": PipelineConfig(min_face=0.05),
     "haar": HAAR_CONFIG,
-    "haar-thorough": PipelineConfig(detector="haar", cascade="haarcascade_frontalface_alt.xml",
-                                    detect_max_pixels=448 * 336, scale_factor=1.1, framing=(1.3, 0.0, 0.0),
-                                    align=False),
+    "haar-thorough": PipelineConfig(
+        detector="haar",
+        cascade="haarcascade_frontalface_alt.xml",
+        detect_max_pixels=448 * 336,
+        scale_factor=1.1,
+        framing=(1.3, 0.0, 0.0),
+        align=False,
+    ),
 }
 
 
@@ -162,7 +173,7 @@ CONFIGS: dict[str, PipelineConfig] = {
 NOTE_KEYS = frozenset({"fitted_by"})
 
 
-def config_from(spec: str | dict | None) -> PipelineConfig:
+def config_from(spec: str | dict[str, Any] | None) -> PipelineConfig:
     """A config from a model card's or the settings' ``pipeline`` entry: ``None`` (the default), the
     name of one of :data:`CONFIGS`, or a dict of :class:`PipelineConfig` fields, optionally with
     ``"name"`` for the named config it starts from.  Raises ``ValueError`` for anything else."""
@@ -186,13 +197,23 @@ def config_from(spec: str | dict | None) -> PipelineConfig:
         raise ValueError(f"invalid pipeline settings: {exc}") from None
 
 
-def card_fields(config: PipelineConfig, name: str = "blazeface") -> dict:
+def card_fields(config: PipelineConfig, name: str = "blazeface") -> dict[str, Any]:
     """What a model card records of ``config``: its name and the detector, framing and alignment."""
-    keys = ("detector", "min_score", "min_face", "fallback_face", "framing", "align", "align_slack")
+    keys: tuple[str, ...] = ("detector", "min_score", "min_face", "fallback_face", "framing", "align", "align_slack")
     if config.detector == "haar":
-        keys = ("detector", "cascade", "detect_max_pixels", "scale_factor", "min_neighbors", "margin", "framing", "align")
-    return {"name": name} | {k: list(v) if isinstance(v, tuple) else v for k, v in
-                             ((k, getattr(config, k)) for k in keys)}
+        keys = (
+            "detector",
+            "cascade",
+            "detect_max_pixels",
+            "scale_factor",
+            "min_neighbors",
+            "margin",
+            "framing",
+            "align",
+        )
+    return {"name": name} | {
+        k: list(v) if isinstance(v, tuple) else v for k, v in ((k, getattr(config, k)) for k in keys)
+    }
 
 
 @dataclass(frozen=True)
@@ -262,9 +283,9 @@ def face_cascade(name: str = CASCADE_FILE) -> cv2.CascadeClassifier:
     pid = os.getpid()
     if getattr(_local, "pid", None) != pid:
         _local.cascades, _local.pid = {}, pid
-    cascade = _local.cascades.get(name)
+    cascade: cv2.CascadeClassifier | None = _local.cascades.get(name)
     if cascade is None:
-        path = os.path.join(cv2.data.haarcascades, name)
+        path = os.path.join(cv2.data.haarcascades, name)  # type: ignore[attr-defined]  # not in OpenCV's stubs
         cascade = cv2.CascadeClassifier(path)
         if cascade.empty():
             raise RuntimeError(f"could not load the OpenCV face cascade from {path}")
@@ -330,26 +351,27 @@ def face_candidates(small: np.ndarray, config: PipelineConfig = DEFAULT_CONFIG) 
         )
         return np.asarray(found, dtype=np.int32).reshape(-1, 4)
     height, width = small.shape[:2]
-    found_all = []
+    found_all: list[np.ndarray] = []
     image = small
     while image.shape[0] >= win_h and image.shape[1] >= win_w:
         fy, fx = height / image.shape[0], width / image.shape[1]  # ``small`` pixels per octave pixel
         lo = math.ceil(min_side / min(fx, fy))
         if lo <= 2 * max(win_w, win_h) - 1:
-            found = cascade.detectMultiScale(
+            hits = cascade.detectMultiScale(
                 image,
                 scaleFactor=config.scale_factor,
                 minNeighbors=0,
                 minSize=(lo, lo),
                 maxSize=(2 * win_w - 1, 2 * win_h - 1),  # scales < 2: the 2-pixel step
             )
-            found = np.asarray(found, dtype=np.float64).reshape(-1, 4)
-            if len(found):
-                found_all.append(np.rint(found * (fx, fy, fx, fy)))
+            octave = np.asarray(hits, dtype=np.float64).reshape(-1, 4)
+            if len(octave):
+                found_all.append(np.rint(octave * (fx, fy, fx, fy)))
         image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
     if not found_all:
         return np.zeros((0, 4), np.int32)
-    return np.concatenate(found_all).astype(np.int32)
+    boxes: np.ndarray = np.concatenate(found_all).astype(np.int32)
+    return boxes
 
 
 def group_candidates(candidates: np.ndarray, min_neighbors: int) -> np.ndarray:
@@ -365,9 +387,9 @@ def group_candidates(candidates: np.ndarray, min_neighbors: int) -> np.ndarray:
     """
     if min_neighbors <= 0 or len(candidates) == 0:
         return candidates
-    grouped, weights = cv2.groupRectangles(candidates.tolist(), min_neighbors, 0.2)
-    grouped = np.asarray(grouped, dtype=np.int32).reshape(-1, 4)
-    weights = np.asarray(weights, dtype=np.int64).reshape(-1)
+    rects, counts = cv2.groupRectangles(candidates.tolist(), min_neighbors, 0.2)
+    grouped = np.asarray(rects, dtype=np.int32).reshape(-1, 4)
+    weights = np.asarray(counts, dtype=np.int64).reshape(-1)
     return suppress_overlaps(grouped, weights)
 
 
@@ -415,8 +437,9 @@ def blazeface_faces(gray: np.ndarray, config: PipelineConfig = DEFAULT_CONFIG) -
     height, width = gray.shape[:2]
     detector = face_detector.blazeface("short", config.min_score)
     short = min(height, width)
-    found = detector.detect(gray, min_face=config.min_face * short, max_faces=config.max_faces,
-                            fallback_face=config.fallback_face * short)
+    found = detector.detect(
+        gray, min_face=config.min_face * short, max_faces=config.max_faces, fallback_face=config.fallback_face * short
+    )
     boxes = []
     for face in found:
         x0, y0, x1, y1 = face.box
@@ -449,17 +472,21 @@ def frame_faces(gray: np.ndarray, boxes: Sequence[Box], config: PipelineConfig =
         half = 0.75 * side  # covers the square at any rotation (sqrt(2) / 2 < 0.75)
         x0, y0 = math.floor(cx - half), math.floor(cy - half)
         x1, y1 = math.ceil(cx + half), math.ceil(cy + half)
-        region = gray[max(0, y0):min(height, y1), max(0, x0):min(width, x1)]
-        region = cv2.copyMakeBorder(region, max(0, -y0), max(0, y1 - height), max(0, -x0), max(0, x1 - width),
-                                    cv2.BORDER_REPLICATE)
+        region = gray[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)]
+        region = cv2.copyMakeBorder(
+            region, max(0, -y0), max(0, y1 - height), max(0, -x0), max(0, x1 - width), cv2.BORDER_REPLICATE
+        )
         k = min(1.0, out / side)
         if k < 1.0:
-            region = cv2.resize(region, (max(1, round(region.shape[1] * k)), max(1, round(region.shape[0] * k))),
-                                interpolation=cv2.INTER_AREA)
+            region = cv2.resize(
+                region,
+                (max(1, round(region.shape[1] * k)), max(1, round(region.shape[0] * k))),
+                interpolation=cv2.INTER_AREA,
+            )
         kx, ky = region.shape[1] / (x1 - x0), region.shape[0] / (y1 - y0)
         centre = ((cx - x0) * kx, (cy - y0) * ky)
         angle = math.copysign(max(0.0, abs(box.angle) - config.align_slack), box.angle) if config.align else 0.0
-        m = cv2.getRotationMatrix2D(centre, angle, out / (side * kx))
+        m = np.asarray(cv2.getRotationMatrix2D(centre, angle, out / (side * kx)), dtype=np.float64)
         m[:, 2] += (out / 2 - centre[0], out / 2 - centre[1])
         patch = cv2.warpAffine(region, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         crops[i] = cv2.resize(patch, (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
@@ -524,8 +551,10 @@ def aggregate_faces(faces: Sequence[FaceResult], width: int, height: int) -> Fac
         weights = np.ones(len(faces))
     weights = weights / weights.sum()
     labels = list(faces[0].probabilities)
-    probs = {name: round(float(sum(w * f.probabilities.get(name, 0.0) for w, f in zip(weights, faces))), 6)
-             for name in labels}
+    probs = {
+        name: round(float(sum(w * f.probabilities.get(name, 0.0) for w, f in zip(weights, faces))), 6)
+        for name in labels
+    }
     return FaceResult(
         index=0,
         box=Box(0, 0, int(width), int(height)),

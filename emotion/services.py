@@ -258,7 +258,9 @@ def _read_image_bytes(analysis: ImageAnalysis) -> bytes:
     else:
         field = analysis.image
     if not field:
-        raise pipeline.PipelineError("The image is no longer stored (it was deleted after an earlier analysis).", "gone")
+        raise pipeline.PipelineError(
+            "The image is no longer stored (it was deleted after an earlier analysis).", "gone"
+        )
     try:
         with field.storage.open(field.name, "rb") as handle:
             return read_upload(handle)
@@ -361,7 +363,7 @@ def analysis_run(
         )
     except pipeline.PipelineError as exc:
         error = exc.message
-    except Exception as exc:  # noqa: BLE001 - a model/runtime fault must not loop: record it
+    except Exception as exc:
         logger.exception("Emotion analysis %s failed unexpectedly", analysis_id)
         error = f"Internal error while analysing the image ({type(exc).__name__})."
     elapsed_ms = (timezone.now() - started).total_seconds() * 1000.0

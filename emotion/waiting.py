@@ -9,8 +9,8 @@ request that gets no slot is answered 202 at once, as without ``?wait``.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 from django.conf import settings
 from django.core.cache import cache
@@ -46,10 +46,8 @@ def _take_user_slot(user_id: int) -> bool:
 
 
 def _release_user_slot(user_id: int) -> None:
-    try:
+    with suppress(ValueError):
         cache.decr(_user_key(user_id))
-    except ValueError:
-        pass
 
 
 @contextmanager

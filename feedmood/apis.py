@@ -19,10 +19,10 @@ from rest_framework.views import APIView
 
 from feedmood import accounts, selectors, services
 from feedmood.images import EXTENSION_MIME_TYPES
+from feedmood.lockout import login_lockout_seconds, login_success_record
 from feedmood.models import HALF_LIFE_MAX_HOURS, HALF_LIFE_MIN_HOURS, POST_TEXT_MAX_LENGTH, Profile
 from feedmood.pagination import get_paginated_response, paginated_serializer
 from feedmood.serializers import PostOutputSerializer, UserSummarySerializer, display_name_of
-from feedmood.lockout import login_lockout_seconds, login_success_record
 from feedmood.throttling import SignupThrottle, UploadThrottle
 from feedmood.validators import validate_finite
 

@@ -16,6 +16,7 @@ message; DRF's exception handler turns it into a 400.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import warnings
@@ -124,7 +125,7 @@ def _open_checked(
             raise ValidationError(
                 "Not an image: the data could not be decoded as JPEG, PNG or WebP.", code="not_an_image"
             ) from None
-        except Exception as exc:  # noqa: BLE001 - any decoder failure on untrusted input is a 400
+        except Exception as exc:
             raise ValidationError(
                 "Not an image: %(reason)s", code="not_an_image", params={"reason": _reason(exc)}
             ) from None
@@ -147,7 +148,7 @@ def _open_checked(
             img.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise _too_many_pixels(limit, width, height) from None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ValidationError(
                 "Not an image: the %(format)s file is truncated or corrupt (%(reason)s).",
                 code="corrupt",
@@ -193,10 +194,8 @@ def read_upload(uploaded_file: IO[bytes], *, max_bytes: int | None = None) -> by
     if size is not None and size > limit:
         raise _too_large(size, limit)
     if hasattr(uploaded_file, "seek"):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             uploaded_file.seek(0)
-        except (OSError, ValueError):
-            pass
     data = uploaded_file.read(limit + 1)
     if len(data) > limit:
         raise _too_large(size if size is not None else len(data), limit)
@@ -241,7 +240,9 @@ def _high_depth_to_gray(img: Image.Image, max_side: int | None = None) -> Image.
     """
     if max_side is not None and max(img.size) > max_side:
         scale = max_side / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR)
+        img = img.resize(
+            (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR
+        )
     arr = np.asarray(img)  # uint16, int32 or float32: the decoded depth, no wider
     peak = 65535.0 if (img.mode.startswith("I;16") or arr.max(initial=0) > 255) else 255.0
     out = np.empty(arr.shape, dtype=np.uint8)
@@ -315,7 +316,7 @@ def decode_image_to_array(
             return np.array(img, dtype=np.uint8)
     except ValidationError:
         raise
-    except Exception as exc:  # noqa: BLE001 - e.g. malformed EXIF on untrusted input
+    except Exception as exc:
         raise ValidationError(
             "Not an image: the file could not be decoded (%(reason)s).",
             code="corrupt",

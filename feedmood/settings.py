@@ -93,7 +93,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # psycopg 3 sends parameters apart from the SQL and prepares statements it sees repeatedly:
     # less quoting work in Python and no re-planning in PostgreSQL on the hot read paths.
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool("DATABASE_SERVER_SIDE_BINDING", True)
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
+        "DATABASE_SERVER_SIDE_BINDING", True
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (throttling state; shared across processes when Redis is set) -----
@@ -287,8 +289,9 @@ FEEDMOOD_RESCORING_MAX_FAILED_RATIO = env_float("FEEDMOOD_RESCORING_MAX_FAILED_R
 FEEDMOOD_MODEL_DIR = Path(env_str("FEEDMOOD_MODEL_DIR", str(BASE_DIR / "ml" / "artifacts" / "ferplus")))
 # Test-time flip of the emotion model: "card" (default) follows each artifact; off halves the work per face
 # (a card's other_tta calibration keeps the probabilities calibrated; the model cards give the accuracy cost).
-FEEDMOOD_MODEL_TTA = None if env_str("FEEDMOOD_MODEL_TTA", "card").strip().lower() == "card" else env_bool(
-    "FEEDMOOD_MODEL_TTA", False)
+FEEDMOOD_MODEL_TTA = (
+    None if env_str("FEEDMOOD_MODEL_TTA", "card").strip().lower() == "card" else env_bool("FEEDMOOD_MODEL_TTA", False)
+)
 #: One-to-one relations of the user read with the API token (feedmood.authentication): the feed needs both.
 FEEDMOOD_AUTH_USER_RELATED = ("profile", "mood_state")
 FEEDMOOD_MAX_UPLOAD_BYTES = env_int("FEEDMOOD_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)

@@ -11,6 +11,7 @@ A process killed mid-write can still leave a ``.partial-*`` file:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import Any
@@ -34,10 +35,8 @@ class AtomicFileSystemStorage(FileSystemStorage):
                 os.fsync(handle.fileno())
             full_path = self._link_available(partial, name)
         finally:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
-            except FileNotFoundError:
-                pass
         if self.file_permissions_mode is not None:
             os.chmod(full_path, self.file_permissions_mode)
         self._ensure_location_group_id(full_path)

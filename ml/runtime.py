@@ -97,7 +97,7 @@ def as_faces(faces: Any) -> np.ndarray:
     return np.ascontiguousarray(faces)
 
 
-def other_tta_for(card: dict, tta: bool) -> dict | None:
+def other_tta_for(card: dict[str, Any], tta: bool) -> dict[str, Any] | None:
     """The card's `other_tta` entry when it describes this TTA mode and the card's own mode is the other one."""
     other = card.get("other_tta")
     if tta != bool(card.get("tta", False)) and isinstance(other, dict) and other.get("tta") == tta:
@@ -105,7 +105,7 @@ def other_tta_for(card: dict, tta: bool) -> dict | None:
     return None
 
 
-def card_temperature(card: dict, tta: bool) -> float:
+def card_temperature(card: dict[str, Any], tta: bool) -> float:
     """The card's temperature for this TTA mode: its own, or `other_tta`'s when the mode is flipped.
 
     A card without a calibration for the asked mode gives its own temperature (fitted for the other mode).
@@ -114,7 +114,7 @@ def card_temperature(card: dict, tta: bool) -> float:
     return float(other["temperature"] if other is not None else card.get("temperature", 1.0))
 
 
-def card_class_bias(card: dict, tta: bool) -> np.ndarray | None:
+def card_class_bias(card: dict[str, Any], tta: bool) -> np.ndarray | None:
     """The card's per-class calibration offsets for this TTA mode (its own, or `other_tta`'s), or None."""
     other = other_tta_for(card, tta)
     return checked_class_bias((other if other is not None else card).get("class_bias"), len(card.get("labels") or []))
@@ -130,7 +130,7 @@ def checked_class_bias(value: Any, labels: int) -> np.ndarray | None:
     return bias
 
 
-def card_flip_below(card: dict, tta: bool) -> float:
+def card_flip_below(card: dict[str, Any], tta: bool) -> float:
     """The card's selective-flip threshold when it runs in its own TTA mode with one, else inf (flip every face)."""
     value = card.get("tta_flip_below")
     if tta != bool(card.get("tta", False)) or value is None:
@@ -169,7 +169,7 @@ class _TFLiteBackend:
         self.model_path = model_path
         self.threads = threads
         self._content: bytes | None = None
-        self._interpreters: dict[int, tuple[Any, dict, dict]] = {}
+        self._interpreters: dict[int, tuple[Any, dict[str, Any], dict[str, Any]]] = {}
         self._abandoned: list[Any] = []
         self.created = 0  # interpreters built so far (tests and diagnostics)
 
@@ -180,7 +180,7 @@ class _TFLiteBackend:
         self._abandoned.extend(self._interpreters.values())
         self._interpreters = {}
 
-    def _interpreter(self, batch: int) -> tuple[Any, dict, dict]:
+    def _interpreter(self, batch: int) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         entry = self._interpreters.get(batch)
         if entry is None:
             from ai_edge_litert.interpreter import Interpreter
@@ -301,7 +301,7 @@ class EmotionClassifier:
 
     def __init__(
         self,
-        card: dict,
+        card: dict[str, Any],
         directory: Path,
         *,
         temperature: float | None = None,
@@ -350,7 +350,7 @@ class EmotionClassifier:
     @classmethod
     def load(
         cls,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         *,
         temperature: float | None = None,
         tta: bool | None = None,
@@ -447,7 +447,7 @@ class EmotionClassifier:
 
 
 def _reload(
-    card: dict,
+    card: dict[str, Any],
     directory: str,
     temperature: float,
     tta: bool,

@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
-from typing import Any, Iterable, NamedTuple
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
@@ -159,9 +160,7 @@ def mood_report(*, user: AbstractBaseUser, now: datetime | None = None, profile:
         mood = estimate_mood(readings, now=now, half_life_hours=half_life)
         return MoodReport(mood if mood.known else Mood.unknown(NO_SELFIE), half_life, now, version)
     mood = mood_from_sums(sums_of(state), now=now, half_life_hours=half_life)
-    return MoodReport(
-        mood if mood.known else Mood.unknown(NO_SELFIE), half_life, state.as_of, state.model_version_id
-    )
+    return MoodReport(mood if mood.known else Mood.unknown(NO_SELFIE), half_life, state.as_of, state.model_version_id)
 
 
 def mood_get(*, user: AbstractBaseUser, now: datetime | None = None) -> Mood:
@@ -203,12 +202,18 @@ def followee_ids_of(*, user_id: int) -> list[int]:
     return list(Follow.objects.filter(follower_id=user_id).values_list("followee_id", flat=True))
 
 
-def _affect(valence: float | None, arousal: float | None, confidence: float | None, dominant: str | None,
-            faces: int | None) -> Affect | None:
+def _affect(
+    valence: float | None, arousal: float | None, confidence: float | None, dominant: str | None, faces: int | None
+) -> Affect | None:
     if valence is None or arousal is None:
         return None
-    return Affect(valence=valence, arousal=arousal, confidence=confidence or 0.0,
-                  dominant_emotion=dominant or "", face_count=faces or 0)
+    return Affect(
+        valence=valence,
+        arousal=arousal,
+        confidence=confidence or 0.0,
+        dominant_emotion=dominant or "",
+        face_count=faces or 0,
+    )
 
 
 _LATERAL_SQL = """
@@ -278,7 +283,9 @@ def network_candidate_rows(
             return cursor.fetchall()
     rows = list(
         Post.objects.filter(author_id__in=authors, created_at__lte=snapshot, created_at__gt=since)
-        .annotate(rn=Window(RowNumber(), partition_by=[F("author_id")], order_by=[F("created_at").desc(), F("id").desc()]))
+        .annotate(
+            rn=Window(RowNumber(), partition_by=[F("author_id")], order_by=[F("created_at").desc(), F("id").desc()])
+        )
         .filter(rn__lte=per_author)
         .order_by("-created_at", "-id")
         .values_list("id", "author_id", "created_at", "like_count")[:limit]
@@ -373,9 +380,7 @@ def _affects_for(post_ids: list[int], source: str = PostAffect.Source.FACES) -> 
     rows = PostAffect.objects.filter(post_id__in=post_ids, source=source)
     if source == PostAffect.Source.FACES:
         rows = rows.filter(model_version__is_active=True)
-    rows = rows.values_list(
-        "post_id", "valence", "arousal", "confidence", "dominant_emotion", "face_count"
-    )
+    rows = rows.values_list("post_id", "valence", "arousal", "confidence", "dominant_emotion", "face_count")
     for pid, v, a, c, dom, faces in rows:
         affect = _text_affect(v, a, c) if source == PostAffect.Source.TEXT else _affect(v, a, c, dom, faces)
         if affect is not None:
@@ -434,7 +439,7 @@ def _popular_key(bucket: int) -> str:
 
 def _popular_rows(bucket: int, ttl: int) -> list[tuple[Any, ...]]:
     """The popular list of one time bucket, as cacheable tuples (affect included)."""
-    bucket_end = datetime.fromtimestamp((bucket + 1) * ttl, tz=dt_timezone.utc)
+    bucket_end = datetime.fromtimestamp((bucket + 1) * ttl, tz=UTC)
     top = list(
         Post.objects.filter(
             created_at__gt=bucket_end - timedelta(hours=conf.get("POPULAR_WINDOW_HOURS")),

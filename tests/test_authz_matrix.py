@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from emotion.fixtures import face_jpeg, fer_model, fer_model_dir, upload  # noqa: F401
 from emotion.models import ImageAnalysis
-from django.test import Client
 
 ROLES = ("anon", "other", "owner", "staff")
 
@@ -43,35 +43,88 @@ def same(status: int, anon: int = 401) -> dict[str, int]:
 ROWS = [
     Row("feedmood:health", "get", "/api/health/", same(200, anon=200)),
     Row("feedmood:signup", "post", "/api/auth/signup/", same(201, anon=201), body="signup"),
-    Row("feedmood:token", "post", "/api/auth/token/", same(200, anon=200), body={"username": "owner", "password": "pw-Owner-123456"}),
+    Row(
+        "feedmood:token",
+        "post",
+        "/api/auth/token/",
+        same(200, anon=200),
+        body={"username": "owner", "password": "pw-Owner-123456"},
+    ),
     Row("feedmood:me", "get", "/api/me/", same(200)),
     Row("feedmood:me", "patch", "/api/me/", same(200), body={"display_name": "X"}),
     # Deleting re-authenticates the CALLER: the owner's password deletes only the owner's own account.
-    Row("feedmood:me", "delete", "/api/me/", {"anon": 401, "other": 400, "owner": 204, "staff": 400}, body={"password": "pw-Owner-123456"}),
+    Row(
+        "feedmood:me",
+        "delete",
+        "/api/me/",
+        {"anon": 401, "other": 400, "owner": 204, "staff": 400},
+        body={"password": "pw-Owner-123456"},
+    ),
     Row("feedmood:logout", "post", "/api/auth/logout/", same(204)),
-    Row("feedmood:password-change", "post", "/api/me/password/", {"anon": 401, "other": 400, "owner": 200, "staff": 400},
-        body={"old_password": "pw-Owner-123456", "new_password": "A-very-good-password-42"}),
-    Row("feedmood:password-reset", "post", "/api/auth/password-reset/", same(202, anon=202), body={"email": "owner@example.org"}),
-    Row("feedmood:password-reset-confirm", "post", "/api/auth/password-reset/confirm/", same(400, anon=400),
-        body={"uid": "MQ", "token": "forged", "new_password": "A-very-good-password-42"}),
+    Row(
+        "feedmood:password-change",
+        "post",
+        "/api/me/password/",
+        {"anon": 401, "other": 400, "owner": 200, "staff": 400},
+        body={"old_password": "pw-Owner-123456", "new_password": "A-very-good-password-42"},
+    ),
+    Row(
+        "feedmood:password-reset",
+        "post",
+        "/api/auth/password-reset/",
+        same(202, anon=202),
+        body={"email": "owner@example.org"},
+    ),
+    Row(
+        "feedmood:password-reset-confirm",
+        "post",
+        "/api/auth/password-reset/confirm/",
+        same(400, anon=400),
+        body={"uid": "MQ", "token": "forged", "new_password": "A-very-good-password-42"},
+    ),
     Row("feedmood:account-export", "get", "/api/me/export/", same(200)),
     Row("feedmood:user-detail", "get", "/api/users/{owner}/", same(200)),
     Row("feedmood:user-detail", "patch", "/api/users/{owner}/", same(405), body={"display_name": "pwned"}),
-    Row("feedmood:user-follow", "post", "/api/users/{owner}/follow/", {"anon": 401, "other": 201, "owner": 400, "staff": 201}),
+    Row(
+        "feedmood:user-follow",
+        "post",
+        "/api/users/{owner}/follow/",
+        {"anon": 401, "other": 201, "owner": 400, "staff": 201},
+    ),
     Row("feedmood:user-follow", "delete", "/api/users/{owner}/follow/", same(200)),
     Row("feedmood:user-followers", "get", "/api/users/{owner}/followers/", same(200)),
     Row("feedmood:user-following", "get", "/api/users/{owner}/following/", same(200)),
     Row("feedmood:post-list", "get", "/api/posts/", same(200)),
     Row("feedmood:post-list", "post", "/api/posts/", same(201), body={"text": "hi"}),
     Row("feedmood:post-detail", "get", "/api/posts/{post}/", same(200)),
-    Row("feedmood:post-detail", "delete", "/api/posts/{post}/", {"anon": 401, "other": 403, "owner": 204, "staff": 403}),
-    Row("feedmood:post-detail", "patch", "/api/posts/{post}/", {"anon": 401, "other": 405, "owner": 405, "staff": 405}, body={"text": "x"}),
+    Row(
+        "feedmood:post-detail", "delete", "/api/posts/{post}/", {"anon": 401, "other": 403, "owner": 204, "staff": 403}
+    ),
+    Row(
+        "feedmood:post-detail",
+        "patch",
+        "/api/posts/{post}/",
+        {"anon": 401, "other": 405, "owner": 405, "staff": 405},
+        body={"text": "x"},
+    ),
     Row("feedmood:post-image", "get", "/api/posts/{post}/image/", same(200)),
     Row("feedmood:post-like", "post", "/api/posts/{post}/like/", same(201)),
     Row("feedmood:post-like", "delete", "/api/posts/{post}/like/", same(200)),
     # Only the owner consented: others get 403 (consent required).
-    Row("emotion:selfie-create", "post", "/api/selfies/", {"anon": 401, "other": 403, "owner": 202, "staff": 403}, body="selfie", fmt="multipart"),
-    Row("emotion:analysis-detail", "get", "/api/analyses/{analysis}/", {"anon": 401, "other": 404, "owner": 200, "staff": 404}),
+    Row(
+        "emotion:selfie-create",
+        "post",
+        "/api/selfies/",
+        {"anon": 401, "other": 403, "owner": 202, "staff": 403},
+        body="selfie",
+        fmt="multipart",
+    ),
+    Row(
+        "emotion:analysis-detail",
+        "get",
+        "/api/analyses/{analysis}/",
+        {"anon": 401, "other": 404, "owner": 200, "staff": 404},
+    ),
     Row("emotion:my-emotions", "get", "/api/me/emotions/", same(200)),
     Row("emotion:my-emotions", "delete", "/api/me/emotions/", same((200, 204))),
     Row("emotion:my-emotions-export", "get", "/api/me/emotions/export/", same(200)),
@@ -122,7 +175,9 @@ def world(make_user, client_for, fer_model, face_jpeg, django_capture_on_commit_
     with django_capture_on_commit_callbacks(execute=True):
         post = owner_client.post("/api/posts/", {"text": "mine", "image": image}, format="multipart").json()
     assert ImageAnalysis.objects.get(post_id=post["id"]).face_count == 1
-    analysis = ImageAnalysis.objects.create(owner=owner, source=ImageAnalysis.Source.SELFIE, status=ImageAnalysis.Status.NO_FACE)
+    analysis = ImageAnalysis.objects.create(
+        owner=owner, source=ImageAnalysis.Source.SELFIE, status=ImageAnalysis.Status.NO_FACE
+    )
     return {
         "users": {"owner": owner, "other": other, "staff": staff},
         "clients": {"anon": APIClient(), "owner": owner_client, "other": client_for(other), "staff": client_for(staff)},
@@ -167,7 +222,11 @@ def test_admin_and_dashboard_are_staff_only(world: dict[str, Any], role: str, pa
     if role == "staff":
         assert response.status_code == 200, (path, response.status_code)
     else:
-        assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), (role, path, response.status_code)
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), (
+            role,
+            path,
+            response.status_code,
+        )
 
 
 def test_face_post_readings_are_not_exposed_through_the_post(world: dict[str, Any]) -> None:
@@ -182,10 +241,16 @@ def test_face_post_readings_are_not_exposed_through_the_post(world: dict[str, An
 # --- What each role sees ---------------------------------------------------------------------
 
 
-def test_emotion_data_is_visible_to_its_owner_only(world: dict[str, Any], face_jpeg: bytes, django_capture_on_commit_callbacks) -> None:
+def test_emotion_data_is_visible_to_its_owner_only(
+    world: dict[str, Any], face_jpeg: bytes, django_capture_on_commit_callbacks
+) -> None:
     clients = world["clients"]
     with django_capture_on_commit_callbacks(execute=True):
-        selfie = clients["owner"].post("/api/selfies/?wait=5", {"image": SimpleUploadedFile("s.jpg", face_jpeg, content_type="image/jpeg")}, format="multipart")
+        selfie = clients["owner"].post(
+            "/api/selfies/?wait=5",
+            {"image": SimpleUploadedFile("s.jpg", face_jpeg, content_type="image/jpeg")},
+            format="multipart",
+        )
     assert selfie.status_code in (200, 201, 202), selfie.content
     analysis_id = selfie.json()["id"]
     assert ImageAnalysis.objects.get(pk=analysis_id).status == "done"
@@ -225,7 +290,9 @@ def test_the_account_export_holds_the_callers_data_only(world: dict[str, Any]) -
         response = world["clients"][role].get("/api/me/export/")
         archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
         assert json.loads(archive.read("profile.json"))["username"] == role
-        assert json.loads(archive.read("posts.json")) == [] and not any(n.startswith("images/") for n in archive.namelist())
+        assert json.loads(archive.read("posts.json")) == [] and not any(
+            n.startswith("images/") for n in archive.namelist()
+        )
 
 
 def test_other_users_cannot_erase_owner_readings(world: dict[str, Any]) -> None:
@@ -248,7 +315,9 @@ def tight_rates(settings):
 
 def test_anonymous_throttle(db, tight_rates) -> None:
     client = APIClient()
-    codes = [client.post("/api/auth/token/", {"username": "x", "password": "y"}, format="json").status_code for _ in range(5)]
+    codes = [
+        client.post("/api/auth/token/", {"username": "x", "password": "y"}, format="json").status_code for _ in range(5)
+    ]
     assert codes[:3] == [400, 400, 400] and codes[3:] == [429, 429], codes
 
 
@@ -261,7 +330,10 @@ def test_user_throttle(make_user, client_for, tight_rates) -> None:
 
 
 def test_upload_throttle_counts_writes_only(make_user, client_for, settings) -> None:
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": "100/min", "anon": "100/min", "uploads": "2/min"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"user": "100/min", "anon": "100/min", "uploads": "2/min"},
+    }
     client = client_for(make_user(username="u3"))
     codes = [client.post("/api/posts/", {"text": f"p{i}"}, format="json").status_code for i in range(3)]
     assert codes == [201, 201, 429], codes
@@ -275,16 +347,24 @@ def test_upload_throttle_counts_writes_only(make_user, client_for, settings) -> 
 ADMIN_ROLES = ("anon", "user", "staff", "staff_with_dashboard_permission", "superuser")
 #: (path, {role: status}): 302 is the redirect to the admin login page.
 ADMIN_ROWS = [
-    ("/admin/dashboard/", {"anon": 302, "user": 302, "staff": 403, "staff_with_dashboard_permission": 200,
-                           "superuser": 200}),
+    (
+        "/admin/dashboard/",
+        {"anon": 302, "user": 302, "staff": 403, "staff_with_dashboard_permission": 200, "superuser": 200},
+    ),
     ("/admin/", {"anon": 302, "user": 302, "staff": 200, "staff_with_dashboard_permission": 200, "superuser": 200}),
     # Per-person emotion data has no admin page, for anyone.
-    ("/admin/emotion/facereading/", {"anon": 302, "user": 302, "staff": 404, "staff_with_dashboard_permission": 404,
-                                     "superuser": 404}),
-    ("/admin/recommender/moodstate/", {"anon": 302, "user": 302, "staff": 404,
-                                       "staff_with_dashboard_permission": 404, "superuser": 404}),
-    ("/admin/recommender/postaffect/", {"anon": 302, "user": 302, "staff": 404,
-                                        "staff_with_dashboard_permission": 404, "superuser": 404}),
+    (
+        "/admin/emotion/facereading/",
+        {"anon": 302, "user": 302, "staff": 404, "staff_with_dashboard_permission": 404, "superuser": 404},
+    ),
+    (
+        "/admin/recommender/moodstate/",
+        {"anon": 302, "user": 302, "staff": 404, "staff_with_dashboard_permission": 404, "superuser": 404},
+    ),
+    (
+        "/admin/recommender/postaffect/",
+        {"anon": 302, "user": 302, "staff": 404, "staff_with_dashboard_permission": 404, "superuser": 404},
+    ),
 ]
 
 
@@ -301,4 +381,3 @@ def test_admin_matrix(make_user, role: str, path: str, expected: dict[str, int])
             user.user_permissions.add(Permission.objects.get(codename="view_emotion_dashboard"))
         client.force_login(user)
     assert client.get(path).status_code == expected[role]
-

@@ -23,7 +23,8 @@ import socket
 import subprocess
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,7 +51,6 @@ pytestmark = [
 
 DUMMY_QUEUE = f"faults-idle-{uuid.uuid4().hex[:6]}"
 FINAL = ImageAnalysis.FINAL_STATUSES
-
 
 
 def make_analyses(user: Any, data: bytes, n: int) -> list[int]:
@@ -90,19 +90,29 @@ def faults_env(request, transactional_db, settings, tmp_path):
     return dict(worker.env)
 
 
-def test_worker_sigkilled_mid_batch(faults_env, throwaway_redis, consenting_user, fer_model, face_jpeg, tmp_path) -> None:
+def test_worker_sigkilled_mid_batch(
+    faults_env, throwaway_redis, consenting_user, fer_model, face_jpeg, tmp_path
+) -> None:
     """Recovery only by production mechanisms: kombu's redelivery of unacked messages (visibility timeout set to
     3 s here; 3600 s in production) and beat's stale sweep (timings ``FAST_SWEEP``) for a message lost outright."""
     n = 12
     ids = make_analyses(consenting_user, face_jpeg, n)
     url = throwaway_redis["url"]
-    env = {**faults_env, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url, "REDIS_URL": url,
-           "CELERY_VISIBILITY_TIMEOUT": "3", **FAST_SWEEP}
+    env = {
+        **faults_env,
+        "CELERY_BROKER_URL": url,
+        "CELERY_RESULT_BACKEND": url,
+        "REDIS_URL": url,
+        "CELERY_VISIBILITY_TIMEOUT": "3",
+        **FAST_SWEEP,
+    }
     _send_analyses(url, ids)
     log = tmp_path / "w1.log"
     w1 = start_worker(env, "fer", log, concurrency=2)
     try:
-        wait_for(lambda: 1 <= final_count(ids) < n - 2, 60, "part of the batch", lambda: log.read_text(errors="replace"))
+        wait_for(
+            lambda: 1 <= final_count(ids) < n - 2, 60, "part of the batch", lambda: log.read_text(errors="replace")
+        )
     finally:
         stop_worker(w1, signal.SIGKILL)
     done_before = final_count(ids)
@@ -130,8 +140,19 @@ def throwaway_redis(tmp_path) -> Iterator[dict[str, Any]]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cmd = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-           "--dir", str(tmp_path)]
+    cmd = [
+        "redis-server",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
     state: dict[str, Any] = {"url": f"redis://127.0.0.1:{port}/0"}
 
     def start() -> None:
@@ -171,8 +192,11 @@ def _send_analyses(broker_url: str, ids: list[int]) -> None:
 
 
 #: Housekeeping timings configured for the Redis-restart test (production: 600 s pending, 240 s processing, every 300 s).
-FAST_SWEEP = {"FEEDMOOD_STALE_PENDING_SECONDS": "4", "FEEDMOOD_STALE_PROCESSING_SECONDS": "8",
-              "FEEDMOOD_REQUEUE_STALE_EVERY_SECONDS": "2"}
+FAST_SWEEP = {
+    "FEEDMOOD_STALE_PENDING_SECONDS": "4",
+    "FEEDMOOD_STALE_PROCESSING_SECONDS": "8",
+    "FEEDMOOD_REQUEUE_STALE_EVERY_SECONDS": "2",
+}
 
 
 def test_redis_restart_loses_queue_and_beat_sweep_recovers(
@@ -218,15 +242,20 @@ def test_postgres_connections_dropped_during_tasks(faults_env, consenting_user, 
         while final_count(ids) < n and time.monotonic() < deadline:
             if time.monotonic() < kill_until:
                 with connection.cursor() as cur:
-                    cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                    cur.execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
                     kills += cur.fetchone()[0]
             time.sleep(0.005 if time.monotonic() < kill_until else 0.15)
         assert final_count(ids) == n, log.read_text(errors="replace")[-4000:]
     finally:
         stop_worker(worker)
     statuses = assert_all_final_once(ids)
-    assert statuses == {"done": n}, (statuses, list(ImageAnalysis.objects.filter(pk__in=ids).values_list("error", flat=True)))
+    assert statuses == {"done": n}, (
+        statuses,
+        list(ImageAnalysis.objects.filter(pk__in=ids).values_list("error", flat=True)),
+    )
     attempts = sum(ImageAnalysis.objects.filter(pk__in=ids).values_list("attempts", flat=True))
     assert kills > 0
     retries = log.read_text(errors="replace").count("Retry in")
@@ -242,14 +271,20 @@ def _slow_16bit_png(side: int = 4000) -> bytes:
     return buf.getvalue()
 
 
-def test_poison_message_ends_failed_after_the_attempt_limit(faults_env, throwaway_redis, consenting_user, fer_model,
-                                                            tmp_path) -> None:
+def test_poison_message_ends_failed_after_the_attempt_limit(
+    faults_env, throwaway_redis, consenting_user, fer_model, tmp_path
+) -> None:
     """A task that kills its pool child every time (here: SIGKILL from the test, like the OOM killer) is
     redelivered (acks_late, reject_on_worker_lost) until FEEDMOOD_ANALYSIS_MAX_ATTEMPTS=3, then ends failed."""
     [pk] = make_analyses(consenting_user, _slow_16bit_png(), 1)
     url = throwaway_redis["url"]
-    env = {**faults_env, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url, "REDIS_URL": url,
-           "FEEDMOOD_ANALYSIS_MAX_ATTEMPTS": "3"}
+    env = {
+        **faults_env,
+        "CELERY_BROKER_URL": url,
+        "CELERY_RESULT_BACKEND": url,
+        "REDIS_URL": url,
+        "FEEDMOOD_ANALYSIS_MAX_ATTEMPTS": "3",
+    }
     log = tmp_path / "w.log"
     worker = start_worker(env, "fer", log, concurrency=1)
     kills = 0
@@ -267,7 +302,11 @@ def test_poison_message_ends_failed_after_the_attempt_limit(faults_env, throwawa
     finally:
         stop_worker(worker)
     row = ImageAnalysis.objects.get(pk=pk)
-    assert row.status == ImageAnalysis.Status.FAILED, (row.status, row.attempts, log.read_text(errors="replace")[-3000:])
+    assert row.status == ImageAnalysis.Status.FAILED, (
+        row.status,
+        row.attempts,
+        log.read_text(errors="replace")[-3000:],
+    )
     assert row.attempts == 3 and kills == 3, (row.attempts, kills)
     assert "abandoned after 3 attempts" in row.error
     print(f"Poison message: children killed={kills} attempts={row.attempts} status={row.status}")

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from tests.conftest import make_image_bytes
 
@@ -23,27 +25,78 @@ FUZZ = hsettings(max_examples=40, deadline=None, suppress_health_check=list(Heal
 
 NASTY_TEXT = st.one_of(
     st.text(max_size=300),
-    st.sampled_from([
-        "", " ", "\x00", "\ud7ff", "\ufeff", "\u202e", "𝕳𝖊𝖑𝖑𝖔", "👩‍👩‍👧‍👦" * 50, "a" * 100_000, "../../etc/passwd",
-        "' OR 1=1 --", "<script>alert(1)</script>", "NaN", "Infinity", "-0", "1e309", "%00", "null",
-    ]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "\ud7ff",
+            "\ufeff",
+            "\u202e",
+            "𝕳𝖊𝖑𝖑𝖔",
+            "👩‍👩‍👧‍👦" * 50,
+            "a" * 100_000,
+            "../../etc/passwd",
+            "' OR 1=1 --",
+            "<script>alert(1)</script>",
+            "NaN",
+            "Infinity",
+            "-0",
+            "1e309",
+            "%00",
+            "null",
+        ]
+    ),
 )
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False), NASTY_TEXT,
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    NASTY_TEXT,
 )
-JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(NASTY_TEXT, inner, max_size=4), max_leaves=12)
+JSON = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(NASTY_TEXT, inner, max_size=4), max_leaves=12
+)
 
-FIELDS = ["username", "password", "display_name", "text", "emotion_consent", "mood_policy", "mood_strength",
-          "mood_half_life_hours", "image", "policy", "strength", "page_size", "cursor", "email", "old_password",
-          "new_password", "uid", "token"]
+FIELDS = [
+    "username",
+    "password",
+    "display_name",
+    "text",
+    "emotion_consent",
+    "mood_policy",
+    "mood_strength",
+    "mood_half_life_hours",
+    "image",
+    "policy",
+    "strength",
+    "page_size",
+    "cursor",
+    "email",
+    "old_password",
+    "new_password",
+    "uid",
+    "token",
+]
 OBJECTS = st.one_of(JSON, st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=6))
 
 RAW_BODIES = st.one_of(
     st.binary(max_size=2000),
-    st.sampled_from([b"{", b"[]", b"NaN", b'{"mood_strength": NaN}', b'{"mood_strength": Infinity}',
-                     b'{"mood_half_life_hours": -Infinity}', b'{"a": 1e999}', b"\xff\xfe{}", b'"' + b"x" * 3_000_000 + b'"',
-                     b"[" * 5000 + b"]" * 5000]),
+    st.sampled_from(
+        [
+            b"{",
+            b"[]",
+            b"NaN",
+            b'{"mood_strength": NaN}',
+            b'{"mood_strength": Infinity}',
+            b'{"mood_half_life_hours": -Infinity}',
+            b'{"a": 1e999}',
+            b"\xff\xfe{}",
+            b'"' + b"x" * 3_000_000 + b'"',
+            b"[" * 5000 + b"]" * 5000,
+        ]
+    ),
 )
 
 WRITE_ENDPOINTS = [
@@ -64,7 +117,10 @@ WRITE_ENDPOINTS = [
 
 @pytest.fixture
 def fuzz_client(make_user, client_for, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": "100000/min", "anon": "100000/min", "uploads": "100000/min"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"user": "100000/min", "anon": "100000/min", "uploads": "100000/min"},
+    }
     alice = make_user(username="alice", emotion_consent=True)
     make_user(username="bob")
     return client_for(alice)
@@ -74,7 +130,11 @@ def assert_not_5xx(response: Any, what: Any) -> None:
     """No 5xx; and every 4xx is JSON with a message (``{"detail": ...}`` or field errors), no traceback."""
     assert response.status_code < 500, (what, response.status_code, response.content[:500])
     if response.status_code >= 400:
-        assert response.get("Content-Type", "").startswith("application/json"), (what, response.status_code, response.content[:300])
+        assert response.get("Content-Type", "").startswith("application/json"), (
+            what,
+            response.status_code,
+            response.content[:300],
+        )
         body = response.json()
         assert isinstance(body, dict) and body and all(body.values()), (what, body)
         assert "Traceback" not in response.content.decode(errors="replace")
@@ -90,14 +150,29 @@ def test_json_bodies_never_5xx(fuzz_client, method: str, path: str, body: Any) -
 
 @pytest.mark.parametrize(("method", "path"), WRITE_ENDPOINTS)
 @hsettings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-@given(raw=RAW_BODIES, ctype=st.sampled_from(["application/json", "text/plain", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", "application/xml"]))
+@given(
+    raw=RAW_BODIES,
+    ctype=st.sampled_from(
+        [
+            "application/json",
+            "text/plain",
+            "multipart/form-data; boundary=x",
+            "application/x-www-form-urlencoded",
+            "application/xml",
+        ]
+    ),
+)
 def test_raw_bodies_never_5xx(fuzz_client, method: str, path: str, raw: bytes, ctype: str) -> None:
     response = getattr(fuzz_client, method)(path, data=raw, content_type=ctype)
     assert_not_5xx(response, (raw[:100], ctype))
 
 
 @FUZZ
-@given(params=st.dictionaries(st.sampled_from(["policy", "strength", "page_size", "cursor", "page", "x"]), NASTY_TEXT, max_size=4))
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["policy", "strength", "page_size", "cursor", "page", "x"]), NASTY_TEXT, max_size=4
+    )
+)
 def test_query_params_never_5xx(fuzz_client, params: dict[str, str]) -> None:
     params = {k: v.replace("\x00", "") if k != "cursor" else v for k, v in params.items()}
     for path in ("/api/feed/", "/api/posts/", "/api/me/emotions/", "/api/users/bob/followers/", "/api/me/mood/"):
@@ -118,7 +193,11 @@ def test_username_paths_never_5xx(fuzz_client, username: str, suffix: str) -> No
         assert_not_5xx(getattr(fuzz_client, method)(path), (method, path))
 
 
-SEED_IMAGES = [make_image_bytes("JPEG", (40, 30)), make_image_bytes("PNG", (40, 30)), make_image_bytes("WEBP", (40, 30))]
+SEED_IMAGES = [
+    make_image_bytes("JPEG", (40, 30)),
+    make_image_bytes("PNG", (40, 30)),
+    make_image_bytes("WEBP", (40, 30)),
+]
 
 
 @st.composite
@@ -139,7 +218,9 @@ def mutated_images(draw: Any) -> bytes:
 
 
 @FUZZ
-@given(data=mutated_images(), name=NASTY_TEXT, field=st.sampled_from(["image", "file", "images", "Image"]), text=NASTY_TEXT)
+@given(
+    data=mutated_images(), name=NASTY_TEXT, field=st.sampled_from(["image", "file", "images", "Image"]), text=NASTY_TEXT
+)
 def test_multipart_post_never_5xx(fuzz_client, data: bytes, name: str, field: str, text: str) -> None:
     name = name.replace("\x00", "")[:200]
     if name.replace("\\", "/").rsplit("/", 1)[-1] in {"", ".", ".."}:
@@ -150,7 +231,11 @@ def test_multipart_post_never_5xx(fuzz_client, data: bytes, name: str, field: st
 
 
 @FUZZ
-@given(data=mutated_images(), field=st.sampled_from(["image", "selfie", "file"]), wait=st.sampled_from(["", "0", "-1", "1e309", "nan", "abc", "0.1"]))
+@given(
+    data=mutated_images(),
+    field=st.sampled_from(["image", "selfie", "file"]),
+    wait=st.sampled_from(["", "0", "-1", "1e309", "nan", "abc", "0.1"]),
+)
 def test_multipart_selfie_never_5xx(fuzz_client, data: bytes, field: str, wait: str) -> None:
     upload = SimpleUploadedFile("s.jpg", data, content_type="image/jpeg")
     response = fuzz_client.post(f"/api/selfies/?wait={wait}", {field: upload}, format="multipart")

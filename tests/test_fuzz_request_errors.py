@@ -37,8 +37,11 @@ def _assert_4xx_with_message(response: Any, expected: int) -> None:
 @pytest.mark.parametrize("method,path", BODY_ENDPOINTS)
 def test_multipart_field_over_the_memory_limit_is_413(client, method: str, path: str) -> None:
     boundary = "BoUnDaRy"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n".encode()
-            + b"a" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1) + f"\r\n--{boundary}--\r\n".encode())
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="text"\r\n\r\n'.encode()
+        + b"a" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     _assert_4xx_with_message(_send(client, method, path, body, f"multipart/form-data; boundary={boundary}"), 413)
 
 
@@ -51,7 +54,7 @@ def test_too_many_form_fields_is_400(client, method: str, path: str) -> None:
 @pytest.mark.parametrize("method,path", BODY_ENDPOINTS)
 def test_too_many_multipart_fields_is_400(client, method: str, path: str) -> None:
     boundary = "BoUnDaRy"
-    part = f"--{boundary}\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n1\r\n"
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="f"\r\n\r\n1\r\n'
     body = (part * (settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1) + f"--{boundary}--\r\n").encode()
     _assert_4xx_with_message(_send(client, method, path, body, f"multipart/form-data; boundary={boundary}"), 400)
 
@@ -64,4 +67,3 @@ def test_nul_in_username_path_is_400(client, path: str) -> None:
 @pytest.mark.parametrize("method", ["post", "delete"])
 def test_nul_in_follow_path_is_400(client, method: str) -> None:
     _assert_4xx_with_message(getattr(client, method)("/api/users/x%00y/follow/"), 400)
-

@@ -24,8 +24,9 @@ def _file(root: Path, name: str, age_seconds: float) -> Path:
 
 def test_sweep_removes_old_unreferenced_files_only(make_user, settings) -> None:
     root = Path(settings.MEDIA_ROOT)
-    post = services.post_create(author=make_user(username="alice"), text="hi",
-                                image=SimpleUploadedFile("a.png", make_image_bytes("PNG")))
+    post = services.post_create(
+        author=make_user(username="alice"), text="hi", image=SimpleUploadedFile("a.png", make_image_bytes("PNG"))
+    )
     kept_post_image = root / post.image.name
     os.utime(kept_post_image, (time.time() - 7200, time.time() - 7200))
     old_orphan = _file(root, "posts/0123abcd.png", 7200)

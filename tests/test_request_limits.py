@@ -15,7 +15,9 @@ def _raw_post(live_server_url: str, path: str, headers: dict[str, str], body: by
     """Send headers and only the first bytes of the announced body; return what the server answers."""
     url = urlparse(live_server_url)
     with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        head = f"POST {path} HTTP/1.1\r\nHost: {url.hostname}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        head = f"POST {path} HTTP/1.1\r\nHost: {url.hostname}\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in headers.items()
+        )
         sock.sendall(head.encode() + b"\r\n" + body)
         answer = b""
         while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings as hsettings
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
 def api_schema(live_server, transactional_db, make_user, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
-                               "DEFAULT_THROTTLE_RATES": {"user": "100000/min", "anon": "100000/min", "uploads": "100000/min"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"user": "100000/min", "anon": "100000/min", "uploads": "100000/min"},
+    }
     from feedmood.accounts import token_issue
 
     user = make_user(username="fuzzer", emotion_consent=True)
@@ -37,9 +40,8 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 @hsettings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_never_5xx(case) -> None:
-    from schemathesis.checks import not_a_server_error
-
     from django.contrib.auth import get_user_model
+    from schemathesis.checks import not_a_server_error
 
     from feedmood.accounts import token_issue
 

@@ -56,8 +56,14 @@ def test_model_tta_setting() -> None:
     assert _settings(FEEDMOOD_MODEL_TTA="off")["TTA"] is False
     assert _settings(FEEDMOOD_MODEL_TTA="On")["TTA"] is True
     assert _settings(FEEDMOOD_MODEL_TTA="card")["TTA"] is None
-    out = subprocess.run([sys.executable, "-c", "import feedmood.settings"], cwd=PROJECT_DIR,
-                         env=_clean_env(FEEDMOOD_MODEL_TTA="sometimes"), capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", "import feedmood.settings"],
+        cwd=PROJECT_DIR,
+        env=_clean_env(FEEDMOOD_MODEL_TTA="sometimes"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0 and "FEEDMOOD_MODEL_TTA='sometimes' is not a boolean" in out.stderr
 
 

@@ -40,8 +40,18 @@ def test_spoofed_x_forwarded_for_does_not_escape_the_anon_throttle(db, rates) ->
 def test_num_proxies_comes_from_the_environment() -> None:
     code = "import feedmood.settings as s; print(s.REST_FRAMEWORK['NUM_PROXIES'])"
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(PROJECT_DIR)}
-    run = lambda **extra: subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, env={**env, **extra},  # noqa: E731
-                                         capture_output=True, text=True, timeout=60).stdout.split()[-1]
+
+    def run(**extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=PROJECT_DIR,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return done.stdout.split()[-1]
+
     assert (run(), run(FEEDMOOD_NUM_PROXIES="1")) == ("0", "1")
 
 
@@ -67,8 +77,9 @@ def admin_login(make_user, client):
     make_user(username="boss", password=PASSWORD, is_staff=True, is_superuser=True)
 
     def _login(username: str, password: str, ip: str = "192.0.2.1") -> bool:
-        response = client.post("/admin/login/?next=/admin/", {"username": username, "password": password},
-                               REMOTE_ADDR=ip)
+        response = client.post(
+            "/admin/login/?next=/admin/", {"username": username, "password": password}, REMOTE_ADDR=ip
+        )
         return response.status_code == 302 and "_auth_user_id" in client.session
 
     return _login
@@ -91,8 +102,12 @@ def test_failed_admin_logins_from_one_address_lock_that_address(admin_login, set
 def test_signup_has_its_own_throttle(db, rates) -> None:
     rates(signup="2/min")
     client = APIClient()
-    codes = [client.post("/api/auth/signup/", {"username": f"u{uuid.uuid4().hex[:8]}", "password": PASSWORD + str(i)},
-                         format="json").status_code for i in range(3)]
+    codes = [
+        client.post(
+            "/api/auth/signup/", {"username": f"u{uuid.uuid4().hex[:8]}", "password": PASSWORD + str(i)}, format="json"
+        ).status_code
+        for i in range(3)
+    ]
     assert codes == [201, 201, 429], codes
 
 

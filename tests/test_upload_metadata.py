@@ -49,8 +49,9 @@ def test_post_image_served_to_another_user_has_no_gps_or_make(make_user, client_
     author, reader = client_for(make_user(username="alice")), client_for(make_user(username="bob"))
     data = _image(fmt)
     assert b"SecretCam" in data
-    post = author.post("/api/posts/", {"text": "hi", "image": SimpleUploadedFile(f"a.{fmt.lower()}", data)},
-                       format="multipart")
+    post = author.post(
+        "/api/posts/", {"text": "hi", "image": SimpleUploadedFile(f"a.{fmt.lower()}", data)}, format="multipart"
+    )
     assert post.status_code == 201, post.content
     served = reader.get(f"/api/posts/{post.json()['id']}/image/")
     assert served.status_code == 200
@@ -66,14 +67,15 @@ def test_orientation_is_applied_before_the_tag_goes(make_user, client_for) -> No
     assert (post.json().get("image_width"), post.json().get("image_height")) in ((20, 40), (None, None))
     img = _assert_clean(b"".join(reader.get(f"/api/posts/{post.json()['id']}/image/").streaming_content))
     assert img.size == (20, 40)
-    r, g, b = img.convert("RGB").getpixel((img.width - 3, 3))  # the marker is now top right
+    r, g, _b = img.convert("RGB").getpixel((img.width - 3, 3))  # the marker is now top right
     assert g > 150 and r < 100
 
 
 def test_stored_selfie_has_no_gps_or_make(consenting_user, client_for, fer_model, settings) -> None:
     settings.FEEDMOOD_RETAIN_SELFIES = True
     response = client_for(consenting_user).post(
-        "/api/selfies/", {"image": SimpleUploadedFile("s.jpg", _image("JPEG"))}, format="multipart")
+        "/api/selfies/", {"image": SimpleUploadedFile("s.jpg", _image("JPEG"))}, format="multipart"
+    )
     assert response.status_code == 202, response.content
     stored = ImageAnalysis.objects.get(pk=response.json()["id"]).image
     _assert_clean((Path(settings.MEDIA_ROOT) / stored.name).read_bytes())

@@ -11,7 +11,6 @@ import pytest
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from emotion import services
 from emotion.fixtures import consenting_user, face_jpeg, fer_model, fer_model_dir, upload  # noqa: F401
 from emotion.models import ImageAnalysis
 from emotion.tasks import analyze_image
@@ -35,7 +34,9 @@ def _stored_selfie(user: Any, data: bytes, **fields: Any) -> ImageAnalysis:
     return analysis
 
 
-def test_an_analysis_delivered_too_often_ends_failed_without_running(consenting_user, fer_model, face_jpeg, settings) -> None:
+def test_an_analysis_delivered_too_often_ends_failed_without_running(
+    consenting_user, fer_model, face_jpeg, settings
+) -> None:
     settings.FEEDMOOD_ANALYSIS_MAX_ATTEMPTS = 3
     # Three deliveries claimed it and never finished (their worker died): the fourth gives up.
     analysis = _stored_selfie(consenting_user, face_jpeg, status=ImageAnalysis.Status.PROCESSING, attempts=3)

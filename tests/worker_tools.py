@@ -1,4 +1,5 @@
 """Helpers shared by the tests that drive real Celery worker processes."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -22,7 +24,9 @@ needs_redis_broker = pytest.mark.skipif(
 )
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, log: Callable[[], str] = str, poll: float = 0.1) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str, log: Callable[[], str] = str, poll: float = 0.1
+) -> Any:
     """Poll `predicate` until it returns something truthy; fail the test with the worker log on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -47,8 +51,14 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
-def start_worker(env: dict[str, str], queues: str, log_path: Path, concurrency: int = 1,
-                 extra_env: dict[str, str] | None = None, beat: bool = False) -> subprocess.Popen:
+def start_worker(
+    env: dict[str, str],
+    queues: str,
+    log_path: Path,
+    concurrency: int = 1,
+    extra_env: dict[str, str] | None = None,
+    beat: bool = False,
+) -> subprocess.Popen:
     """Start `celery worker` on `queues` (comma-separated) in its own session and wait until it is ready.
 
     ``beat=True`` embeds beat (``-B``): the periodic housekeeping runs as in production.
