@@ -172,7 +172,9 @@ def main(tokens_path: str, repeat: int = 30) -> dict[str, Any]:
     with connection.cursor() as cursor:
         cursor.execute(
             "EXPLAIN (ANALYZE, FORMAT JSON) "
-            + selectors._LATERAL_SQL.format(post=Post._meta.db_table, affect=PostAffect._meta.db_table),
+            + selectors._LATERAL_SQL.format(
+                post=Post._meta.db_table, affect=PostAffect._meta.db_table, version=selectors._version_table()
+            ),
             {
                 "authors": authors[users[0].pk],
                 "snapshot": now,
