@@ -192,8 +192,6 @@ class Affect:
     confidence: float
     dominant_emotion: str = ""
     face_count: int = 1
-    #: Where the affect was read: ``faces`` in the post image (never named for other viewers) or ``text``.
-    source: str = "faces"
 
 
 @dataclass(frozen=True)

@@ -345,7 +345,7 @@ def _vac(affect: Affect | None) -> tuple[float | None, float | None, float | Non
 
 
 def _text_affect(valence: float | None, arousal: float | None, confidence: float | None) -> Affect | None:
-    return None if valence is None else Affect(valence, arousal, confidence or 0.0, face_count=0, source="text")
+    return None if valence is None else Affect(valence, arousal, confidence or 0.0, face_count=0)
 
 
 def candidate_from_row(row: CandidateRow, user_id: int) -> Candidate:
