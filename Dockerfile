@@ -1,5 +1,6 @@
 # FeedMood service image: web (gunicorn), Celery workers, beat and the one-shot migrate all run from it.
-FROM python:3.11-slim
+# Debian's Python 3.11 in a virtualenv: bench/image_size.sh replays these steps to measure the image.
+FROM debian:bookworm-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -9,8 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # libpq for psycopg is bundled by psycopg[binary]; OpenCV headless needs libgl-free libs only.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libglib2.0-0 \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
 COPY requirements.txt .
