@@ -17,7 +17,8 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+# pip and setuptools leave in the same layer: the running service never installs anything.
+RUN pip install -r requirements.txt && pip uninstall -y -q pip setuptools
 
 COPY . .
 RUN useradd --create-home --uid 10001 feedmood \

@@ -53,10 +53,18 @@ rm -rf "$root"/var/lib/apt/lists/*
 in_root python3 -m venv /opt/venv
 mkdir -p "$root/app"
 cp requirements.txt "$root/app/"
-in_root /opt/venv/bin/pip install -q --no-cache-dir --disable-pip-version-check -r /app/requirements.txt
+# pip trusts the build host's CA bundle (a registry proxy may sign TLS); the bundle is not left in the image.
+cp /etc/ssl/certs/ca-certificates.crt "$root/tmp/build-ca.crt"
+in_root /opt/venv/bin/pip install -q --no-cache-dir --disable-pip-version-check --cert /tmp/build-ca.crt \
+  -r /app/requirements.txt
+rm -f "$root/tmp/build-ca.crt"
+in_root /opt/venv/bin/pip uninstall -y -q pip setuptools
 # COPY . . honours .dockerignore; the committed tree is the build context.
 git -C "$repo" archive HEAD | tar -x -C "$root/app"
-rm -rf "$root/app/.ci"
+while read -r pattern; do
+  case "$pattern" in "" | "#"* | *"**"*) continue ;; esac
+  rm -rf "${root:?}/app/"$pattern
+done <.dockerignore
 in_root sh -c 'cd /app && DEBUG=0 SECRET_KEY=collectstatic-only STATIC_ROOT=/app/staticfiles python manage.py collectstatic --noinput -v0'
 rm -f "$root/etc/resolv.conf"
 image_mb=$(du -sxm --exclude=proc --exclude=dev "$root" | cut -f1)
