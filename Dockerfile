@@ -1,25 +1,27 @@
 # FeedMood service image: web (gunicorn), Celery workers, beat and the one-shot migrate all run from it.
-# Debian's Python 3.11 in a virtualenv: bench/image_size.sh replays these steps to measure the image.
+# Debian's Python 3.11 and a virtualenv in /opt/venv, built in a first stage so that its build tools stay out of
+# the image. bench/image_size.sh replays these steps to measure the image.
+FROM debian:bookworm-slim AS venv
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates binutils \
+    && rm -rf /var/lib/apt/lists/*
+COPY requirements.txt docker/build-venv.sh /tmp/build/
+RUN sh /tmp/build/build-venv.sh /tmp/build/requirements.txt
+
 FROM debian:bookworm-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_SETTINGS_MODULE=feedmood.settings
 
 # libpq for psycopg is bundled by psycopg[binary]; OpenCV headless needs libgl-free libs only.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates libglib2.0-0 \
+    && apt-get install -y --no-install-recommends python3 ca-certificates libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
-RUN python3 -m venv /opt/venv
+COPY --from=venv /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
-COPY requirements.txt .
-# pip and setuptools leave in the same layer: the running service never installs anything.
-RUN pip install -r requirements.txt && pip uninstall -y -q pip setuptools
-
 COPY . .
 RUN useradd --create-home --uid 10001 feedmood \
     && mkdir -p /data/media /app/staticfiles \

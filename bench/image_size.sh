@@ -36,35 +36,45 @@ EOF
   debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >"$work/debootstrap.log"
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-mount --bind /proc "$root/proc"
-mount --bind /dev "$root/dev"
-mount --bind /dev/pts "$root/dev/pts"
+mount_all() { for m in proc dev dev/pts; do mount --bind "/$m" "$1/$m"; done; }
+mount_all "$root"
 in_root apt-get clean
 rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/*/changelog* "$root"/usr/share/man/* "$root"/usr/share/locale/*
 base_mb=$(du -sxm "$root" | cut -f1)
 
-# 2. The Dockerfile's RUN steps, in order.
-sed -n 's/^RUN apt-get install -y --no-install-recommends //p; s/^[[:space:]]*&& apt-get install -y --no-install-recommends \(.*\)[[:space:]]*\\$/\1/p' Dockerfile >"$work/apt-packages"
-read -r -a packages <"$work/apt-packages"
+# 2. The Dockerfile's two stages. The apt lines are read from it: the first is the venv stage's, the second the image's.
+mapfile -t apt_lines < <(sed -n 's/^[[:space:]]*&& apt-get install -y --no-install-recommends \(.*[^[:space:]]\)[[:space:]]*\\$/\1/p' Dockerfile)
+[ "${#apt_lines[@]}" = 2 ] || { echo "expected two apt-get install lines in the Dockerfile" >&2; exit 1; }
+read -r -a build_packages <<<"${apt_lines[0]}"
+read -r -a packages <<<"${apt_lines[1]}"
+build="$work/venv-stage"
+rm -rf "$build" && for m in proc dev/pts dev; do umount "$root/$m"; done && cp -a "$root" "$build"
+mount_all "$root" && mount_all "$build"
+root_saved=$root
+root=$build
+in_root apt-get update -qq
+DEBIAN_FRONTEND=noninteractive in_root apt-get install -y -qq --no-install-recommends "${build_packages[@]}" >/dev/null
+mkdir -p "$build/tmp/build"
+cp requirements.txt docker/build-venv.sh "$build/tmp/build/"
+# pip trusts the build host's CA bundle (a registry proxy may sign TLS); it stays in the build stage.
+cp /etc/ssl/certs/ca-certificates.crt "$build/tmp/build/host-ca.crt"
+in_root /usr/bin/env PIP_CERT=/tmp/build/host-ca.crt sh /tmp/build/build-venv.sh /tmp/build/requirements.txt
+for m in proc dev/pts dev; do umount "$build/$m"; done
+root=$root_saved
 in_root apt-get update -qq
 DEBIAN_FRONTEND=noninteractive in_root apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 in_root apt-get clean
 rm -rf "$root"/var/lib/apt/lists/*
-in_root python3 -m venv /opt/venv
+cp -a "$build/opt/venv" "$root/opt/venv"
+rm -rf "$build"
 mkdir -p "$root/app"
-cp requirements.txt "$root/app/"
-# pip trusts the build host's CA bundle (a registry proxy may sign TLS); the bundle is not left in the image.
-cp /etc/ssl/certs/ca-certificates.crt "$root/tmp/build-ca.crt"
-in_root /opt/venv/bin/pip install -q --no-cache-dir --disable-pip-version-check --cert /tmp/build-ca.crt \
-  -r /app/requirements.txt
-rm -f "$root/tmp/build-ca.crt"
-in_root /opt/venv/bin/pip uninstall -y -q pip setuptools
 # COPY . . honours .dockerignore; the committed tree is the build context.
 git -C "$repo" archive HEAD | tar -x -C "$root/app"
 while read -r pattern; do
   case "$pattern" in "" | "#"* | *"**"*) continue ;; esac
   rm -rf "${root:?}/app/"$pattern
 done <.dockerignore
+in_root useradd --create-home --uid 10001 feedmood
 in_root sh -c 'cd /app && DEBUG=0 SECRET_KEY=collectstatic-only STATIC_ROOT=/app/staticfiles python manage.py collectstatic --noinput -v0'
 rm -f "$root/etc/resolv.conf"
 image_mb=$(du -sxm --exclude=proc --exclude=dev "$root" | cut -f1)
@@ -74,8 +84,9 @@ app_mb=$(du -sxm "$root/app" | cut -f1)
 # 3. Smoke test inside the image root: checks, migrations on SQLite, one photo analysed.
 .venv/bin/python -c "import sys; from emotion import testing; open(sys.argv[1], 'wb').write(testing.encode(testing.one_face_image()))" "$root/tmp/face.jpg"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-smoke=$(in_root sh -c 'cd /app && export DATABASE_URL=sqlite:////tmp/db.sqlite3 MEDIA_ROOT=/tmp/media CELERY_BROKER_URL= REDIS_URL= && python manage.py check -v0 && python manage.py migrate -v0 && python manage.py analyze /tmp/face.jpg 2>/dev/null')
+smoke=$(in_root sh -c 'cd /app && export DATABASE_URL=sqlite:////tmp/db.sqlite3 MEDIA_ROOT=/tmp/media CELERY_BROKER_URL= REDIS_URL= && python manage.py check -v0 && python manage.py migrate -v0 && python manage.py analyze /tmp/face.jpg 2>/dev/null && python -c "import psycopg; print(psycopg.pq.__impl__)"')
 rm -f "$root/etc/resolv.conf"
+grep -q "^binary$" <<<"$smoke" || { echo "image smoke test: psycopg's binary implementation did not load" >&2; exit 1; }
 grep -q "1 face(s)" <<<"$smoke" || { echo "image smoke test: no face found: $smoke" >&2; exit 1; }
 tf=$(in_root python -c "import importlib.util as u; print(u.find_spec('tensorflow') is not None)")
 
@@ -94,11 +105,11 @@ open("bench/results/image_size.md", "w").write(
     "`docker image ls` reports), then Django checks, migrations and one photo analysed inside that root.\n\n"
     "| part | MB |\n|---|---:|\n"
     f"| base (bookworm minbase, slim excludes) | {base} |\n"
-    f"| Python virtualenv (`requirements.txt`) | {venv} |\n"
+    f"| Python virtualenv (`requirements.txt`, built by `docker/build-venv.sh`) | {venv} |\n"
     f"| application (committed tree + collected static files) | {app} |\n"
     f"| **image** | **{image}** |\n\n"
     f"apt packages: {packages}; TensorFlow installed: {tf}.\n\n"
-    f"Smoke test: `{smoke[-1] if smoke else ''}`\n"
+    f"Smoke test: `{smoke[-2] if len(smoke) > 1 else ''}`\n"
 )
 print(open("bench/results/image_size.md").read())
 EOF
