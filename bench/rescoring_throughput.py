@@ -61,7 +61,7 @@ def ensure_database(url: str) -> None:
 def setup_django(database: str, broker: str, media: Path) -> dict[str, str]:
     """Point Django at the bench database, broker and media dir; returns the env for the workers."""
     env = {
-        "DJANGO_SETTINGS_MODULE": "feedmood.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": database,
         "CELERY_BROKER_URL": broker,
         "CELERY_RESULT_BACKEND": broker,
@@ -112,7 +112,7 @@ def start_workers(count: int, env: dict[str, str], log_dir: Path) -> list[tuple[
     for i in range(count):
         log_path = log_dir / f"worker-{count}-{i}.log"
         cmd = [
-            sys.executable, "-m", "celery", "-A", "feedmood", "worker", "-Q", "batch", "-c", "1", "--pool=prefork",
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "batch", "-c", "1", "--pool=prefork",
             "-n", f"bench-rescoring-{i}-{uuid.uuid4().hex[:6]}@%h", "--loglevel=INFO", "--without-gossip",
             "--without-mingle",
         ]  # fmt: skip
@@ -202,7 +202,7 @@ def run_job(
 
 def purge_queues() -> int:
     """Drop every message in the bench's own Redis database (never a shared one: see ``--broker``)."""
-    from feedmood.celery import app
+    from config.celery import app
 
     return app.control.purge()
 
@@ -220,7 +220,7 @@ def write_markdown(result: dict, path: Path) -> None:
         f"- database: PostgreSQL (`{result['settings']['database']}`), broker: Redis (`{result['settings']['broker']}`)",
         f"- images: {result['images']} post images, 640x480 JPEG with one face (scikit-image astronaut); "
         f"model `{result['model']}`; seeding (version A, in-process) took {result['seed_s']} s",
-        "- each worker: `celery -A feedmood worker -Q batch -c 1` (prefork, one pool child);"
+        "- each worker: `celery -A config worker -Q batch -c 1` (prefork, one pool child);"
         " the job: `rescoring_start(version, chunk_size, parallelism)`",
         "",
         "| workers | lanes | chunk | images | failed | wall s | images/s (wall) | images/s (steady 10-90 %) |",

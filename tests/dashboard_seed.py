@@ -15,8 +15,8 @@ from typing import Any
 
 from django.utils import timezone
 
+from dashboard.selectors import hour_buckets
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion
-from feedmood.dashboard.selectors import hour_buckets
 from feedmood.models import Profile
 from recommender.models import MoodState
 from recommender.mood import LABELS

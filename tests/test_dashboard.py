@@ -12,8 +12,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
+from dashboard import selectors, views
 from emotion.models import ImageAnalysis
-from feedmood.dashboard import selectors, views
 from feedmood.models import Post, Profile, Reaction
 from tests.dashboard_seed import (
     make_analysis,
@@ -75,7 +75,7 @@ def test_staff_gets_the_dashboard(admin_client) -> None:
     assert html.count('class="bar"') > 20
     assert "no-data" not in html
     assert "suppressed (&lt; 5 users)" in html
-    assert "feedmood/dashboard.css" in html
+    assert "dashboard/dashboard.css" in html
 
 
 def test_dashboard_renders_without_any_data(admin_client) -> None:

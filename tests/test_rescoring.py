@@ -315,14 +315,14 @@ def test_beat_schedule_is_synced_to_the_database_scheduler(transactional_db: Non
     from django_celery_beat.models import PeriodicTask
     from django_celery_beat.schedulers import DatabaseScheduler
 
-    from feedmood.celery import app
+    from config.celery import app
 
     app.loader.import_default_modules()
     schedule = app.conf.beat_schedule
     tasks = {entry["task"] for entry in schedule.values()}
     assert {"emotion.tasks.resume_stalled_rescoring_jobs", "emotion.tasks.prune_expired_selfies"} <= tasks
     assert tasks <= set(app.tasks)
-    DatabaseScheduler(app=app)  # what `celery -A feedmood beat` does at start-up
+    DatabaseScheduler(app=app)  # what `celery -A config beat` does at start-up
     synced = dict(PeriodicTask.objects.values_list("task", "enabled"))
     assert synced["emotion.tasks.resume_stalled_rescoring_jobs"] and synced["emotion.tasks.prune_expired_selfies"]
     router = app.amqp.router

@@ -15,7 +15,7 @@ from feedmood.env import env_bool, env_list
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DUMP = """
-import json, feedmood.settings as s
+import json, config.settings as s
 print(json.dumps({
     "DEBUG": s.DEBUG, "ENGINE": s.DATABASES["default"]["ENGINE"], "DB_NAME": str(s.DATABASES["default"]["NAME"]),
     "EAGER": s.CELERY_TASK_ALWAYS_EAGER, "PROPAGATES": s.CELERY_TASK_EAGER_PROPAGATES,
@@ -57,7 +57,7 @@ def test_model_tta_setting() -> None:
     assert _settings(FEEDMOOD_MODEL_TTA="On")["TTA"] is True
     assert _settings(FEEDMOOD_MODEL_TTA="card")["TTA"] is None
     out = subprocess.run(
-        [sys.executable, "-c", "import feedmood.settings"],
+        [sys.executable, "-c", "import config.settings"],
         cwd=PROJECT_DIR,
         env=_clean_env(FEEDMOOD_MODEL_TTA="sometimes"),
         capture_output=True,
@@ -87,7 +87,7 @@ def test_production_like_env() -> None:
 
 def test_secret_key_required_in_production() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", "import feedmood.settings"],
+        [sys.executable, "-c", "import config.settings"],
         cwd=PROJECT_DIR,
         env=_clean_env(DEBUG="0"),
         capture_output=True,

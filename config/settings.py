@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "feedmood.apps.FeedmoodConfig",
     "emotion",
     "recommender",
+    "dashboard.apps.DashboardConfig",
 ]
 
 MIDDLEWARE = [
@@ -61,9 +62,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "feedmood.urls"
-WSGI_APPLICATION = "feedmood.wsgi.application"
-ASGI_APPLICATION = "feedmood.asgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {
@@ -255,7 +256,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_IMPORTS = ("emotion.housekeeping",)  # tasks outside tasks.py modules
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# Synced into django-celery-beat's PeriodicTask table when `celery -A feedmood beat` starts.
+# Synced into django-celery-beat's PeriodicTask table when `celery -A config beat` starts.
 CELERY_BEAT_SCHEDULE = {
     "emotion.resume-stalled-rescoring-jobs": {
         "task": "emotion.tasks.resume_stalled_rescoring_jobs",

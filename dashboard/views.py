@@ -1,6 +1,6 @@
 """The staff dashboard at ``/admin/dashboard/``: aggregates rendered as server-side SVG charts.
 
-Wrapped in ``admin.site.admin_view`` (see ``feedmood/urls.py``): anonymous and
+Wrapped in ``admin.site.admin_view`` (see ``config/urls.py``): anonymous and
 non-staff users are redirected to ``/admin/login/?next=/admin/dashboard/``; staff
 without the dedicated permission ``recommender.view_emotion_dashboard`` get 403.
 The emotion panels cover completed days only (see ``selectors.period_end``), so
@@ -24,9 +24,9 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from dashboard import charts, selectors
+from dashboard.charts import Item, Series
 from emotion.models import ImageAnalysis
-from feedmood.dashboard import charts, selectors
-from feedmood.dashboard.charts import Item, Series
 
 HOURS = 24
 DAYS = 14

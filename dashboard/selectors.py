@@ -714,7 +714,7 @@ def queue_backlog(
     *, broker_url: str | None = None, eager: bool | None = None, queues: Sequence[str] | None = None
 ) -> QueueBacklog:
     """The FER backlog: messages waiting in the broker (Redis only) and unfinished analyses in the database."""
-    from feedmood.celery import app as celery_app
+    from config.celery import app as celery_app
 
     if eager is None:
         eager = bool(celery_app.conf.task_always_eager)
