@@ -86,7 +86,8 @@ def seed(count: int) -> tuple[int, float]:
     from django.core.files.base import ContentFile
     from django.core.management import call_command
 
-    from emotion import services, testing
+    from emotion import model_versions, testing
+    from emotion.analysis import analysis_run
     from emotion.models import ImageAnalysis
     from feedmood.models import Post
 
@@ -94,7 +95,9 @@ def seed(count: int) -> tuple[int, float]:
     call_command("flush", interactive=False, verbosity=0)
     from django.conf import settings
 
-    version, _ = services.model_version_register(path=settings.FEEDMOOD_MODEL_DIR, name="bench-seed", activate=True)
+    version, _ = model_versions.model_version_register(
+        path=settings.FEEDMOOD_MODEL_DIR, name="bench-seed", activate=True
+    )
     author = get_user_model().objects.create_user("bench-author", password=uuid.uuid4().hex)
     image = testing.one_face_jpeg(640, 480)
     started = time.perf_counter()
@@ -103,7 +106,7 @@ def seed(count: int) -> tuple[int, float]:
         post.image.save("photo.jpg", ContentFile(image), save=False)
         post.save()
         analysis = ImageAnalysis.objects.create(owner=author, source=ImageAnalysis.Source.POST, post=post)
-        services.analysis_run(analysis.pk, notify=False)
+        analysis_run(analysis.pk, notify=False)
     return version.pk, time.perf_counter() - started
 
 
@@ -147,11 +150,11 @@ def run_job(
     workers: int, parallelism: int, chunk_size: int, env: dict[str, str], log_dir: Path, timeout: float
 ) -> dict:
     """Rescore every stored image with a new version through ``workers`` worker processes."""
-    from emotion import rescoring, services
+    from emotion import model_versions, rescoring
     from emotion.models import ModelVersion, RescoringJob
 
     active = ModelVersion.objects.get(is_active=True)
-    target, _ = services.model_version_register(
+    target, _ = model_versions.model_version_register(
         path=active.artifact_dir, name=f"bench-{workers}w-{uuid.uuid4().hex[:6]}", smoke_test=False
     )
     purge_queues()  # e.g. recompute_all of the previous switch: not part of this measurement

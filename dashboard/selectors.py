@@ -32,7 +32,7 @@ from django.db.models.functions import Mod
 from django.utils import timezone
 
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
-from emotion.selectors import artifact_card
+from emotion.selectors import active_model_version, artifact_card
 from feedmood.models import Profile
 from ml.runtime import card_flip_below, other_tta_for
 
@@ -312,11 +312,6 @@ class EmotionTimeline:
     @property
     def shown_count(self) -> int:
         return sum(1 for b in self.buckets if b.readings and not b.suppressed)
-
-
-def active_model_version() -> ModelVersion | None:
-    """The active model version, without the side effects of ``emotion.selectors`` (no auto-registration)."""
-    return ModelVersion.objects.filter(is_active=True).order_by("-pk").first()
 
 
 def emotion_distribution(

@@ -27,6 +27,7 @@ from django.utils.safestring import SafeString, mark_safe
 from dashboard import charts, selectors
 from dashboard.charts import Item, Series
 from emotion.models import ImageAnalysis
+from emotion.selectors import active_model_version
 
 HOURS = 24
 DAYS = 14
@@ -303,7 +304,7 @@ def build_context(*, now: datetime | None = None, use_cache: bool = False) -> di
     """
     now = now or timezone.now()
     k = selectors.min_group_size()
-    version = selectors.active_model_version()
+    version = active_model_version()
     ttl = cache_seconds() if use_cache else 0
     heavy = cache.get(CACHE_KEY) if ttl else None
     if not heavy or heavy.get("min_group") != k or heavy.get("version_id") != getattr(version, "pk", None):
