@@ -276,10 +276,7 @@ def forget_cached_aggregates() -> None:
 
 def cache_seconds() -> int:
     """``settings.FEEDMOOD_DASHBOARD_CACHE_SECONDS`` (default 60; 0 turns the cache off)."""
-    try:
-        return max(0, int(getattr(settings, "FEEDMOOD_DASHBOARD_CACHE_SECONDS", 60)))
-    except (TypeError, ValueError):
-        return 60
+    return max(0, int(settings.FEEDMOOD_DASHBOARD_CACHE_SECONDS))
 
 
 def heavy_panels(*, now: datetime, min_group: int, version: Any) -> dict[str, Any]:

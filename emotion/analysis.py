@@ -50,7 +50,7 @@ def _read_image_bytes(analysis: ImageAnalysis) -> bytes:
 def pipeline_config(version: ModelVersion | None = None) -> pipeline.PipelineConfig:
     """Detection and framing: ``settings.FEEDMOOD_FER_PIPELINE`` (a name or dict) if set, else the
     ``pipeline`` of the version's model card, else the default (see ``pipeline.config_from``)."""
-    override = getattr(settings, "FEEDMOOD_FER_PIPELINE", None)
+    override = settings.FEEDMOOD_FER_PIPELINE
     if override:
         return pipeline.config_from(override)
     return pipeline.config_from((version.card or {}).get("pipeline") if version is not None else None)
