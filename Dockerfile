@@ -12,7 +12,7 @@ FROM debian:bookworm-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    DJANGO_SETTINGS_MODULE=feedmood.settings
+    DJANGO_SETTINGS_MODULE=config.settings
 
 # libpq for psycopg is bundled by psycopg[binary]; OpenCV headless needs libgl-free libs only.
 RUN apt-get update \
@@ -39,4 +39,4 @@ EXPOSE 8000
 # 4 processes x 2 threads per 2 cores: keep-alive connections stick to a worker, and more workers than cores
 # keep two busy connections from sharing one GIL (bench/results/feed_scale_4x2.md).
 # The metrics directory is emptied at each start: its files are the live processes' counters.
-CMD ["sh", "-c", "rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec gunicorn feedmood.wsgi:application --bind 0.0.0.0:8000 --workers 4 --threads 2 --timeout 60 --access-logfile -"]
+CMD ["sh", "-c", "rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers 4 --threads 2 --timeout 60 --access-logfile -"]

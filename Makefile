@@ -28,7 +28,7 @@ run: migrate ## dev server on 127.0.0.1:8000 (SQLite + in-process Celery unless 
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 worker: broker-check venv ## Celery worker on all queues (needs CELERY_BROKER_URL or REDIS_URL)
-	$(BIN)/celery -A feedmood worker -Q fer,default,batch -c 2 --loglevel=info
+	$(BIN)/celery -A config worker -Q fer,default,batch -c 2 --loglevel=info
 
 # Without a broker the settings fall back to memory:// (tasks run inside the web process): a worker would idle.
 BROKER := $(or $(CELERY_BROKER_URL),$(REDIS_URL))
@@ -42,7 +42,7 @@ broker-check:
 	  || { echo "make: the broker at $$1:$${2:-6379} does not answer; start Redis first." >&2; exit 2; }
 
 beat: broker-check venv ## Celery beat with the database scheduler
-	$(BIN)/celery -A feedmood beat --loglevel=info --scheduler django_celery_beat.schedulers:DatabaseScheduler
+	$(BIN)/celery -A config beat --loglevel=info --scheduler django_celery_beat.schedulers:DatabaseScheduler
 
 test: venv ## run the test suite
 	$(BIN)/pytest -p no:cacheprovider

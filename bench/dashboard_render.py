@@ -135,7 +135,7 @@ def measure(runs: int) -> dict:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from feedmood.dashboard.views import build_context
+    from dashboard.views import build_context
 
     client = Client()
     client.force_login(get_user_model().objects.get(username="bench-staff"))
@@ -186,7 +186,7 @@ def main() -> None:
 
     url, where = prepare_database(args.database_url)
     os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedmood.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DEBUG", "0")
     os.environ.setdefault("SECRET_KEY", "dashboard-bench")
     os.environ.setdefault("SECURE_SSL_REDIRECT", "0")

@@ -40,7 +40,7 @@ TARGET_MEDIAN_MS = 12.0
 
 def setup_django() -> None:
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedmood.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import django
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedmood.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django
 
@@ -35,6 +35,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from emotion.selectors import active_model_version_id  # noqa: E402
 from feedmood.models import Post  # noqa: E402
 from recommender import conf, selectors  # noqa: E402
 from recommender.models import PostAffect  # noqa: E402
@@ -151,7 +152,7 @@ def main(tokens_path: str, repeat: int = 30) -> dict[str, Any]:
 
     def mood_readings() -> None:
         u = next_user()
-        version = selectors.active_model_version_id()
+        version = active_model_version_id()
         readings = selectors.selfie_readings(
             user=u, model_version_id=version, since=now - timedelta(hours=MAX_AGE_HALF_LIVES * 24)
         )
@@ -171,10 +172,7 @@ def main(tokens_path: str, repeat: int = 30) -> dict[str, Any]:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "EXPLAIN (ANALYZE, FORMAT JSON) "
-            + selectors._LATERAL_SQL.format(
-                post=Post._meta.db_table, affect=PostAffect._meta.db_table, version=selectors._version_table()
-            ),
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + selectors.network_candidates_sql(),
             {
                 "authors": authors[users[0].pk],
                 "snapshot": now,

@@ -288,7 +288,7 @@ def bench_scale(args: argparse.Namespace, posts: int, base_env: dict[str, str]) 
     tokens = [b["token"] for b in seed_info["bench_users"]]
     log = open(f"/tmp/{db}_gunicorn.log", "w")  # noqa: SIM115 (the server writes to it until it is stopped)
     server = subprocess.Popen(
-        [PY, "-m", "gunicorn", "feedmood.wsgi:application", "-b", f"127.0.0.1:{args.port}",
+        [PY, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{args.port}",
          "-w", str(args.workers), "-k", args.worker_class, "--threads", str(args.threads),
          "--keep-alive", "30", "--backlog", "256", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -502,7 +502,7 @@ def main() -> None:
 
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "PYTEST"))}
     base_env.update(
-        DJANGO_SETTINGS_MODULE="feedmood.settings", PYTHONPATH=str(ROOT), DEBUG="0",
+        DJANGO_SETTINGS_MODULE="config.settings", PYTHONPATH=str(ROOT), DEBUG="0",
         SECRET_KEY="feed-scale-bench-secret-key-not-for-production-0123456789",
         ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="0", SECURE_HSTS_SECONDS="0",
         REDIS_URL=args.redis, CELERY_BROKER_URL=args.redis, CONN_MAX_AGE="600", LOG_LEVEL="WARNING",

@@ -214,7 +214,7 @@ def main() -> int:
     media = tempfile.mkdtemp(prefix="feedmood_load_media_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
     env.update(
-        DJANGO_SETTINGS_MODULE="feedmood.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         DEBUG="0",
         SECRET_KEY="load-test-" + os.urandom(24).hex(),
         ALLOWED_HOSTS="127.0.0.1,localhost",
@@ -266,7 +266,7 @@ def main() -> int:
                     PY,
                     "-m",
                     "gunicorn",
-                    "feedmood.wsgi:application",
+                    "config.wsgi:application",
                     "-b",
                     f"127.0.0.1:{args.port}",
                     "-w",
@@ -294,7 +294,7 @@ def main() -> int:
                     "-m",
                     "celery",
                     "-A",
-                    "feedmood",
+                    "config",
                     "worker",
                     "-Q",
                     "fer,default,batch",

@@ -61,7 +61,7 @@ def ensure_database(url: str) -> None:
 def setup_django(database: str, broker: str, media: Path) -> dict[str, str]:
     """Point Django at the bench database, broker and media dir; returns the env for the workers."""
     env = {
-        "DJANGO_SETTINGS_MODULE": "feedmood.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": database,
         "CELERY_BROKER_URL": broker,
         "CELERY_RESULT_BACKEND": broker,
@@ -86,7 +86,8 @@ def seed(count: int) -> tuple[int, float]:
     from django.core.files.base import ContentFile
     from django.core.management import call_command
 
-    from emotion import services, testing
+    from emotion import model_versions, testing
+    from emotion.analysis import analysis_run
     from emotion.models import ImageAnalysis
     from feedmood.models import Post
 
@@ -94,7 +95,9 @@ def seed(count: int) -> tuple[int, float]:
     call_command("flush", interactive=False, verbosity=0)
     from django.conf import settings
 
-    version, _ = services.model_version_register(path=settings.FEEDMOOD_MODEL_DIR, name="bench-seed", activate=True)
+    version, _ = model_versions.model_version_register(
+        path=settings.FEEDMOOD_MODEL_DIR, name="bench-seed", activate=True
+    )
     author = get_user_model().objects.create_user("bench-author", password=uuid.uuid4().hex)
     image = testing.one_face_jpeg(640, 480)
     started = time.perf_counter()
@@ -103,7 +106,7 @@ def seed(count: int) -> tuple[int, float]:
         post.image.save("photo.jpg", ContentFile(image), save=False)
         post.save()
         analysis = ImageAnalysis.objects.create(owner=author, source=ImageAnalysis.Source.POST, post=post)
-        services.analysis_run(analysis.pk, notify=False)
+        analysis_run(analysis.pk, notify=False)
     return version.pk, time.perf_counter() - started
 
 
@@ -112,7 +115,7 @@ def start_workers(count: int, env: dict[str, str], log_dir: Path) -> list[tuple[
     for i in range(count):
         log_path = log_dir / f"worker-{count}-{i}.log"
         cmd = [
-            sys.executable, "-m", "celery", "-A", "feedmood", "worker", "-Q", "batch", "-c", "1", "--pool=prefork",
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "batch", "-c", "1", "--pool=prefork",
             "-n", f"bench-rescoring-{i}-{uuid.uuid4().hex[:6]}@%h", "--loglevel=INFO", "--without-gossip",
             "--without-mingle",
         ]  # fmt: skip
@@ -147,11 +150,11 @@ def run_job(
     workers: int, parallelism: int, chunk_size: int, env: dict[str, str], log_dir: Path, timeout: float
 ) -> dict:
     """Rescore every stored image with a new version through ``workers`` worker processes."""
-    from emotion import rescoring, services
+    from emotion import model_versions, rescoring
     from emotion.models import ModelVersion, RescoringJob
 
     active = ModelVersion.objects.get(is_active=True)
-    target, _ = services.model_version_register(
+    target, _ = model_versions.model_version_register(
         path=active.artifact_dir, name=f"bench-{workers}w-{uuid.uuid4().hex[:6]}", smoke_test=False
     )
     purge_queues()  # e.g. recompute_all of the previous switch: not part of this measurement
@@ -202,7 +205,7 @@ def run_job(
 
 def purge_queues() -> int:
     """Drop every message in the bench's own Redis database (never a shared one: see ``--broker``)."""
-    from feedmood.celery import app
+    from config.celery import app
 
     return app.control.purge()
 
@@ -220,7 +223,7 @@ def write_markdown(result: dict, path: Path) -> None:
         f"- database: PostgreSQL (`{result['settings']['database']}`), broker: Redis (`{result['settings']['broker']}`)",
         f"- images: {result['images']} post images, 640x480 JPEG with one face (scikit-image astronaut); "
         f"model `{result['model']}`; seeding (version A, in-process) took {result['seed_s']} s",
-        "- each worker: `celery -A feedmood worker -Q batch -c 1` (prefork, one pool child);"
+        "- each worker: `celery -A config worker -Q batch -c 1` (prefork, one pool child);"
         " the job: `rescoring_start(version, chunk_size, parallelism)`",
         "",
         "| workers | lanes | chunk | images | failed | wall s | images/s (wall) | images/s (steady 10-90 %) |",

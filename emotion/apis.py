@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from emotion import selectors, services
+from emotion import privacy, selectors, submission
 from emotion.models import ImageAnalysis
 from emotion.serializers import AnalysisSerializer, ReadingSerializer
 from emotion.waiting import wait_slot
@@ -99,7 +99,7 @@ class SelfieCreateApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         wait = filters.validated_data["wait"]
-        analysis = services.selfie_submit(user=request.user, uploaded_file=request.FILES.get("image"))
+        analysis = submission.selfie_submit(user=request.user, uploaded_file=request.FILES.get("image"))
         headers = {}
         if wait > 0:
             with wait_slot(request.user.pk) as may_wait:
@@ -164,7 +164,7 @@ class MyEmotionsApi(APIView):
         tags=["emotion"],
     )
     def delete(self, request: Request) -> Response:
-        services.readings_erase(user=request.user)
+        privacy.readings_erase(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -177,7 +177,7 @@ class MyEmotionsExportApi(APIView):
         tags=["emotion"],
     )
     def get(self, request: Request) -> HttpResponse:
-        data = services.readings_export(user=request.user)
+        data = privacy.readings_export(user=request.user)
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response = HttpResponse(json.dumps(data, indent=2), content_type="application/json")
         response["Content-Disposition"] = f'attachment; filename="feedmood-emotions-{stamp}.json"'

@@ -26,13 +26,13 @@ def fer_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def fer_model(request: pytest.FixtureRequest, fer_model_dir: Path) -> Any:
     """The test model registered and active (works with ``db`` and ``transactional_db``)."""
-    from emotion import services
+    from emotion import model_versions
 
     if "transactional_db" in request.fixturenames:
         request.getfixturevalue("transactional_db")
     else:
         request.getfixturevalue("db")
-    version, _ = services.model_version_register(path=fer_model_dir, activate=True)
+    version, _ = model_versions.model_version_register(path=fer_model_dir, activate=True)
     return version
 
 

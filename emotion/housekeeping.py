@@ -28,24 +28,17 @@ from emotion.models import ImageAnalysis
 logger = logging.getLogger(__name__)
 
 
-def _default_pending_seconds() -> int:
-    return int(getattr(settings, "FEEDMOOD_STALE_PENDING_SECONDS", 600))
-
-
-def _default_processing_seconds() -> int:
-    # Longer than the hard time limit: a task still running cannot be mistaken for a lost one.
-    return int(getattr(settings, "FEEDMOOD_STALE_PROCESSING_SECONDS", 2 * int(settings.CELERY_TASK_TIME_LIMIT) + 60))
-
-
 def stale_analyses(
     *, pending_seconds: float | None = None, processing_seconds: float | None = None, now=None
 ) -> list[int]:
     """Ids of analyses pending or processing for longer than the thresholds, oldest first."""
     now = now or timezone.now()
-    pending_before = now - timedelta(seconds=_default_pending_seconds() if pending_seconds is None else pending_seconds)
-    processing_before = now - timedelta(
-        seconds=_default_processing_seconds() if processing_seconds is None else processing_seconds
-    )
+    if pending_seconds is None:
+        pending_seconds = settings.FEEDMOOD_STALE_PENDING_SECONDS
+    if processing_seconds is None:  # longer than the hard time limit: a running task is not mistaken for a lost one
+        processing_seconds = settings.FEEDMOOD_STALE_PROCESSING_SECONDS
+    pending_before = now - timedelta(seconds=pending_seconds)
+    processing_before = now - timedelta(seconds=processing_seconds)
     stale = ImageAnalysis.objects.filter(
         Q(status=ImageAnalysis.Status.PENDING, created_at__lte=pending_before)
         | Q(status=ImageAnalysis.Status.PROCESSING, started_at__lte=processing_before)

@@ -1,6 +1,6 @@
 """Batch rescoring: re-analyse the stored images with a new model version, then switch to it.
 
-``services.model_version_activate(version)`` (admin action, ``manage.py
+``model_versions.model_version_activate(version)`` (admin action, ``manage.py
 activate_model``) calls :func:`rescoring_start`:
 
 - no version is active yet (fresh install): switch at once, no job;
@@ -44,7 +44,8 @@ from django.db.models import Exists, F, IntegerField, OuterRef, Q, QuerySet, Val
 from django.db.models.functions import Mod
 from django.utils import timezone
 
-from emotion import selectors, services
+from emotion import model_versions, selectors
+from emotion.analysis import analysis_run
 from emotion.inference import get_classifier
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
 from feedmood.tasks_utils import apply_async_on_commit, enqueue_on_commit, run_on_commit
@@ -104,7 +105,7 @@ def rescoring_start(
                 return open_job
             _end(open_job, RescoringJob.Status.CANCELLED, f"Superseded: {version.name} was activated.")
         if active is None:
-            services.model_version_switch(version)
+            model_versions.model_version_switch(version)
             return None
         if active.pk == version.pk:
             return None
@@ -220,7 +221,7 @@ def _lane_analyses(parallelism: int, lane: int, after: int) -> QuerySet[ImageAna
 
 def _rescore_one(analysis_id: int, version: ModelVersion) -> str | None:
     """Score one analysis with ``version``; its final status (``None`` if it no longer exists)."""
-    analysis = services.analysis_run(analysis_id, model_version=version, notify=False)
+    analysis = analysis_run(analysis_id, model_version=version, notify=False)
     if analysis is not None:
         return analysis.status
     # Already final with this version (an earlier delivery of this chunk), or deleted.
@@ -324,7 +325,7 @@ def _complete(job: RescoringJob) -> None:
     job.total = processed
     job.save()
     version = job.model_version
-    services.model_version_switch(version)  # sends model_activated on commit
+    model_versions.model_version_switch(version)  # sends model_activated on commit
     # Where the job wrote the new version's readings, they are the analysis' current result.
     scored = Exists(FaceReading.objects.filter(analysis=OuterRef("pk"), model_version=version))
     ImageAnalysis.objects.filter(scored, status=ImageAnalysis.Status.DONE).exclude(model_version=version).update(
@@ -359,8 +360,8 @@ def _end(job: RescoringJob, status: str, error: str) -> None:
     job.error = error
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "error", "finished_at"])
-    active = ModelVersion.objects.filter(is_active=True).exclude(pk=job.model_version_id).first()
-    if active is None:
+    active = selectors.active_model_version()
+    if active is None or active.pk == job.model_version_id:
         return
     moved = ImageAnalysis.objects.filter(model_version_id=job.model_version_id)
     scored_by_active = Exists(FaceReading.objects.filter(analysis=OuterRef("pk"), model_version=active))

@@ -26,20 +26,18 @@ logger = logging.getLogger(__name__)
 # --- Model versions ------------------------------------------------------------------------
 
 
-def active_model_version() -> ModelVersion | None:
-    """The active model version.
+def active_model_version(*, using: str = "default") -> ModelVersion | None:
+    """The active model version (at most one: a unique constraint), or ``None``; never writes.
 
-    On a fresh install (no ModelVersion at all) the artifact at
-    ``settings.FEEDMOOD_MODEL_DIR`` is registered and activated first, so
-    ``make run`` works without a manual ``register_model``.  Returns ``None``
-    when versions exist but none is active, or nothing can be registered.
+    The one definition of "the active model".  On a fresh install
+    ``emotion.model_versions.model_version_ensure_active`` registers the shipped model first.
     """
-    version = ModelVersion.objects.filter(is_active=True).first()
-    if version is not None or ModelVersion.objects.exists():
-        return version
-    from emotion.services import model_version_register_default
+    return ModelVersion.objects.using(using).filter(is_active=True).first()
 
-    return model_version_register_default()
+
+def active_model_version_id() -> int | None:
+    """The id of :func:`active_model_version` without loading the row (the feed's hot path)."""
+    return ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
 
 
 def artifact_card(directory: Path) -> dict[str, Any]:
@@ -141,3 +139,13 @@ def rescoring_job_open() -> RescoringJob | None:
 def rescoring_jobs_recent(*, limit: int = 10) -> list[RescoringJob]:
     """The newest rescoring jobs, newest first."""
     return list(RescoringJob.objects.select_related("model_version", "previous_version").order_by("-pk")[:limit])
+
+
+def timings_of(analysis: ImageAnalysis) -> dict[str, float | None]:
+    return {
+        "queue_wait": analysis.queue_wait_ms,
+        "decode": analysis.decode_ms,
+        "detect": analysis.detect_ms,
+        "classify": analysis.classify_ms,
+        "total": analysis.total_ms,
+    }

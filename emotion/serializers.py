@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from emotion.models import FaceReading, ImageAnalysis
-from emotion.services import timings_of
+from emotion.selectors import timings_of
 
 
 class BoxSerializer(serializers.Serializer):

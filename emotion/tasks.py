@@ -20,7 +20,8 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from emotion import face_detector, pipeline, rescoring, services
+from emotion import face_detector, pipeline, privacy, rescoring
+from emotion.analysis import analysis_mark_failed, analysis_run
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class AnalysisTask(RetryingTask):
         if analysis_id is None:
             return
         try:
-            services.analysis_mark_failed(
+            analysis_mark_failed(
                 analysis_id=analysis_id, error=f"Analysis could not complete: {type(exc).__name__}. Please try again."
             )
         except Exception:
@@ -83,7 +84,7 @@ IDEMPOTENT_RETRYING: dict[str, Any] = {
 )
 def analyze_image(self: Task, analysis_id: int) -> str | None:
     """Analyse one image; returns the final status (``None`` if nothing was to be done)."""
-    analysis = services.analysis_run(analysis_id)
+    analysis = analysis_run(analysis_id)
     return analysis.status if analysis is not None else None
 
 
@@ -118,7 +119,7 @@ def resume_stalled_rescoring_jobs() -> list[int]:
 @shared_task(name="emotion.tasks.prune_expired_selfies")
 def prune_expired_selfies() -> int:
     """Beat: delete raw selfie files past their retention; returns how many."""
-    return services.selfies_prune_expired()
+    return privacy.selfies_prune_expired()
 
 
 @worker_process_init.connect(dispatch_uid="emotion.worker_child_init")

@@ -1,4 +1,4 @@
-"""Routes of the emotion API (mounted under ``/api/`` by ``feedmood.urls``)."""
+"""Routes of the emotion API (mounted under ``/api/`` by ``config.urls``)."""
 
 from django.urls import path
 

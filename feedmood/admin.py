@@ -32,9 +32,6 @@ User = get_user_model()
 admin.site.site_header = "FeedMood administration"
 admin.site.site_title = "FeedMood admin"
 admin.site.index_title = "Site administration"
-# Adds the dashboard link on top of the index (an app template named admin/index.html
-# would be shadowed by django.contrib.admin's own, which comes first in INSTALLED_APPS).
-admin.site.index_template = "admin/feedmood_index.html"
 
 PROFILE_READONLY = ("emotion_consent", "emotion_consent_at", "created_at", "updated_at")
 

@@ -1,4 +1,4 @@
-"""App config of the social core (the project package doubles as the ``feedmood`` app)."""
+"""App config of the social core (label ``feedmood``)."""
 
 from django.apps import AppConfig
 
@@ -13,6 +13,3 @@ class FeedmoodConfig(AppConfig):
 
     def ready(self) -> None:
         from feedmood import lockout, receivers  # noqa: F401  (connects signal receivers)
-        from feedmood.dashboard import receivers as dashboard_receivers
-
-        dashboard_receivers.connect()

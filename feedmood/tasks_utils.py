@@ -21,7 +21,7 @@ def _robust() -> bool:
     # A failing callback (Redis down, a broken receiver) must not turn an already
     # committed request into a 500: it is logged instead.  Tests set
     # FEEDMOOD_ON_COMMIT_PROPAGATE=True so such bugs fail loudly there.
-    return not getattr(settings, "FEEDMOOD_ON_COMMIT_PROPAGATE", False)
+    return not settings.FEEDMOOD_ON_COMMIT_PROPAGATE
 
 
 def run_on_commit(fn: Callable[[], Any], *, using: str | None = None) -> None:

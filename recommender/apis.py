@@ -115,7 +115,7 @@ class FeedApi(APIView):
     class FilterSerializer(serializers.Serializer):
         policy = serializers.ChoiceField(choices=[p.value for p in Policy], required=False)
         strength = FiniteFloatField(min_value=0.0, max_value=1.0, required=False)
-        page_size = serializers.IntegerField(min_value=1, max_value=conf.DEFAULTS["MAX_PAGE_SIZE"], required=False)
+        page_size = serializers.IntegerField(min_value=1, max_value=conf.get("MAX_PAGE_SIZE"), required=False)
         cursor = serializers.CharField(required=False, max_length=2000)
         refresh = serializers.BooleanField(
             required=False,

@@ -61,7 +61,7 @@ def drop_shared_affect_caches(namespace: str) -> int:
 
 def drop_for_erased_user(namespace: str, user_id: int) -> int:
     """Everything cached from one person's emotion data, and the shared caches that used it (the dashboard
-    drops its own aggregates on the same erasure events: ``feedmood.dashboard.receivers``)."""
+    drops its own aggregates on the same erasure events: ``dashboard.receivers``)."""
     dropped = drop_matching(f"{cursors.user_keys_prefix(namespace, user_id)}*", *shared_affect_patterns(namespace))
     freshness.mark_all_changed(namespace)
     return dropped

@@ -151,15 +151,13 @@ def seed_model_version(alias: str = "default") -> ModelVersion:
     """The active model version, whose artifact must exist: synthetic readings are seeded under a real model.
 
     On a fresh default database the model at ``FEEDMOOD_MODEL_DIR`` is registered and activated first
-    (``emotion.selectors.active_model_version``), so analyses after seeding run with it. A version is
+    (``emotion.model_versions.model_version_ensure_active``), so analyses after seeding run with it. A version is
     never created without an artifact: a selfie analysed under it could only fail.
     """
+    from emotion.model_versions import model_version_ensure_active
     from emotion.selectors import active_model_version
 
-    if alias == "default":
-        version = active_model_version()
-    else:
-        version = ModelVersion.objects.using(alias).filter(is_active=True).first()
+    version = model_version_ensure_active() if alias == "default" else active_model_version(using=alias)
     if version is None:
         raise SeedError(
             "No active emotion model with an artifact: register one first with "

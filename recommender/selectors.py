@@ -44,13 +44,6 @@ NO_SELFIE = "no recent selfie"
 # --- Model versions and readings -------------------------------------------------------
 
 
-def active_model_version_id() -> int | None:
-    """Id of the active emotion model version (the newest if several are flagged)."""
-    from emotion.models import ModelVersion
-
-    return ModelVersion.objects.filter(is_active=True).order_by("-pk").values_list("pk", flat=True).first()
-
-
 def _reading_time_field() -> str:
     """When a selfie was taken: the analysis' creation time when it has one.
 
@@ -153,6 +146,8 @@ def mood_report(*, user: AbstractBaseUser, now: datetime | None = None, profile:
     if state is None:
         return MoodReport(Mood.unknown(NO_SELFIE), half_life)
     if abs(state.half_life_hours - half_life) > 1e-9:
+        from emotion.selectors import active_model_version_id
+
         version = active_model_version_id()
         readings = selfie_readings(
             user=user, model_version_id=version, since=now - timedelta(hours=MAX_AGE_HALF_LIVES * half_life)
@@ -245,6 +240,12 @@ ORDER BY c.created_at DESC, c.id DESC
 """
 
 
+def network_candidates_sql() -> str:
+    """The PostgreSQL query of ``network_candidate_rows`` (strategy ``"lateral"``), ready to execute or EXPLAIN
+    with the parameters ``authors``, ``snapshot``, ``since``, ``per_author`` and ``limit``."""
+    return _LATERAL_SQL.format(post=Post._meta.db_table, affect=PostAffect._meta.db_table, version=_version_table())
+
+
 #: A network candidate as stored in the cache: (post id, author id, created epoch s, likes,
 #: face valence, arousal, confidence, text valence, arousal, confidence -- None without known affect).
 CandidateRow = tuple[Any, ...]
@@ -274,10 +275,9 @@ def network_candidate_rows(
     limit = conf.get("MAX_CANDIDATES") if limit is None else limit
     strategy = strategy or ("lateral" if connection.vendor == "postgresql" else "window")
     if strategy == "lateral":
-        sql = _LATERAL_SQL.format(post=Post._meta.db_table, affect=PostAffect._meta.db_table, version=_version_table())
         with connection.cursor() as cursor:
             cursor.execute(
-                sql,
+                network_candidates_sql(),
                 {"authors": authors, "snapshot": snapshot, "since": since, "per_author": per_author, "limit": limit},
             )
             return cursor.fetchall()

@@ -28,6 +28,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from emotion.selectors import active_model_version_id
 from feedmood import services as social_services
 from feedmood.models import Follow, Post, Profile
 from feedmood.tasks_utils import enqueue_on_commit, run_on_commit
@@ -51,7 +52,7 @@ def mood_recompute(*, user: AbstractBaseUser, model_version_id: int | None = Non
     if profile is None or not profile.emotion_consent:
         MoodState.objects.filter(user_id=user.pk).delete()
         return None
-    version = model_version_id if model_version_id is not None else selectors.active_model_version_id()
+    version = model_version_id if model_version_id is not None else active_model_version_id()
     now = timezone.now()
     half_life = profile.mood_half_life_hours
     readings = selectors.selfie_readings(
@@ -88,7 +89,7 @@ def post_affect_recompute(
     valence/arousal (unknown affect); one not scored by the active version has
     no row.  Returns the row, if any.
     """
-    version = model_version_id if model_version_id is not None else selectors.active_model_version_id()
+    version = model_version_id if model_version_id is not None else active_model_version_id()
     faces = selectors.post_faces(post_id=post.pk, model_version_id=version)
     if faces is None:
         PostAffect.objects.filter(post_id=post.pk, source=PostAffect.Source.FACES).delete()
@@ -191,7 +192,7 @@ def recompute_all(
     their state instead of keeping another version's. Text affect does not
     depend on the face model; re-reading it is for a new text method.
     """
-    version = model_version_id if model_version_id is not None else selectors.active_model_version_id()
+    version = model_version_id if model_version_id is not None else active_model_version_id()
     users = posts = 0
     user_ids = set(MoodState.objects.values_list("user_id", flat=True))
     user_ids |= set(Profile.objects.filter(emotion_consent=True).values_list("user_id", flat=True))
@@ -224,7 +225,7 @@ def text_affect_recompute_all(*, batch_size: int = 500) -> int:
 def recompute_all_if_versions_mixed() -> dict[str, int] | None:
     """Periodic (beat): if any stored mood or post affect is on another model version than the active one
     (e.g. the ``recompute_all`` message after a rescoring was lost), switch them all; ``None`` if none is."""
-    version = selectors.active_model_version_id()
+    version = active_model_version_id()
     if version is None:
         return None
     mixed = (

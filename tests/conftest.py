@@ -53,7 +53,7 @@ def _test_settings(settings: Any, tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _celery_eager(settings: Any) -> Iterator[None]:
     """Tasks run in-process in tests, whatever the env says; ``celery_worker_process`` opts out."""
-    from feedmood.celery import app as celery_app
+    from config.celery import app as celery_app
 
     saved = (celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates)
     celery_app.conf.task_always_eager = celery_app.conf.task_eager_propagates = True
@@ -220,14 +220,14 @@ def celery_worker_process(
     if not django_settings.CELERY_RESULT_BACKEND:
         pytest.skip("celery worker tests need a result backend (CELERY_RESULT_BACKEND or a redis broker)")
 
-    from feedmood.celery import app as celery_app
+    from config.celery import app as celery_app
 
     queues = tuple(opts["queues"])
     hostname = f"pytest-{uuid.uuid4().hex[:8]}@%h"
     db_url, db_shared = test_database_url()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update(
-        DJANGO_SETTINGS_MODULE="feedmood.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         PYTHONUNBUFFERED="1",
         CELERY_BROKER_URL=broker,
         CELERY_RESULT_BACKEND=str(django_settings.CELERY_RESULT_BACKEND),
@@ -241,7 +241,7 @@ def celery_worker_process(
 
     log_path = tmp_path / "celery-worker.log"
     cmd = [
-        sys.executable, "-m", "celery", "-A", "feedmood", "worker",
+        sys.executable, "-m", "celery", "-A", "config", "worker",
         "-Q", ",".join(queues), "-c", str(opts["concurrency"]), f"--pool={opts['pool']}",
         "-n", hostname, f"--loglevel={opts['loglevel']}", "--without-gossip", "--without-mingle",
     ]  # fmt: skip

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from emotion.models import FaceReading, ImageAnalysis, ModelVersion
-from feedmood.dashboard.selectors import hour_buckets
+from dashboard.selectors import hour_buckets
+from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
 from feedmood.models import Profile
 from recommender.models import MoodState
 from recommender.mood import LABELS
@@ -33,6 +33,19 @@ METRICS: dict[str, Any] = {
         for label, f1 in zip(LABELS, (0.61, 0.18, 0.42, 0.47, 0.88, 0.71, 0.55, 0.79), strict=True)
     },
 }
+
+#: Charts ``seed_dashboard()`` fills (none may show the "no data" placeholder).
+SEEDED_CHARTS = (
+    "chart-analyses",
+    "chart-latency-queue_wait",
+    "chart-latency-processing",
+    "chart-emotions",
+    "chart-mood-labels",
+    "chart-mood-valence",
+    "chart-policies",
+    "chart-model-f1",
+    "chart-backlog",
+)
 
 #: Dominant emotion of each seeded user's selfies (cycled).
 DAY_EMOTIONS = ("happiness", "neutral", "sadness", "happiness", "surprise", "neutral")
@@ -204,3 +217,26 @@ def seed_dashboard(*, users: int = 14, days: int = 6, seed: int = 7) -> Seeded:
         label = "happiness" if i < len(people) // 2 else "neutral"
         make_mood(user, version, label, valence=0.45 if label == "happiness" else 0.0)
     return Seeded(version, people, now, counts)
+
+
+def seed_rescoring_jobs(
+    *,
+    finished_to: ModelVersion,
+    running_to: ModelVersion,
+    finished: tuple[int, int, int] = (11_870, 11_852, 18),
+    running: tuple[int, int, int] = (12_400, 7_930, 41),
+) -> tuple[RescoringJob, RescoringJob]:
+    """Two rescoring jobs for the progress panel: a completed one to ``finished_to`` (three days ago) and one
+    running from it to ``running_to``; each count triple is ``(total, done, failed)``."""
+    now = timezone.now()
+    completed = RescoringJob.objects.create(
+        model_version=finished_to, status=RescoringJob.Status.COMPLETED,
+        total=finished[0], done=finished[1], failed=finished[2],
+        started_at=now - timedelta(days=3), finished_at=now - timedelta(days=3) + timedelta(minutes=14),
+    )  # fmt: skip
+    in_progress = RescoringJob.objects.create(
+        model_version=running_to, previous_version=finished_to, status=RescoringJob.Status.RUNNING,
+        total=running[0], done=running[1], failed=running[2],
+        started_at=now - timedelta(minutes=9), heartbeat_at=now,
+    )  # fmt: skip
+    return completed, in_progress

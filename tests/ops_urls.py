@@ -5,7 +5,7 @@ import json
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from feedmood.urls import urlpatterns as project_urlpatterns
+from config.urls import urlpatterns as project_urlpatterns
 
 
 def failing_view(request: HttpRequest) -> HttpResponse:

@@ -3,7 +3,7 @@
 Import the fixtures next to ``emotion.fixtures``' ``fer_model`` and ``fer_model_dir``.
 
 Images are real (emotion.testing's astronaut photos) and analyses run through
-``emotion.services.analysis_run``, so readings are what the pipeline produces.
+``emotion.analysis.analysis_run``, so readings are what the pipeline produces.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from django.core.files.base import ContentFile
 
-from emotion import services, testing
+from emotion import model_versions, testing
+from emotion.analysis import analysis_run
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion
 from feedmood.models import Post, Profile
 
@@ -30,7 +31,7 @@ def v1(fer_model: ModelVersion) -> ModelVersion:
 @pytest.fixture
 def v2(fer_model_dir: Path, v1: ModelVersion) -> ModelVersion:
     """A second, inactive version (the same artifact under another name: readings are told apart by version)."""
-    version, _ = services.model_version_register(path=fer_model_dir, name="candidate-v2", smoke_test=False)
+    version, _ = model_versions.model_version_register(path=fer_model_dir, name="candidate-v2", smoke_test=False)
     return version
 
 
@@ -55,7 +56,7 @@ def post_analysis(author: Any, kind: str = "one", *, run: bool = True) -> ImageA
     post.save()
     analysis = ImageAnalysis.objects.create(owner=author, source=ImageAnalysis.Source.POST, post=post)
     if run:
-        services.analysis_run(analysis.pk)
+        analysis_run(analysis.pk)
         analysis.refresh_from_db()
     return analysis
 
@@ -66,7 +67,7 @@ def selfie_analysis(user: Any, *, run: bool = True) -> ImageAnalysis:
     analysis.image.save("selfie.jpg", ContentFile(image("one")), save=False)
     analysis.save()
     if run:
-        services.analysis_run(analysis.pk)
+        analysis_run(analysis.pk)
         analysis.refresh_from_db()
     return analysis
 

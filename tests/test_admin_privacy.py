@@ -90,7 +90,7 @@ def test_erasure_drops_the_dashboards_cached_aggregates_at_once(
 ) -> None:
     from django.core.cache import cache
 
-    from feedmood.dashboard.views import CACHE_KEY
+    from dashboard.views import CACHE_KEY
 
     user = make_user(username="leaving", password="pw-leaving-123", emotion_consent=True)
     client = client_for(user)

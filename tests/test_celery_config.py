@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from feedmood.celery import app
+from config.celery import app
 
 
 def test_app_configured_from_django_settings() -> None:

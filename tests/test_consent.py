@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from emotion import services
+from emotion import submission
+from emotion.analysis import analysis_run
 from emotion.fixtures import consenting_user, face_jpeg, faces_png, fer_model, fer_model_dir, upload  # noqa: F401
 from emotion.models import FaceReading, ImageAnalysis
 from feedmood.models import Post, Profile
@@ -45,11 +46,11 @@ def test_consent_is_checked_again_when_the_task_runs(
     consenting_user, fer_model, upload, face_jpeg, django_capture_on_commit_callbacks
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False):  # queued, not run yet
-        analysis = services.selfie_submit(user=consenting_user, uploaded_file=upload(face_jpeg))
+        analysis = submission.selfie_submit(user=consenting_user, uploaded_file=upload(face_jpeg))
     selfie = analysis.image.name
     Profile.objects.filter(user=consenting_user).update(emotion_consent=False)  # consent gone before the run
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.analysis_run(analysis.pk) is None
+        assert analysis_run(analysis.pk) is None
     assert not ImageAnalysis.objects.filter(pk=analysis.pk).exists() and not FaceReading.objects.exists()
     assert not analysis.image.storage.exists(selfie)  # the queued selfie went with it
 

@@ -12,15 +12,17 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
+from dashboard import selectors, views
 from emotion.models import ImageAnalysis
-from feedmood.dashboard import selectors, views
 from feedmood.models import Post, Profile, Reaction
 from tests.dashboard_seed import (
+    SEEDED_CHARTS,
     make_analysis,
     make_reading,
     make_users,
     make_version,
     seed_dashboard,
+    seed_rescoring_jobs,
     selfie,
 )
 from tests.factories import PostFactory, ReactionFactory, UserFactory
@@ -60,22 +62,12 @@ def test_staff_gets_the_dashboard(admin_client) -> None:
     assert resp.status_code == 200
     html = resp.content.decode()
     assert "FeedMood dashboard" in html
-    for chart_id in (
-        "chart-analyses",
-        "chart-latency-queue_wait",
-        "chart-latency-processing",
-        "chart-emotions",
-        "chart-mood-labels",
-        "chart-mood-valence",
-        "chart-policies",
-        "chart-model-f1",
-        "chart-backlog",
-    ):
+    for chart_id in SEEDED_CHARTS:
         assert f'id="{chart_id}"' in html, chart_id
     assert html.count('class="bar"') > 20
     assert "no-data" not in html
     assert "suppressed (&lt; 5 users)" in html
-    assert "feedmood/dashboard.css" in html
+    assert "dashboard/dashboard.css" in html
 
 
 def test_dashboard_renders_without_any_data(admin_client) -> None:
@@ -455,23 +447,11 @@ def test_backlog_with_an_unreachable_broker_still_renders() -> None:
 
 
 def test_rescoring_panel_shows_jobs_with_progress(admin_client) -> None:
-    from emotion.models import ModelVersion, RescoringJob
+    from emotion.models import ModelVersion
 
-    now = timezone.now()
     v2 = ModelVersion.objects.create(name="fer-v2", labels=["anger"], artifact_path="/nowhere")
     v3 = ModelVersion.objects.create(name="fer-v3", labels=["anger"], artifact_path="/nowhere")
-    done = RescoringJob.objects.create(
-        model_version=v2,
-        status=RescoringJob.Status.COMPLETED,
-        total=200,
-        done=198,
-        failed=2,
-        started_at=now - timedelta(hours=2),
-        finished_at=now - timedelta(hours=1),
-    )
-    running = RescoringJob.objects.create(
-        model_version=v3, status=RescoringJob.Status.RUNNING, total=1000, done=250, failed=0, started_at=now
-    )
+    done, running = seed_rescoring_jobs(finished_to=v2, running_to=v3, finished=(200, 198, 2), running=(1000, 250, 0))
     jobs = selectors.rescoring_jobs()
     assert [j.pk for j in jobs] == [running.pk, done.pk]
     assert jobs[0].progress == pytest.approx(0.25) and jobs[0].status_display == "Running"

@@ -12,33 +12,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
-from tests.dashboard_seed import seed_dashboard
+from tests.dashboard_seed import SEEDED_CHARTS, Seeded, seed_dashboard, seed_rescoring_jobs
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT = Path(__file__).resolve().parent.parent / "bench" / "results" / "dashboard.png"
-#: Charts the seeded data must fill (none may show the "no data" placeholder).
-SEEDED_CHARTS = (
-    "chart-analyses",
-    "chart-latency-queue_wait",
-    "chart-latency-processing",
-    "chart-emotions",
-    "chart-mood-labels",
-    "chart-mood-valence",
-    "chart-policies",
-    "chart-model-f1",
-    "chart-backlog",
-)
-
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(300),
@@ -104,36 +89,15 @@ def _full_page_screenshot(driver: Any, *paths: Path, width: int = 1440) -> None:
         path.write_bytes(png)
 
 
-def _seed_rescoring_jobs(seeded) -> None:
-    """Two real jobs for the progress bars: one finished (to the active model), one running to a newer one."""
-    from emotion.models import ModelVersion, RescoringJob
+def _seed_rescoring_jobs(seeded: Seeded) -> None:
+    """Two jobs for the progress bars: one finished (to the active model), one running to a newer one."""
+    from emotion.models import ModelVersion
 
-    now = timezone.now()
+    version = seeded.version
     newer = ModelVersion.objects.create(
-        name="ferplus-next",
-        labels=seeded.version.labels,
-        artifact_path=seeded.version.artifact_path,
-        card=seeded.version.card,
+        name="ferplus-next", labels=version.labels, artifact_path=version.artifact_path, card=version.card
     )
-    RescoringJob.objects.create(
-        model_version=seeded.version,
-        status=RescoringJob.Status.COMPLETED,
-        total=11_870,
-        done=11_852,
-        failed=18,
-        started_at=now - timedelta(days=3),
-        finished_at=now - timedelta(days=3) + timedelta(minutes=14),
-    )
-    RescoringJob.objects.create(
-        model_version=newer,
-        previous_version=seeded.version,
-        status=RescoringJob.Status.RUNNING,
-        total=12_400,
-        done=7_930,
-        failed=41,
-        started_at=now - timedelta(minutes=9),
-        heartbeat_at=now,
-    )
+    seed_rescoring_jobs(finished_to=version, running_to=newer)
 
 
 def test_dashboard_in_headless_chromium(live_server, browser, transactional_db, tmp_path) -> None:

@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from feedmood.dashboard import charts
-from feedmood.dashboard.charts import Item, Series
+from dashboard import charts
+from dashboard.charts import Item, Series
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from emotion import services
+from emotion import model_versions
 from emotion.fixtures import fer_model_dir  # noqa: F401
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_changelists_render(admin_client: Client, fer_model_dir: Path, make_user) -> None:
-    version, _ = services.model_version_register(path=fer_model_dir, name="v1", activate=True)
+    version, _ = model_versions.model_version_register(path=fer_model_dir, name="v1", activate=True)
     owner = make_user(username="owner")
     analysis = ImageAnalysis.objects.create(owner=owner, source="selfie", status="done", model_version=version)
     FaceReading.objects.create(
@@ -33,8 +33,8 @@ def test_changelists_render(admin_client: Client, fer_model_dir: Path, make_user
 
 
 def test_activate_action(admin_client: Client, fer_model_dir: Path) -> None:
-    _first, _ = services.model_version_register(path=fer_model_dir, name="v1", activate=True)
-    second, _ = services.model_version_register(path=fer_model_dir, name="v2")
+    _first, _ = model_versions.model_version_register(path=fer_model_dir, name="v1", activate=True)
+    second, _ = model_versions.model_version_register(path=fer_model_dir, name="v2")
     response = admin_client.post(
         "/admin/emotion/modelversion/", {"action": "activate", "_selected_action": [second.pk]}, follow=True
     )

@@ -191,10 +191,10 @@ def test_haar_config_finds_faces_of_a_ninth_of_the_short_side() -> None:
 
 
 def test_thorough_config_from_settings(settings, classifier) -> None:
-    from emotion import services
+    from emotion.analysis import pipeline_config
 
     settings.FEEDMOOD_FER_PIPELINE = THOROUGH
-    config = services.pipeline_config()
+    config = pipeline_config()
     assert (config.cascade, config.detect_max_pixels, config.scale_factor) == (THOROUGH["cascade"], 448 * 336, 1.1)
     assert config.min_neighbors == pipeline.DEFAULT_CONFIG.min_neighbors  # the rest stays default
     image, truth = testing.group_image(6, face=60)
@@ -202,7 +202,7 @@ def test_thorough_config_from_settings(settings, classifier) -> None:
     assert result.face_count == 6
     assert all(max(_iou(box, (f.box.x, f.box.y, f.box.w, f.box.h)) for f in result.faces) >= 0.5 for box in truth)
     settings.FEEDMOOD_FER_PIPELINE = None
-    assert services.pipeline_config() is pipeline.DEFAULT_CONFIG
+    assert pipeline_config() is pipeline.DEFAULT_CONFIG
 
 
 @pytest.mark.parametrize(

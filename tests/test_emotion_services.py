@@ -11,7 +11,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from emotion import selectors, services, signals
+from emotion import model_versions, privacy, selectors, signals, submission
+from emotion.analysis import analysis_run
 from emotion.fixtures import (  # noqa: F401
     consenting_user,
     face_jpeg,
@@ -47,7 +48,7 @@ def received() -> Any:
 
 def submit(user: Any, data: bytes, upload: Any, django_capture_on_commit_callbacks: Any) -> ImageAnalysis:
     with django_capture_on_commit_callbacks(execute=True):
-        analysis = services.selfie_submit(user=user, uploaded_file=upload(data))
+        analysis = submission.selfie_submit(user=user, uploaded_file=upload(data))
     analysis.refresh_from_db()
     return analysis
 
@@ -58,14 +59,14 @@ def submit(user: Any, data: bytes, upload: Any, django_capture_on_commit_callbac
 def test_selfie_requires_consent(make_user, upload, face_jpeg: bytes) -> None:
     user = make_user(username="nope")
     with pytest.raises(PermissionDenied, match="emotion_consent"):
-        services.selfie_submit(user=user, uploaded_file=upload(face_jpeg))
+        submission.selfie_submit(user=user, uploaded_file=upload(face_jpeg))
     assert not ImageAnalysis.objects.exists()
 
 
 @pytest.mark.parametrize("data", [b"", b"GIF89a not really", b"\xff\xd8\xff\xe0 truncated"])
 def test_selfie_is_validated_by_decoding(consenting_user, upload, settings, data: bytes) -> None:
     with pytest.raises(ValidationError) as info:
-        services.selfie_submit(user=consenting_user, uploaded_file=upload(data))
+        submission.selfie_submit(user=consenting_user, uploaded_file=upload(data))
     assert "image" in info.value.message_dict
     assert not ImageAnalysis.objects.exists()
     assert not (Path(settings.MEDIA_ROOT) / "selfies").exists() or not any(
@@ -148,25 +149,25 @@ def test_analysis_run_is_idempotent(
     analysis = ImageAnalysis.objects.get(post=post)
     assert FaceReading.objects.filter(analysis=analysis).count() == 1
 
-    assert services.analysis_run(analysis.pk) is None  # already final for the active model: no-op
+    assert analysis_run(analysis.pk) is None  # already final for the active model: no-op
     # Forced re-runs (e.g. a redelivered task after a crash) replace, never duplicate.
     for _ in range(2):
         ImageAnalysis.objects.filter(pk=analysis.pk).update(status=ImageAnalysis.Status.PROCESSING)
         with django_capture_on_commit_callbacks(execute=True):
-            assert services.analysis_run(analysis.pk).status == ImageAnalysis.Status.DONE
+            assert analysis_run(analysis.pk).status == ImageAnalysis.Status.DONE
     assert FaceReading.objects.filter(analysis=analysis).count() == 1
     analysis.refresh_from_db()
     assert analysis.status == ImageAnalysis.Status.DONE and analysis.attempts == 3
 
 
 def test_analysis_run_of_a_missing_analysis_does_nothing(fer_model) -> None:
-    assert services.analysis_run(987654) is None
+    assert analysis_run(987654) is None
 
 
 def test_corrupt_stored_image_ends_failed_with_a_clear_error(consenting_user, fer_model, received) -> None:
     analysis = ImageAnalysis.objects.create(owner=consenting_user, source=ImageAnalysis.Source.SELFIE)
     analysis.image.save("x.jpg", ContentFile(b"\xff\xd8\xff garbage"), save=True)
-    result = services.analysis_run(analysis.pk)
+    result = analysis_run(analysis.pk)
     assert result.status == ImageAnalysis.Status.FAILED
     assert "Not an image" in result.error
     assert not result.readings.exists()
@@ -176,7 +177,7 @@ def test_missing_file_ends_failed(consenting_user, fer_model) -> None:
     analysis = ImageAnalysis.objects.create(
         owner=consenting_user, source=ImageAnalysis.Source.SELFIE, image="selfies/vanished.jpg"
     )
-    result = services.analysis_run(analysis.pk)
+    result = analysis_run(analysis.pk)
     assert result.status == ImageAnalysis.Status.FAILED and "missing" in result.error
 
 
@@ -195,26 +196,36 @@ def test_no_model_ends_failed_with_instructions(
 def test_active_model_is_auto_registered_from_settings(settings, fer_model_dir: Path) -> None:
     settings.FEEDMOOD_MODEL_DIR = fer_model_dir
     assert not ModelVersion.objects.exists()
-    version = selectors.active_model_version()
+    version = model_versions.model_version_ensure_active()
     assert version is not None and version.is_active and version.activated_at
     assert version.artifact_dir.resolve() == fer_model_dir.resolve()
     assert version.labels == json.loads((fer_model_dir / "model_card.json").read_text())["labels"]
-    assert selectors.active_model_version() == version  # no second registration
+    assert model_versions.model_version_ensure_active() == version  # no second registration
+    assert selectors.active_model_version() == version
+    assert selectors.active_model_version_id() == version.pk
     assert ModelVersion.objects.count() == 1
 
 
+def test_the_active_model_selector_never_writes(settings, fer_model_dir: Path) -> None:
+    """Reading the active model on a fresh install registers nothing: only the service does."""
+    settings.FEEDMOOD_MODEL_DIR = fer_model_dir
+    assert selectors.active_model_version() is None
+    assert selectors.active_model_version_id() is None
+    assert not ModelVersion.objects.exists()
+
+
 def test_register_is_idempotent_and_activation_is_exclusive(fer_model_dir: Path, tmp_path: Path) -> None:
-    first, created = services.model_version_register(path=fer_model_dir, name="one", activate=True)
-    again, created_again = services.model_version_register(path=fer_model_dir, name="one")
+    first, created = model_versions.model_version_register(path=fer_model_dir, name="one", activate=True)
+    again, created_again = model_versions.model_version_register(path=fer_model_dir, name="one")
     assert created and not created_again and again == first
-    second, _ = services.model_version_register(path=fer_model_dir, name="two")
+    second, _ = model_versions.model_version_register(path=fer_model_dir, name="two")
     assert not second.is_active and first.metrics.get("accuracy") is not None
-    services.model_version_activate(second)
+    model_versions.model_version_activate(second)
     first.refresh_from_db()
     assert not first.is_active and second.is_active
     assert list(ModelVersion.objects.filter(is_active=True)) == [second]
     with pytest.raises(ValidationError, match="not an exported model"):
-        services.model_version_register(path=tmp_path)
+        model_versions.model_version_register(path=tmp_path)
 
 
 # --- Privacy: erase and export --------------------------------------------------------------------------
@@ -246,7 +257,7 @@ def test_readings_erase_is_complete(
     for _ in range(2):
         submit(consenting_user, face_jpeg, upload, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.readings_erase(user=consenting_user) == 2
+        assert privacy.readings_erase(user=consenting_user) == 2
     assert not ImageAnalysis.objects.exists() and not FaceReading.objects.exists()
     assert not any((Path(settings.MEDIA_ROOT) / "selfies").iterdir())
 
@@ -256,7 +267,7 @@ def test_export_has_everything_and_is_json(
 ) -> None:
     submit(consenting_user, face_jpeg, upload, django_capture_on_commit_callbacks)
     submit(consenting_user, no_face_png, upload, django_capture_on_commit_callbacks)
-    data = json.loads(json.dumps(services.readings_export(user=consenting_user)))
+    data = json.loads(json.dumps(privacy.readings_export(user=consenting_user)))
     assert data["user"] == "carol" and data["emotion_consent"] is True
     assert [a["status"] for a in data["analyses"]] == ["done", "no_face"]
     reading = data["analyses"][0]["readings"][0]

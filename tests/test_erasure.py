@@ -19,7 +19,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from emotion import services as emotion_services
+from emotion import submission
 from emotion.fixtures import consenting_user, face_jpeg, fer_model, fer_model_dir, upload  # noqa: F401
 from emotion.models import FaceReading, ImageAnalysis
 from feedmood import erasure
@@ -31,7 +31,7 @@ from tests.conftest import test_database_url
 
 def retained_selfie(user: Any, upload: Any, data: bytes, capture: Any) -> ImageAnalysis:
     with capture(execute=True):
-        analysis = emotion_services.selfie_submit(user=user, uploaded_file=upload(data))
+        analysis = submission.selfie_submit(user=user, uploaded_file=upload(data))
     analysis.refresh_from_db()
     assert analysis.status == ImageAnalysis.Status.DONE and default_storage.exists(analysis.image.name)
     return analysis

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 
-from emotion import face_detector, pipeline, services, testing
+from emotion import face_detector, model_versions, pipeline, submission, testing
+from emotion.analysis import analysis_run, pipeline_config
 from emotion.fixtures import consenting_user, faces_png, fer_model, fer_model_dir, upload  # noqa: F401
 
 
@@ -221,20 +222,19 @@ def test_the_card_pipeline_is_applied_per_model_version(
     card = json.loads((haar_dir / "model_card.json").read_text())
     card["pipeline"] = pipeline.card_fields(pipeline.HAAR_CONFIG, "haar")
     (haar_dir / "model_card.json").write_text(json.dumps(card))
-    blaze, _ = services.model_version_register(path=fer_model_dir, name="blazeface", activate=True)
-    haar, _ = services.model_version_register(path=haar_dir, name="haar")
-    assert services.pipeline_config(haar).detector == "haar"
-    assert services.pipeline_config(blaze) == pipeline.config_from(blaze.card.get("pipeline"))
+    blaze, _ = model_versions.model_version_register(path=fer_model_dir, name="blazeface", activate=True)
+    haar, _ = model_versions.model_version_register(path=haar_dir, name="haar")
+    assert pipeline_config(haar).detector == "haar"
+    assert pipeline_config(blaze) == pipeline.config_from(blaze.card.get("pipeline"))
 
     settings.FEEDMOOD_RETAIN_SELFIES = True  # kept, so it can be rescored
     with django_capture_on_commit_callbacks(execute=True):
-        analysis = services.selfie_submit(user=consenting_user, uploaded_file=upload(faces_png))
-    services.analysis_run(analysis.pk, model_version=haar, notify=False)  # what a rescoring chunk does
+        analysis = submission.selfie_submit(user=consenting_user, uploaded_file=upload(faces_png))
+    analysis_run(analysis.pk, model_version=haar, notify=False)  # what a rescoring chunk does
 
     grey = pipeline.decode(faces_png)
     expected = {
-        v: [(b.x, b.y, b.w, b.h) for b in pipeline.detect_faces(grey, services.pipeline_config(v))]
-        for v in (blaze, haar)
+        v: [(b.x, b.y, b.w, b.h) for b in pipeline.detect_faces(grey, pipeline_config(v))] for v in (blaze, haar)
     }
     assert expected[blaze] != expected[haar] and len(expected[blaze]) == 3
     for version in (blaze, haar):
@@ -250,7 +250,7 @@ def test_a_card_with_a_bad_pipeline_is_refused(fer_model_dir: Path, tmp_path: Pa
     card["pipeline"] = {"detector": "mtcnn"}
     (bad / "model_card.json").write_text(json.dumps(card))
     with pytest.raises(ValidationError, match="detector must be one of"):
-        services.model_version_register(path=bad, name="bad")
+        model_versions.model_version_register(path=bad, name="bad")
 
 
 def test_shipped_cards_record_the_default_pipeline() -> None:

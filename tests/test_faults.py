@@ -184,7 +184,7 @@ def _redis_answers(url: str) -> bool:
 
 def _send_analyses(broker_url: str, ids: list[int]) -> None:
     """Enqueue ``analyze_image`` (routed to ``fer`` as in production) on another broker: the throwaway Redis."""
-    from feedmood.celery import app
+    from config.celery import app
 
     with app.connection_for_write(broker_url) as conn:
         for pk in ids:

@@ -7,9 +7,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from config.celery import app
 from emotion import housekeeping
 from emotion.models import ImageAnalysis
-from feedmood.celery import app
 
 
 def test_stale_selection_and_requeue(make_user, monkeypatch) -> None:

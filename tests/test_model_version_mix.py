@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from emotion import services as emotion_services
+from emotion import model_versions
 from emotion.fixtures import fer_model, fer_model_dir  # noqa: F401
 from recommender import selectors, services
 from recommender.models import PostAffect
@@ -23,7 +23,7 @@ def switched_without_recompute(make_user, v1, v2):
     analysis = post_analysis(author, "one")
     services.post_affect_recompute(post=analysis.post, notify_followers=False)
     assert PostAffect.objects.get(post=analysis.post).model_version_id == v1.pk
-    emotion_services.model_version_switch(v2)
+    model_versions.model_version_switch(v2)
     return author, analysis.post
 
 

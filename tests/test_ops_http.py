@@ -39,7 +39,7 @@ def test_listed_origins_get_cors_headers(api_client, settings) -> None:
 
 @pytest.mark.slow
 def test_allowed_origins_come_from_the_environment() -> None:
-    script = "import json, feedmood.settings as s; print(json.dumps(s.CORS_ALLOWED_ORIGINS))"
+    script = "import json, config.settings as s; print(json.dumps(s.CORS_ALLOWED_ORIGINS))"
     run = lambda **env: subprocess.run([sys.executable, "-c", script], cwd=PROJECT_DIR, env=_clean_env(**env),  # noqa: E731
                                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert json.loads(run().stdout) == []

@@ -74,7 +74,7 @@ def test_tokens_in_messages_are_masked(json_lines: io.StringIO) -> None:
 def test_django_request_warnings_are_logged_once() -> None:
     script = "import django; django.setup()\nfrom django.test import Client\nClient().get('/api/no-such-endpoint/')\n"
     out = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
-                         env=_clean_env(DJANGO_SETTINGS_MODULE="feedmood.settings", DEBUG="1"))  # fmt: skip
+                         env=_clean_env(DJANGO_SETTINGS_MODULE="config.settings", DEBUG="1"))  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("Not Found: /api/no-such-endpoint/") == 1, out.stderr
 

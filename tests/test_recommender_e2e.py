@@ -93,12 +93,12 @@ def upload(data: bytes, name: str) -> SimpleUploadedFile:
 
 
 def test_sad_selfie_lifts_happy_posts(make_user, client_for, django_capture_on_commit_callbacks):
-    from emotion import services as emotion_services
+    from emotion import model_versions
 
     images = verified_images()
     if len(images["sadness"]) < 1 or len(images["happiness"]) < 3:
         pytest.fail(f"the real model read too few FER crops as intended: { {k: len(v) for k, v in images.items()} }")
-    version, _ = emotion_services.model_version_register(path=Path(settings.FEEDMOOD_MODEL_DIR), activate=True)
+    version, _ = model_versions.model_version_register(path=Path(settings.FEEDMOOD_MODEL_DIR), activate=True)
 
     viewer = make_user(username="sadviewer", emotion_consent=True)
     friends = [make_user(username=f"friend{i}", emotion_consent=True) for i in range(6)]  # post images need consent

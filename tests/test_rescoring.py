@@ -16,7 +16,9 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from emotion import rescoring, services
+import emotion.analysis
+from emotion import model_versions, privacy, rescoring
+from emotion.analysis import analysis_run
 from emotion.fixtures import fer_model, fer_model_dir  # noqa: F401
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
 from recommender import selectors as rec_selectors
@@ -65,7 +67,7 @@ def test_activation_rescores_every_stored_image_then_switches(
     assert MoodState.objects.get(user=forgetful).model_version == v1
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.model_version_activate(v2)
+        model_versions.model_version_activate(v2)
 
     job = RescoringJob.objects.get()
     assert job.status == "completed" and job.model_version == v2 and job.previous_version == v1
@@ -85,14 +87,14 @@ def test_activation_rescores_every_stored_image_then_switches(
 
 
 def test_activating_with_nothing_to_rescore_switches_at_once(v1, v2) -> None:
-    services.model_version_activate(v2)
+    model_versions.model_version_activate(v2)
     job = RescoringJob.objects.get()
     assert job.status == "completed" and (job.total, job.done, job.failed) == (0, 0, 0)
     assert active() == v2
 
 
 def test_first_activation_and_reactivation_need_no_job(fer_model_dir: Path) -> None:
-    first, _ = services.model_version_register(path=fer_model_dir, name="first", activate=True, smoke_test=False)
+    first, _ = model_versions.model_version_register(path=fer_model_dir, name="first", activate=True, smoke_test=False)
     assert first.is_active and not RescoringJob.objects.exists()
     assert rescoring.rescoring_start(first) is None and not RescoringJob.objects.exists()
 
@@ -111,7 +113,7 @@ def test_interrupted_job_resumes_where_it_stopped_without_duplicates(v1, v2, mak
     assert first.more and (first.done, first.failed) == (2, 0)
     assert job.status == "running" and (job.done, job.cursor) == (2, analyses[1].pk) and job.heartbeat_at
     # A worker scored the next analysis, then died before committing the chunk ...
-    services.analysis_run(analyses[2].pk, model_version=v2, notify=False)
+    analysis_run(analyses[2].pk, model_version=v2, notify=False)
     # ... and a stale duplicate of the first chunk (redelivered after a broker restart) commits nothing.
     stale = rescoring._commit_chunk(job.pk, 0, 0, analyses[1].pk, 2, 0)
     assert stale.duplicate and not stale.more
@@ -141,7 +143,7 @@ def test_moods_use_only_the_active_version_until_the_switch(v1, v2, retain, make
     assert active() == v1 and state.model_version == v1 and state.reading_count == 3  # v1 only, all three
     new_selfie = rf.selfie_analysis(fan)  # interactive analyses keep using the active version during the job
     assert rf.readings_per_version(new_selfie) == {v1.pk: [0]}
-    services.analysis_run(selfies[0].pk)  # e.g. a redelivered interactive task: its result is v1's again
+    analysis_run(selfies[0].pk)  # e.g. a redelivered interactive task: its result is v1's again
     assert ImageAnalysis.objects.get(pk=selfies[0].pk).model_version == v1
 
     run_lane(job)
@@ -191,7 +193,7 @@ def test_images_analysed_with_the_old_model_around_the_switch_are_caught_up(
     # An id handed out before the lane passed it, committed after (concurrent transactions), done with v1.
     late = rf.post_analysis(author, run=False)
     ImageAnalysis.objects.filter(pk=late.pk).update(id=hole_id)
-    services.analysis_run(hole_id)
+    analysis_run(hole_id)
     assert rf.readings_per_version(ImageAnalysis.objects.get(pk=hole_id)) == {v1.pk: [0]}
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -204,16 +206,16 @@ def test_images_analysed_with_the_old_model_around_the_switch_are_caught_up(
 def test_an_analysis_in_flight_across_the_switch_is_scored_with_the_new_model(v1, v2, make_user, monkeypatch) -> None:
     author = make_user(username="author")
     analysis = rf.post_analysis(author, run=False)
-    original = services._finish
+    original = emotion.analysis._finish
 
     def finish_then_switch(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
         if not ModelVersion.objects.filter(pk=v2.pk, is_active=True).exists():
-            services.model_version_switch(v2)  # the job completed while this analysis ran with v1
+            model_versions.model_version_switch(v2)  # the job completed while this analysis ran with v1
         return result
 
-    monkeypatch.setattr(services, "_finish", finish_then_switch)
-    services.analysis_run(analysis.pk)
+    monkeypatch.setattr(emotion.analysis, "_finish", finish_then_switch)
+    analysis_run(analysis.pk)
     analysis.refresh_from_db()
     assert analysis.model_version == v2 and rf.readings_per_version(analysis) == {v1.pk: [0], v2.pk: [0]}
 
@@ -229,7 +231,7 @@ def test_reactivating_returns_the_open_job_and_another_version_supersedes_it(v1,
     rescoring.rescoring_run_chunk(job.pk, 0)
     assert ImageAnalysis.objects.filter(model_version=v2).exists()  # the job's current results so far
 
-    v3, _ = services.model_version_register(path=fer_model_dir, name="candidate-v3", smoke_test=False)
+    v3, _ = model_versions.model_version_register(path=fer_model_dir, name="candidate-v3", smoke_test=False)
     newer = rescoring.rescoring_start(v3)
     job.refresh_from_db()
     assert job.status == "cancelled" and "candidate-v3" in job.error and job.finished_at
@@ -307,7 +309,7 @@ def test_prune_expired_selfies(v1, settings, make_user, django_capture_on_commit
 
     settings.FEEDMOOD_RETAIN_SELFIES = False  # retention turned off: finished selfies go, pending ones wait
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.selfies_prune_expired() == 1
+        assert privacy.selfies_prune_expired() == 1
     assert not files[recent.pk].exists() and files[pending.pk].exists()
 
 
@@ -315,14 +317,14 @@ def test_beat_schedule_is_synced_to_the_database_scheduler(transactional_db: Non
     from django_celery_beat.models import PeriodicTask
     from django_celery_beat.schedulers import DatabaseScheduler
 
-    from feedmood.celery import app
+    from config.celery import app
 
     app.loader.import_default_modules()
     schedule = app.conf.beat_schedule
     tasks = {entry["task"] for entry in schedule.values()}
     assert {"emotion.tasks.resume_stalled_rescoring_jobs", "emotion.tasks.prune_expired_selfies"} <= tasks
     assert tasks <= set(app.tasks)
-    DatabaseScheduler(app=app)  # what `celery -A feedmood beat` does at start-up
+    DatabaseScheduler(app=app)  # what `celery -A config beat` does at start-up
     synced = dict(PeriodicTask.objects.values_list("task", "enabled"))
     assert synced["emotion.tasks.resume_stalled_rescoring_jobs"] and synced["emotion.tasks.prune_expired_selfies"]
     router = app.amqp.router

@@ -103,7 +103,7 @@ urlpatterns = [
     path("api/boom-django/", _boom_django),
     path("api/boom-drf/", _BoomApi.as_view()),
     path("elsewhere/boom/", _boom_django),
-    path("", include("feedmood.urls")),
+    path("", include("config.urls")),
 ]
 handler500 = "feedmood.views.server_error"
 
@@ -128,7 +128,7 @@ def test_500_has_no_traceback(settings, url: str, db) -> None:
 
 
 def _prod(**env: str) -> subprocess.CompletedProcess:
-    code = "import json, feedmood.settings as s; print(json.dumps({'key': s.SECRET_KEY, 'debug': s.DEBUG}))"
+    code = "import json, config.settings as s; print(json.dumps({'key': s.SECRET_KEY, 'debug': s.DEBUG}))"
     base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_DIR), "DEBUG": "0", "ALLOWED_HOSTS": "x.example.com"}
     return subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT_DIR, env={**base, **env}, capture_output=True, text=True, timeout=60

@@ -15,7 +15,7 @@ from feedmood.env import env_bool, env_list
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DUMP = """
-import json, feedmood.settings as s
+import json, config.settings as s
 print(json.dumps({
     "DEBUG": s.DEBUG, "ENGINE": s.DATABASES["default"]["ENGINE"], "DB_NAME": str(s.DATABASES["default"]["NAME"]),
     "EAGER": s.CELERY_TASK_ALWAYS_EAGER, "PROPAGATES": s.CELERY_TASK_EAGER_PROPAGATES,
@@ -57,7 +57,7 @@ def test_model_tta_setting() -> None:
     assert _settings(FEEDMOOD_MODEL_TTA="On")["TTA"] is True
     assert _settings(FEEDMOOD_MODEL_TTA="card")["TTA"] is None
     out = subprocess.run(
-        [sys.executable, "-c", "import feedmood.settings"],
+        [sys.executable, "-c", "import config.settings"],
         cwd=PROJECT_DIR,
         env=_clean_env(FEEDMOOD_MODEL_TTA="sometimes"),
         capture_output=True,
@@ -87,7 +87,7 @@ def test_production_like_env() -> None:
 
 def test_secret_key_required_in_production() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", "import feedmood.settings"],
+        [sys.executable, "-c", "import config.settings"],
         cwd=PROJECT_DIR,
         env=_clean_env(DEBUG="0"),
         capture_output=True,
@@ -124,3 +124,81 @@ def test_check_deploy_is_clean() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "System check identified no issues" in out.stdout, out.stdout + out.stderr
+
+
+# --- Every setting is declared in config/settings.py ----------------------------------------------------------
+
+APP_PACKAGES = ("feedmood", "emotion", "recommender", "dashboard", "config")
+
+
+def _app_sources() -> list[Path]:
+    return sorted(
+        p for package in APP_PACKAGES for p in (PROJECT_DIR / package).rglob("*.py") if "migrations" not in p.parts
+    )
+
+
+def settings_reads(path: Path) -> tuple[set[str], list[str]]:
+    """``(names read as settings.NAME, getattr(settings, ...) calls with a default)`` in ``path``."""
+    import ast
+
+    names: set[str] = set()
+    defaults: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "settings":
+            if node.attr.isupper():
+                names.add(node.attr)
+        elif (  # recommender.conf.get("NAME") reads settings.RECOMMENDER_NAME
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and (node.func.value.id, node.func.attr) == ("conf", "get")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            names.add(f"RECOMMENDER_{node.args[0].value}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and node.args
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id == "settings"
+            and len(node.args) > 2
+        ):
+            defaults.append(f"{path.name}:{node.lineno}")
+    return names, defaults
+
+
+def test_settings_are_declared_and_read_without_defaults() -> None:
+    """Apps read ``settings.X`` for names config/settings.py declares; no ``getattr(settings, X, default)``."""
+    from django.conf import settings
+
+    undeclared: list[str] = []
+    with_default: list[str] = []
+    for path in _app_sources():
+        names, defaults = settings_reads(path)
+        undeclared += [f"{path.relative_to(PROJECT_DIR)}: {n}" for n in sorted(names) if not hasattr(settings, n)]
+        with_default += defaults
+    assert not with_default, f"declare these settings in config/settings.py and read settings.X: {with_default}"
+    assert not undeclared, f"read but not declared in config/settings.py: {undeclared}"
+
+
+def test_settings_reader_sees_reads_and_defaults(tmp_path: Path) -> None:
+    """The scan above is only as good as its reader."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from django.conf import settings\nA = settings.NOT_DECLARED_X\nB = getattr(settings, 'Y', 1)\n"
+        "C = conf.get('TUNABLE')\n"
+    )
+    names, defaults = settings_reads(probe)
+    assert names == {"NOT_DECLARED_X", "RECOMMENDER_TUNABLE"} and defaults == ["probe.py:3"]
+
+
+def test_recommender_tunables_come_from_the_environment() -> None:
+    code = "import json, config.settings as s; print(json.dumps([s.RECOMMENDER_PAGE_SIZE, s.RECOMMENDER_MOOD_STEP]))"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
+        env=_clean_env(RECOMMENDER_PAGE_SIZE="7", RECOMMENDER_MOOD_STEP="0.5"),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == [7, 0.5]

@@ -38,7 +38,7 @@ def test_spoofed_x_forwarded_for_does_not_escape_the_anon_throttle(db, rates) ->
 
 
 def test_num_proxies_comes_from_the_environment() -> None:
-    code = "import feedmood.settings as s; print(s.REST_FRAMEWORK['NUM_PROXIES'])"
+    code = "import config.settings as s; print(s.REST_FRAMEWORK['NUM_PROXIES'])"
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(PROJECT_DIR)}
 
     def run(**extra: str) -> str:

@@ -63,7 +63,7 @@ def start_worker(
 
     ``beat=True`` embeds beat (``-B``): the periodic housekeeping runs as in production.
     """
-    cmd = [sys.executable, "-m", "celery", "-A", "feedmood", "worker", "-Q", queues, "-c", str(concurrency),
+    cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-c", str(concurrency),
            "--pool=prefork", "-n", f"pytest-{uuid.uuid4().hex[:8]}@%h", "--loglevel=INFO",
            "--without-gossip", "--without-mingle", "--prefetch-multiplier=1", *(["-B"] if beat else [])]  # fmt: skip
     with open(log_path, "ab") as log_file:

@@ -43,10 +43,10 @@ def check_broker() -> CheckResult:
 
 def model_loadable() -> dict[str, object]:
     """Load the active model in this process (cached after the first time); raise if it cannot."""
-    from emotion import selectors
     from emotion.inference import get_classifier
+    from emotion.model_versions import model_version_ensure_active
 
-    version = selectors.active_model_version()
+    version = model_version_ensure_active()
     if version is None:
         raise RuntimeError("no active emotion model")
     classifier = get_classifier(version.artifact_dir)

@@ -70,7 +70,7 @@ class QueueDepthCollector(Collector):
 
         family = GaugeMetricFamily("feedmood_celery_queue_depth", "Messages waiting in a Celery queue.",
                                    labels=["queue"])  # fmt: skip
-        broker = str(getattr(settings, "CELERY_BROKER_URL", "") or "")
+        broker = str(settings.CELERY_BROKER_URL or "")
         if broker.startswith(("redis://", "rediss://")):
             import redis
 

@@ -11,8 +11,6 @@ import logging
 import os
 from typing import Any
 
-from feedmood.env import env_int
-
 logger = logging.getLogger(__name__)
 
 
@@ -22,7 +20,9 @@ def keep_django_logging(**kwargs: Any) -> None:
 
 def serve_worker_metrics(**kwargs: Any) -> None:
     """``worker_init``: start the metrics HTTP server in the worker's main process when a port is set."""
-    port = env_int("FEEDMOOD_WORKER_METRICS_PORT", 0)
+    from django.conf import settings
+
+    port = settings.FEEDMOOD_WORKER_METRICS_PORT
     if not port:
         return
     from feedmood.observability.metrics import multiprocess_dir, registry_for_scrape

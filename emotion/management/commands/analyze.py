@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from emotion import pipeline, selectors
+from emotion import model_versions, pipeline
 from emotion.inference import get_classifier
 
 
@@ -53,7 +53,7 @@ class Command(BaseCommand):
         try:
             if model:
                 return get_classifier(model)
-            version = selectors.active_model_version()
+            version = model_versions.model_version_ensure_active()
             if version is None:
                 raise CommandError("No active model version: pass --model PATH or run register_model --activate.")
             return get_classifier(version.artifact_dir)

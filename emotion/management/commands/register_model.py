@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from emotion import selectors, services
+from emotion import model_versions, selectors
 
 
 class Command(BaseCommand):
@@ -20,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, path: str, name: str | None, activate: bool, **options: Any) -> None:
         try:
-            version, created = services.model_version_register(path=path, name=name, activate=activate)
+            version, created = model_versions.model_version_register(path=path, name=name, activate=activate)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         verb = "Registered" if created else "Already registered"

@@ -8,7 +8,6 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from feedmood import views
-from feedmood.dashboard.views import dashboard_view
 from feedmood.observability.apis import MetricsApi
 
 
@@ -30,7 +29,7 @@ urlpatterns = [
     # Login/logout for the browsable API (its "Log in" link).
     path("api-auth/", include("rest_framework.urls")),
     # Staff-only: admin_view redirects anyone else to /admin/login/?next=/admin/dashboard/.
-    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="admin-dashboard"),
+    path("admin/dashboard/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("feedmood.api_urls")),
     *_optional_api_includes(),

@@ -32,13 +32,12 @@ from django.db.models.functions import Mod
 from django.utils import timezone
 
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
-from emotion.selectors import artifact_card
+from emotion.selectors import active_model_version, artifact_card
 from feedmood.models import Profile
 from ml.runtime import card_flip_below, other_tta_for
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MIN_GROUP = 5
 PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 LATENCY_METRICS: tuple[tuple[str, str], ...] = (("queue_wait", "queue_wait_ms"), ("processing", "total_ms"))
 #: Rows read at most for Python-computed percentiles (SQLite): an evenly spread sample of the window.
@@ -61,24 +60,14 @@ VALENCE_BINS: tuple[tuple[str, float, float], ...] = (
 
 
 def min_group_size() -> int:
-    """``settings.FEEDMOOD_DASHBOARD_MIN_GROUP`` (default 5, never below 1)."""
-    try:
-        value = int(getattr(settings, "FEEDMOOD_DASHBOARD_MIN_GROUP", DEFAULT_MIN_GROUP))
-    except (TypeError, ValueError):
-        value = DEFAULT_MIN_GROUP
-    return max(1, value)
-
-
-DEFAULT_MIN_ACCOUNT_AGE_DAYS = 7
+    """``settings.FEEDMOOD_DASHBOARD_MIN_GROUP`` (default 5), never below 1."""
+    return max(1, int(settings.FEEDMOOD_DASHBOARD_MIN_GROUP))
 
 
 def min_account_age_days() -> int:
     """``settings.FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS`` (default 7): younger accounts are not
     counted, so a handful of fresh fake accounts cannot pad a group up to k."""
-    try:
-        return max(0, int(getattr(settings, "FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS", DEFAULT_MIN_ACCOUNT_AGE_DAYS)))
-    except (TypeError, ValueError):
-        return DEFAULT_MIN_ACCOUNT_AGE_DAYS
+    return max(0, int(settings.FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS))
 
 
 def period_end(now: datetime) -> datetime:
@@ -312,11 +301,6 @@ class EmotionTimeline:
     @property
     def shown_count(self) -> int:
         return sum(1 for b in self.buckets if b.readings and not b.suppressed)
-
-
-def active_model_version() -> ModelVersion | None:
-    """The active model version, without the side effects of ``emotion.selectors`` (no auto-registration)."""
-    return ModelVersion.objects.filter(is_active=True).order_by("-pk").first()
 
 
 def emotion_distribution(
@@ -714,14 +698,13 @@ def queue_backlog(
     *, broker_url: str | None = None, eager: bool | None = None, queues: Sequence[str] | None = None
 ) -> QueueBacklog:
     """The FER backlog: messages waiting in the broker (Redis only) and unfinished analyses in the database."""
-    from feedmood.celery import app as celery_app
+    from config.celery import app as celery_app
 
     if eager is None:
         eager = bool(celery_app.conf.task_always_eager)
     url = str(broker_url if broker_url is not None else (celery_app.conf.broker_url or "")).split(";")[0].strip()
     if queues is None:
-        configured = getattr(settings, "CELERY_TASK_QUEUES", None) or ()
-        names = [q.name for q in configured if getattr(q, "name", None)]
+        names = [q.name for q in settings.CELERY_TASK_QUEUES]
         queues = ["fer"] + [n for n in names if n != "fer"]
     rows = {
         r["status"]: r

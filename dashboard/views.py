@@ -1,6 +1,6 @@
 """The staff dashboard at ``/admin/dashboard/``: aggregates rendered as server-side SVG charts.
 
-Wrapped in ``admin.site.admin_view`` (see ``feedmood/urls.py``): anonymous and
+Wrapped in ``admin.site.admin_view`` (see ``config/urls.py``): anonymous and
 non-staff users are redirected to ``/admin/login/?next=/admin/dashboard/``; staff
 without the dedicated permission ``recommender.view_emotion_dashboard`` get 403.
 The emotion panels cover completed days only (see ``selectors.period_end``), so
@@ -24,9 +24,10 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from dashboard import charts, selectors
+from dashboard.charts import Item, Series
 from emotion.models import ImageAnalysis
-from feedmood.dashboard import charts, selectors
-from feedmood.dashboard.charts import Item, Series
+from emotion.selectors import active_model_version
 
 HOURS = 24
 DAYS = 14
@@ -275,10 +276,7 @@ def forget_cached_aggregates() -> None:
 
 def cache_seconds() -> int:
     """``settings.FEEDMOOD_DASHBOARD_CACHE_SECONDS`` (default 60; 0 turns the cache off)."""
-    try:
-        return max(0, int(getattr(settings, "FEEDMOOD_DASHBOARD_CACHE_SECONDS", 60)))
-    except (TypeError, ValueError):
-        return 60
+    return max(0, int(settings.FEEDMOOD_DASHBOARD_CACHE_SECONDS))
 
 
 def heavy_panels(*, now: datetime, min_group: int, version: Any) -> dict[str, Any]:
@@ -303,7 +301,7 @@ def build_context(*, now: datetime | None = None, use_cache: bool = False) -> di
     """
     now = now or timezone.now()
     k = selectors.min_group_size()
-    version = selectors.active_model_version()
+    version = active_model_version()
     ttl = cache_seconds() if use_cache else 0
     heavy = cache.get(CACHE_KEY) if ttl else None
     if not heavy or heavy.get("min_group") != k or heavy.get("version_id") != getattr(version, "pk", None):

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "feedmood.apps.FeedmoodConfig",
     "emotion",
     "recommender",
+    "dashboard.apps.DashboardConfig",
 ]
 
 MIDDLEWARE = [
@@ -61,9 +62,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "feedmood.urls"
-WSGI_APPLICATION = "feedmood.wsgi.application"
-ASGI_APPLICATION = "feedmood.asgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {
@@ -255,7 +256,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_IMPORTS = ("emotion.housekeeping",)  # tasks outside tasks.py modules
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# Synced into django-celery-beat's PeriodicTask table when `celery -A feedmood beat` starts.
+# Synced into django-celery-beat's PeriodicTask table when `celery -A config beat` starts.
 CELERY_BEAT_SCHEDULE = {
     "emotion.resume-stalled-rescoring-jobs": {
         "task": "emotion.tasks.resume_stalled_rescoring_jobs",
@@ -305,6 +306,43 @@ FEEDMOOD_DASHBOARD_CACHE_SECONDS = env_int("FEEDMOOD_DASHBOARD_CACHE_SECONDS", 6
 # ... and counts only accounts older than this many days (fresh accounts cannot pad a group up to k).
 FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS = env_int("FEEDMOOD_DASHBOARD_MIN_ACCOUNT_AGE_DAYS", 7)
 
+# --- Recommender (recommender.conf reads these as conf.get("<NAME>"); docs/recommender.md) ----------------
+# Candidates: the newest PER_AUTHOR posts of each followed account (and own posts) within WINDOW_DAYS, at most
+# MAX_CANDIDATES of them, newest first.
+RECOMMENDER_WINDOW_DAYS = env_int("RECOMMENDER_WINDOW_DAYS", 14)
+RECOMMENDER_PER_AUTHOR = env_int("RECOMMENDER_PER_AUTHOR", 6)
+RECOMMENDER_MAX_CANDIDATES = env_int("RECOMMENDER_MAX_CANDIDATES", 400)
+# The network part of the candidates is cached per user CANDIDATES_TTL seconds and topped up with the posts of
+# the last CANDIDATES_TTL + CANDIDATES_AFFECT_LAG seconds on each ranking (recommender.candidates); 0 reads it
+# every time.
+RECOMMENDER_CANDIDATES_TTL = env_int("RECOMMENDER_CANDIDATES_TTL", 300)
+RECOMMENDER_CANDIDATES_AFFECT_LAG = env_int("RECOMMENDER_CANDIDATES_AFFECT_LAG", 120)
+# Popular posts from outside the network: top POPULAR_COUNT by likes among the posts of the last
+# POPULAR_WINDOW_HOURS, cached POPULAR_CACHE_SECONDS.
+RECOMMENDER_POPULAR_COUNT = env_int("RECOMMENDER_POPULAR_COUNT", 30)
+RECOMMENDER_POPULAR_WINDOW_HOURS = env_int("RECOMMENDER_POPULAR_WINDOW_HOURS", 48)
+RECOMMENDER_POPULAR_CACHE_SECONDS = env_int("RECOMMENDER_POPULAR_CACHE_SECONDS", 60)
+# A feed snapshot: at most FEED_MAX_ITEMS ranked posts, kept SNAPSHOT_TTL seconds so later pages keep its order.
+RECOMMENDER_FEED_MAX_ITEMS = env_int("RECOMMENDER_FEED_MAX_ITEMS", 400)
+RECOMMENDER_SNAPSHOT_TTL = env_int("RECOMMENDER_SNAPSHOT_TTL", 900)
+# Page 1 reuses the user's snapshot of the last SNAPSHOT_REUSE_SECONDS unless their network, mood or settings
+# changed since (recommender.freshness); 0 ranks every page 1 anew.
+RECOMMENDER_SNAPSHOT_REUSE_SECONDS = env_int("RECOMMENDER_SNAPSHOT_REUSE_SECONDS", 60)
+# A built page is served again for PAGE_CACHE_SECONDS while nothing in the user's feed changed and they liked or
+# unliked nothing since; other people's likes show up to this many seconds late. 0 builds every page.
+RECOMMENDER_PAGE_CACHE_SECONDS = env_int("RECOMMENDER_PAGE_CACHE_SECONDS", 15)
+# A cursor works for CURSOR_MAX_AGE seconds (its snapshot's parameters are kept as long).
+RECOMMENDER_CURSOR_MAX_AGE = env_int("RECOMMENDER_CURSOR_MAX_AGE", 3600)
+# Probe resistance: the applied strength is rounded to STRENGTH_STEP and the mood the feed is ranked with to
+# MOOD_STEP (valence, arousal, confidence); 0 turns the rounding off.
+RECOMMENDER_STRENGTH_STEP = env_float("RECOMMENDER_STRENGTH_STEP", 0.25)
+RECOMMENDER_MOOD_STEP = env_float("RECOMMENDER_MOOD_STEP", 0.25)
+RECOMMENDER_PAGE_SIZE = env_int("RECOMMENDER_PAGE_SIZE", 20)
+RECOMMENDER_MAX_PAGE_SIZE = env_int("RECOMMENDER_MAX_PAGE_SIZE", 50)
+# Diversity: at most this many posts of one author in a row, and per page.
+RECOMMENDER_MAX_CONSECUTIVE_PER_AUTHOR = env_int("RECOMMENDER_MAX_CONSECUTIVE_PER_AUTHOR", 2)
+RECOMMENDER_MAX_PER_AUTHOR_PER_PAGE = env_int("RECOMMENDER_MAX_PER_AUTHOR_PER_PAGE", 3)
+
 # --- Operations: CORS, error reports, metrics, logs, probes (docs/operations.md) ------------
 
 INSTALLED_APPS += ["corsheaders", "django_prometheus", "feedmood.observability.apps.ObservabilityConfig"]
@@ -322,6 +360,8 @@ CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After", "RateLimit-Limit", "RateLi
 CORS_ALLOW_HEADERS = (*cors_default_headers, "x-request-id")
 SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^api/health/(live|ready)/?$"]
 
+# A worker serves its metrics on this port (0: none); needs PROMETHEUS_MULTIPROC_DIR (feedmood.observability.worker).
+FEEDMOOD_WORKER_METRICS_PORT = env_int("FEEDMOOD_WORKER_METRICS_PORT", 0)
 # Seconds each readiness check (broker connect, worker ping) may take before /api/health/ready says 503.
 FEEDMOOD_HEALTH_TIMEOUT_SECONDS = env_float("FEEDMOOD_HEALTH_TIMEOUT_SECONDS", 3.0)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django import template
 
-from feedmood.dashboard.charts import fmt_ms, fmt_number
+from dashboard.charts import fmt_ms, fmt_number
 
 register = template.Library()
 

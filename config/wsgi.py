@@ -1,11 +1,11 @@
-"""WSGI entry point (gunicorn feedmood.wsgi:application)."""
+"""WSGI entry point (gunicorn config.wsgi:application)."""
 
 import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedmood.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 application = get_wsgi_application()
 

@@ -10,7 +10,7 @@ from celery import Celery
 
 from feedmood.observability import request_id, worker
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedmood.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("feedmood")
 app.config_from_object("django.conf:settings", namespace="CELERY")

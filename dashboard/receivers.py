@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboard.views import forget_cached_aggregates
 from emotion import signals as emotion_signals
 from feedmood import signals as social_signals
-from feedmood.dashboard.views import forget_cached_aggregates
 
 
 def on_emotion_data_erased(sender: Any, **kwargs: Any) -> None:
@@ -17,7 +17,7 @@ def on_emotion_data_erased(sender: Any, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    """Connect the receivers (called once from ``FeedmoodConfig.ready``)."""
+    """Connect the receivers (called once from ``DashboardConfig.ready``)."""
     for signal, name in (
         (emotion_signals.readings_erased, "readings_erased"),
         (social_signals.consent_withdrawn, "consent_withdrawn"),
