@@ -3,7 +3,7 @@
 # the image. bench/image_size.sh replays these steps to measure the image.
 FROM debian:bookworm-slim AS venv
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates binutils \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt docker/build-venv.sh /tmp/build/
 RUN sh /tmp/build/build-venv.sh /tmp/build/requirements.txt

@@ -18,7 +18,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-in_root() { chroot "$root" /usr/bin/env -i PATH=/opt/venv/bin:/usr/bin:/bin HOME=/root "$@"; }
+in_root() { chroot "$root" /usr/bin/env -i PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
 
 # 1. FROM debian:bookworm-slim: a minbase root with the slim image's documentation excludes.
 if [ ! -x "$root/usr/bin/apt-get" ]; then
