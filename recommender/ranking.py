@@ -245,22 +245,7 @@ def content_tone(affect: Affect) -> str:
 
 def affinity(affect: Affect, mood: Mood, policy: Policy) -> float:
     """How much the policy wants this content for this mood, in [-1, 1] (see module table)."""
-    kind = mood_kind(mood)
-    if kind is None or policy == Policy.OFF:
-        return 0.0
-    if policy == Policy.REPAIR:
-        if kind == MoodKind.LOW:
-            value = _clip(affect.valence)
-        elif kind == MoodKind.TENSE:
-            value = _clip(affect.valence - (affect.arousal or 0.0))
-        else:
-            return 0.0
-    elif affect.arousal is None:
-        value = _clip(1.0 - abs(affect.valence - (mood.valence or 0.0)) / CONGRUENT_RADIUS)
-    else:
-        distance = math.hypot(affect.valence - (mood.valence or 0.0), affect.arousal - (mood.arousal or 0.0))
-        value = _clip(1.0 - distance / CONGRUENT_RADIUS)
-    return 0.0 if abs(value) < AFFINITY_DEAD_ZONE else value
+    return MoodView.of(mood, policy).affinity(affect.valence, affect.arousal)
 
 
 def intensity(mood: Mood, policy: Policy) -> float:
@@ -279,20 +264,58 @@ def explain(delta: float, text: Affect | None, photo: Affect | None, mood: Mood,
     viewer's ``own`` posts; the tone read from faces in another person's photo is never named: that post was
     only "moved up for your mood: the photo".
     """
-    if abs(delta) < REASON_EPSILON or (text is None and photo is None):
-        return BASE_REASON
-    if text is None and not own:
-        return f"{MOVED_UP_REASON if delta > 0 else MOVED_DOWN_REASON}: the photo"
-    named, kind = (text, "text") if text is not None else (photo, "photo")
-    assert named is not None
-    verb, adj, tone = ("lifted" if delta > 0 else "lowered"), mood_adjective(mood), content_tone(named)
-    if policy == Policy.REPAIR and mood_kind(mood) == MoodKind.LOW and delta > 0:
-        tone = "uplifting"  # repair acts on valence alone for low moods: name that, not the arousal
-    also = ", and the photo" if text is not None and photo is not None else ""
-    if policy == Policy.CONGRUENT:
-        relation = "matches" if delta > 0 else "clashes with"
-        return f"{verb}: {tone} {kind} that {relation} your {adj} mood{also}"
-    return f"{verb}: {tone} {kind} while you seem {adj}{also}"
+    return MoodView.of(mood, policy).explain(delta, text, photo, own=own)
+
+
+@dataclass(frozen=True, slots=True)
+class MoodView:
+    """What the mood stage asks of the mood and policy, worked out once per feed instead of once per post."""
+
+    kind: MoodKind | None
+    policy: Policy
+    valence: float
+    arousal: float
+    adjective: str
+
+    @classmethod
+    def of(cls, mood: Mood, policy: Policy) -> MoodView:
+        return cls(mood_kind(mood), Policy(policy), mood.valence or 0.0, mood.arousal or 0.0, mood_adjective(mood))
+
+    def affinity(self, valence: float, arousal: float | None) -> float:
+        """:func:`affinity` of content with this valence and arousal (``None``: text)."""
+        kind, policy = self.kind, self.policy
+        if kind is None or policy == Policy.OFF:
+            return 0.0
+        if policy == Policy.REPAIR:
+            if kind == MoodKind.LOW:
+                value = _clip(valence)
+            elif kind == MoodKind.TENSE:
+                value = _clip(valence - (arousal or 0.0))
+            else:
+                return 0.0
+        elif arousal is None:
+            value = _clip(1.0 - abs(valence - self.valence) / CONGRUENT_RADIUS)
+        else:
+            distance = math.hypot(valence - self.valence, arousal - self.arousal)
+            value = _clip(1.0 - distance / CONGRUENT_RADIUS)
+        return 0.0 if abs(value) < AFFINITY_DEAD_ZONE else value
+
+    def explain(self, delta: float, text: Affect | None, photo: Affect | None, *, own: bool) -> str:
+        """:func:`explain` for this mood and policy."""
+        if abs(delta) < REASON_EPSILON or (text is None and photo is None):
+            return BASE_REASON
+        if text is None and not own:
+            return f"{MOVED_UP_REASON if delta > 0 else MOVED_DOWN_REASON}: the photo"
+        named, kind = (text, "text") if text is not None else (photo, "photo")
+        assert named is not None
+        verb, tone = ("lifted" if delta > 0 else "lowered"), content_tone(named)
+        if self.policy == Policy.REPAIR and self.kind == MoodKind.LOW and delta > 0:
+            tone = "uplifting"  # repair acts on valence alone for low moods: name that, not the arousal
+        also = ", and the photo" if text is not None and photo is not None else ""
+        if self.policy == Policy.CONGRUENT:
+            relation = "matches" if delta > 0 else "clashes with"
+            return f"{verb}: {tone} {kind} that {relation} your {self.adjective} mood{also}"
+        return f"{verb}: {tone} {kind} while you seem {self.adjective}{also}"
 
 
 def source_contributions(candidate: Candidate, mood: Mood, policy: Policy) -> list[tuple[Affect, float, bool]]:
@@ -313,27 +336,41 @@ def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, streng
     """Re-score and re-sort base-ranked items for the mood (pure; see the module table).
 
     ``strength`` 0, policy ``off`` or an unknown mood return the base order with
-    ``BASE_REASON``.  Ties keep their base order.
+    ``BASE_REASON``.  Ties keep their base order.  Each post gets what
+    :func:`source_contributions`, :func:`affect_level` and :func:`explain` give it, computed
+    inline: this loop runs for every candidate of every fresh ranking.
     """
     policy = Policy(policy)
     if not 0.0 <= strength <= 1.0 or math.isnan(strength):
         raise ValueError("strength must be within [0, 1]")
     scale = strength * MAX_BOOST * intensity(mood, policy) * mood.confidence
+    view = MoodView.of(mood, policy)
     out: list[Ranked] = []
     for item in items:
-        parts = source_contributions(item.candidate, mood, policy) if scale > 0.0 else []
-        if not parts:
-            out.append(Ranked(item.candidate, item.base_score, item.base_position))
+        candidate = item.candidate
+        face, text = candidate.affect, candidate.text_affect
+        total = (face.confidence if face is not None else 0.0) + (text.confidence if text is not None else 0.0)
+        if scale <= 0.0 or (face is None and text is None) or total <= 0.0:
+            out.append(Ranked(candidate, item.base_score, item.base_position))
             continue
-        weight = sum(part for _, part, _ in parts)
+        # Each source's part is c * c * affinity / sum(c); faces first, as source_contributions orders them.
+        weight, face_part, text_part = 0.0, 0.0, 0.0
+        if face is not None:
+            face_part = face.confidence * face.confidence * view.affinity(face.valence, face.arousal) / total
+            weight += face_part
+        if text is not None:
+            text_part = text.confidence * text.confidence * view.affinity(text.valence, text.arousal) / total
+            weight += text_part
         # Faces are rounded to a coarse level (they are a person's reading); a text-only weight stays exact
         # (anyone can read the text).
-        delta = scale * (affect_level(weight) if any(not is_text for _, _, is_text in parts) else weight)
-        movers = [(affect, is_text) for affect, part, is_text in parts if part * delta > 0.0]  # same direction
-        text = next((affect for affect, is_text in movers if is_text), None)
-        photo = next((affect for affect, is_text in movers if not is_text), None)
-        reason = explain(delta, text, photo, mood, policy, own=item.candidate.source == Source.OWN)
-        out.append(Ranked(item.candidate, item.base_score, item.base_position, delta, reason))
+        delta = scale * (affect_level(weight) if face is not None else weight)
+        reason = view.explain(
+            delta,
+            text if text is not None and text_part * delta > 0.0 else None,  # the sources moving it this way
+            face if face is not None and face_part * delta > 0.0 else None,
+            own=candidate.source == Source.OWN,
+        )
+        out.append(Ranked(candidate, item.base_score, item.base_position, delta, reason))
     out.sort(key=lambda r: (-(r.base_score + r.mood_delta), r.base_position))
     return out
 

@@ -351,7 +351,8 @@ def _text_affect(valence: float | None, arousal: float | None, confidence: float
 def candidate_from_row(row: CandidateRow, user_id: int) -> Candidate:
     pid, aid, ts, likes, v, a, c = row[:7]
     affect = None if v is None or a is None else Affect(v, a, c or 0.0)
-    text = _text_affect(*row[7:10]) if len(row) >= 10 else None  # rows cached before text affect have 7 fields
+    tv = row[7] if len(row) >= 10 else None  # rows cached before text affect have 7 fields
+    text = None if tv is None else Affect(tv, row[8], row[9] or 0.0, face_count=0)  # as _text_affect
     return Candidate(pid, aid, ts, likes, affect, Source.OWN if aid == user_id else Source.NETWORK, text)
 
 
