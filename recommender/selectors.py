@@ -173,9 +173,10 @@ def mood_settings_get(*, user: AbstractBaseUser) -> Profile:
     return profile_with_mood(user=user)
 
 
-def consents(*, user_id: int) -> bool:
-    """Whether the user consents to emotion analysis now (read from the database)."""
-    return Profile.objects.filter(user_id=user_id, emotion_consent=True).exists()
+def consents(*, user: AbstractBaseUser) -> bool:
+    """Whether the user consents to emotion analysis, as read from the database for this request: the profile
+    token authentication joined to the user (no query), else read now (see :func:`profile_with_mood`)."""
+    return bool(profile_with_mood(user=user).emotion_consent)
 
 
 def profile_with_mood(*, user: AbstractBaseUser) -> Profile:
