@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
@@ -179,10 +179,11 @@ def dedupe(candidates: Iterable[Candidate]) -> list[Candidate]:
 def base_rank(candidates: Iterable[Candidate], *, now: datetime | float) -> list[Ranked]:
     """Score by hot rank and sort (ties: newer first, then higher id); duplicates dropped."""
     now_ts = epoch(now)
-    scored = [
-        (hot_score(like_count=c.like_count, age_hours=(now_ts - c.created_ts) / 3600.0, source=c.source), c)
-        for c in dedupe(candidates)
-    ]
+    log10, popular = math.log10, Source.POPULAR
+    scored = []
+    for c in dedupe(candidates):  # hot_score, inlined: this runs for every candidate of every fresh ranking
+        score = log10(max(int(c.like_count), 1)) - max((now_ts - c.created_ts) / 3600.0, 0.0) / HOURS_PER_DECADE
+        scored.append((score - OUT_OF_NETWORK_PENALTY if c.source == popular else score, c))
     scored.sort(key=lambda sc: (-sc[0], -sc[1].created_ts, -sc[1].post_id))
     return [Ranked(sc[1], sc[0], i) for i, sc in enumerate(scored)]
 
@@ -276,6 +277,8 @@ class MoodView:
     valence: float
     arousal: float
     adjective: str
+    #: Reasons already written, by (lifted, source kind, tone, both sources): one string object per distinct reason.
+    reasons: dict[tuple[bool, str, str, bool], str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, mood: Mood, policy: Policy) -> MoodView:
@@ -305,17 +308,28 @@ class MoodView:
         if abs(delta) < REASON_EPSILON or (text is None and photo is None):
             return BASE_REASON
         if text is None and not own:
-            return f"{MOVED_UP_REASON if delta > 0 else MOVED_DOWN_REASON}: the photo"
+            return _PHOTO_REASONS[delta > 0]
         named, kind = (text, "text") if text is not None else (photo, "photo")
         assert named is not None
-        verb, tone = ("lifted" if delta > 0 else "lowered"), content_tone(named)
-        if self.policy == Policy.REPAIR and self.kind == MoodKind.LOW and delta > 0:
+        lifted = delta > 0
+        if self.policy == Policy.REPAIR and self.kind == MoodKind.LOW and lifted:
             tone = "uplifting"  # repair acts on valence alone for low moods: name that, not the arousal
-        also = ", and the photo" if text is not None and photo is not None else ""
-        if self.policy == Policy.CONGRUENT:
-            relation = "matches" if delta > 0 else "clashes with"
-            return f"{verb}: {tone} {kind} that {relation} your {self.adjective} mood{also}"
-        return f"{verb}: {tone} {kind} while you seem {self.adjective}{also}"
+        else:
+            tone = content_tone(named)
+        key = (lifted, kind, tone, text is not None and photo is not None)
+        reason = self.reasons.get(key)
+        if reason is None:  # shared string objects also keep the cached snapshot rows small (pickle memo)
+            verb, also = ("lifted" if lifted else "lowered"), ", and the photo" if key[3] else ""
+            if self.policy == Policy.CONGRUENT:
+                relation = "matches" if lifted else "clashes with"
+                reason = f"{verb}: {tone} {kind} that {relation} your {self.adjective} mood{also}"
+            else:
+                reason = f"{verb}: {tone} {kind} while you seem {self.adjective}{also}"
+            self.reasons[key] = reason
+        return reason
+
+
+_PHOTO_REASONS = {True: f"{MOVED_UP_REASON}: the photo", False: f"{MOVED_DOWN_REASON}: the photo"}
 
 
 def source_contributions(candidate: Candidate, mood: Mood, policy: Policy) -> list[tuple[Affect, float, bool]]:

@@ -107,19 +107,26 @@ _moods = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    affects=st.lists(st.tuples(st.none() | _faces, st.none() | _text, st.booleans(), st.integers(0, 50)), max_size=30),
+    affects=st.lists(
+        st.tuples(st.none() | _faces, st.none() | _text, st.sampled_from(list(Source)), st.integers(0, 50)), max_size=30
+    ),
     mood=_moods,
     policy=st.sampled_from(list(Policy)),
     strength=st.sampled_from([0.0, 0.25, 0.5, 1.0]),
 )
 def test_mood_stage_equals_its_documented_parts(affects, mood, policy, strength):
-    """The inlined per-post loop gives exactly what source_contributions, affect_level and explain define:
-    the same order, deltas (exactly equal) and reasons."""
+    """The inlined per-post loops give exactly what hot_score, source_contributions, affect_level and explain
+    define: the same base scores, order, deltas and reasons."""
     feed = [
-        cand(i, hours_ago=i / 7, likes=likes, affect=faces, text=text, source=Source.OWN if mine else Source.NETWORK)
-        for i, (faces, text, mine, likes) in enumerate(affects)
+        cand(i, hours_ago=i / 7, likes=likes, affect=faces, text=text, source=source)
+        for i, (faces, text, source, likes) in enumerate(affects)
     ]
     base = base_rank(feed, now=NOW)
+    for r in base:
+        age_hours = (NOW.timestamp() - r.candidate.created_ts) / 3600.0
+        assert r.base_score == hot_score(
+            like_count=r.candidate.like_count, age_hours=age_hours, source=r.candidate.source
+        )
     got = [(r.candidate.post_id, r.mood_delta, r.reason) for r in mood_stage(base, mood, policy, strength)]
     want = [(r.candidate.post_id, r.mood_delta, r.reason) for r in reference_mood_stage(base, mood, policy, strength)]
     assert got == want
