@@ -14,6 +14,10 @@ For each scale (number of posts) it:
 4. records latency percentiles, requests/s, server CPU ms per request and
    ``os.getloadavg()`` (a training job shares the 2 cores), then stops gunicorn.
 
+With ``--peer PATH`` (another checkout with its own ``.venv``, e.g. a worktree of an earlier commit) both are
+seeded, served and measured in the same run, each load run split into ``--rounds`` slices alternating between
+them, so a loaded machine weighs on both alike; the peer's results go to ``<out>_base`` (``--peer-out``).
+
 Results: ``bench/results/feed_scale.json`` and ``.md``.  Verify small first::
 
     .venv/bin/python bench/feed_scale.py --scales 20000 --users 1000 --duration 5 --out /tmp/feed_small
@@ -43,8 +47,8 @@ PY = sys.executable
 # --- helpers -----------------------------------------------------------------------------
 
 
-def sh(cmd: list[str], env: dict[str, str], **kw: Any) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=ROOT, env=env, check=True, text=True, capture_output=True, **kw)
+def sh(cmd: list[str], env: dict[str, str], cwd: Path = ROOT, **kw: Any) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=env, check=True, text=True, capture_output=True, **kw)
 
 
 def psql(admin_url: str, sql: str) -> None:
@@ -228,6 +232,14 @@ def run_load(
         "mode": mode,
         "concurrency": concurrency,
         "target_rate_rps": rate,
+        "_raw": {
+            "latencies": lat,
+            "seconds": elapsed,
+            "served": served,
+            "server_cpu": server_cpu,
+            "client_cpu": time.process_time() - client_cpu0,
+            "services": services,
+        },
         "seconds": round(elapsed, 2),
         "requests": len(lat),
         "errors": errors,
@@ -246,98 +258,159 @@ def run_load(
 # --- one scale ---------------------------------------------------------------------------------------
 
 
-def bench_scale(args: argparse.Namespace, posts: int, base_env: dict[str, str]) -> dict[str, Any]:
-    db = f"{args.db_prefix}_{posts}"
-    admin = f"{args.pg}/postgres"
-    db_url = f"{args.pg}/{db}"
-    env = {**base_env, "DATABASE_URL": db_url}
-    result: dict[str, Any] = {"posts": posts, "database": db}
-    print(f"== {posts} posts: database {db}", flush=True)
+class Side:
+    """One checkout under test: its code, database, server port and results."""
 
-    psql(admin, f'DROP DATABASE IF EXISTS "{db}"')
-    psql(admin, f'CREATE DATABASE "{db}"')
-    sh([PY, "manage.py", "migrate", "-v0"], env)
-    tokens_path = Path(f"/tmp/{db}_tokens.json")
-    t0 = time.perf_counter()
-    seeded = sh([PY, "manage.py", "seed_feed", "--users", str(args.users), "--posts", str(posts),
-                 "--follows-per-user", str(args.follows_per_user), "--readings", str(args.readings),
-                 "--bench-users", str(args.bench_users), "--bench-follows", str(args.bench_follows),
-                 "--tokens-out", str(tokens_path)], env, timeout=3600)  # fmt: skip
-    result["seed_wall_s"] = round(time.perf_counter() - t0, 1)
-    seed_info = json.loads(tokens_path.read_text())
-    result["seed"] = {k: seed_info[k] for k in ("counts", "timings", "seconds")}
-    print(seeded.stdout.strip().splitlines()[-1], flush=True)
-    if args.text_affect_share > 0:
-        result["text_affects"] = add_text_affect(db_url, args.text_affect_share)
-    with __import__("psycopg").connect(db_url) as conn:
-        result["db_size"] = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+    def __init__(self, name: str, root: Path, posts: int, db_prefix: str, port: int, text_share: float,
+                 base_env: dict[str, str], pg: str) -> None:  # fmt: skip
+        self.name, self.root, self.port, self.text_share, self.pg = name, root, port, text_share, pg
+        self.py = str(root / ".venv" / "bin" / "python") if root != ROOT else PY
+        self.db = f"{db_prefix}_{posts}"
+        # A peer checkout may predate config/ (its settings then live in the feedmood package).
+        self.project = "config" if (root / "config" / "settings.py").is_file() else "feedmood"
+        self.env = {**base_env, "DATABASE_URL": f"{pg}/{self.db}", "PYTHONPATH": str(root),
+                    "DJANGO_SETTINGS_MODULE": f"{self.project}.settings"}  # fmt: skip
+        self.result: dict[str, Any] = {"posts": posts, "database": self.db}
+        self.server: subprocess.Popen | None = None
+        self.log: Any = None
+        self.tokens: list[str] = []
 
-    micro = sh([PY, "bench/feed_micro.py", str(tokens_path), str(args.micro_repeat)], env, timeout=1800)
-    result["micro"] = json.loads(micro.stdout.strip().splitlines()[-1])
-    print(
-        "micro:",
-        json.dumps(
-            {
-                k: result["micro"][k]
-                for k in ("candidates_lateral", "candidates_redis_zset", "mood_from_state", "rank_pipeline")
-            }
-        ),
-        flush=True,
-    )
+    def prepare(self, args: argparse.Namespace) -> None:
+        """Create, migrate and seed the database with this checkout's code; run its micro-benchmarks."""
+        admin, posts = f"{self.pg}/postgres", self.result["posts"]
+        print(f"== {posts} posts: database {self.db} ({self.name})", flush=True)
+        psql(admin, f'DROP DATABASE IF EXISTS "{self.db}"')
+        psql(admin, f'CREATE DATABASE "{self.db}"')
+        sh([self.py, "manage.py", "migrate", "-v0"], self.env, self.root)
+        tokens_path = Path(f"/tmp/{self.db}_tokens.json")
+        t0 = time.perf_counter()
+        seeded = sh([self.py, "manage.py", "seed_feed", "--users", str(args.users), "--posts", str(posts),
+                     "--follows-per-user", str(args.follows_per_user), "--readings", str(args.readings),
+                     "--bench-users", str(args.bench_users), "--bench-follows", str(args.bench_follows),
+                     "--tokens-out", str(tokens_path)], self.env, self.root, timeout=3600)  # fmt: skip
+        self.result["seed_wall_s"] = round(time.perf_counter() - t0, 1)
+        seed_info = json.loads(tokens_path.read_text())
+        self.result["seed"] = {k: seed_info[k] for k in ("counts", "timings", "seconds")}
+        print(seeded.stdout.strip().splitlines()[-1], flush=True)
+        if self.text_share > 0:
+            self.result["text_affects"] = add_text_affect(self.env["DATABASE_URL"], self.text_share)
+        with __import__("psycopg").connect(self.env["DATABASE_URL"]) as conn:
+            self.result["db_size"] = conn.execute(
+                "SELECT pg_size_pretty(pg_database_size(current_database()))"
+            ).fetchone()[0]
+        micro = sh([self.py, "bench/feed_micro.py", str(tokens_path), str(args.micro_repeat)], self.env, self.root,
+                   timeout=1800)  # fmt: skip
+        self.result["micro"] = json.loads(micro.stdout.strip().splitlines()[-1])
+        parts = ("candidates_lateral", "candidates_redis_zset", "mood_from_state", "rank_pipeline")
+        print("micro:", json.dumps({k: self.result["micro"][k] for k in parts}), flush=True)
+        self.tokens = [b["token"] for b in seed_info["bench_users"]]
 
-    tokens = [b["token"] for b in seed_info["bench_users"]]
-    log = open(f"/tmp/{db}_gunicorn.log", "w")  # noqa: SIM115 (the server writes to it until it is stopped)
-    server = subprocess.Popen(
-        [PY, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{args.port}",
-         "-w", str(args.workers), "-k", args.worker_class, "--threads", str(args.threads),
-         "--keep-alive", "30", "--backlog", "256", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    def start(self, args: argparse.Namespace) -> None:
+        self.log = open(f"/tmp/{self.db}_gunicorn.log", "w")  # noqa: SIM115 (written to until the server stops)
+        self.server = subprocess.Popen(
+            [self.py, "-m", "gunicorn", f"{self.project}.wsgi:application", "-b", f"127.0.0.1:{self.port}",
+             "-w", str(args.workers), "-k", args.worker_class, "--threads", str(args.threads),
+             "--keep-alive", "30", "--backlog", "256", "--log-level", "warning"],
+            cwd=self.root, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        wait_ready(self.port, self.server)
+        self.result["sample_response"] = check_feed(self.port, self.tokens[0])
+        run_load(self.port, self.tokens, seconds=args.warmup, concurrency=4, server_pid=self.server.pid)  # warm-up
+
+    def load(self, seconds: float, concurrency: int, mode: str, rate: float | None = None) -> dict[str, Any]:
+        assert self.server is not None
+        return run_load(self.port, self.tokens, seconds=seconds, concurrency=concurrency, mode=mode, rate=rate,
+                        server_pid=self.server.pid)  # fmt: skip
+
+    def stop(self, args: argparse.Namespace) -> None:
+        if self.server is not None:
+            os.killpg(self.server.pid, signal.SIGTERM)
+            try:
+                self.server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.server.pid, signal.SIGKILL)
+            self.log.close()
+        if not args.keep_db:
+            psql(f"{self.pg}/postgres", f'DROP DATABASE IF EXISTS "{self.db}"')
+
+
+def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's figures from its time slices (latencies pooled, CPU and requests summed)."""
+    raw = [p.pop("_raw") for p in parts]
+    lat = [x for r in raw for x in r["latencies"]]
+    seconds = sum(r["seconds"] for r in raw)
+    served = max(sum(r["served"] for r in raw), 1)
+    errors: dict[str, int] = {}
+    for p in parts:
+        for k, v in p["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    first, last = parts[0], parts[-1]
+    return {
+        "mode": first["mode"],
+        "concurrency": first["concurrency"],
+        "target_rate_rps": first["target_rate_rps"],
+        "slices": len(parts),
+        "seconds": round(seconds, 2),
+        "requests": len(lat),
+        "errors": errors,
+        "throughput_rps": round(len(lat) / seconds, 1),
+        **percentiles(lat),
+        "untimed_page1_requests": sum(p["untimed_page1_requests"] for p in parts),
+        "server_cpu_ms_per_request": round(sum(r["server_cpu"] for r in raw) * 1000.0 / served, 2),
+        "client_cpu_ms_per_request": round(sum(r["client_cpu"] for r in raw) * 1000.0 / served, 2),
+        "postgres_cpu_ms_per_request": round(sum(r["services"]["postgres"] for r in raw) * 1000.0 / served, 2),
+        "redis_cpu_ms_per_request": round(sum(r["services"]["redis-server"] for r in raw) * 1000.0 / served, 2),
+        "loadavg_before": first["loadavg_before"],
+        "loadavg_after": last["loadavg_after"],
+    }
+
+
+def bench_scale(args: argparse.Namespace, posts: int, base_env: dict[str, str]) -> list[dict[str, Any]]:
+    """This checkout's results at ``posts`` (and the ``--peer`` checkout's, measured in alternating slices)."""
+    sides = [Side("this checkout", ROOT, posts, args.db_prefix, args.port, args.text_affect_share, base_env, args.pg)]
+    if args.peer:
+        sides.append(Side("peer", Path(args.peer).resolve(), posts, f"{args.db_prefix}_peer", args.port + 1,
+                          args.peer_text_affect_share, base_env, args.pg))  # fmt: skip
+    rounds = max(1, args.rounds) if args.peer else 1
+
+    def measure(concurrency: int, mode: str, rate: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+        """Each side in ``rounds`` slices of ``duration / rounds`` seconds, the order alternating per slice."""
+        parts: dict[str, list[dict[str, Any]]] = {s.name: [] for s in sides}
+        for r in range(rounds):
+            for side in sides if r % 2 == 0 else sides[::-1]:
+                parts[side.name].append(side.load(args.duration / rounds, concurrency, mode,
+                                                  rate[side.name] if rate else None))  # fmt: skip
+        return {name: combine(p) for name, p in parts.items()}
+
     try:
-        wait_ready(args.port, server)
-        check = check_feed(args.port, tokens[0])
-        result["sample_response"] = check
-        run_load(args.port, tokens, seconds=args.warmup, concurrency=4, server_pid=server.pid)  # warm-up
-        runs = []
+        for side in sides:
+            side.prepare(args)
+        for side in sides:
+            side.start(args)
+        runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in sides}
         keys = ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "server_cpu_ms_per_request", "loadavg_after")
+
+        def record(label: str, measured: dict[str, dict[str, Any]]) -> None:
+            for name, run in measured.items():
+                runs[name].append(run)
+                print(f"    {label} [{name}]", json.dumps({k: run[k] for k in keys}), flush=True)
+
         for c in args.concurrency:  # every request ranks a new snapshot (?refresh=true)
-            print(f"   closed loop fresh c={c} ...", flush=True)
-            runs.append(
-                run_load(args.port, tokens, seconds=args.duration, concurrency=c, mode="fresh", server_pid=server.pid)
-            )
-            print("   ", json.dumps({k: runs[-1][k] for k in keys}), flush=True)
+            record(f"closed loop fresh c={c}", measure(c, "fresh"))
         top = max(args.concurrency)
-        fresh_top = runs[-1]["throughput_rps"]
+        # Open-loop rates from the peer's capacity when there is one, so both sides get the same arrival rate.
+        fresh_top = runs[sides[-1].name][-1]["throughput_rps"]
         for mode in ("page1", "page2"):  # page 1 as served (recent snapshots reused), next pages (cursor)
-            runs.append(
-                run_load(args.port, tokens, seconds=args.duration, concurrency=top, mode=mode, server_pid=server.pid)
-            )
-            print(f"    {mode} c={top}", json.dumps({k: runs[-1][k] for k in keys}), flush=True)
+            record(f"{mode} c={top}", measure(top, mode))
         for share in args.open_loop:
             rate = max(1.0, round(fresh_top * share, 1))
-            runs.append(
-                run_load(
-                    args.port,
-                    tokens,
-                    seconds=args.duration,
-                    concurrency=top,
-                    mode="fresh",
-                    rate=rate,
-                    server_pid=server.pid,
-                )
-            )
-            print(f"    open loop fresh {rate} rps:", json.dumps({k: runs[-1][k] for k in keys}), flush=True)
-        result["runs"] = runs
+            record(f"open loop fresh {rate} rps", measure(top, "fresh", {s.name: rate for s in sides}))
+        for side in sides:
+            side.result["runs"] = runs[side.name]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
-    if not args.keep_db:
-        psql(admin, f'DROP DATABASE IF EXISTS "{db}"')
-    return result
+        for side in sides:
+            side.stop(args)
+    return [side.result for side in sides]
 
 
 def add_text_affect(db_url: str, share: float, seed: float = 0.42) -> int:
@@ -400,14 +473,28 @@ def server_shape(params: dict[str, Any]) -> str:
     return f"{params['workers']} workers x {params['threads']} threads (gthread)"
 
 
+def same_run(params: dict[str, Any]) -> list[str]:
+    """The header line saying how a ``--peer`` run interleaved the two checkouts ([] without a peer)."""
+    if not params.get("peer_commit"):
+        return []
+    other = f"commit {params['peer_commit']}" if params.get("side") != "peer" else "the checkout it was compared with"
+    return [
+        "",
+        f"Measured in one run with {other} (each on its own database and gunicorn): every load run is split into "
+        f"{params['rounds']} slices of {params['duration'] / params['rounds']:g} s, alternating between the two "
+        "(order reversed each slice), and open-loop rates are the same for both (from the peer's capacity).",
+    ]
+
+
 def write_markdown(path: Path, data: dict[str, Any]) -> None:
     lines = [
         "# Feed scale benchmark",
         "",
-        f"Generated by `bench/feed_scale.py` on {data['started']} ({data['machine']['cpus']} CPUs, "
+        f"Generated by `bench/feed_scale.py` ({data['machine']['cpus']} CPUs, "
         f"Python {data['machine']['python']}); gunicorn {server_shape(data['params'])}, DEBUG=0, "
         "PostgreSQL + Redis on the same host. "
         f"Load average is recorded for every run. Note: {data.get('note') or '-'}",
+        *same_run(data["params"]),
         "",
         f"Graph: {data['params']['users']} users, ~{data['params']['follows_per_user']} follows each; "
         f"bench users follow {data['params']['bench_follows']} accounts, consent, and have a recent sad or "
@@ -453,7 +540,7 @@ def write_markdown(path: Path, data: dict[str, Any]) -> None:
             f"{f(m['rank_pipeline'])} ({m['rank_pipeline']['candidates']}) | {m['lateral_explain']['execution_ms']} | "
             f"{m['fanout']['zadd_per_post_avg']} ({m['fanout']['zadd_per_post_max']}) |"
         )
-    lines += ["", "Raw figures: `feed_scale.json` next to this file.", ""]
+    lines += ["", f"Raw figures: `{path.with_suffix('.json').name}` next to this file.", ""]
     path.write_text("\n".join(lines))
 
 
@@ -496,6 +583,16 @@ def main() -> None:
     p.add_argument("--note", default="", help="free text recorded with the results (e.g. what else ran)")
     p.add_argument("--append", action="store_true", help="add these scales to an existing result file")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "feed_scale"))
+    p.add_argument(
+        "--peer",
+        default="",
+        help="another checkout (with its .venv) to measure in the same run, "
+        "e.g. a worktree of an earlier commit: its own database and server, load slices alternating",
+    )
+    p.add_argument("--peer-text-affect-share", type=float, default=0.0, help="--text-affect-share of the peer")
+    p.add_argument("--peer-out", default="", help="the peer's results (default: <out>_base)")
+    p.add_argument("--peer-note", default="", help="free text recorded with the peer's results")
+    p.add_argument("--rounds", type=int, default=3, help="with --peer: slices per load run, order alternating")
     args = p.parse_args()
     args.concurrency = [int(x) for x in args.concurrency.split(",")]
     args.open_loop = [float(x) for x in args.open_loop.split(",") if x]
@@ -508,29 +605,41 @@ def main() -> None:
         REDIS_URL=args.redis, CELERY_BROKER_URL=args.redis, CONN_MAX_AGE="600", LOG_LEVEL="WARNING",
         FEEDMOOD_THROTTLE_USER="10000000/min",
     )  # fmt: skip
-    data: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": loadavg()},
-        "params": {k: v for k, v in vars(args).items() if k not in ("pg", "redis")},
-        "note": args.note,
-        "scales": [],
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if args.append and out.with_suffix(".json").is_file():
-        previous = json.loads(out.with_suffix(".json").read_text())
-        data["scales"] = previous["scales"]
-        data["earlier_runs"] = [
-            *previous.get("earlier_runs", []),
-            {k: previous[k] for k in ("started", "machine", "params") if k in previous},
-        ]
+    params = {k: v for k, v in vars(args).items() if k not in ("pg", "redis", "peer", "out", "peer_out")}
+    if args.peer:  # recorded as its commit, not its path
+        params["peer_commit"] = sh(["git", "rev-parse", "--short", "HEAD"], base_env, Path(args.peer)).stdout.strip()
+    outs = [Path(args.out)] + ([Path(args.peer_out or f"{args.out}_base")] if args.peer else [])
+    datasets: list[dict[str, Any]] = []
+    for i, out in enumerate(outs):
+        data: dict[str, Any] = {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": loadavg()},
+            "params": {
+                **params,
+                "side": "peer" if i else "this checkout",
+                "text_affect_share": args.peer_text_affect_share if i else args.text_affect_share,
+            },
+            "note": args.peer_note if i else args.note,
+            "scales": [],
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if args.append and out.with_suffix(".json").is_file():
+            previous = json.loads(out.with_suffix(".json").read_text())
+            data["scales"] = previous["scales"]
+            data["earlier_runs"] = [
+                *previous.get("earlier_runs", []),
+                {k: previous[k] for k in ("started", "machine", "params") if k in previous},
+            ]
+        datasets.append(data)
     for posts in [int(x) for x in args.scales.split(",")]:
-        data["scales"] = [s for s in data["scales"] if s["posts"] != posts] + [bench_scale(args, posts, base_env)]
-        data["scales"].sort(key=lambda s: s["posts"])
-        data["machine"]["loadavg_end"] = loadavg()
-        out.with_suffix(".json").write_text(json.dumps(data, indent=2))
-        write_markdown(out.with_suffix(".md"), data)
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+        for data, out, scale in zip(datasets, outs, bench_scale(args, posts, base_env), strict=True):
+            data["scales"] = [s for s in data["scales"] if s["posts"] != posts] + [scale]
+            data["scales"].sort(key=lambda s: s["posts"])
+            data["machine"]["loadavg_end"] = loadavg()
+            out.with_suffix(".json").write_text(json.dumps(data, indent=2))
+            write_markdown(out.with_suffix(".md"), data)
+    for out in outs:
+        print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -85,11 +85,12 @@ def _network(user_id: int, snapshot: datetime) -> tuple[tuple[int, ...], list[se
     limit = conf.get("MAX_CANDIDATES")
     namespace = selectors.cache_namespace()
     snapshot_ms = int(snapshot.timestamp() * 1000)
-    entry: CachedNetwork | None = cache.get(_key(namespace, user_id)) if ttl else None
+    found = cache.get_many([_key(namespace, user_id), *freshness.network_check_keys(namespace, user_id)]) if ttl else {}
+    entry: CachedNetwork | None = found.get(_key(namespace, user_id))
     if (
         entry is not None
         and entry.read_ms <= snapshot_ms <= entry.read_ms + ttl * 1000
-        and not freshness.network_changed_since(namespace, user_id, entry.read_ms)
+        and not freshness.network_changed_since(namespace, user_id, entry.read_ms, found)
     ):
         since = snapshot - timedelta(seconds=ttl + conf.get("CANDIDATES_AFFECT_LAG"))
         recent = selectors.recent_network_rows(user_id=user_id, since=since, snapshot=snapshot)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from django.core import signing
 from django.core.cache import cache
@@ -79,7 +80,12 @@ class Cursor:
 
     def page_key(self, namespace: str) -> str:
         """Cache key of the built page at this offset."""
-        return f"{user_keys_prefix(namespace, self.user_id)}page:{self.snapshot_id}:{self.offset}"
+        return page_key(namespace, self.user_id, self.snapshot_id, self.offset)
+
+
+def page_key(namespace: str, user_id: int, snapshot_id: str, offset: int) -> str:
+    """Cache key of the built page at ``offset`` of a snapshot (known from the token alone)."""
+    return f"{user_keys_prefix(namespace, user_id)}page:{snapshot_id}:{offset}"
 
 
 def user_keys_prefix(namespace: str, user_id: int) -> str:
@@ -87,7 +93,8 @@ def user_keys_prefix(namespace: str, user_id: int) -> str:
     return f"{namespace}:feed:{user_id}:"
 
 
-def _snapshot_key(namespace: str, user_id: int, snapshot_id: str) -> str:
+def snapshot_key(namespace: str, user_id: int, snapshot_id: str) -> str:
+    """Cache key of a snapshot's parameters (what :func:`save` stores)."""
     return f"{user_keys_prefix(namespace, user_id)}snapshot:{snapshot_id}"
 
 
@@ -98,17 +105,21 @@ def new_snapshot_id() -> str:
 
 def save(namespace: str, cursor: Cursor, *, max_age: int) -> None:
     """Keep the snapshot's parameters server-side for ``max_age`` seconds."""
+    cache.set(snapshot_key(namespace, cursor.user_id, cursor.snapshot_id), stored_value(cursor), max_age)
+
+
+def stored_value(cursor: Cursor) -> tuple[Any, ...]:
+    """What :func:`save` keeps under :func:`snapshot_key` (to write it along with other keys)."""
     m = cursor.mood
-    value = (
+    return (
         cursor.snapshot_ms, cursor.policy, cursor.strength, cursor.page_size,
         None if m is None else (m.label, m.valence, m.arousal, m.confidence), cursor.mood_reason,
     )  # fmt: skip
-    cache.set(_snapshot_key(namespace, cursor.user_id, cursor.snapshot_id), value, max_age)
 
 
 def forget(namespace: str, cursor: Cursor) -> None:
     """Drop the snapshot: its cursors stop working."""
-    cache.delete(_snapshot_key(namespace, cursor.user_id, cursor.snapshot_id))
+    cache.delete(snapshot_key(namespace, cursor.user_id, cursor.snapshot_id))
 
 
 def encode(cursor: Cursor) -> str:
@@ -118,6 +129,12 @@ def encode(cursor: Cursor) -> str:
 
 def decode(token: str, *, namespace: str, user_id: int, max_age: int) -> Cursor:
     """Verify a token and load its snapshot; raises ``InvalidCursor`` or ``ExpiredCursor``."""
+    snapshot_id, offset = parse(token, max_age=max_age)
+    return load(cache.get(snapshot_key(namespace, user_id, snapshot_id)), user_id, snapshot_id, offset)
+
+
+def parse(token: str, *, max_age: int) -> tuple[str, int]:
+    """``(snapshot_id, offset)`` of a verified token (the snapshot itself not loaded yet)."""
     try:
         snapshot_id, offset = signing.loads(token, salt=_SALT, max_age=max_age)
         snapshot_id, offset = str(snapshot_id), int(offset)
@@ -127,7 +144,11 @@ def decode(token: str, *, namespace: str, user_id: int, max_age: int) -> Cursor:
         raise InvalidCursor("Invalid cursor.") from None
     if offset < 0:
         raise InvalidCursor("Invalid cursor.")
-    stored = cache.get(_snapshot_key(namespace, user_id, snapshot_id))
+    return snapshot_id, offset
+
+
+def load(stored: Any, user_id: int, snapshot_id: str, offset: int) -> Cursor:
+    """The cursor from the value stored under :func:`snapshot_key` (``None``: ``ExpiredCursor``)."""
     if stored is None:  # expired, erased, or another user's snapshot id
         raise ExpiredCursor()
     snap, policy, strength, page_size, mood, reason = stored

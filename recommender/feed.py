@@ -18,6 +18,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from feedmood.cache import set_each
 from feedmood.models import Profile
 from feedmood.observability.metrics import FEED_RANKING_SECONDS
 from recommender import candidates as candidate_source
@@ -131,15 +132,31 @@ def rank_snapshot(*, user: AbstractBaseUser, cur: cursors.Cursor) -> list[tuple[
     ]
 
 
-def _snapshot_rows(*, user: AbstractBaseUser, cur: cursors.Cursor, new: bool = False) -> list[tuple[Any, ...]]:
-    """The snapshot's ranked rows (``Entry`` fields), from the cache or ranked now and cached
+def _snapshot_rows(
+    *, user: AbstractBaseUser, cur: cursors.Cursor, writes: dict[str, tuple[Any, int]], new: bool = False
+) -> list[tuple[Any, ...]]:
+    """The snapshot's ranked rows (``Entry`` fields), from the cache or ranked now, then added to ``writes``
     (``new``: a snapshot just started, so certainly not cached yet)."""
     key = cur.rows_key(selectors.cache_namespace())
     rows = None if new else cache.get(key)
     if rows is None:
         rows = rank_snapshot(user=user, cur=cur)
-        cache.set(key, rows, conf.get("SNAPSHOT_TTL"))
+        writes[key] = (rows, conf.get("SNAPSHOT_TTL"))
     return rows
+
+
+def _load_cursor(token: str, *, user_id: int, namespace: str, with_page: bool) -> tuple[cursors.Cursor, dict[str, Any]]:
+    """The cursor of ``token`` and what was read with its snapshot in the same round trip: the built page
+    at its offset and the stamps that may void it (``with_page``); raises ``ValidationError``."""
+    try:
+        snapshot_id, offset = cursors.parse(token, max_age=conf.get("CURSOR_MAX_AGE"))
+        key = cursors.snapshot_key(namespace, user_id, snapshot_id)
+        page_key = cursors.page_key(namespace, user_id, snapshot_id, offset)
+        keys = [key, page_key, *freshness.page_check_keys(namespace, user_id)] if with_page else [key]
+        found = cache.get_many(keys)
+        return cursors.load(found.get(key), user_id, snapshot_id, offset), found
+    except cursors.InvalidCursor as exc:
+        raise ValidationError({"cursor": [str(exc)]}) from None
 
 
 def feed_page(
@@ -167,14 +184,13 @@ def feed_page(
     ``strength`` is applied rounded to ``STRENGTH_STEP``.
     """
     namespace = selectors.cache_namespace()
+    caching = conf.get("PAGE_CACHE_SECONDS") > 0
+    read: dict[str, Any] | None = None  # the cursor's built page and its stamps, read with the cursor
     if strength is not None:
         strength = effective_strength(strength)
     if cursor:
-        try:
-            cur = cursors.decode(cursor, namespace=namespace, user_id=user.pk, max_age=conf.get("CURSOR_MAX_AGE"))
-        except cursors.InvalidCursor as exc:
-            raise ValidationError({"cursor": [str(exc)]}) from None
-        if cur.mood is not None and not selectors.consents(user_id=user.pk):
+        cur, read = _load_cursor(cursor, user_id=user.pk, namespace=namespace, with_page=caching)
+        if cur.mood is not None and not selectors.consents(user=user):
             cursors.forget(namespace, cur)
             raise ValidationError({"cursor": [cursors.EXPIRED]})
         for name, given, kept in (
@@ -208,34 +224,51 @@ def feed_page(
         raise ValidationError({"strength": ["Must be within [0, 1]."]})
 
     reused = new = False
+    writes: dict[str, tuple[Any, int]] = {}  # written together, in one round trip, once the page is built
     if not cursor:
         params = cur.params_key()
-        previous = None if refresh else freshness.reusable_snapshot(namespace, user.pk, params, now_ms=cur.snapshot_ms)
+        latest = freshness.latest_snapshots(namespace, user.pk)
+        previous = None if refresh else latest.reusable(params, now_ms=cur.snapshot_ms)
         if previous is not None:
             snapshot_ms, snapshot_id = previous
             cur, reused = replace(cur, snapshot_ms=snapshot_ms, snapshot_id=snapshot_id), True
         else:
-            cursors.save(namespace, cur, max_age=conf.get("CURSOR_MAX_AGE"))
-            freshness.remember_snapshot(namespace, user.pk, params, cur.snapshot_ms, cur.snapshot_id)
+            writes[cursors.snapshot_key(namespace, user.pk, cur.snapshot_id)] = (
+                cursors.stored_value(cur),
+                conf.get("CURSOR_MAX_AGE"),
+            )
+            writes.update(latest.entry(params, cur.snapshot_ms, cur.snapshot_id))
             new = True
     page_key = cur.page_key(namespace)
-    caching = conf.get("PAGE_CACHE_SECONDS") > 0
     if caching and not new:
-        built = freshness.cached_page(namespace, user.pk, page_key)
+        if read is not None:
+            built = freshness.page_if_valid(read, namespace, user.pk, page_key)
+        else:
+            built = freshness.cached_page(namespace, user.pk, page_key)
         if built is not None:
             return replace(built, policy_source=policy_source, reused=reused)
     built_ms = freshness.current_ms()
-    page = _build_page(user=user, cur=cur, mood=mood, new=new, policy_source=policy_source, reused=reused)
-    if caching:
-        freshness.remember_page(page_key, page, built_ms=built_ms)
+    page = _build_page(
+        user=user, cur=cur, mood=mood, new=new, policy_source=policy_source, reused=reused, writes=writes
+    )
+    writes.update(freshness.page_entry(page_key, page, built_ms=built_ms))
+    set_each(cache, writes)
     return page
 
 
 def _build_page(
-    *, user: AbstractBaseUser, cur: cursors.Cursor, mood: Mood, new: bool, policy_source: str, reused: bool
+    *,
+    user: AbstractBaseUser,
+    cur: cursors.Cursor,
+    mood: Mood,
+    new: bool,
+    policy_source: str,
+    reused: bool,
+    writes: dict[str, tuple[Any, int]],
 ) -> FeedPage:
-    """The page at ``cur``: its snapshot rows, hydrated with the posts as they are now."""
-    rows = _snapshot_rows(user=user, cur=cur, new=new)
+    """The page at ``cur``: its snapshot rows, hydrated with the posts as they are now (the rows go to
+    ``writes`` when they were ranked now)."""
+    rows = _snapshot_rows(user=user, cur=cur, new=new, writes=writes)
     page = [Entry._make(row) for row in rows[cur.offset : cur.offset + cur.page_size]]
     posts = selectors.feed_posts(post_ids=[e.post_id for e in page], viewer=user)
     items = [

@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
 
+from feedmood.cache import set_each
 from recommender import conf
 
 
@@ -113,30 +115,49 @@ def mark_reacted(namespace: str, user_id: int) -> None:
         cache.set(reacted_key(namespace, user_id), current_ms(), timeout)
 
 
+def page_check_keys(namespace: str, user_id: int) -> list[str]:
+    """The stamps a built page of this user must predate (read with the page, in one round trip)."""
+    return [changed_key(namespace, user_id), everyone_key(namespace), reacted_key(namespace, user_id)]
+
+
 def cached_page(namespace: str, user_id: int, page_key: str) -> Any | None:
     """The page stored under ``page_key`` by :func:`remember_page`, unless the user's feed
     changed or they reacted to a post after it was built."""
-    keys = [page_key, changed_key(namespace, user_id), everyone_key(namespace), reacted_key(namespace, user_id)]
-    found = cache.get_many(keys)
-    if keys[0] not in found:
+    return page_if_valid(cache.get_many([page_key, *page_check_keys(namespace, user_id)]), namespace, user_id, page_key)
+
+
+def page_if_valid(found: dict[str, Any], namespace: str, user_id: int, page_key: str) -> Any | None:
+    """:func:`cached_page` from already fetched values of ``page_key`` and :func:`page_check_keys`."""
+    if page_key not in found:
         return None
-    built_ms, page = found[keys[0]]
-    if any(found.get(key, -1) >= built_ms for key in keys[1:]):
+    built_ms, page = found[page_key]
+    if any(found.get(key, -1) >= built_ms for key in page_check_keys(namespace, user_id)):
         return None
     return page
 
 
+def page_entry(page_key: str, page: Any, *, built_ms: int) -> dict[str, tuple[Any, int]]:
+    """What :func:`remember_page` writes, as ``{key: (value, timeout)}`` ({} with the page cache off)."""
+    seconds = int(conf.get("PAGE_CACHE_SECONDS"))
+    return {page_key: ((built_ms, page), seconds)} if seconds else {}
+
+
 def remember_page(page_key: str, page: Any, *, built_ms: int) -> None:
     """Keep a built page for ``PAGE_CACHE_SECONDS`` (``built_ms``: when its rows were read)."""
-    seconds = int(conf.get("PAGE_CACHE_SECONDS"))
-    if seconds:
-        cache.set(page_key, (built_ms, page), seconds)
+    set_each(cache, page_entry(page_key, page, built_ms=built_ms))
 
 
-def network_changed_since(namespace: str, user_id: int, since_ms: int) -> bool:
-    """Whether the user's follows (or everyone's affect) changed at or after ``since_ms``."""
-    keys = [network_changed_key(namespace, user_id), everyone_key(namespace)]
-    return any(stamp >= since_ms for stamp in cache.get_many(keys).values())
+def network_check_keys(namespace: str, user_id: int) -> list[str]:
+    """The stamps a user's cached candidates must predate (read with them, in one round trip)."""
+    return [network_changed_key(namespace, user_id), everyone_key(namespace)]
+
+
+def network_changed_since(namespace: str, user_id: int, since_ms: int, found: dict[str, Any] | None = None) -> bool:
+    """Whether the user's follows (or everyone's affect) changed at or after ``since_ms`` (``found``: the
+    values of :func:`network_check_keys`, already read with something else)."""
+    keys = network_check_keys(namespace, user_id)
+    found = cache.get_many(keys) if found is None else found
+    return any(found.get(key, -1) >= since_ms for key in keys)
 
 
 #: How many parameter sets (policy, strength, page size, mood) a user's latest snapshots are kept for.
@@ -146,28 +167,54 @@ LATEST_KEPT = 4
 def reusable_snapshot(namespace: str, user_id: int, params: str, *, now_ms: int) -> tuple[int, str] | None:
     """``(snapshot_ms, snapshot_id)`` of this user's last snapshot with these ``params``, if it
     may still be served."""
-    window = reuse_ms()
-    if not window:
-        return None
+    return latest_snapshots(namespace, user_id).reusable(params, now_ms=now_ms)
+
+
+@dataclass(frozen=True)
+class LatestSnapshots:
+    """A user's latest snapshots by parameters, with the stamps that may void them (one read)."""
+
+    namespace: str
+    user_id: int
+    latest: dict[str, tuple[int, str]]
+    stamps: tuple[int, ...]
+
+    def reusable(self, params: str, *, now_ms: int) -> tuple[int, str] | None:
+        """``(snapshot_ms, snapshot_id)`` of the snapshot with these ``params``, if it may still be served."""
+        latest = self.latest.get(params)
+        if latest is None:
+            return None
+        latest_ms, snapshot_id = latest
+        if not (0 <= now_ms - latest_ms <= reuse_ms()):
+            return None
+        if any(stamp >= latest_ms for stamp in self.stamps):
+            return None
+        return int(latest_ms), snapshot_id
+
+    def entry(self, params: str, snapshot_ms: int, snapshot_id: str) -> dict[str, tuple[Any, int]]:
+        """What :func:`remember_snapshot` writes for a new snapshot, as ``{key: (value, timeout)}``
+        (the parameters, mood included, are kept in the value: no mood in key names)."""
+        window = reuse_ms()
+        if not window:
+            return {}
+        latest = {p: v for p, v in self.latest.items() if p != params}
+        kept = dict(list(latest.items())[-(LATEST_KEPT - 1) :]) if LATEST_KEPT > 1 else {}
+        return {
+            latest_key(self.namespace, self.user_id): ({**kept, params: (snapshot_ms, snapshot_id)}, window // 1000 + 1)
+        }
+
+
+def latest_snapshots(namespace: str, user_id: int) -> LatestSnapshots:
+    """The user's :class:`LatestSnapshots` (no read when snapshots are never reused)."""
+    if not reuse_ms():
+        return LatestSnapshots(namespace, user_id, {}, ())
     keys = [latest_key(namespace, user_id), changed_key(namespace, user_id), everyone_key(namespace)]
     found = cache.get_many(keys)
-    latest = (found.get(keys[0]) or {}).get(params)
-    if latest is None:
-        return None
-    latest_ms, snapshot_id = latest
-    if not (0 <= now_ms - latest_ms <= window):
-        return None
-    if any(found.get(key, -1) >= latest_ms for key in keys[1:]):
-        return None
-    return int(latest_ms), snapshot_id
+    return LatestSnapshots(namespace, user_id, found.get(keys[0]) or {}, tuple(found.get(k, -1) for k in keys[1:]))
 
 
 def remember_snapshot(namespace: str, user_id: int, params: str, snapshot_ms: int, snapshot_id: str) -> None:
-    """Record a freshly ranked snapshot as the one to reuse for these ``params`` (the parameters,
-    mood included, are kept in the value: no mood in key names)."""
-    window = reuse_ms()
-    if window:
-        key = latest_key(namespace, user_id)
-        latest = {p: v for p, v in (cache.get(key) or {}).items() if p != params}
-        kept = dict(list(latest.items())[-(LATEST_KEPT - 1) :]) if LATEST_KEPT > 1 else {}
-        cache.set(key, {**kept, params: (snapshot_ms, snapshot_id)}, window // 1000 + 1)
+    """Record a freshly ranked snapshot as the one to reuse for these ``params``."""
+    if reuse_ms():
+        latest = cache.get(latest_key(namespace, user_id)) or {}
+        set_each(cache, LatestSnapshots(namespace, user_id, latest, ()).entry(params, snapshot_ms, snapshot_id))

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
@@ -179,10 +179,11 @@ def dedupe(candidates: Iterable[Candidate]) -> list[Candidate]:
 def base_rank(candidates: Iterable[Candidate], *, now: datetime | float) -> list[Ranked]:
     """Score by hot rank and sort (ties: newer first, then higher id); duplicates dropped."""
     now_ts = epoch(now)
-    scored = [
-        (hot_score(like_count=c.like_count, age_hours=(now_ts - c.created_ts) / 3600.0, source=c.source), c)
-        for c in dedupe(candidates)
-    ]
+    log10, popular = math.log10, Source.POPULAR
+    scored = []
+    for c in dedupe(candidates):  # hot_score, inlined: this runs for every candidate of every fresh ranking
+        score = log10(max(int(c.like_count), 1)) - max((now_ts - c.created_ts) / 3600.0, 0.0) / HOURS_PER_DECADE
+        scored.append((score - OUT_OF_NETWORK_PENALTY if c.source == popular else score, c))
     scored.sort(key=lambda sc: (-sc[0], -sc[1].created_ts, -sc[1].post_id))
     return [Ranked(sc[1], sc[0], i) for i, sc in enumerate(scored)]
 
@@ -245,22 +246,7 @@ def content_tone(affect: Affect) -> str:
 
 def affinity(affect: Affect, mood: Mood, policy: Policy) -> float:
     """How much the policy wants this content for this mood, in [-1, 1] (see module table)."""
-    kind = mood_kind(mood)
-    if kind is None or policy == Policy.OFF:
-        return 0.0
-    if policy == Policy.REPAIR:
-        if kind == MoodKind.LOW:
-            value = _clip(affect.valence)
-        elif kind == MoodKind.TENSE:
-            value = _clip(affect.valence - (affect.arousal or 0.0))
-        else:
-            return 0.0
-    elif affect.arousal is None:
-        value = _clip(1.0 - abs(affect.valence - (mood.valence or 0.0)) / CONGRUENT_RADIUS)
-    else:
-        distance = math.hypot(affect.valence - (mood.valence or 0.0), affect.arousal - (mood.arousal or 0.0))
-        value = _clip(1.0 - distance / CONGRUENT_RADIUS)
-    return 0.0 if abs(value) < AFFINITY_DEAD_ZONE else value
+    return MoodView.of(mood, policy).affinity(affect.valence, affect.arousal)
 
 
 def intensity(mood: Mood, policy: Policy) -> float:
@@ -279,20 +265,71 @@ def explain(delta: float, text: Affect | None, photo: Affect | None, mood: Mood,
     viewer's ``own`` posts; the tone read from faces in another person's photo is never named: that post was
     only "moved up for your mood: the photo".
     """
-    if abs(delta) < REASON_EPSILON or (text is None and photo is None):
-        return BASE_REASON
-    if text is None and not own:
-        return f"{MOVED_UP_REASON if delta > 0 else MOVED_DOWN_REASON}: the photo"
-    named, kind = (text, "text") if text is not None else (photo, "photo")
-    assert named is not None
-    verb, adj, tone = ("lifted" if delta > 0 else "lowered"), mood_adjective(mood), content_tone(named)
-    if policy == Policy.REPAIR and mood_kind(mood) == MoodKind.LOW and delta > 0:
-        tone = "uplifting"  # repair acts on valence alone for low moods: name that, not the arousal
-    also = ", and the photo" if text is not None and photo is not None else ""
-    if policy == Policy.CONGRUENT:
-        relation = "matches" if delta > 0 else "clashes with"
-        return f"{verb}: {tone} {kind} that {relation} your {adj} mood{also}"
-    return f"{verb}: {tone} {kind} while you seem {adj}{also}"
+    return MoodView.of(mood, policy).explain(delta, text, photo, own=own)
+
+
+@dataclass(frozen=True, slots=True)
+class MoodView:
+    """What the mood stage asks of the mood and policy, worked out once per feed instead of once per post."""
+
+    kind: MoodKind | None
+    policy: Policy
+    valence: float
+    arousal: float
+    adjective: str
+    #: Reasons already written, by (lifted, source kind, tone, both sources): one string object per distinct reason.
+    reasons: dict[tuple[bool, str, str, bool], str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, mood: Mood, policy: Policy) -> MoodView:
+        return cls(mood_kind(mood), Policy(policy), mood.valence or 0.0, mood.arousal or 0.0, mood_adjective(mood))
+
+    def affinity(self, valence: float, arousal: float | None) -> float:
+        """:func:`affinity` of content with this valence and arousal (``None``: text)."""
+        kind, policy = self.kind, self.policy
+        if kind is None or policy == Policy.OFF:
+            return 0.0
+        if policy == Policy.REPAIR:
+            if kind == MoodKind.LOW:
+                value = _clip(valence)
+            elif kind == MoodKind.TENSE:
+                value = _clip(valence - (arousal or 0.0))
+            else:
+                return 0.0
+        elif arousal is None:
+            value = _clip(1.0 - abs(valence - self.valence) / CONGRUENT_RADIUS)
+        else:
+            distance = math.hypot(valence - self.valence, arousal - self.arousal)
+            value = _clip(1.0 - distance / CONGRUENT_RADIUS)
+        return 0.0 if abs(value) < AFFINITY_DEAD_ZONE else value
+
+    def explain(self, delta: float, text: Affect | None, photo: Affect | None, *, own: bool) -> str:
+        """:func:`explain` for this mood and policy."""
+        if abs(delta) < REASON_EPSILON or (text is None and photo is None):
+            return BASE_REASON
+        if text is None and not own:
+            return _PHOTO_REASONS[delta > 0]
+        named, kind = (text, "text") if text is not None else (photo, "photo")
+        assert named is not None
+        lifted = delta > 0
+        if self.policy == Policy.REPAIR and self.kind == MoodKind.LOW and lifted:
+            tone = "uplifting"  # repair acts on valence alone for low moods: name that, not the arousal
+        else:
+            tone = content_tone(named)
+        key = (lifted, kind, tone, text is not None and photo is not None)
+        reason = self.reasons.get(key)
+        if reason is None:  # shared string objects also keep the cached snapshot rows small (pickle memo)
+            verb, also = ("lifted" if lifted else "lowered"), ", and the photo" if key[3] else ""
+            if self.policy == Policy.CONGRUENT:
+                relation = "matches" if lifted else "clashes with"
+                reason = f"{verb}: {tone} {kind} that {relation} your {self.adjective} mood{also}"
+            else:
+                reason = f"{verb}: {tone} {kind} while you seem {self.adjective}{also}"
+            self.reasons[key] = reason
+        return reason
+
+
+_PHOTO_REASONS = {True: f"{MOVED_UP_REASON}: the photo", False: f"{MOVED_DOWN_REASON}: the photo"}
 
 
 def source_contributions(candidate: Candidate, mood: Mood, policy: Policy) -> list[tuple[Affect, float, bool]]:
@@ -313,27 +350,41 @@ def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, streng
     """Re-score and re-sort base-ranked items for the mood (pure; see the module table).
 
     ``strength`` 0, policy ``off`` or an unknown mood return the base order with
-    ``BASE_REASON``.  Ties keep their base order.
+    ``BASE_REASON``.  Ties keep their base order.  Each post gets what
+    :func:`source_contributions`, :func:`affect_level` and :func:`explain` give it, computed
+    inline: this loop runs for every candidate of every fresh ranking.
     """
     policy = Policy(policy)
     if not 0.0 <= strength <= 1.0 or math.isnan(strength):
         raise ValueError("strength must be within [0, 1]")
     scale = strength * MAX_BOOST * intensity(mood, policy) * mood.confidence
+    view = MoodView.of(mood, policy)
     out: list[Ranked] = []
     for item in items:
-        parts = source_contributions(item.candidate, mood, policy) if scale > 0.0 else []
-        if not parts:
-            out.append(Ranked(item.candidate, item.base_score, item.base_position))
+        candidate = item.candidate
+        face, text = candidate.affect, candidate.text_affect
+        total = (face.confidence if face is not None else 0.0) + (text.confidence if text is not None else 0.0)
+        if scale <= 0.0 or (face is None and text is None) or total <= 0.0:
+            out.append(Ranked(candidate, item.base_score, item.base_position))
             continue
-        weight = sum(part for _, part, _ in parts)
+        # Each source's part is c * c * affinity / sum(c); faces first, as source_contributions orders them.
+        weight, face_part, text_part = 0.0, 0.0, 0.0
+        if face is not None:
+            face_part = face.confidence * face.confidence * view.affinity(face.valence, face.arousal) / total
+            weight += face_part
+        if text is not None:
+            text_part = text.confidence * text.confidence * view.affinity(text.valence, text.arousal) / total
+            weight += text_part
         # Faces are rounded to a coarse level (they are a person's reading); a text-only weight stays exact
         # (anyone can read the text).
-        delta = scale * (affect_level(weight) if any(not is_text for _, _, is_text in parts) else weight)
-        movers = [(affect, is_text) for affect, part, is_text in parts if part * delta > 0.0]  # same direction
-        text = next((affect for affect, is_text in movers if is_text), None)
-        photo = next((affect for affect, is_text in movers if not is_text), None)
-        reason = explain(delta, text, photo, mood, policy, own=item.candidate.source == Source.OWN)
-        out.append(Ranked(item.candidate, item.base_score, item.base_position, delta, reason))
+        delta = scale * (affect_level(weight) if face is not None else weight)
+        reason = view.explain(
+            delta,
+            text if text is not None and text_part * delta > 0.0 else None,  # the sources moving it this way
+            face if face is not None and face_part * delta > 0.0 else None,
+            own=candidate.source == Source.OWN,
+        )
+        out.append(Ranked(candidate, item.base_score, item.base_position, delta, reason))
     out.sort(key=lambda r: (-(r.base_score + r.mood_delta), r.base_position))
     return out
 

@@ -168,9 +168,10 @@ def mood_settings_get(*, user: AbstractBaseUser) -> Profile:
     return profile_with_mood(user=user)
 
 
-def consents(*, user_id: int) -> bool:
-    """Whether the user consents to emotion analysis now (read from the database)."""
-    return Profile.objects.filter(user_id=user_id, emotion_consent=True).exists()
+def consents(*, user: AbstractBaseUser) -> bool:
+    """Whether the user consents to emotion analysis, as read from the database for this request: the profile
+    token authentication joined to the user (no query), else read now (see :func:`profile_with_mood`)."""
+    return bool(profile_with_mood(user=user).emotion_consent)
 
 
 def profile_with_mood(*, user: AbstractBaseUser) -> Profile:
@@ -351,7 +352,8 @@ def _text_affect(valence: float | None, arousal: float | None, confidence: float
 def candidate_from_row(row: CandidateRow, user_id: int) -> Candidate:
     pid, aid, ts, likes, v, a, c = row[:7]
     affect = None if v is None or a is None else Affect(v, a, c or 0.0)
-    text = _text_affect(*row[7:10]) if len(row) >= 10 else None  # rows cached before text affect have 7 fields
+    tv = row[7] if len(row) >= 10 else None  # rows cached before text affect have 7 fields
+    text = None if tv is None else Affect(tv, row[8], row[9] or 0.0, face_count=0)  # as _text_affect
     return Candidate(pid, aid, ts, likes, affect, Source.OWN if aid == user_id else Source.NETWORK, text)
 
 

@@ -18,15 +18,19 @@ from recommender.ranking import (
     Candidate,
     MoodKind,
     Policy,
+    Ranked,
     Source,
+    affect_level,
     base_rank,
     content_tone,
     diversify,
+    explain,
     hot_score,
     intensity,
     mood_kind,
     mood_stage,
     rank_feed,
+    source_contributions,
 )
 
 NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
@@ -68,6 +72,64 @@ FEED = [
     cand(5, 2.5, affect=CALM),
     cand(6, 3.0, affect=HAPPY),
 ]
+
+
+def reference_mood_stage(items: list[Ranked], mood: Mood, policy: Policy, strength: float) -> list[Ranked]:
+    """The mood stage spelt out from its documented parts (source_contributions, affect_level, explain)."""
+    scale = strength * MAX_BOOST * intensity(mood, policy) * mood.confidence
+    out = []
+    for item in items:
+        parts = source_contributions(item.candidate, mood, policy) if scale > 0.0 else []
+        if not parts:
+            out.append(Ranked(item.candidate, item.base_score, item.base_position))
+            continue
+        weight = sum(part for _, part, _ in parts)
+        delta = scale * (affect_level(weight) if any(not is_text for _, _, is_text in parts) else weight)
+        movers = [(affect, is_text) for affect, part, is_text in parts if part * delta > 0.0]
+        text = next((affect for affect, is_text in movers if is_text), None)
+        photo = next((affect for affect, is_text in movers if not is_text), None)
+        reason = explain(delta, text, photo, mood, policy, own=item.candidate.source == Source.OWN)
+        out.append(Ranked(item.candidate, item.base_score, item.base_position, delta, reason))
+    out.sort(key=lambda r: (-(r.base_score + r.mood_delta), r.base_position))
+    return out
+
+
+_unit = st.floats(-1.0, 1.0, allow_nan=False)
+_confidence = st.one_of(st.just(0.0), st.floats(0.0, 1.0, allow_nan=False))
+_faces = st.builds(Affect, valence=_unit, arousal=_unit, confidence=_confidence)
+_text = st.builds(Affect, valence=_unit, arousal=st.none(), confidence=_confidence, face_count=st.just(0))
+_moods = st.one_of(
+    st.just(UNKNOWN),
+    st.builds(Mood, known=st.just(True), label=st.sampled_from(["sadness", "anger", "happiness", "neutral", "fear"]),
+              valence=_unit, arousal=_unit, confidence=st.floats(0.0, 1.0, allow_nan=False)),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    affects=st.lists(
+        st.tuples(st.none() | _faces, st.none() | _text, st.sampled_from(list(Source)), st.integers(0, 50)), max_size=30
+    ),
+    mood=_moods,
+    policy=st.sampled_from(list(Policy)),
+    strength=st.sampled_from([0.0, 0.25, 0.5, 1.0]),
+)
+def test_mood_stage_equals_its_documented_parts(affects, mood, policy, strength):
+    """The inlined per-post loops give exactly what hot_score, source_contributions, affect_level and explain
+    define: the same base scores, order, deltas and reasons."""
+    feed = [
+        cand(i, hours_ago=i / 7, likes=likes, affect=faces, text=text, source=source)
+        for i, (faces, text, source, likes) in enumerate(affects)
+    ]
+    base = base_rank(feed, now=NOW)
+    for r in base:
+        age_hours = (NOW.timestamp() - r.candidate.created_ts) / 3600.0
+        assert r.base_score == hot_score(
+            like_count=r.candidate.like_count, age_hours=age_hours, source=r.candidate.source
+        )
+    got = [(r.candidate.post_id, r.mood_delta, r.reason) for r in mood_stage(base, mood, policy, strength)]
+    want = [(r.candidate.post_id, r.mood_delta, r.reason) for r in reference_mood_stage(base, mood, policy, strength)]
+    assert got == want
 
 
 # --- base score ----------------------------------------------------------------------
