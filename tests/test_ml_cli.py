@@ -963,7 +963,7 @@ def test_warmstart_rebuilds_the_exported_network(trained, exported, data_dir, en
     x, _ = faces(64, seed=5)
     for artifact, atol in ((exported[0], 1e-4), (int8, 0.08)):
         model, card = feednet_from_artifact(artifact)
-        assert card["head"] == "ferplus" and not any("bn" in layer.name for layer in model.layers)
+        assert card.head == "ferplus" and not any("bn" in layer.name for layer in model.layers)
         ours = model.predict(x[..., None].astype(np.float32), verbose=0)
         theirs = EmotionClassifier.load(artifact, temperature=1.0).predict_proba(x)
         np.testing.assert_allclose(ours, theirs, atol=atol)
