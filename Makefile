@@ -61,8 +61,8 @@ lint: venv ## ruff (lint + format check), mypy (strict on the pure cores), Djang
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
-typecheck: venv ## mypy, strict on the pure cores (ranking, mood, text affect, pipeline, runtime)
-	$(BIN)/mypy recommender/ranking.py recommender/mood.py recommender/text_affect.py emotion/pipeline.py ml/runtime.py
+typecheck: venv ## mypy, strict on the pure cores (ranking, mood, text affect, pipeline, runtime, model card)
+	$(BIN)/mypy recommender/ranking.py recommender/mood.py recommender/text_affect.py emotion/pipeline.py ml/runtime.py ml/card.py
 
 format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

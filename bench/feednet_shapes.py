@@ -70,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--batch-runs, --latency-runs and --repeat must be positive")
     import numpy as np
 
-    from ml.export import make_artifact, measure_speed, timing_host
+    from ml.formats import make_artifact
+    from ml.hostinfo import timing_host
     from ml.models.feednet import build_feednet
     from ml.runtime import EmotionClassifier
+    from ml.speed import measure_speed
 
     faces = np.random.default_rng(0).integers(0, 256, (256, 48, 48), dtype=np.uint8)
     rows: dict[str, dict] = {}

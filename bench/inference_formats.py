@@ -35,9 +35,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from ml import data as D  # noqa: E402
-from ml.export import CANDIDATES, measure_speed, timing_host  # noqa: E402
+from ml.cli import DEFAULT_DATA  # noqa: E402
+from ml.formats import CANDIDATES  # noqa: E402
+from ml.hostinfo import timing_host  # noqa: E402
 from ml.runtime import EmotionClassifier  # noqa: E402
-from ml.train import DEFAULT_DATA  # noqa: E402
+from ml.speed import measure_speed  # noqa: E402
 
 
 def sweeps(values: list[float], digits: int) -> str:
@@ -86,8 +88,9 @@ def public_faces(data_dir: str, label_mode: str, limit: int) -> tuple[np.ndarray
 
 def build_artifacts(args, work: Path) -> list[Path]:
     """Temporary artifacts of one checkpoint head in each requested format."""
-    from ml.evaluate import HEAD_LABELS, as_float32, choose_head, head_sizes, load_checkpoint, single_head_model
-    from ml.export import make_artifact
+    from ml.checkpoints import as_float32, choose_head, head_sizes, load_checkpoint, single_head_model
+    from ml.formats import make_artifact
+    from ml.protocols import HEAD_LABELS
 
     model = load_checkpoint(args.checkpoint)
     head = choose_head(head_sizes(model), args.head, None)
@@ -170,9 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         cache: dict[str, tuple] = {}
         for directory in dirs:  # what to time, and each configuration's accuracy
             card_clf = EmotionClassifier.load(directory)
-            mode = card_clf.card.get("label_mode") or (
-                "fer2013" if card_clf.card.get("head") == "fer2013" else "ferplus-majority"
-            )
+            card = card_clf.card
+            mode = card.label_mode or ("fer2013" if card.head == "fer2013" else "ferplus-majority")
             if mode not in cache:
                 cache[mode] = public_faces(args.data, mode, args.eval_limit)
             faces, targets, source = cache[mode]
@@ -183,12 +185,13 @@ def main(argv: list[str] | None = None) -> int:
                     probs = EmotionClassifier.load(directory, tta=tta, flip_below=flip_below).predict_proba(faces[:n])
                     accuracy = float(np.mean(probs.argmax(axis=1) == targets[:n].argmax(axis=1)))
                 as_card = (tta, flip_below) == (card_clf.tta, card_clf.flip_below)
+                other = card.other_tta_for(tta)
                 recorded = (
-                    card_clf.card.get("metrics")
+                    card.metrics
                     if as_card
-                    else card_clf.card.get("other_tta")
+                    else (other.to_json() if other is not None else None)
                     if tta != card_clf.tta
-                    else (card_clf.card.get("selective_flip") or {}).get("full_flip")
+                    else (card.extra.get("selective_flip") or {}).get("full_flip")
                 )
                 for t in threads:
                     rows.append(
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                             "mode": mode,
                             "name": card_clf.name,
                             "format": card_clf.format,
-                            "file_bytes": (directory / card_clf.card["file"]).stat().st_size,
+                            "file_bytes": (directory / card.file).stat().st_size,
                             "threads": t,
                             "tta": tta,
                             "sweeps": [],

@@ -32,9 +32,10 @@ from django.db.models.functions import Mod
 from django.utils import timezone
 
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
-from emotion.selectors import active_model_version, artifact_card
+from emotion.selectors import active_model_version, artifact_card, stored_card
 from feedmood.models import Profile
-from ml.runtime import card_flip_below, other_tta_for
+from ml.card import ModelCard
+from ml.runtime import card_flip_below
 
 logger = logging.getLogger(__name__)
 
@@ -542,16 +543,16 @@ class ModelSummary:
     accuracy_held_out: float | None = None  # with class_bias the accuracy is in-sample; this is its 2-fold estimate
 
 
-def service_metrics(card: dict, metrics: dict) -> tuple[dict, bool | None]:
+def service_metrics(card: ModelCard | None, metrics: dict) -> tuple[dict, bool | None]:
     """The card metrics of the TTA mode the service runs (``FEEDMOOD_MODEL_TTA``), and that mode.
 
     When the setting flips the card's mode and the card measured that mode (``other_tta``), its figures apply.
     """
-    card_tta = card.get("tta") if isinstance(card.get("tta"), bool) else None
+    card_tta = card.tta if card is not None else None
     wanted = settings.FEEDMOOD_MODEL_TTA
-    other = other_tta_for(card, wanted) if wanted is not None and card_tta is not None else None
+    other = card.other_tta_for(wanted) if wanted is not None and card is not None else None
     if other is not None:
-        return {"split": metrics.get("split"), **other}, wanted
+        return {"split": metrics.get("split"), **other.to_json()}, wanted
     return metrics, card_tta  # the card's own mode, or a flipped one it never measured: its own figures, so labelled
 
 
@@ -564,17 +565,14 @@ def card_changed_on_disk(version: ModelVersion) -> bool:
         on_disk = artifact_card(version.artifact_dir)
     except ValidationError:
         return False
-    return isinstance(version.card, dict) and bool(version.card) and on_disk != version.card
+    return isinstance(version.card, dict) and bool(version.card) and on_disk.to_json() != version.card
 
 
-def service_flip_below(card: dict, tta: bool | None) -> float | None:
+def service_flip_below(card: ModelCard | None, tta: bool | None) -> float | None:
     """The selective-flip threshold the runtime applies in this TTA mode (ml.runtime's rule), or None."""
-    if not tta:
+    if not tta or card is None:  # no card: the stored one is incomplete, the runtime refuses it
         return None
-    try:
-        value = card_flip_below(card, tta)
-    except ValueError:  # a malformed card: the runtime refuses it, the dashboard just shows no threshold
-        return None
+    value = card_flip_below(card, tta)
     return value if math.isfinite(value) else None
 
 
@@ -594,9 +592,9 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
         return None
     now = now or timezone.now()
     metrics = version.metrics if isinstance(version.metrics, dict) else {}
-    card = version.card if isinstance(version.card, dict) else {}
-    if not metrics and isinstance(card.get("metrics"), dict):
-        metrics = card["metrics"]
+    card = stored_card(version)
+    if not metrics and card is not None and card.metrics:
+        metrics = dict(card.metrics)
     metrics, tta = service_metrics(card, metrics)
     ece_keys = (
         ("ece_after_calibration", "calibrated, cross-fitted"),
@@ -621,11 +619,8 @@ def model_summary(version: ModelVersion | None = None, *, now: datetime | None =
             per_class_f1.append((label, f1))
     return ModelSummary(
         version=version,
-        accuracy=_number(metrics.get("accuracy"), metrics.get("acc")),
-        macro_f1=_number(
-            metrics.get("macro_f1"),
-            (metrics.get("macro") or {}).get("f1") if isinstance(metrics.get("macro"), dict) else None,
-        ),
+        accuracy=_number(metrics.get("accuracy")),
+        macro_f1=_number(metrics.get("macro_f1")),
         ece=ece,
         ece_label=ece_label,
         split=str(metrics.get("split") or "PublicTest"),

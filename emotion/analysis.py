@@ -53,7 +53,8 @@ def pipeline_config(version: ModelVersion | None = None) -> pipeline.PipelineCon
     override = settings.FEEDMOOD_FER_PIPELINE
     if override:
         return pipeline.config_from(override)
-    return pipeline.config_from((version.card or {}).get("pipeline") if version is not None else None)
+    card = selectors.stored_card(version) if version is not None else None
+    return pipeline.config_from(card.pipeline_settings if card is not None else None)
 
 
 def _claim(analysis_id: int, version: ModelVersion | None) -> ImageAnalysis | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -24,17 +23,6 @@ from feedmood.tasks_utils import run_on_commit
 from ml.runtime import CARD_NAME
 
 logger = logging.getLogger(__name__)
-
-
-def public_test_metrics(card: dict[str, Any]) -> dict[str, Any]:
-    """The card's PublicTest metrics (``metrics.PublicTest`` or a flat ``metrics`` dict)."""
-    metrics = card.get("metrics")
-    if not isinstance(metrics, dict):
-        return {}
-    for key in ("PublicTest", "public_test", "publictest", "val", "validation"):
-        if isinstance(metrics.get(key), dict):
-            return metrics[key]
-    return metrics
 
 
 def model_version_activate(version: ModelVersion) -> ModelVersion:
@@ -84,7 +72,7 @@ def model_version_register(
         directory = directory.parent
     card = selectors.artifact_card(directory)
     try:
-        pipeline.config_from(card.get("pipeline"))  # a card whose pipeline the runtime cannot apply is refused
+        pipeline.config_from(card.pipeline_settings)  # a card whose pipeline the runtime cannot apply is refused
         classifier = load_classifier(directory)
         if smoke_test:
             probs = classifier.predict_proba(np.full((1, pipeline.FACE_SIDE, pipeline.FACE_SIDE), 128, np.uint8))
@@ -92,7 +80,7 @@ def model_version_register(
                 raise ValueError(f"prediction has shape {probs.shape}")
     except (OSError, ValueError, RuntimeError) as exc:
         raise ValidationError(f"The model at {directory} does not load: {exc}") from None
-    name = (name or str(card.get("name") or directory.name)).strip()
+    name = (name or card.name).strip()
     if not name or len(name) > ModelVersion._meta.get_field("name").max_length:
         raise ValidationError(f"Invalid model version name {name!r}.")
 
@@ -109,8 +97,8 @@ def model_version_register(
                 name=name,
                 labels=list(classifier.labels),
                 artifact_path=_portable_path(directory),
-                card=card,
-                metrics=public_test_metrics(card),
+                card=card.to_json(),
+                metrics=dict(card.metrics or {}),
             )
             if activate:
                 model_version_activate(version)

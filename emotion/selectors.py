@@ -6,10 +6,8 @@ user can see another user's analyses or readings.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -18,7 +16,7 @@ from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 
 from emotion.models import FaceReading, ImageAnalysis, ModelVersion, RescoringJob
-from ml.runtime import CARD_NAME
+from ml.card import CardError, ModelCard, load_card
 
 logger = logging.getLogger(__name__)
 
@@ -40,18 +38,21 @@ def active_model_version_id() -> int | None:
     return ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
 
 
-def artifact_card(directory: Path) -> dict[str, Any]:
-    """The model card of the artifact at ``directory``; raises ``ValidationError`` when it is missing or unreadable."""
-    card_path = directory / CARD_NAME
-    if not card_path.is_file():
-        raise ValidationError(f"{card_path} not found: {directory} is not an exported model artifact.")
+def artifact_card(directory: Path) -> ModelCard:
+    """The model card of the artifact at ``directory``; raises ``ValidationError`` when it is missing, unreadable
+    or not a card of a supported schema version."""
     try:
-        card = json.loads(card_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValidationError(f"{card_path} is not readable JSON ({exc}).") from None
-    if not isinstance(card, dict):
-        raise ValidationError(f"{card_path} must hold a JSON object.")
-    return card
+        return load_card(directory)
+    except (OSError, CardError) as exc:
+        raise ValidationError(f"{exc}.") from None
+
+
+def stored_card(version: ModelVersion) -> ModelCard | None:
+    """The model card stored when ``version`` was registered, or None when the stored JSON is not a whole card."""
+    try:
+        return ModelCard.from_json(version.card)
+    except CardError:
+        return None
 
 
 def model_version_get(*, name: str) -> ModelVersion:

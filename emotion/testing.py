@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CARD_NAME = "model_card.json"
+from ml.card import CARD_NAME
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 _build_lock = threading.Lock()

@@ -16,29 +16,27 @@ from pathlib import Path
 import numpy as np
 
 from ml import metrics as M
+from ml.card import ModelCard, write_card
 from ml.data import Split
-from ml.export import REGRESSION_ROWS, publictest_metrics, regression_slice
+from ml.figures import REGRESSION_ROWS, measure_other_tta, publictest_metrics, regression_slice
 from ml.runtime import EmotionClassifier
-from ml.tta_mode import measure_other_tta
 
 
-def output_text(card: dict) -> str:
+def output_text(card: ModelCard) -> str:
     """The card's `output` sentence: what `predict_proba` returns for this card."""
     formula = (
-        "softmax(log(p) / temperature + class_bias)"
-        if card.get("class_bias") is not None
-        else "softmax(log(p) / temperature)"
+        "softmax(log(p) / temperature + class_bias)" if card.class_bias is not None else "softmax(log(p) / temperature)"
     )
     flip = ""
-    if card.get("tta"):
+    if card.tta:
         flip = " (p averaged with the horizontally flipped face first"
-        flip += " when p's top probability is below tta_flip_below)" if card.get("tta_flip_below") is not None else ")"
+        flip += " when p's top probability is below tta_flip_below)" if card.tta_flip_below is not None else ")"
     return f"calibrated probabilities: {formula} of the model's softmax p{flip}"
 
 
 def rewrite_shipped_figures(
     card_path: Path,
-    card: dict,
+    card: ModelCard,
     public: Split,
     raw: np.ndarray,
     cross: dict,
@@ -55,7 +53,9 @@ def rewrite_shipped_figures(
 
     Returns (metrics, the `M.evaluate_probs` result behind them).
     """
-    directory, head, mode = card_path.parent, card["head"], card["label_mode"]
+    directory, head, mode = card_path.parent, card.head, card.label_mode
+    if mode is None:
+        raise ValueError(f"{card_path}: needs label_mode (a card written by ml.export)")
     targets, names = public.targets[head], list(public.labels[head])
     final = EmotionClassifier(card, directory)
     metrics, result = publictest_metrics(
@@ -65,31 +65,31 @@ def rewrite_shipped_figures(
         names,
         mode,
         cross,
-        card["temperature"],
-        tta=bool(card.get("tta")),
-        class_bias=card.get("class_bias"),
+        card.temperature,
+        tta=card.tta,
+        class_bias=None if card.class_bias is None else list(card.class_bias),
     )
-    if card.get("tta_flip_below") is not None:
-        metrics["tta_flip_below"] = card["tta_flip_below"]
-    card["metrics"] = metrics
-    card["regression_slice"] = regression_slice(final, public, mode, REGRESSION_ROWS)
-    card["output"] = output_text(card)
-    card["other_tta"] = measure_other_tta(directory, card, public.images, targets, names, seed=seed)
+    if card.tta_flip_below is not None:
+        metrics["tta_flip_below"] = card.tta_flip_below
     command = f"{program} {shlex.join(argv)}"
-    card["amendments"] = [
-        a for a in card.get("amendments", []) if not str(a.get("command", "")).startswith(program + " ")
+    amendments = [
+        a for a in card.extra.get("amendments", []) if not str(a.get("command", "")).startswith(program + " ")
     ]
-    card["amendments"].append(
-        {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command, "what": what}
+    amendments.append({"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command, "what": what})
+    card = card.updated(
+        metrics=metrics,
+        regression_slice=regression_slice(final, public, mode, REGRESSION_ROWS),
+        output=output_text(card),
+        other_tta=measure_other_tta(directory, card, public.images, targets, names, seed=seed),
+        amendments=amendments,
+        reproduce=[c for c in card.reproduce if not c.startswith(program + " ")] + [command],
     )
-    card["reproduce"] = [c for c in card.get("reproduce", []) if not c.startswith(program + " ")] + [command]
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_card(directory, card)
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     M.save_confusion_png(
         result["confusion_matrix"],
         names,
         directory / "confusion_matrix.png",
-        f"{card.get('name')} ({card['format']}, {title}) {head} on PublicTest ({mode}): "
-        f"acc {100 * result['accuracy']:.1f}%",
+        f"{card.name} ({card.format}, {title}) {head} on PublicTest ({mode}): acc {100 * result['accuracy']:.1f}%",
     )
     return metrics, result

@@ -26,9 +26,9 @@ import numpy as np
 from ml import cli
 from ml import metrics as M
 from ml.amend import rewrite_shipped_figures
+from ml.cli import DEFAULT_DATA
+from ml.figures import checked_artifact
 from ml.runtime import EmotionClassifier
-from ml.train import DEFAULT_DATA
-from ml.tta_mode import checked_artifact
 
 COMMAND = "python -m ml.calibrate"
 KINDS = {False: "temperature", True: "temperature + class bias"}
@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else list(argv)
     card_path, card, public, _ = checked_artifact(Path(args.artifact), args.data)
-    y = public.targets[card["head"]].argmax(axis=1)
+    y = public.targets[card.head].argmax(axis=1)
     raw = EmotionClassifier.load(card_path.parent, temperature=1.0).predict_proba(public.images)
     figures = {bias: kind_figures(raw, y, bias, args.seed) for bias in (False, True)}
-    print(f"{card.get('name')}: PublicTest {len(y)} rows; uncalibrated accuracy {100 * M.accuracy(raw, y):.2f}%")
+    print(f"{card.name}: PublicTest {len(y)} rows; uncalibrated accuracy {100 * M.accuracy(raw, y):.2f}%")
     for row in figures.values():
         print(
             f"  {row['kind']:<25} T={row['temperature']:.3f}  accuracy {100 * row['accuracy_in_sample']:.2f}% "
@@ -87,13 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         args.auto and figures[True]["nll_after_held_out"] < figures[False]["nll_after_held_out"]
     )
     chosen = figures[use_bias]
-    card["temperature"] = chosen["temperature"]
-    card.pop("class_bias", None)
-    if use_bias:
-        card["class_bias"] = chosen["class_bias"]
-    card["calibration"] = {
+    calibration = {
         "kind": chosen["kind"],
-        "labels": card["labels"],
+        "labels": list(card.labels),
         **({"rule": "auto: the class bias when it lowers the held-out NLL"} if args.auto else {}),
         "compared": [{k: v for k, v in row.items() if k != "cross"} for row in figures.values()],
         "note": (
@@ -101,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             "one half, measured on the other, averaged); class_bias is in the order of labels"
         ),
     }
+    card = card.updated(
+        temperature=chosen["temperature"],
+        class_bias=chosen["class_bias"] if use_bias else None,
+        calibration=calibration,
+    )
     _, result = rewrite_shipped_figures(
         card_path,
         card,
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "regression_slice, other_tta, calibration; metrics.json and confusion_matrix.png",
     )
     print(
-        f"{card.get('name')}: ships {chosen['kind']}: {100 * result['accuracy']:.2f}% on PublicTest, "
+        f"{card.name}: ships {chosen['kind']}: {100 * result['accuracy']:.2f}% on PublicTest, "
         f"ECE {chosen['ece_after_held_out']:.4f} (held out); wrote {card_path}"
     )
     return 0

@@ -57,8 +57,8 @@ def teacher_probabilities(
     key = hashlib.sha256(
         json.dumps(
             [
-                teacher.card.get("file_sha256"),
-                teacher.card.get("ensemble"),
+                teacher.card.file_sha256,
+                list(teacher.card.ensemble) or None,
                 teacher.temperature,
                 bias,
                 teacher.tta,

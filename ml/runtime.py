@@ -5,7 +5,7 @@
     probs = clf.predict_proba(faces)          # faces: uint8 (N, 48, 48) grayscale crops
     dict(zip(clf.labels, probs[0]))
 
-An artifact is a directory with `model_card.json` (see :mod:`ml.export`) and one model file, or
+An artifact is a directory with `model_card.json` (schema: :mod:`ml.card`) and one model file, or
 several for an ensemble (the card's `ensemble` lists the files after `file`; their softmax
 outputs are averaged before test-time augmentation and calibration).
 Test-time flip (`tta`) averages each face's probabilities with those of its mirror image. With the
@@ -24,7 +24,6 @@ This module never imports Django and holds no module-level state besides constan
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 import threading
@@ -33,10 +32,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-CARD_NAME = "model_card.json"
+from ml.card import CARD_NAME, FORMATS, ModelCard, card_path_of, load_card
+
+__all__ = ["CARD_NAME", "FORMATS", "EmotionClassifier", "ModelCard"]
+
 FACE_SIDE = 48
 BATCH = 64
-FORMATS = ("tflite", "tflite-int8", "onnx", "keras")
 THREADS_ENV = "FEEDMOOD_INFER_THREADS"
 #: TFLite batches are padded up to the next of these sizes, so a process holds at most one
 #: interpreter per bucket (7) however the number of faces per call varies.
@@ -97,27 +98,19 @@ def as_faces(faces: Any) -> np.ndarray:
     return np.ascontiguousarray(faces)
 
 
-def other_tta_for(card: dict[str, Any], tta: bool) -> dict[str, Any] | None:
-    """The card's `other_tta` entry when it describes this TTA mode and the card's own mode is the other one."""
-    other = card.get("other_tta")
-    if tta != bool(card.get("tta", False)) and isinstance(other, dict) and other.get("tta") == tta:
-        return other
-    return None
-
-
-def card_temperature(card: dict[str, Any], tta: bool) -> float:
+def card_temperature(card: ModelCard, tta: bool) -> float:
     """The card's temperature for this TTA mode: its own, or `other_tta`'s when the mode is flipped.
 
     A card without a calibration for the asked mode gives its own temperature (fitted for the other mode).
     """
-    other = other_tta_for(card, tta)
-    return float(other["temperature"] if other is not None else card.get("temperature", 1.0))
+    other = card.other_tta_for(tta)
+    return other.temperature if other is not None else card.temperature
 
 
-def card_class_bias(card: dict[str, Any], tta: bool) -> np.ndarray | None:
+def card_class_bias(card: ModelCard, tta: bool) -> np.ndarray | None:
     """The card's per-class calibration offsets for this TTA mode (its own, or `other_tta`'s), or None."""
-    other = other_tta_for(card, tta)
-    return checked_class_bias((other if other is not None else card).get("class_bias"), len(card.get("labels") or []))
+    other = card.other_tta_for(tta)
+    return checked_class_bias((other if other is not None else card).class_bias, len(card.labels))
 
 
 def checked_class_bias(value: Any, labels: int) -> np.ndarray | None:
@@ -130,14 +123,11 @@ def checked_class_bias(value: Any, labels: int) -> np.ndarray | None:
     return bias
 
 
-def card_flip_below(card: dict[str, Any], tta: bool) -> float:
+def card_flip_below(card: ModelCard, tta: bool) -> float:
     """The card's selective-flip threshold when it runs in its own TTA mode with one, else inf (flip every face)."""
-    value = card.get("tta_flip_below")
-    if tta != bool(card.get("tta", False)) or value is None:
+    if tta != card.tta or card.tta_flip_below is None:
         return math.inf
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"model card tta_flip_below must be a positive number, got {value!r}")
-    return float(value)
+    return card.tta_flip_below
 
 
 def _softmax_log(probs: np.ndarray, temperature: float, class_bias: np.ndarray | None = None) -> np.ndarray:
@@ -301,7 +291,7 @@ class EmotionClassifier:
 
     def __init__(
         self,
-        card: dict[str, Any],
+        card: ModelCard | dict[str, Any],
         directory: Path,
         *,
         temperature: float | None = None,
@@ -310,25 +300,18 @@ class EmotionClassifier:
         flip_below: float | None = None,
         class_bias: Any = None,
     ):
-        fmt = card.get("format")
-        if fmt not in FORMATS:
-            raise ValueError(f"{directory / CARD_NAME}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-        extra = card.get("ensemble", [])
-        if not isinstance(extra, list) or not all(isinstance(x, str) and x for x in extra):
-            raise ValueError(f"{directory / CARD_NAME}: 'ensemble' must be a list of model file names")
-        model_files = [directory / str(card.get("file", "")), *(directory / x for x in extra)]
+        if not isinstance(card, ModelCard):
+            card = ModelCard.from_json(card, str(directory / CARD_NAME))
+        model_files = [directory / name for name in card.files]
         for model_file in model_files:
-            if not card.get("file") or not model_file.is_file():
+            if not model_file.is_file():
                 raise FileNotFoundError(f"model file {model_file} named by {directory / CARD_NAME} not found")
-        labels = card.get("labels")
-        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-            raise ValueError(f"{directory / CARD_NAME}: 'labels' must be a non-empty list of class names")
-        self.card = card
+        self.card: ModelCard = card
         self.directory = directory
-        self.name: str = str(card.get("name") or directory.name)
-        self.labels: tuple[str, ...] = tuple(labels)
-        self.format: str = fmt
-        self.tta = bool(card.get("tta", False) if tta is None else tta)
+        self.name: str = card.name
+        self.labels: tuple[str, ...] = card.labels
+        self.format: str = card.format
+        self.tta = card.tta if tta is None else bool(tta)
         # Selective flip: only faces whose first-pass top probability is below this get the flipped pass.
         self.flip_below = float(card_flip_below(card, self.tta) if flip_below is None else flip_below)
         if not self.flip_below > 0:
@@ -341,7 +324,7 @@ class EmotionClassifier:
         self.class_bias = checked_class_bias(bias, len(self.labels))
         self.threads = default_threads() if threads is None else int(threads)
         backends: dict[str, type[Backend]] = {"keras": _KerasBackend, "onnx": _OnnxBackend}
-        backend = backends.get(fmt, _TFLiteBackend)
+        backend = backends.get(card.format, _TFLiteBackend)
         self._backends: list[Backend] = [backend(model_file, self.threads) for model_file in model_files]
         self._backend = self._backends[0]
         self._pid = os.getpid()
@@ -366,17 +349,8 @@ class EmotionClassifier:
         `flip_below` overrides the card's selective-flip threshold (`tta_flip_below`; math.inf flips every
         face); the card's temperature was fitted for the card's own threshold.
         """
-        path = Path(path)
-        directory = path.parent if path.name == CARD_NAME else path
-        card_path = directory / CARD_NAME
-        if not card_path.is_file():
-            raise FileNotFoundError(f"{card_path} not found: {path} is not an exported model artifact")
-        try:
-            card = json.loads(card_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{card_path}: not valid JSON ({exc})") from exc
-        if not isinstance(card, dict):
-            raise ValueError(f"{card_path}: expected a JSON object")
+        card_path = card_path_of(path)
+        card, directory = load_card(card_path), card_path.parent
         return cls(
             card,
             directory,
@@ -447,7 +421,7 @@ class EmotionClassifier:
 
 
 def _reload(
-    card: dict[str, Any],
+    card: ModelCard,
     directory: str,
     temperature: float,
     tta: bool,

@@ -27,10 +27,11 @@ import numpy as np
 from ml import cli
 from ml import metrics as M
 from ml.amend import rewrite_shipped_figures
-from ml.export import measure_speed, timing_host
+from ml.cli import DEFAULT_DATA, positive_int
+from ml.figures import checked_artifact
+from ml.hostinfo import timing_host
 from ml.runtime import EmotionClassifier
-from ml.train import DEFAULT_DATA, positive_int
-from ml.tta_mode import checked_artifact
+from ml.speed import measure_speed
 
 SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9)
 TOLERANCE_POINTS = 0.1
@@ -128,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max-ece must be positive, got {args.max_ece}")
     argv_used = sys.argv[1:] if argv is None else list(argv)
     card_path, card, public, _ = checked_artifact(Path(args.artifact), args.data)
-    if not card.get("tta"):
+    if not card.tta:
         raise ValueError(f"{card_path}: the card ships without test-time flip (tta false); nothing to make selective")
     directory = card_path.parent
-    y = public.targets[card["head"]].argmax(axis=1)
-    fits_bias = card.get("class_bias") is not None
+    y = public.targets[card.head].argmax(axis=1)
+    fits_bias = card.class_bias is not None
 
     def speed(flip_below: float) -> dict:
         clf = EmotionClassifier.load(directory, tta=True, flip_below=flip_below)
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     full["speed"] = speed(math.inf)
     if args.sweep:
         print(
-            f"{card.get('name')}: PublicTest {len(y)} rows; flip every face: {100 * full['accuracy']:.2f}%, "
+            f"{card.name}: PublicTest {len(y)} rows; flip every face: {100 * full['accuracy']:.2f}%, "
             f"ECE after {full['ece_after_calibration']:.4f}, {full['speed']['faces_per_s_b64']:.0f} faces/s"
         )
         for t in SWEEP:
@@ -174,10 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = mode_figures(directory, public.images, y, args.flip_below, args.seed, fits_bias)
     chosen["speed"] = speed(args.flip_below)
     temperature = chosen["temperature"]
-    card.update({"tta_flip_below": args.flip_below, "temperature": temperature})
-    if fits_bias:
-        card["class_bias"] = chosen["class_bias"]
-    card["selective_flip"] = {
+    selective_flip = {
         "flip_below": args.flip_below,
         "flipped_share": chosen["flipped_share"],
         "speed": chosen["speed"],
@@ -197,8 +195,14 @@ def main(argv: list[str] | None = None) -> int:
             "speeds measured in one process over the PublicTest faces in turn (batch i takes rows 64i..64i+63)"
         ),
     }
-    if "speed" in card:  # an ensemble's card-mode speed (ml.export writes it for ensembles)
-        card["speed"] = chosen["speed"]
+    card = card.updated(
+        tta_flip_below=args.flip_below,
+        temperature=temperature,
+        selective_flip=selective_flip,
+        **({"class_bias": chosen["class_bias"]} if fits_bias else {}),
+        # an ensemble's card-mode speed (ml.export writes it for ensembles)
+        **({"speed": chosen["speed"]} if "speed" in card.extra else {}),
+    )
     _, result = rewrite_shipped_figures(
         card_path,
         card,
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "metrics, regression_slice, other_tta, selective_flip; metrics.json and confusion_matrix.png",
     )
     print(
-        f"{card.get('name')}: flip below {args.flip_below:g} flips {100 * chosen['flipped_share']:.1f}% of faces: "
+        f"{card.name}: flip below {args.flip_below:g} flips {100 * chosen['flipped_share']:.1f}% of faces: "
         f"{100 * result['accuracy']:.2f}% (every face: {100 * full['accuracy']:.2f}%), T={temperature:.3f}, ECE "
         f"{chosen['ece_before_calibration']:.4f} -> {chosen['ece_after_calibration']:.4f}, "
         f"{chosen['speed']['faces_per_s_b64']:.0f} faces/s (every face: {full['speed']['faces_per_s_b64']:.0f}); "

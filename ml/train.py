@@ -19,13 +19,29 @@ import shlex
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ml import cli
-
-DEFAULT_DATA = os.environ.get(
-    "FEEDMOOD_FER_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013")
+from ml import data as D
+from ml import metrics as M
+from ml.cli import DEFAULT_DATA, positive_float, positive_int
+from ml.distill import (
+    DistillError,
+    OnlineTeacher,
+    agreement,
+    blend_targets,
+    check_alpha,
+    parse_teacher,
+    teacher_probabilities,
 )
+from ml.hostinfo import bf16_warning, cpu_model, read_cpuinfo
+from ml.provenance import artifact_info, teacher_info
+from ml.warmstart import WarmStartError, feednet_from_artifact, feednet_shape, reshape_feednet
+
 MODELS = ("cnn", "resnet50", "resnet50v2", "vgg16", "feednet")
 #: Other names the seeds' instructions use for an architecture.
 MODEL_ALIASES = {"resnet": "resnet50"}
@@ -40,20 +56,6 @@ def parse_labels(value: str) -> tuple[str, ...]:
             f"invalid label set {value!r}; choose from {', '.join(LABEL_CHOICES)} (comma-separate for multi-task)"
         )
     return modes
-
-
-def positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return number
-
-
-def positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return number
 
 
 def positive_ints(value: str) -> tuple[int, ...]:
@@ -96,8 +98,6 @@ def ema_momentum(value: str) -> float:
 
 
 def parse_teacher_arg(value: str) -> tuple[str, str]:
-    from ml.distill import parse_teacher
-
     try:
         return parse_teacher(value)
     except ValueError as exc:
@@ -261,67 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: bf16 matrix units: AMX on x86, the bf16 extension on Arm. avx512_bf16 alone only converts and dots in vectors.
-FAST_BF16_FLAGS = frozenset({"amx_bf16", "bf16"})
-VECTOR_BF16_FLAGS = frozenset({"avx512_bf16"})
-#: The flags that decide training and inference speed here, recorded with every timing.
-SPEED_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
-
-
-def cpu_flags(cpuinfo: str | None) -> set[str]:
-    """The CPU feature flags in /proc/cpuinfo text (x86 `flags`, Arm `Features`)."""
-    return {
-        flag
-        for line in (cpuinfo or "").splitlines()
-        if line.split(":")[0].strip() in ("flags", "Features")
-        for flag in line.split(":", 1)[-1].split()
-    }
-
-
-def bf16_warning(precision: str, cpuinfo: str | None) -> str | None:
-    """A warning when mixed_bfloat16 will not be faster than float32 on this CPU (no bf16 matrix unit)."""
-    if precision != "mixed_bfloat16" or not cpuinfo:
-        return None  # float32, or a platform without /proc/cpuinfo (we cannot tell)
-    flags = cpu_flags(cpuinfo)
-    if flags & FAST_BF16_FLAGS:
-        return None
-    if flags & VECTOR_BF16_FLAGS and "AuthenticAMD" in cpuinfo:
-        return None  # AMD's avx512_bf16 is fast: a 2-core EPYC (Zen 5) trained FeedNet at 375 vs 303 images/s
-    if flags & VECTOR_BF16_FLAGS:
-        return (
-            "warning: --precision mixed_bfloat16 on an Intel CPU with avx512_bf16 but no AMX (no amx_bf16 flag): slower "
-            "than float32 (measured: ~120 vs ~180 images/s for the 2-head FeedNet w32 at batch 128 on a 2-core "
-            "Xeon without AMX; AMX machines ran it 1.3-2.5x faster than float32). Use --precision float32 here."
-        )
-    return (
-        "warning: --precision mixed_bfloat16 on a CPU without bfloat16 instructions (no avx512_bf16, amx_bf16 "
-        "or bf16 flag): TensorFlow emulates it, ~10x slower than float32 (measured: 14.7 vs 1.6 s per batch "
-        "of 128 on an AVX2-only AMD EPYC). Use --precision float32 here."
-    )
-
-
-def cpu_model(cpuinfo: str | None) -> str:
-    """'AMD EPYC (family 26)': the first CPU's model name and family, which the flags alone do not tell apart."""
-    fields: dict[str, str] = {}
-    for line in (cpuinfo or "").splitlines():
-        if not line.strip():
-            break  # the first CPU's block ends at its blank line
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    name = fields.get("model name") or "unknown CPU"  # Arm kernels print no model name
-    return f"{name} (family {fields['cpu family']})" if "cpu family" in fields else name
-
-
-def read_cpuinfo() -> str | None:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-
-
 def check_teacher_heads(args: argparse.Namespace, train) -> None:
-    from ml.distill import DistillError, check_alpha
-
+    """--distill-alpha in range, and every --teacher aimed at a head this run trains."""
     check_alpha(args.distill_alpha)  # before the teachers score anything
     for head, artifact in args.teacher:
         if head not in train.targets:
@@ -332,16 +273,12 @@ def check_teacher_heads(args: argparse.Namespace, train) -> None:
 
 def online_teachers(args: argparse.Namespace, train) -> list:
     """One ml.distill.OnlineTeacher per --teacher, for the training pipeline."""
-    from ml.distill import OnlineTeacher
-
     check_teacher_heads(args, train)
     return [OnlineTeacher(head, artifact, train.labels[head], args.distill_alpha) for head, artifact in args.teacher]
 
 
 def distil(args: argparse.Namespace, train) -> None:
     """Blend each --teacher's probabilities into its head's training targets (see ml.distill)."""
-    from ml.distill import agreement, blend_targets, teacher_probabilities
-
     check_teacher_heads(args, train)
     for head, artifact in args.teacher:
         started = time.time()
@@ -357,8 +294,6 @@ def distil(args: argparse.Namespace, train) -> None:
 
 def artifacts_built_on(args: argparse.Namespace) -> dict:
     """The cards (name, sha256, accuracy, reproduce chain) of the --init-from artifact and the --teacher artifacts."""
-    from ml.export import artifact_info, teacher_info
-
     built_on: dict = {"distilled_from": [teacher_info(head, path) for head, path in args.teacher]}
     if args.init_from and Path(args.init_from).is_dir():
         built_on["initialized_from"] = artifact_info(args.init_from)
@@ -388,19 +323,16 @@ def check_stage_args(args: argparse.Namespace) -> None:
 def artifact_model(args: argparse.Namespace, heads: list[str]):
     """The folded FeedNet of the --init-from artifact, checked against this run's architecture and head, and
     narrowed or deepened to --stage-widths / --stage-convs when given (the artifact's own value for the one not given)."""
-    from ml.warmstart import WarmStartError, feednet_from_artifact
-
     if args.model != "feednet":
         raise WarmStartError(f"--init-from {args.init_from}: artifacts seed --model feednet only, not {args.model}")
     model, card = feednet_from_artifact(args.init_from)
-    if heads != [card.get("head")]:
+    if heads != [card.head]:
         raise WarmStartError(
-            f"--init-from {args.init_from}: the artifact has one {card.get('head')!r} head; this run "
+            f"--init-from {args.init_from}: the artifact has one {card.head!r} head; this run "
             f"trains {', '.join(heads)} (pass one --labels mode for that head)"
         )
     if args.stage_widths or args.stage_convs:
-        from ml.models.feednet import stage_plan
-        from ml.warmstart import feednet_shape, reshape_feednet
+        from ml.models.feednet import stage_plan  # imports Keras
 
         widths, counts = feednet_shape(model)
         try:
@@ -420,16 +352,12 @@ def artifact_model(args: argparse.Namespace, heads: list[str]):
 def trained_label_modes(requested: tuple[str, ...], train) -> tuple[str, ...]:
     """The label mode of each head the data really loaded: class folders with a contempt folder train the
     8-class FER+ head (hard labels, i.e. ferplus-majority) even when --labels asked for fer2013."""
-    from ml.data import head_for
-
-    by_head = {head_for(mode): mode for mode in requested}
+    by_head = {D.head_for(mode): mode for mode in requested}
     return tuple(by_head.get(head, "ferplus-majority" if head == "ferplus" else "fer2013") for head in train.targets)
 
 
 def load_data(args: argparse.Namespace):
     """(train, val, label modes trained, validation label modes, where validation comes from)."""
-    from ml import data as D
-
     train = D.load_split(args.data, args.labels, "Training")
     modes = trained_label_modes(args.labels, train)
     if modes != tuple(args.labels):
@@ -457,17 +385,6 @@ def load_data(args: argparse.Namespace):
     return train, val, modes, val_modes, source
 
 
-def best_logged(log: Path, column: str) -> float | None:
-    """The highest value of `column` in a CSVLogger file (None without one)."""
-    if not log.is_file():
-        return None
-    import csv
-
-    with open(log, newline="") as handle:
-        values = [float(row[column]) for row in csv.DictReader(handle) if row.get(column)]
-    return max(values) if values else None
-
-
 def resumed_epoch(backup: Path) -> int:
     """The epoch a Keras BackupAndRestore directory resumes at (0 without a backup)."""
     path = backup / "training_metadata.json"
@@ -492,15 +409,14 @@ REPORT_KEYS = ("n", "accuracy", "loss", "macro_precision", "macro_recall", "macr
 def end_of_training_report(out: Path, model, val, source: str, modes: dict[str, str], batch_size: int) -> dict:
     """Score the best checkpoint (else the final model) on the validation data, print the seeds' metrics for
     each head and write them to val_metrics.json."""
-    from ml.evaluate import load_checkpoint, report_heads
-    from ml.metrics import format_report
+    from ml.checkpoints import load_checkpoint, report_heads  # imports Keras
 
     best = out / "best.keras"
     report = report_heads(load_checkpoint(best) if best.is_file() else model, val, batch_size)
     name = best.name if best.is_file() else "final weights"
     for head, result in report.items():
         print(
-            "\n" + format_report(result, f"end of training: {name}, head {head}, on {source} ({modes[head]})"),
+            "\n" + M.format_report(result, f"end of training: {name}, head {head}, on {source} ({modes[head]})"),
             flush=True,
         )
     (out / "val_metrics.json").write_text(
@@ -525,30 +441,69 @@ def class_counts(split) -> dict[str, dict[str, int]]:
     return counts
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    import numpy as np
+TRANSFER = ("resnet50", "resnet50v2", "vgg16")
 
-    if args.weights and args.model not in ("resnet50", "resnet50v2", "vgg16"):
+
+@dataclass(frozen=True)
+class Plan:
+    """One run as the command line asks for it, checked before any data or TensorFlow loads."""
+
+    args: argparse.Namespace
+    out: Path
+    #: The keyword arguments of `ml.models.build_model` for this architecture.
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_transfer(self) -> bool:
+        return self.args.model in TRANSFER
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Check the flags that only some architectures take, and collect the architecture's keyword arguments."""
+    if args.weights and args.model not in TRANSFER:
         raise ValueError("--weights applies to transfer models (resnet50, resnet50v2, vgg16) only")
     if args.int8_weights and args.model not in ("feednet", "cnn"):
         raise ValueError(f"--int8-weights applies to feednet and cnn only, not {args.model} (nested base network)")
     check_stage_args(args)
-    # Data first (numpy only): a bad --data fails in a second, before TensorFlow loads.
-    train, val, label_modes, val_modes, val_source = load_data(args)
-    note = finetune_note(args) if args.model in ("resnet50", "resnet50v2", "vgg16") else None
-    if note:
-        print(note, file=sys.stderr, flush=True)
+    kwargs: dict[str, Any] = {}
+    if args.model in TRANSFER:
+        kwargs = {"weights": args.weights, "base_size": args.base_size}
+    elif args.model == "feednet":
+        given = (("width", args.width), ("stage_widths", args.stage_widths), ("stage_convs", args.stage_convs))
+        kwargs = {k: v for k, v in given if v}
+    return Plan(args, Path(args.out), kwargs)
 
-    # Heavy imports after argument parsing and data loading so `--help` and bad input answer quickly.
+
+@dataclass
+class Data:
+    """The loaded splits: what trains, what validates, and under which label modes."""
+
+    train: D.Split
+    val: D.Split
+    label_modes: tuple[str, ...]
+    val_modes: tuple[str, ...]
+    val_source: str
+
+    @property
+    def heads(self) -> list[str]:
+        return list(self.train.targets)
+
+    @property
+    def single(self) -> bool:
+        return len(self.heads) == 1
+
+    @property
+    def monitor(self) -> str:
+        """The validation figure that picks best.keras and stops early."""
+        return "val_accuracy" if self.single else "val_mean_accuracy"
+
+
+def prepare_output(plan: Plan) -> None:
+    """The output directory (a fresh run drops a stale backup), seeds, determinism and precision."""
     import keras
     import tensorflow as tf
 
-    from ml import models as M
-    from ml.models.transfer import unfreeze_base
-    from ml.pipeline import make_dataset, sample_weights
-
-    out = Path(args.out)
+    args, out = plan.args, plan.out
     if out.exists() and not args.resume and (out / "backup").exists():
         shutil.rmtree(out / "backup")
     out.mkdir(parents=True, exist_ok=True)
@@ -559,26 +514,28 @@ def main(argv: list[str] | None = None) -> int:
     warning = None if tf.config.list_physical_devices("GPU") else bf16_warning(args.precision, read_cpuinfo())
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    built_on = artifacts_built_on(args)  # read now: an export may replace these directories before this run ends
-    teachers = online_teachers(args, train) if args.teacher and args.teacher_mode == "online" else []
-    if args.teacher and args.teacher_mode == "offline":
-        distil(args, train)
-    heads = list(train.targets)
-    weights = {h: sample_weights(train.targets[h], train.weights[h], args.class_weights) for h in heads}
-    print(
-        f"train {len(train)} images, validate {len(val)} on {val_source}; heads: "
-        + ", ".join(f"{h} ({len(train.labels[h])} classes)" for h in heads),
-        flush=True,
-    )
 
-    single = len(heads) == 1
 
-    def train_stream(first: int, last: int):
+@dataclass
+class Streams:
+    """The training batches (a function of the epoch range, for exact resumption) and the validation set."""
+
+    plan: Plan
+    data: Data
+    teachers: list
+    weights: dict
+    val: Any
+    steps_per_epoch: int
+
+    def train(self, first: int, last: int):
         """Epochs first..last-1 of the training batches (see make_dataset: resumable exactly)."""
+        from ml.pipeline import make_dataset
+
+        args, train = self.plan.args, self.data.train
         return make_dataset(
             train.images,
             train.targets,
-            weights,
+            self.weights,
             args.batch_size,
             shuffle=True,
             augment=not args.no_augment,
@@ -587,11 +544,26 @@ def main(argv: list[str] | None = None) -> int:
             cutmix=args.cutmix,
             mix_prob=args.mix_prob,
             seed=args.seed,
-            single_output=single,
-            teachers=teachers,
+            single_output=self.data.single,
+            teachers=self.teachers,
             epochs=(first, last),
         )
 
+
+def make_streams(plan: Plan, data: Data) -> Streams:
+    """Distil offline teachers into the targets (or wrap online ones), weight the samples, build the datasets."""
+    from ml.pipeline import make_dataset, sample_weights
+
+    args, train, val = plan.args, data.train, data.val
+    teachers = online_teachers(args, train) if args.teacher and args.teacher_mode == "online" else []
+    if args.teacher and args.teacher_mode == "offline":
+        distil(args, train)
+    weights = {h: sample_weights(train.targets[h], train.weights[h], args.class_weights) for h in data.heads}
+    print(
+        f"train {len(train)} images, validate {len(val)} on {data.val_source}; heads: "
+        + ", ".join(f"{h} ({len(train.labels[h])} classes)" for h in data.heads),
+        flush=True,
+    )
     val_ds = make_dataset(
         val.images,
         val.targets,
@@ -600,218 +572,158 @@ def main(argv: list[str] | None = None) -> int:
         shuffle=False,
         augment=False,
         seed=args.seed,
-        single_output=single,
+        single_output=data.single,
     )
-    steps_per_epoch = int(np.ceil(len(train) / args.batch_size))
+    return Streams(plan, data, teachers, weights, val_ds, int(np.ceil(len(train) / args.batch_size)))
 
-    strategy = {
+
+def distribution_strategy(name: str):
+    """The tf.distribute strategy of --strategy."""
+    import tensorflow as tf
+
+    return {
         "default": tf.distribute.get_strategy,
         "mirrored": tf.distribute.MirroredStrategy,
         "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
-    }[args.strategy]()
+    }[name]()
 
-    is_transfer = args.model in M.TRANSFER_MODELS
-    model_kwargs: dict = {}
-    if is_transfer:
-        model_kwargs = {"weights": args.weights, "base_size": args.base_size}
-    elif args.model == "feednet":
-        model_kwargs = {
-            k: v
-            for k, v in (("width", args.width), ("stage_widths", args.stage_widths), ("stage_convs", args.stage_convs))
-            if v
-        }
-    elif args.weights:
-        raise ValueError("--weights applies to transfer models (resnet50, resnet50v2, vgg16) only")
 
-    def compile_model(model: keras.Model, peak_lr: float, epochs: int, warmup: float) -> None:
-        total = max(1, steps_per_epoch * epochs)
-        warmup_steps = int(min(total // 2, steps_per_epoch * warmup))
-        schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=peak_lr * (0.1 if warmup_steps else 1.0),
-            decay_steps=max(1, total - warmup_steps),
-            alpha=0.01,
-            warmup_target=peak_lr if warmup_steps else None,
-            warmup_steps=warmup_steps,
-        )
-        ema = {"use_ema": True, "ema_momentum": args.ema} if args.ema else {}
-        optimizer = {
-            "adamw": lambda: keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay, **ema),
-            "adam": lambda: keras.optimizers.Adam(schedule, **ema),
-            "sgd": lambda: keras.optimizers.SGD(
-                schedule, momentum=0.9, nesterov=True, weight_decay=args.weight_decay, **ema
-            ),
-        }[args.optimizer]()
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
-        metrics = ["accuracy"] if single else {h: ["accuracy"] for h in heads}
-        model.compile(
-            optimizer=optimizer, loss=loss if single else dict.fromkeys(heads, loss), weighted_metrics=metrics
-        )
+def build_network(plan: Plan, data: Data):
+    """The network to train: a shipped artifact to fine-tune, or a new one (with extra heads, --init-from
+    weights and --int8-weights as asked). Call inside the strategy's scope."""
+    from ml import models
 
-    monitor = "val_accuracy" if single else "val_mean_accuracy"
+    args, heads, labels = plan.args, data.heads, data.train.labels
+    if args.init_from and Path(args.init_from).is_dir():  # a shipped artifact, fine-tuned
+        model = artifact_model(args, heads)
+    else:
+        model = models.build_model(args.model, (48, 48, 1), len(labels[heads[0]]), **plan.model_kwargs)
+        if not data.single:
+            model = models.add_heads(model, {h: len(labels[h]) for h in heads})
+        if args.init_from:
+            if not Path(args.init_from).is_file():
+                raise FileNotFoundError(f"--init-from checkpoint {args.init_from} not found")
+            model.load_weights(args.init_from)
+    if args.int8_weights:
+        from ml.quant import with_int8_weights
 
-    def callbacks(phase: str) -> list:
-        cbs: list = [ReseedLayers(args.seed), WallClock()] + ([] if single else [MeanAccuracy(heads)])
-        # The backup is taken before the EMA swap (raw weights, so --resume continues training them); the
-        # checkpoint, the log's val_* and last.keras see the averaged weights. The stopping callbacks run before
-        # the swap so that it knows when an epoch is the last one.
-        cbs.append(keras.callbacks.BackupAndRestore(str(out / "backup" / phase), delete_checkpoint=False))
-        if args.patience > 0:
-            cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=args.patience))
-        if args.stop_after:
-            cbs.append(StopAfter(args.stop_after))
-        if args.ema:
-            cbs.append(AveragedWeights(swap_on_epoch=True))
-        cbs += [
-            # The best epoch so far (an earlier phase or invocation) is the bar a new best.keras must beat.
-            keras.callbacks.ModelCheckpoint(
-                str(out / "best.keras"),
-                monitor=monitor,
-                mode="max",
-                save_best_only=True,
-                initial_value_threshold=best_logged(out / "log.csv", monitor),
-            ),
-            keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
-            keras.callbacks.TensorBoard(str(out / "tb"), write_graph=False, profile_batch=0),
-        ]
-        return cbs
+        model = with_int8_weights(model)
+    return model
 
-    class AveragedWeights(keras.callbacks.SwapEMAWeights):
-        """Keras' swap, which also keeps the average in the model when training stops early (--stop-after,
-        --patience): Keras finalizes the average only after the last planned epoch, and fit() then copies the
-        optimizer's copy into the model, which the swap had left holding the raw weights."""
 
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
-            if self.model.stop_training:
-                self._finalize_ema_values()
+def compile_model(model, plan: Plan, data: Data, steps_per_epoch: int, peak_lr: float, epochs: int, warmup: float):
+    """Compile with a warmup + cosine schedule over `epochs`, the --optimizer and (with --ema) weight averaging."""
+    import keras
 
-    class ReseedLayers(keras.callbacks.Callback):
-        """Sets each layer's random state (dropout masks) at the start of epoch e to a function of (seed, e), as
-        the data stream is: the backup does not hold that state, so a resumed run would otherwise draw other masks."""
+    args = plan.args
+    total = max(1, steps_per_epoch * epochs)
+    warmup_steps = int(min(total // 2, steps_per_epoch * warmup))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak_lr * (0.1 if warmup_steps else 1.0),
+        decay_steps=max(1, total - warmup_steps),
+        alpha=0.01,
+        warmup_target=peak_lr if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+    ema = {"use_ema": True, "ema_momentum": args.ema} if args.ema else {}
+    optimizer = {
+        "adamw": lambda: keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay, **ema),
+        "adam": lambda: keras.optimizers.Adam(schedule, **ema),
+        "sgd": lambda: keras.optimizers.SGD(
+            schedule, momentum=0.9, nesterov=True, weight_decay=args.weight_decay, **ema
+        ),
+    }[args.optimizer]()
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
+    heads = data.heads
+    metrics = ["accuracy"] if data.single else {h: ["accuracy"] for h in heads}
+    model.compile(
+        optimizer=optimizer, loss=loss if data.single else dict.fromkeys(heads, loss), weighted_metrics=metrics
+    )
 
-        def __init__(self, seed: int):
-            super().__init__()
-            self.seed = seed
 
-        def on_epoch_begin(self, epoch, logs=None):
-            generators = [g for layer in self.model._flatten_layers() for g in getattr(layer, "_seed_generators", [])]
-            for index, generator in enumerate(generators):
-                state = np.array([self.seed * 7919 + index, epoch << 20], dtype=generator.state.dtype)
-                generator.state.assign(state)
+def fit_phase(model, plan: Plan, streams: Streams, phase: str, first: int, last: int) -> None:
+    """Train the global epochs first..last-1; --resume continues at the phase's backup, on the same batches."""
+    from ml.callbacks import training_callbacks
 
-    class StopAfter(keras.callbacks.Callback):
-        """Ends training after global epoch N (the LR schedule still spans all --epochs)."""
+    args, out = plan.args, plan.out
+    backup = out / "backup" / phase
+    start = max(first, resumed_epoch(backup)) if args.resume else first
+    if start >= last:  # finished by an earlier invocation: its weights (the next phase may have no backup yet)
+        if (backup / "latest.weights.h5").is_file():
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(backup / "latest.weights.h5")
+        return
+    callbacks = training_callbacks(
+        out,
+        phase,
+        seed=args.seed,
+        heads=streams.data.heads,
+        monitor=streams.data.monitor,
+        patience=args.patience,
+        stop_after=args.stop_after,
+        ema=args.ema,
+    )
+    model.fit(
+        streams.train(start, last),
+        validation_data=streams.val,
+        initial_epoch=first,
+        epochs=last,
+        steps_per_epoch=streams.steps_per_epoch,
+        shuffle=False,
+        callbacks=callbacks,
+        verbose=args.verbose,
+    )
 
-        def __init__(self, last_epoch: int):
-            super().__init__()
-            self.last_epoch = last_epoch
 
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch + 1 >= self.last_epoch:
-                self.model.stop_training = True
+def fit(model, plan: Plan, streams: Streams, strategy) -> None:
+    """The fit phases: a transfer model trains its head on the frozen base, then fine-tunes the whole network
+    (--freeze-epochs); every other run has one phase."""
+    from ml.models.transfer import unfreeze_base
 
-    class WallClock(keras.callbacks.Callback):
-        """Accumulates training wall time across interrupted and resumed runs in wall_seconds.json."""
-
-        path = out / "wall_seconds.json"
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.mark = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            total = json.loads(self.path.read_text())["seconds"] if self.path.exists() else 0.0
-            self.path.write_text(json.dumps({"seconds": round(total + time.time() - self.mark, 1)}))
-
-    class MeanAccuracy(keras.callbacks.Callback):
-        """Adds `val_mean_accuracy` (mean over heads) so multi-task runs keep one best checkpoint."""
-
-        def __init__(self, names: list[str]):
-            super().__init__()
-            self.names = names
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None and all(f"val_{h}_accuracy" in logs for h in self.names):
-                logs["val_mean_accuracy"] = float(np.mean([logs[f"val_{h}_accuracy"] for h in self.names]))
-
-    started = time.time()
-    with strategy.scope():
-        if args.init_from and Path(args.init_from).is_dir():  # a shipped artifact, fine-tuned
-            model = artifact_model(args, heads)
-        else:
-            model = M.build_model(args.model, (48, 48, 1), len(train.labels[heads[0]]), **model_kwargs)
-            if not single:
-                model = M.add_heads(model, {h: len(train.labels[h]) for h in heads})
-            if args.init_from:
-                if not Path(args.init_from).is_file():
-                    raise FileNotFoundError(f"--init-from checkpoint {args.init_from} not found")
-                model.load_weights(args.init_from)
-        if args.int8_weights:
-            from ml.quant import with_int8_weights
-
-            model = with_int8_weights(model)
-    if not args.resume:
-        for stale in ("log.csv", "wall_seconds.json"):
-            (out / stale).unlink(missing_ok=True)
-
-    def fit_phase(phase: str, first: int, last: int) -> None:
-        """Train the global epochs first..last-1; --resume continues at the phase's backup, on the same batches."""
-        backup = out / "backup" / phase
-        start = max(first, resumed_epoch(backup)) if args.resume else first
-        if start >= last:  # finished by an earlier invocation: its weights (the next phase may have no backup yet)
-            if (backup / "latest.weights.h5").is_file():
-                model.optimizer.build(model.trainable_variables)
-                model.load_weights(backup / "latest.weights.h5")
-            return
-        model.fit(
-            train_stream(start, last),
-            validation_data=val_ds,
-            initial_epoch=first,
-            epochs=last,
-            steps_per_epoch=steps_per_epoch,
-            shuffle=False,
-            callbacks=callbacks(phase),
-            verbose=args.verbose,
-        )
-
-    if is_transfer and args.freeze_epochs > 0:
+    args, data, steps = plan.args, streams.data, streams.steps_per_epoch
+    if plan.is_transfer and args.freeze_epochs > 0:
         phase1 = min(args.freeze_epochs, args.epochs)
         with strategy.scope():
-            compile_model(model, args.lr, phase1, args.warmup_epochs)
-        fit_phase("frozen", 0, phase1)
+            compile_model(model, plan, data, steps, args.lr, phase1, args.warmup_epochs)
+        fit_phase(model, plan, streams, "frozen", 0, phase1)
         stopped = args.stop_after is not None and args.stop_after <= phase1
         if args.epochs > phase1 and not stopped:
             with strategy.scope():
                 unfreeze_base(model)
-                compile_model(model, args.finetune_lr, args.epochs - phase1, 0.0)
-            fit_phase("finetune", phase1, args.epochs)
+                compile_model(model, plan, data, steps, args.finetune_lr, args.epochs - phase1, 0.0)
+            fit_phase(model, plan, streams, "finetune", phase1, args.epochs)
     else:
         with strategy.scope():
-            if is_transfer:
+            if plan.is_transfer:
                 unfreeze_base(model)  # --freeze-epochs 0: the whole network trains from the first epoch
-            compile_model(model, args.lr, args.epochs, args.warmup_epochs)
-        fit_phase("main", 0, args.epochs)
-    model.save(out / "last.keras")
-    wall = time.time() - started
-    val_report = end_of_training_report(out, model, val, val_source, dict(zip(heads, val_modes)), args.batch_size * 2)
+            compile_model(model, plan, data, steps, args.lr, args.epochs, args.warmup_epochs)
+        fit_phase(model, plan, streams, "main", 0, args.epochs)
 
+
+def write_meta(plan: Plan, data: Data, argv: list[str] | None, report: dict, wall: float, built_on: dict) -> None:
+    """train_meta.json: the command, the data, the arguments, the validation summary, time and host."""
+    import keras
+    import tensorflow as tf
+
+    args, out, train, val = plan.args, plan.out, data.train, data.val
     log_rows = (out / "log.csv").read_text().splitlines() if (out / "log.csv").exists() else []
     meta = {
         "command": "python -m ml.train " + shlex.join(sys.argv[1:] if argv is None else argv),
         "model": args.model,
-        "label_modes": list(label_modes),
-        "heads": {h: list(train.labels[h]) for h in heads},
+        "label_modes": list(data.label_modes),
+        "heads": {h: list(train.labels[h]) for h in data.heads},
         "data": {
             "path": str(Path(args.data).resolve()),
             "train_split": "Training",
-            "val_split": val_source,
+            "val_split": data.val_source,
             "train_images": len(train),
             "val_images": len(val),
-            "val_label_modes": list(val_modes),
+            "val_label_modes": list(data.val_modes),
             "class_counts": {"train": class_counts(train), "val": class_counts(val)},
         },
         "args": dict(vars(args).items()),
         "epochs_run": max(0, len(log_rows) - 1),
-        "val_metrics": {h: {k: r[k] for k in REPORT_KEYS} for h, r in val_report.items()},
+        "val_metrics": {h: {k: r[k] for k in REPORT_KEYS} for h, r in report.items()},
         "train_wall_seconds_this_run": round(wall, 1),
         "precision": args.precision,
         "tf_version": tf.__version__,
@@ -823,7 +735,35 @@ def main(argv: list[str] | None = None) -> int:
     wall_file = out / "wall_seconds.json"
     meta["train_wall_seconds_total"] = json.loads(wall_file.read_text())["seconds"] if wall_file.is_file() else 0.0
     (out / "train_meta.json").write_text(json.dumps(meta, indent=2, default=str))
-    print(f"done in {wall / 60:.1f} min; best checkpoint {out / 'best.keras'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    plan = make_plan(parse_args(argv))
+    args = plan.args
+    # Data first (numpy only): a bad --data fails in a second, before TensorFlow loads.
+    data = Data(*load_data(args))
+    note = finetune_note(args) if plan.is_transfer else None
+    if note:
+        print(note, file=sys.stderr, flush=True)
+    prepare_output(plan)
+    built_on = artifacts_built_on(args)  # read now: an export may replace these directories before this run ends
+    streams = make_streams(plan, data)
+    strategy = distribution_strategy(args.strategy)
+
+    started = time.time()
+    with strategy.scope():
+        model = build_network(plan, data)
+    if not args.resume:
+        for stale in ("log.csv", "wall_seconds.json"):
+            (plan.out / stale).unlink(missing_ok=True)
+    fit(model, plan, streams, strategy)
+    model.save(plan.out / "last.keras")
+    wall = time.time() - started
+
+    modes = dict(zip(data.heads, data.val_modes))
+    report = end_of_training_report(plan.out, model, data.val, data.val_source, modes, args.batch_size * 2)
+    write_meta(plan, data, argv, report, wall, built_on)
+    print(f"done in {wall / 60:.1f} min; best checkpoint {plan.out / 'best.keras'}")
     return 0
 
 

@@ -8,11 +8,12 @@ rounding. `python -m ml.train --init-from ml/artifacts/ferplus ...` starts from 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
+
+from ml.card import CARD_NAME, load_card
 
 CONV = re.compile(r"s(\d+)_c(\d+)_")
 
@@ -94,17 +95,14 @@ def feednet_from_artifact(directory: str | Path):
     from ml.models.feednet import build_feednet
 
     directory = Path(directory)
-    card_path = directory / "model_card.json"
-    if not card_path.is_file():
-        raise WarmStartError(f"--init-from {directory}: no model_card.json there")
-    card = json.loads(card_path.read_text())
-    if card.get("ensemble"):
-        raise WarmStartError(f"--init-from {directory}: an ensemble of {1 + len(card['ensemble'])} networks; pick one")
-    if card.get("format") not in ("tflite", "tflite-int8"):
-        raise WarmStartError(
-            f"--init-from {directory}: format {card.get('format')!r}; only TFLite artifacts can seed a run"
-        )
-    convs, (head_kernel, head_bias) = folded_weights(directory / card["file"])
+    if not (directory / CARD_NAME).is_file():
+        raise WarmStartError(f"--init-from {directory}: no {CARD_NAME} there")
+    card = load_card(directory)
+    if card.ensemble:
+        raise WarmStartError(f"--init-from {directory}: an ensemble of {len(card.files)} networks; pick one")
+    if card.format not in ("tflite", "tflite-int8"):
+        raise WarmStartError(f"--init-from {directory}: format {card.format!r}; only TFLite artifacts can seed a run")
+    convs, (head_kernel, head_bias) = folded_weights(directory / card.file)
     stages = range(1 + max(stage for stage, _ in convs))
     widths = [convs[(stage, 0)][0].shape[-1] for stage in stages]
     counts = [sum(1 for s, _ in convs if s == stage) for stage in stages]

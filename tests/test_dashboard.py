@@ -15,6 +15,8 @@ from django.utils import timezone
 from dashboard import selectors, views
 from emotion.models import ImageAnalysis
 from feedmood.models import Post, Profile, Reaction
+from ml.card import new_card
+from recommender.mood import LABELS
 from tests.dashboard_seed import (
     SEEDED_CHARTS,
     make_analysis,
@@ -309,17 +311,23 @@ def test_model_summary_reads_the_card_metrics() -> None:
     assert summary.analyses_24h == 1
 
 
+def whole_card(name: str, **keys) -> dict:
+    """A model card as registration stores it (``keys``: further card entries)."""
+    return new_card(name=name, head="ferplus", labels=LABELS, fmt="tflite", file="model.tflite", **keys).to_json()
+
+
 def test_model_summary_follows_the_services_tta_mode(settings, admin_client) -> None:
     version = make_version()
     other = {
         "tta": False,
+        "temperature": 1.2,
         "accuracy": 0.70,
         "macro_f1": 0.63,
         "ece_after_calibration": 0.025,
         "n": 3589,
         "per_class": {"happiness": {"f1": 0.86}},
     }
-    version.card = {"name": version.name, "tta": True, "other_tta": other}
+    version.card = whole_card(version.name, tta=True, other_tta=other)
     version.save(update_fields=["card"])
     settings.FEEDMOOD_MODEL_TTA = None
     summary = selectors.model_summary()
@@ -329,13 +337,13 @@ def test_model_summary_follows_the_services_tta_mode(settings, admin_client) -> 
     assert summary.tta is False and summary.accuracy == pytest.approx(0.70) and summary.ece == pytest.approx(0.025)
     assert summary.per_class_f1 == [("happiness", pytest.approx(0.86))] and summary.split == "PublicTest"
     assert "3,589 faces), test-time flip off ·" in admin_client.get(URL).content.decode()
-    version.card = {"name": version.name, "tta": True}  # the other mode was never measured: the card's own figures
+    version.card = whole_card(version.name, tta=True)  # the other mode was never measured: the card's own figures
     version.save(update_fields=["card"])
     summary = selectors.model_summary()
     assert summary.tta is True and summary.accuracy == pytest.approx(0.7134)
     assert summary.flip_below is None
 
-    version.card = {"name": version.name, "tta": True, "tta_flip_below": 0.7, "other_tta": other}  # selective flip
+    version.card = whole_card(version.name, tta=True, tta_flip_below=0.7, other_tta=other)  # selective flip
     version.save(update_fields=["card"])
     settings.FEEDMOOD_MODEL_TTA = None
     assert selectors.model_summary().flip_below == pytest.approx(0.7)
@@ -361,8 +369,8 @@ def test_model_summary_gives_the_held_out_accuracy_of_a_class_bias_calibration(s
     assert summary.class_bias is True and summary.accuracy_held_out == pytest.approx(0.6951)
     page = admin_client.get(URL).content.decode()
     assert "69.5% held out" in page and "calibrated by temperature and a per-class offset" in page
-    other = {"tta": False, "accuracy": 0.69, "class_bias": [0.0, 0.0, 0.0], "accuracy_held_out": 0.688}
-    version.card = {"name": version.name, "tta": True, "other_tta": other}  # the service turned the flip off
+    other = {"tta": False, "temperature": 1.1, "accuracy": 0.69, "class_bias": [0.0] * 8, "accuracy_held_out": 0.688}
+    version.card = whole_card(version.name, tta=True, other_tta=other)  # the service turned the flip off
     version.save(update_fields=["card"])
     settings.FEEDMOOD_MODEL_TTA = False
     assert selectors.model_summary().accuracy_held_out == pytest.approx(0.688)
@@ -370,6 +378,8 @@ def test_model_summary_gives_the_held_out_accuracy_of_a_class_bias_calibration(s
 
 def test_model_summary_notices_a_card_changed_on_disk(tmp_path, admin_client) -> None:
     version = make_version()
+    version.card = whole_card(version.name, tta=True)
+    version.save(update_fields=["card"])
     assert selectors.model_summary().card_changed is False  # no card on disk (artifact_path does not exist)
     (tmp_path / "model_card.json").write_text(json.dumps(version.card))
     version.artifact_path = str(tmp_path)

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from emotion import inference, testing
 from emotion.fixtures import face_jpeg, faces_png, fer_model_dir, no_face_png  # noqa: F401
 from emotion.models import ModelVersion
+from ml.card import new_card, write_card
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +39,11 @@ def test_register_rejects_a_non_artifact(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="not an exported model"):
         run("register_model", str(tmp_path))
     (tmp_path / "model_card.json").write_text('{"format": "tflite", "file": "missing.tflite", "labels": ["anger"]}')
-    with pytest.raises(CommandError, match="does not load"):
+    with pytest.raises(CommandError, match="no schema_version"):  # not a card ml.export wrote
+        run("register_model", str(tmp_path))
+    card = new_card(name="gone", head="fer2013", labels=["anger"], fmt="tflite", file="missing.tflite")
+    write_card(tmp_path, card)
+    with pytest.raises(CommandError, match="does not load"):  # a whole card, but its model file is missing
         run("register_model", str(tmp_path))
 
 

@@ -26,11 +26,11 @@ def classifier(fer_model_dir: Path):
 def test_service_classifier_follows_the_tta_setting(fer_model_dir: Path, settings) -> None:
     card = load_classifier(fer_model_dir).card
     settings.FEEDMOOD_MODEL_TTA = None
-    assert load_classifier(fer_model_dir).tta is bool(card["tta"])
-    settings.FEEDMOOD_MODEL_TTA = not card["tta"]
+    assert load_classifier(fer_model_dir).tta is card.tta
+    settings.FEEDMOOD_MODEL_TTA = not card.tta
     flipped = load_classifier(fer_model_dir)
-    assert flipped.tta is not card["tta"]
-    assert flipped.temperature == card.get("other_tta", card)["temperature"]
+    assert flipped.tta is not card.tta
+    assert flipped.temperature == (card.other_tta or card).temperature
 
 
 # --- Affect ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from ml import labels as L
+from ml.card import DEFAULT_PIPELINE, PIPELINES, SCHEMA_VERSION, load_card
 from ml.synthetic import faces, write_fer_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,11 @@ def run(env, module: str, *args: str, timeout: float = 300) -> subprocess.Comple
         text=True,
         timeout=timeout,
     )
+
+
+def read_card(directory: Path) -> dict:
+    """The card a command wrote, checked against the schema (ml.card), as JSON data."""
+    return load_card(directory).to_json()
 
 
 def assert_clean_error(done: subprocess.CompletedProcess, status: int, message: str) -> None:
@@ -174,7 +180,7 @@ def test_export_artifact_contents(exported, trained):
         "model.tflite",
         "model_card.json",
     ]
-    card = json.loads((out / "model_card.json").read_text())
+    card = read_card(out)
     assert card["head"] == "ferplus" and card["labels"] == list(L.FERPLUS_LABELS) and card["format"] == "tflite"
     assert card["input"] == {"shape": [48, 48], "dtype": "uint8", "color": "grayscale", "range": [0, 255]}
     assert {k: card["training"]["model_args"][k] for k in ("random_erasing", "mixup", "cutmix", "mix_prob")} == {
@@ -185,6 +191,8 @@ def test_export_artifact_contents(exported, trained):
     }
     assert "INTER_AREA" in card["preprocessing"] and card["file"] == "model.tflite" and card["tta"] is False
     assert card["temperature"] > 0
+    # the photo pipeline the service runs with it: the default one, recorded whole (detector, framing, alignment)
+    assert card["schema_version"] == SCHEMA_VERSION and card["pipeline"] == PIPELINES[DEFAULT_PIPELINE].to_json()
     metrics = card["metrics"]
     for key in (
         "accuracy",
@@ -224,7 +232,7 @@ def test_evaluate_and_tta_mode_agree_on_the_other_mode(exported, data_dir, env, 
     import shutil
 
     out = Path(shutil.copytree(exported[0], tmp_path / "a"))
-    card = json.loads((out / "model_card.json").read_text())
+    card = read_card(out)
     done = run(env, "ml.evaluate", "--checkpoint", out, "--data", data_dir, "--tta", "--json", tmp_path / "e.json")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "e.json").read_text())
@@ -235,7 +243,7 @@ def test_evaluate_and_tta_mode_agree_on_the_other_mode(exported, data_dir, env, 
     (out / "model_card.json").write_text(json.dumps(card))
     done = run(env, "ml.tta_mode", out, "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3)
     assert done.returncode == 0, done.stderr[-3000:]
-    amended = json.loads((out / "model_card.json").read_text())
+    amended = read_card(out)
     assert amended["other_tta"]["temperature"] == pytest.approx(report["temperature"])
     assert amended["other_tta"]["accuracy"] == pytest.approx(report["metrics"]["accuracy"])
     assert amended["amendments"][-1]["command"].startswith("python -m ml.tta_mode ")
@@ -243,7 +251,7 @@ def test_evaluate_and_tta_mode_agree_on_the_other_mode(exported, data_dir, env, 
     assert amended["other_tta"]["per_class"] and amended["other_tta"]["confusion_matrix"]
     done = run(env, "ml.tta_mode", out, "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert len(json.loads((out / "model_card.json").read_text())["amendments"]) == 1  # refreshed, not appended
+    assert len(read_card(out)["amendments"]) == 1  # refreshed, not appended
 
     card["metrics"]["accuracy"] += 0.01
     (out / "model_card.json").write_text(json.dumps(card))
@@ -257,11 +265,11 @@ def test_selective_flip_ships_a_threshold_and_keeps_the_full_flip_figures(export
     which the runtime then reproduces, and keeps the every-face figures beside them."""
     import shutil
 
-    from ml.evaluate import load_eval_split
+    from ml.protocols import load_eval_split
     from ml.runtime import EmotionClassifier
 
     out = Path(shutil.copytree(exported[0], tmp_path / "a"))
-    card = json.loads((out / "model_card.json").read_text())
+    card = read_card(out)
     assert_clean_error(
         run(env, "ml.selective_flip", out, "--flip-below", 0.5, "--data", data_dir), 1, "ships without test-time flip"
     )
@@ -283,7 +291,7 @@ def test_selective_flip_ships_a_threshold_and_keeps_the_full_flip_figures(export
     args = ("--flip-below", threshold, "--data", data_dir, "--bench-runs", 2, "--latency-runs", 3)
     done = run(env, "ml.selective_flip", out, *args)
     assert done.returncode == 0, done.stderr[-3000:]
-    amended = json.loads((out / "model_card.json").read_text())
+    amended = read_card(out)
     shipped = EmotionClassifier.load(out)
     assert shipped.tta and shipped.flip_below == threshold and shipped.temperature == amended["temperature"]
     probs = shipped.predict_proba(public.images)
@@ -299,7 +307,7 @@ def test_selective_flip_ships_a_threshold_and_keeps_the_full_flip_figures(export
     assert amended["reproduce"][-1].startswith("python -m ml.selective_flip ")
     done = run(env, "ml.selective_flip", out, *args)
     assert done.returncode == 0, done.stderr[-3000:]
-    again = json.loads((out / "model_card.json").read_text())
+    again = read_card(out)
     assert len(again["amendments"]) == 1 and again["reproduce"] == amended["reproduce"]  # refreshed, not appended
     assert again["metrics"]["accuracy"] == amended["metrics"]["accuracy"]
 
@@ -312,7 +320,7 @@ def test_selective_flip_ships_a_threshold_and_keeps_the_full_flip_figures(export
     assert (out / "model_card.json").read_text() == before
     done = run(env, "ml.selective_flip", out, "--flip-below", "auto", "--max-ece", 0.9, *args[2:])
     assert done.returncode == 0, done.stderr[-3000:]
-    auto = json.loads((out / "model_card.json").read_text())
+    auto = read_card(out)
     rows = auto["selective_flip"]["sweep"]
     assert [row["flip_below"] for row in rows] == [0.5, 0.6, 0.7, 0.8, 0.9]
     best = auto["selective_flip"]["full_flip"]["accuracy"]
@@ -344,11 +352,11 @@ def test_calibrate_ships_a_class_bias_the_runtime_applies(exported, data_dir, en
     offsets, which the runtime reproduces; --temperature-only goes back; --auto follows the held-out NLL."""
     import shutil
 
-    from ml.evaluate import load_eval_split
+    from ml.protocols import load_eval_split
     from ml.runtime import EmotionClassifier
 
     out = Path(shutil.copytree(exported[0], tmp_path / "a"))
-    card = json.loads((out / "model_card.json").read_text())
+    card = read_card(out)
     public = load_eval_split(str(data_dir), card["label_mode"], "PublicTest", card["head"], None)
     y = public.targets[card["head"]].argmax(1)
     before = (out / "model_card.json").read_text()
@@ -358,7 +366,7 @@ def test_calibrate_ships_a_class_bias_the_runtime_applies(exported, data_dir, en
 
     done = run(env, "ml.calibrate", out, "--class-bias", "--data", data_dir)
     assert done.returncode == 0, done.stderr[-3000:]
-    amended = json.loads((out / "model_card.json").read_text())
+    amended = read_card(out)
     assert (
         len(amended["class_bias"]) == len(card["labels"])
         and amended["calibration"]["kind"] == "temperature + class bias"
@@ -381,14 +389,14 @@ def test_calibrate_ships_a_class_bias_the_runtime_applies(exported, data_dir, en
 
     done = run(env, "ml.calibrate", out, "--temperature-only", "--data", data_dir)
     assert done.returncode == 0, done.stderr[-3000:]
-    plain = json.loads((out / "model_card.json").read_text())
+    plain = read_card(out)
     assert "class_bias" not in plain and EmotionClassifier.load(out).class_bias is None
     assert plain["temperature"] == pytest.approx(card["temperature"]) and len(plain["amendments"]) == 1
     assert plain["metrics"]["accuracy"] == pytest.approx(card["metrics"]["accuracy"])
 
     done = run(env, "ml.calibrate", out, "--auto", "--data", data_dir)
     assert done.returncode == 0, done.stderr[-3000:]
-    auto = json.loads((out / "model_card.json").read_text())
+    auto = read_card(out)
     plain_nll, bias_nll = (row["nll_after_held_out"] for row in auto["calibration"]["compared"])
     assert ("class_bias" in auto) == (bias_nll < plain_nll) and auto["calibration"]["rule"].startswith("auto")
 
@@ -423,7 +431,7 @@ def test_evaluate_artifact_through_runtime(exported, data_dir, env, tmp_path):
     done = run(env, "ml.evaluate", "--checkpoint", out, "--data", data_dir, "--json", tmp_path / "e.json")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "e.json").read_text())
-    card = json.loads((out / "model_card.json").read_text())
+    card = read_card(out)
     assert report["source"] == "artifact (tflite)" and report["temperature"] == pytest.approx(card["temperature"])
     assert report["metrics"]["accuracy"] == pytest.approx(card["metrics"]["accuracy"])
     assert report["metrics"]["loss"] == pytest.approx(card["metrics"]["loss"], abs=1e-4)
@@ -452,9 +460,12 @@ def test_export_auto_and_reexport(trained, data_dir, env, tmp_path):
         3,
         "--calibration-faces",
         32,
+        "--pipeline",
+        "haar",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    card = json.loads((out / "model_card.json").read_text())
+    card = read_card(out)
+    assert card["pipeline"] == PIPELINES["haar"].to_json() and card["pipeline"]["detector"] == "haar"
     rows = {row["format"]: row for row in card["formats"]}
     assert {"keras", "tflite", "tflite-int8"} <= set(rows)
     ok = {f: r for f, r in rows.items() if r["status"] == "ok"}
@@ -505,11 +516,11 @@ def test_export_ensemble_with_an_existing_artifact(trained, exported, data_dir, 
         env, "ml.export", "--checkpoint", second / "best.keras", "--out", out, *common, "--ensemble-with", exported[0]
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    card = json.loads((out / "model_card.json").read_text())
+    card = read_card(out)
     assert card["ensemble"] == ["member1_model.tflite"] and (out / "member1_model.tflite").is_file()
     assert [m["file"] for m in card["ensemble_members"]] == ["model.tflite", "member1_model.tflite"]
     assert card["speed"]["faces_per_s_b64"] > 0 and "ensemble of 2" in done.stdout
-    member = json.loads((exported[0] / "model_card.json").read_text())
+    member = read_card(exported[0])
     assert card["reproduce"][: len(member["reproduce"])] == member["reproduce"]  # the member's own history first
     assert card["reproduce"][-2].startswith("python -m ml.train") and "--seed 7" in card["reproduce"][-2]
     assert card["reproduce"][-1].startswith("python -m ml.export") and "--ensemble-with" in card["reproduce"][-1]
@@ -532,9 +543,9 @@ def test_export_ensemble_with_an_existing_artifact(trained, exported, data_dir, 
         ).returncode
         == 0
     )
-    card3 = json.loads((third / "model_card.json").read_text())
+    card3 = read_card(third)
     members = card3["ensemble_members"]
-    solo = json.loads((alone / "model_card.json").read_text())
+    solo = read_card(alone)
     assert members[1]["accuracy_alone"] == pytest.approx(solo["metrics"]["accuracy"])
     assert members[2]["accuracy_alone"] == pytest.approx(member["metrics"]["accuracy"])
     assert members[1]["training"]["checkpoint"] == str(second / "best.keras")
@@ -643,8 +654,8 @@ def test_train_distils_from_an_exported_teacher(exported, data_dir, env, tmp_pat
         ).returncode
         == 0
     )
-    card = json.loads((student / "model_card.json").read_text())
-    teacher = json.loads((exported[0] / "model_card.json").read_text())
+    card = read_card(student)
+    teacher = read_card(exported[0])
     assert card["training"]["distilled_from"][0]["file_sha256"] == teacher["file_sha256"]
     assert card["training"]["distill_alpha"] == 0.7 and card["training"]["teacher_mode"] == "offline"
     assert card["reproduce"][: len(teacher["reproduce"])] == teacher["reproduce"]  # the teacher's own chain first
@@ -720,7 +731,7 @@ def test_train_distils_online_on_each_augmented_batch(exported, data_dir, env, t
         ).returncode
         == 0
     )
-    card = json.loads((student / "model_card.json").read_text())
+    card = read_card(student)
     assert card["training"]["teacher_mode"] == "online" and card["training"]["distill_alpha"] == 1.0
     assert "--teacher-mode online" in card["reproduce"][-2]
 
@@ -890,7 +901,7 @@ def test_evaluate_and_export_bad_inputs(env, trained, data_dir, tmp_path):
 
 
 def test_bf16_warning_names_cpus_where_it_is_not_faster():
-    from ml.train import bf16_warning
+    from ml.hostinfo import bf16_warning
 
     epyc = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma f16c\n"
     sapphire = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
@@ -911,7 +922,7 @@ def test_bf16_warning_names_cpus_where_it_is_not_faster():
 
 
 def test_cpu_model_reads_the_first_cpu_block():
-    from ml.train import cpu_model
+    from ml.hostinfo import cpu_model
 
     two_cpus = (
         "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel name\t: AMD EPYC 9B14\n\n"
@@ -952,7 +963,7 @@ def test_warmstart_rebuilds_the_exported_network(trained, exported, data_dir, en
     x, _ = faces(64, seed=5)
     for artifact, atol in ((exported[0], 1e-4), (int8, 0.08)):
         model, card = feednet_from_artifact(artifact)
-        assert card["head"] == "ferplus" and not any("bn" in layer.name for layer in model.layers)
+        assert card.head == "ferplus" and not any("bn" in layer.name for layer in model.layers)
         ours = model.predict(x[..., None].astype(np.float32), verbose=0)
         theirs = EmotionClassifier.load(artifact, temperature=1.0).predict_proba(x)
         np.testing.assert_allclose(ours, theirs, atol=atol)
@@ -961,7 +972,7 @@ def test_warmstart_rebuilds_the_exported_network(trained, exported, data_dir, en
         feednet_from_artifact(tmp_path)
     ensemble = tmp_path / "ensemble"
     ensemble.mkdir()
-    card = json.loads((exported[0] / "model_card.json").read_text())
+    card = read_card(exported[0])
     (ensemble / "model_card.json").write_text(json.dumps({**card, "ensemble": ["member1_model.tflite"]}))
     with pytest.raises(WarmStartError, match="an ensemble of 2 networks"):
         feednet_from_artifact(ensemble)
@@ -1002,7 +1013,7 @@ def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
     ]
     done = run(env, "ml.train", *args)
     assert done.returncode == 0, done.stderr[-3000:]
-    replaced = json.loads((base / "model_card.json").read_text())
+    replaced = read_card(base)
     (base / "model_card.json").write_text(json.dumps({**replaced, "file_sha256": "replaced", "reproduce": ["other"]}))
     artifact = tmp_path / "ft-artifact"
     assert (
@@ -1032,8 +1043,8 @@ def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
         EmotionClassifier.load(exported[0], temperature=1.0).predict_proba(x),
         atol=1e-4,
     )
-    card = json.loads((artifact / "model_card.json").read_text())
-    start = json.loads((exported[0] / "model_card.json").read_text())
+    card = read_card(artifact)
+    start = read_card(exported[0])
     assert card["training"]["initialized_from"]["file_sha256"] == start["file_sha256"]
     assert card["reproduce"][: len(start["reproduce"])] == start["reproduce"]
     assert "--init-from" in card["reproduce"][-2]
@@ -1061,7 +1072,7 @@ def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
         ).returncode
         == 0
     )
-    card_again = json.loads((again / "model_card.json").read_text())
+    card_again = read_card(again)
     assert card_again["training"]["initialized_from"]["file_sha256"] == start["file_sha256"]
     assert card_again["reproduce"][: len(start["reproduce"])] == start["reproduce"]
 
@@ -1078,7 +1089,7 @@ def test_train_fine_tunes_a_shipped_artifact(exported, data_dir, env, tmp_path):
 def test_train_narrows_and_deepens_a_shipped_artifact(exported, data_dir, env, tmp_path):
     """--stage-widths/--stage-convs with an --init-from artifact: the run trains the narrowed FeedNet, its export
     loads, and ml.warmstart reads the narrowed shape back from the export; more convs deepen it, same function."""
-    from ml.evaluate import load_checkpoint
+    from ml.checkpoints import load_checkpoint
     from ml.runtime import EmotionClassifier
     from ml.warmstart import feednet_from_artifact
 
@@ -1129,7 +1140,7 @@ def test_train_narrows_and_deepens_a_shipped_artifact(exported, data_dir, env, t
         ).returncode
         == 0
     )
-    card = json.loads((artifact / "model_card.json").read_text())
+    card = read_card(artifact)
     assert card["training"]["model_args"]["stage_widths"] == [4, 8, 16, 24]
     assert card["training"]["model_args"]["stage_convs"] == [1, 2, 2, 2]
     model, _ = feednet_from_artifact(artifact)
@@ -1188,7 +1199,7 @@ def test_train_narrows_and_deepens_a_shipped_artifact(exported, data_dir, env, t
 def test_train_int8_weights_fine_tunes_on_the_int8_grid(exported, data_dir, env, tmp_path):
     """--int8-weights: the run trains through int8 weight rounding; its checkpoint loads as plain convs whose
     kernels are on the grid, the card records the flag, and the int8 export loads. Refused where it cannot apply."""
-    from ml.evaluate import load_checkpoint
+    from ml.checkpoints import load_checkpoint
     from ml.quant import int8_grid
     from ml.runtime import EmotionClassifier
 
@@ -1240,7 +1251,7 @@ def test_train_int8_weights_fine_tunes_on_the_int8_grid(exported, data_dir, env,
         ).returncode
         == 0
     )
-    card = json.loads((artifact / "model_card.json").read_text())
+    card = read_card(artifact)
     assert card["training"]["model_args"]["int8_weights"] is True and card["format"] == "tflite-int8"
     assert EmotionClassifier.load(artifact).predict_proba(faces(4, seed=5)[0]).shape == (4, 8)
     assert_clean_error(

@@ -56,8 +56,8 @@ def test_int8_weight_convs_compute_with_rounded_kernels_and_train_the_float_ones
 
 
 def test_checkpoint_loads_as_plain_convs_whose_kernels_the_int8_export_keeps(tmp_path):
-    from ml.evaluate import load_checkpoint
-    from ml.export import to_tflite
+    from ml.checkpoints import load_checkpoint
+    from ml.formats import to_tflite
     from ml.warmstart import folded_weights
 
     qat = with_int8_weights(tiny_feednet())

@@ -18,6 +18,7 @@ import pytest
 from ml import labels as L
 from ml.runtime import BATCH, BUCKETS, EmotionClassifier, bucket, chunk_sizes, default_threads
 from ml.synthetic import faces
+from tests.test_ml_cli import read_card
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def artifacts(tmp_path_factory):
     """One tiny random FeedNet exported in every runtime format (float, int8, onnx, keras)."""
     keras = pytest.importorskip("keras")
-    from ml.export import make_artifact
+    from ml.formats import make_artifact
     from ml.models import build_feednet
 
     keras.utils.set_random_seed(7)
@@ -71,7 +72,7 @@ def clf(artifacts):
 def test_load_reads_card_lazily(artifacts):
     clf = EmotionClassifier.load(artifacts["tflite"] / "model_card.json")
     assert clf.labels == L.FERPLUS_LABELS and clf.name == "tiny-tflite" and clf.format == "tflite"
-    assert clf.card["head"] == "ferplus" and clf.temperature == 1.0 and clf.tta is False
+    assert clf.card.head == "ferplus" and clf.temperature == 1.0 and clf.tta is False
     assert clf._backend.created == 0  # nothing built until the first prediction
     clf.predict_proba(artifacts["faces"][:1])
     assert clf._backend.created == 1
@@ -152,7 +153,7 @@ def test_card_temperature_is_applied(artifacts, tmp_path):
     import shutil
 
     copy = Path(shutil.copytree(artifacts["tflite"], tmp_path / "a"))
-    card = json.loads((copy / "model_card.json").read_text())
+    card = read_card(copy)
     card.update(temperature=0.5, tta=True)
     (copy / "model_card.json").write_text(json.dumps(card))
     clf = EmotionClassifier.load(copy)
@@ -169,7 +170,7 @@ def test_flipping_tta_uses_the_cards_other_calibration(artifacts, tmp_path):
     import shutil
 
     copy = Path(shutil.copytree(artifacts["tflite"], tmp_path / "a"))
-    card = json.loads((copy / "model_card.json").read_text())
+    card = read_card(copy)
     card.update(temperature=0.5, tta=True)
     (copy / "model_card.json").write_text(json.dumps(card))
     assert EmotionClassifier.load(copy, tta=False).temperature == 0.5  # no other_tta: the card's own
@@ -191,7 +192,7 @@ def test_card_class_bias_is_applied_and_explicit_temperature_drops_it(artifacts,
     import shutil
 
     copy = Path(shutil.copytree(artifacts["tflite"], tmp_path / "a"))
-    card = json.loads((copy / "model_card.json").read_text())
+    card = read_card(copy)
     bias = [0.5, -0.5, 0.0, 0.25, -0.25, 0.0, 1.0, -1.0]
     card.update(temperature=0.5, class_bias=bias)
     (copy / "model_card.json").write_text(json.dumps(card))
@@ -236,7 +237,7 @@ def test_selective_flip_mirrors_only_the_unsure_faces(artifacts, tmp_path):
     assert 0 < unsure.sum() < len(x)
 
     copy = Path(shutil.copytree(artifacts["tflite"], tmp_path / "a"))
-    card = json.loads((copy / "model_card.json").read_text())
+    card = read_card(copy)
     card.update(tta=True, tta_flip_below=threshold)
     (copy / "model_card.json").write_text(json.dumps(card))
     clf = EmotionClassifier.load(copy)
@@ -356,8 +357,8 @@ def test_tflite_runtime_imports_neither_tensorflow_nor_django(artifacts):
 
 def test_mixed_precision_model_exports_as_float32(tmp_path):
     keras = pytest.importorskip("keras")
-    from ml.evaluate import as_float32
-    from ml.export import make_artifact
+    from ml.checkpoints import as_float32
+    from ml.formats import make_artifact
     from ml.models import build_feednet
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")

@@ -103,7 +103,8 @@ def test_stratified_holdout_is_disjoint_and_keeps_the_shares(tmp_path):
 
 def test_evaluate_loads_h5_checkpoints_like_keras_ones(tmp_path):
     from ml import models as M
-    from ml.evaluate import load_checkpoint, main
+    from ml.checkpoints import load_checkpoint
+    from ml.evaluate import main
 
     data = write_fer_csv(tmp_path / "d", n_train=8, n_public=40)
     model = M.build_model("feednet", (48, 48, 1), 7, width=4)
@@ -179,7 +180,7 @@ def test_train_only_folders_val_split_limit_and_label_modes(env, tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # three to four real training processes; 2 shared cores
 def test_resnet_alias_trains_resnet50_and_says_fine_tuning_is_skipped(env, tmp_path):
-    from ml.evaluate import load_checkpoint
+    from ml.checkpoints import load_checkpoint
 
     data = write_fer_csv(tmp_path / "d", n_train=16, n_public=8)
     common = ("--model", "resnet", "--epochs", 1, "--base-size", 32, "--batch-size", 8, "--data", data, "--verbose", 0)

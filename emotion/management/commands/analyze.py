@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, images: list[str], model: str | None, **options: Any) -> None:
         classifier = self._classifier(model)
-        spec = settings.FEEDMOOD_FER_PIPELINE or classifier.card.get("pipeline")
+        spec = settings.FEEDMOOD_FER_PIPELINE or classifier.card.pipeline_settings
         try:
             config = pipeline.config_from(spec)  # like the service: the setting, else the model card's
         except ValueError as exc:
