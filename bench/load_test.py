@@ -35,6 +35,7 @@ import json
 import os
 import queue
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,16 +294,31 @@ def endpoint_table(stats: Stats, elapsed: float) -> dict[str, dict[str, Any]]:
     return table
 
 
-def cpu_seconds(pgid: int) -> float:
-    """CPU time (user + system) of the live processes in process group ``pgid`` and of their reaped children."""
-    tick = os.sysconf("SC_CLK_TCK")
+def _proc_cpu(wanted: Callable[[int, Path], bool]) -> float:
+    """CPU seconds (user + system, and of reaped children) of the live processes ``wanted(pgid, proc_dir)`` picks."""
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:  # fields after the command: state, ppid, pgrp, ...
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command: state, ppid, pgrp, ...
+            if wanted(int(fields[2]), stat.parent):
                 total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-    return total / tick
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(procs: dict[str, subprocess.Popen], db: str) -> dict[str, float]:
+    """CPU seconds so far of the server processes, this database's PostgreSQL backends, the load clients, and
+    the whole machine (busy time over all CPUs)."""
+    snap = {name: _proc_cpu(lambda pgid, _d, p=p: pgid == p.pid) for name, p in procs.items()}
+    snap["postgres"] = _proc_cpu(
+        lambda _g, d: (
+            (d / "comm").read_text().strip() == "postgres" and f" {db} ".encode() in (d / "cmdline").read_bytes()
+        )
+    )
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    snap["load clients"] = usage.ru_utime + usage.ru_stime
+    cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    snap["machine"] = (sum(cpu) - cpu[3] - cpu[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    return snap
 
 
 def wait_drained(db_url: str, expected: int, timeout: float) -> tuple[dict[str, int], float]:
@@ -492,7 +509,7 @@ def main() -> int:
         result["legit_rate_rps"] = round(rate, 2)
 
         stats = Stats()
-        cpu_before = [cpu_seconds(p.pid) for p in procs]
+        cpu_before = cpu_snapshot({"gunicorn": procs[0], "worker": procs[1]}, args.db)
         print(f"run: {rate:.1f} legitimate requests/s (open loop) for {args.duration}s against {base} ...", flush=True)
         started = time.monotonic()
         hostile_threads = []
@@ -503,10 +520,10 @@ def main() -> int:
             thread.join(timeout=120)
         elapsed = time.monotonic() - started
         result["loadavg_after_run"] = os.getloadavg()
-        cpu = [cpu_seconds(p.pid) - before for p, before in zip(procs, cpu_before)]
-        result["cpu_share_of_machine"] = {
-            name: round(c / (elapsed * (os.cpu_count() or 1)), 3) for name, c in zip(("gunicorn", "worker"), cpu)
-        }
+        cpu_after = cpu_snapshot({"gunicorn": procs[0], "worker": procs[1]}, args.db)
+        share = {k: (cpu_after[k] - cpu_before[k]) / (elapsed * (os.cpu_count() or 1)) for k in cpu_after}
+        share["other jobs"] = share["machine"] - sum(v for k, v in share.items() if k != "machine")
+        result["cpu_share_of_machine"] = {k: round(v, 3) for k, v in share.items()}
         result["client_lateness_max_s"] = round(lateness, 3)
         if args.hostile:
             result["lockout_checks"] = hostile.lockout_checks(
@@ -605,9 +622,10 @@ def report_lines(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
         "",
         f"gunicorn {args.workers}x{args.threads} gthread (DEBUG=0, production throttles) + PostgreSQL + Celery worker "
         f"(-c {args.celery_concurrency}) on Redis, loopback, {result['cpus']} CPUs; loadavg before {loads[0]}, "
-        f"after the run {loads[1]}; during the run gunicorn used {result['cpu_share_of_machine']['gunicorn']:.0%} and "
-        f"the worker {result['cpu_share_of_machine']['worker']:.0%} of the machine's CPU time (the rest: PostgreSQL, "
-        f"Redis, the load clients and other jobs).{' ' + args.note if args.note else ''}",
+        f"after the run {loads[1]}. Share of the machine's CPU time during the run: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in result["cpu_share_of_machine"].items() if k != "machine")
+        + f"; busy in all {result['cpu_share_of_machine']['machine']:.0%} (other jobs: Redis, other processes on the "
+        f"machine).{' ' + args.note if args.note else ''}",
         "",
     ]
     if cap:
