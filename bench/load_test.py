@@ -294,31 +294,62 @@ def endpoint_table(stats: Stats, elapsed: float) -> dict[str, dict[str, Any]]:
     return table
 
 
-def _proc_cpu(wanted: Callable[[int, Path], bool]) -> float:
-    """CPU seconds (user + system, and of reaped children) of the live processes ``wanted(pgid, proc_dir)`` picks."""
-    total = 0
+def _proc_cpu(wanted: Callable[[int, Path], bool]) -> dict[int, float]:
+    """CPU seconds (user + system, and of reaped children) of each live process ``wanted(pgid, proc_dir)`` picks."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command: state, ppid, pgrp, ...
             if wanted(int(fields[2]), stat.parent):
-                total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-    return total / os.sysconf("SC_CLK_TCK")
+                found[int(stat.parent.name)] = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return found
 
 
-def cpu_snapshot(procs: dict[str, subprocess.Popen], db: str) -> dict[str, float]:
-    """CPU seconds so far of the server processes, this database's PostgreSQL backends, the load clients, and
-    the whole machine (busy time over all CPUs)."""
-    snap = {name: _proc_cpu(lambda pgid, _d, p=p: pgid == p.pid) for name, p in procs.items()}
-    snap["postgres"] = _proc_cpu(
-        lambda _g, d: (
-            (d / "comm").read_text().strip() == "postgres" and f" {db} ".encode() in (d / "cmdline").read_bytes()
-        )
-    )
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    snap["load clients"] = usage.ru_utime + usage.ru_stime
+def _machine_busy() -> float:
     cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    snap["machine"] = (sum(cpu) - cpu[3] - cpu[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-    return snap
+    return (sum(cpu) - cpu[3] - cpu[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+class CpuMeter:
+    """CPU seconds used between ``start()`` and ``stop()`` by the server process groups, this database's
+    PostgreSQL backends (sampled every second: they come and go with ``CONN_MAX_AGE``), the load clients
+    (this process) and the whole machine."""
+
+    def __init__(self, groups: dict[str, int], db: str) -> None:
+        self.groups, self.db = groups, db
+        self.pg_first: dict[int, float] = {}
+        self.pg_last: dict[int, float] = {}
+        self.done = threading.Event()
+
+    def _backends(self, _pgid: int, d: Path) -> bool:
+        return (d / "comm").read_text().strip() == "postgres" and f" {self.db} ".encode() in (
+            d / "cmdline"
+        ).read_bytes()
+
+    def _read(self) -> dict[str, float]:
+        snap = {name: sum(_proc_cpu(lambda g, _d, pg=pgid: g == pg).values()) for name, pgid in self.groups.items()}
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        snap["load clients"] = usage.ru_utime + usage.ru_stime
+        snap["machine"] = _machine_busy()
+        return snap
+
+    def _sample_postgres(self) -> None:
+        while not self.done.wait(1.0):
+            self.pg_last.update(_proc_cpu(self._backends))
+
+    def start(self) -> None:
+        self.pg_first = _proc_cpu(self._backends)
+        self.pg_last = dict(self.pg_first)
+        self.before = self._read()
+        threading.Thread(target=self._sample_postgres, daemon=True).start()
+
+    def stop(self) -> dict[str, float]:
+        self.done.set()
+        self.pg_last.update(_proc_cpu(self._backends))
+        after = self._read()
+        used = {k: after[k] - self.before[k] for k in after}
+        used["postgres"] = sum(cpu - self.pg_first.get(pid, 0.0) for pid, cpu in self.pg_last.items())
+        return used
 
 
 def wait_drained(db_url: str, expected: int, timeout: float) -> tuple[dict[str, int], float]:
@@ -509,7 +540,8 @@ def main() -> int:
         result["legit_rate_rps"] = round(rate, 2)
 
         stats = Stats()
-        cpu_before = cpu_snapshot({"gunicorn": procs[0], "worker": procs[1]}, args.db)
+        meter = CpuMeter({"gunicorn": procs[0].pid, "worker": procs[1].pid}, args.db)
+        meter.start()
         print(f"run: {rate:.1f} legitimate requests/s (open loop) for {args.duration}s against {base} ...", flush=True)
         started = time.monotonic()
         hostile_threads = []
@@ -520,8 +552,7 @@ def main() -> int:
             thread.join(timeout=120)
         elapsed = time.monotonic() - started
         result["loadavg_after_run"] = os.getloadavg()
-        cpu_after = cpu_snapshot({"gunicorn": procs[0], "worker": procs[1]}, args.db)
-        share = {k: (cpu_after[k] - cpu_before[k]) / (elapsed * (os.cpu_count() or 1)) for k in cpu_after}
+        share = {k: v / (elapsed * (os.cpu_count() or 1)) for k, v in meter.stop().items()}
         share["other jobs"] = share["machine"] - sum(v for k, v in share.items() if k != "machine")
         result["cpu_share_of_machine"] = {k: round(v, 3) for k, v in share.items()}
         result["client_lateness_max_s"] = round(lateness, 3)
