@@ -231,7 +231,7 @@ def start_hostile_clients(base: str, victim: str, staff: str, stop_at: float, st
         _timed(
             stats,
             "hostile: PATCH /api/me/ (1,001 fields)",
-            (400,),
+            (400, 429),
             lambda: requests.patch(
                 f"{base}/api/me/",
                 data="&".join(f"f{i}=1" for i in range(1001)),

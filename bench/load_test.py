@@ -649,7 +649,7 @@ def report_lines(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
     cap = result.get("capacity")
     loads = [tuple(round(x, 2) for x in result[k]) for k in ("loadavg_before", "loadavg_after_run")]
     lines = [
-        f"# Load test ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        "# Load test" + (" with hostile clients" if args.hostile else ""),
         "",
         f"gunicorn {args.workers}x{args.threads} gthread (DEBUG=0, production throttles) + PostgreSQL + Celery worker "
         f"(-c {args.celery_concurrency}) on Redis, loopback, {result['cpus']} CPUs; loadavg before {loads[0]}, "
