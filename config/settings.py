@@ -428,6 +428,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = FEEDMOOD_MAX_REQUEST_BYTES
 FILE_UPLOAD_TEMP_DIR = env_str("FEEDMOOD_UPLOAD_TEMP_DIR") or None
 # Files are written whole or not at all (a disk-full write leaves no partial file).
 STORAGES["default"]["BACKEND"] = "feedmood.storage.AtomicFileSystemStorage"
+# Image pixels a user may have decoded per minute in upload requests (over: 429 before decoding; 0: no budget).
+FEEDMOOD_UPLOAD_PIXELS_PER_MINUTE = env_int("FEEDMOOD_UPLOAD_PIXELS_PER_MINUTE", 200_000_000)
 # ?wait= on uploads: concurrent waiting requests per process and per user (others answer 202 at once).
 FEEDMOOD_WAITERS_PER_PROCESS = env_int("FEEDMOOD_WAITERS_PER_PROCESS", 1)
 FEEDMOOD_WAITERS_PER_USER = env_int("FEEDMOOD_WAITERS_PER_USER", 1)

@@ -31,7 +31,7 @@ def selfie_submit(*, user: AbstractBaseUser, uploaded_file: IO[bytes] | None) ->
     if not profile_get_or_create(user=user).emotion_consent:
         raise ConsentRequired()
     try:
-        validated = validate_image_upload(uploaded_file)
+        validated = validate_image_upload(uploaded_file, owner_id=user.pk)
     except ValidationError as exc:
         raise ValidationError({"image": exc.messages}) from None
 

@@ -23,11 +23,17 @@ WEBP_VP8X_EXIF_XMP_FLAGS = 0x08 | 0x04
 REENCODE_QUALITY = 95
 
 
-def strip_metadata(data: bytes, image_format: str) -> tuple[bytes, bool]:
+def strip_metadata(data: bytes, image_format: str, orientation: int | None = None) -> tuple[bytes, bool]:
     """``data`` (a validated JPEG, PNG or WebP) without metadata, orientation applied, ICC profile kept;
-    and whether the pixels were re-encoded (an orientation was applied: the size may have changed)."""
-    with Image.open(io.BytesIO(data)) as img:
-        if img.getexif().get(ORIENTATION_TAG, 1) != 1:
+    and whether the pixels were re-encoded (an orientation was applied: the size may have changed).
+
+    Pass the EXIF ``orientation`` when the caller has decoded the image already: finding it costs a
+    full decode for a PNG (its eXIf chunk may follow the pixels)."""
+    if orientation is None:
+        with Image.open(io.BytesIO(data)) as img:
+            orientation = img.getexif().get(ORIENTATION_TAG, 1)
+    if orientation != 1:
+        with Image.open(io.BytesIO(data)) as img:
             return _reencode_upright(img, image_format), True
     strip = {"JPEG": _strip_jpeg, "PNG": _strip_png, "WEBP": _strip_webp}.get(image_format)
     if strip is None:

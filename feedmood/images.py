@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from feedmood.decode_budget import decode_budget_charge
 from feedmood.image_metadata import ORIENTATION_TAG, strip_metadata
 
 ALLOWED_FORMATS: dict[str, str] = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -105,8 +106,12 @@ def _open_checked(
     data: bytes,
     max_pixels: int | None,
     draft: tuple[str | None, tuple[int, int] | None] | None = None,
+    owner_id: int | None = None,
 ) -> Image.Image:
     """Open (header only), check format and pixel count, then fully decode.
+
+    With ``owner_id``, the pixels are charged to that user's decode budget
+    (``feedmood.decode_budget``) between the header checks and the decode.
 
     ``draft=(mode, size)`` asks the JPEG decoder, after the header checks and
     before the full decode, for ``mode`` (``"L"``: libjpeg outputs only the
@@ -142,6 +147,8 @@ def _open_checked(
             raise ValidationError("Not an image: it has no pixels.", code="not_an_image")
         if width * height > limit:
             raise _too_many_pixels(limit, width, height)
+        if owner_id is not None:
+            decode_budget_charge(user_id=owner_id, pixels=width * height)
         try:
             if draft is not None and fmt == "JPEG":
                 img.draft(draft[0] or img.mode, draft[1])
@@ -202,21 +209,31 @@ def read_upload(uploaded_file: IO[bytes], *, max_bytes: int | None = None) -> by
     return data
 
 
-def validate_image_upload(uploaded_file: IO[bytes], *, max_bytes: int | None = None) -> ValidatedImage:
+def validate_image_upload(
+    uploaded_file: IO[bytes], *, max_bytes: int | None = None, owner_id: int | None = None
+) -> ValidatedImage:
     """Validate a Django ``UploadedFile`` (or any binary file object).
 
     Size is checked before reading; then the bytes are validated like
     :func:`validate_image_bytes` and stripped of metadata (EXIF with GPS and
     camera, XMP, comments; orientation applied; ICC profile kept) by
     :func:`feedmood.image_metadata.strip_metadata`: the bytes returned are the
-    ones to store.  Raises ``django.core.exceptions.ValidationError``.
+    ones to store.  The pixels are decoded once (the orientation is read from
+    the decoded image).  With ``owner_id`` they are first charged to that
+    user's decode budget (``DecodeBudgetExceeded``, a 429, when spent).
+    Raises ``django.core.exceptions.ValidationError``.
     """
     if uploaded_file is None or not hasattr(uploaded_file, "read"):
         raise ValidationError("Not an image: no file was uploaded.", code="not_an_image")
     data = read_upload(uploaded_file, max_bytes=max_bytes)
-    info = validate_image_bytes(data, max_bytes=max_bytes)
+    img = _open_checked(_checked_bytes(data, max_bytes), None, owner_id=owner_id)
     try:
-        clean, reencoded = strip_metadata(data, info.format)
+        info = ImageInfo(format=img.format.upper(), width=img.width, height=img.height)
+        orientation = img.getexif().get(ORIENTATION_TAG, 1)  # loaded already: no second decode
+    finally:
+        img.close()
+    try:
+        clean, reencoded = strip_metadata(data, info.format, orientation=orientation)
         if not reencoded:  # same pixels in a smaller container: already validated
             return ValidatedImage(data=clean, info=info)
         return ValidatedImage(data=clean, info=validate_image_bytes(clean, max_bytes=max_bytes))

@@ -142,7 +142,7 @@ def post_create(*, author: AbstractBaseUser, text: str = "", image: Any = None) 
     validated = None
     if image is not None:
         try:
-            validated = validate_image_upload(image)
+            validated = validate_image_upload(image, owner_id=author.pk)
         except ValidationError as exc:
             raise ValidationError({"image": exc.messages}) from None
 
