@@ -1,4 +1,4 @@
-"""Benchmark of batch rescoring (issue #7): images/s per worker, and with two workers.
+"""Benchmark of batch rescoring: images/s per worker, and with two workers.
 
     .venv/bin/python bench/rescoring_throughput.py [--images 300] [--workers 1,2] [--chunk-size 16]
 

@@ -1,4 +1,4 @@
-"""Aggregate reads for the staff dashboard (issue #7).
+"""Aggregate reads for the staff dashboard.
 
 Every function here returns aggregates only — counts, shares and percentiles
 over groups of users — never one user's emotions.  Groups of emotion or mood

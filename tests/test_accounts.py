@@ -1,4 +1,4 @@
-"""Issue #26 (7): the account lifecycle through the API.
+"""The account lifecycle through the API.
 
 Tokens are hashed, expiring and new at every sign-in; logout and password
 changes revoke them; password reset by mail; account deletion erases every

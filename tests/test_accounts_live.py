@@ -1,4 +1,4 @@
-"""Issue #26 (1, 7) over real HTTP (``live_server``): what a client of the running service sees."""
+"""Accounts and consent over real HTTP (``live_server``): what a client of the running service sees."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Staff see no individual emotion data (issue #26, findings 3 and 4).
+"""Staff see no individual emotion data.
 
 The Django admin lists no readings, moods or post affect (not even inline);
 the dashboard needs its own permission and shows only completed days, so one

@@ -1,4 +1,4 @@
-"""Authorization matrix (issue #8): every API endpoint x {anonymous, other, owner, staff}.
+"""Authorization matrix: every API endpoint x {anonymous, other, owner, staff}.
 
 The row list is checked against the URLconf: a new endpoint without a row
 fails ``test_matrix_covers_every_endpoint``.  "owner" owns the post/analysis
@@ -343,7 +343,7 @@ def test_upload_throttle_counts_writes_only(make_user, client_for, settings) -> 
     assert response.status_code == 429 and "detail" in response.json()
 
 
-# --- Admin pages and the dashboard (issue #26) ---------------------------------------------------------
+# --- Admin pages and the dashboard ---------------------------------------------------------
 
 ADMIN_ROLES = ("anon", "user", "staff", "staff_with_dashboard_permission", "superuser")
 #: (path, {role: status}): 302 is the redirect to the admin login page.

@@ -1,4 +1,4 @@
-"""Issue #26 (1): no image of a user without emotion consent is ever face-analysed.
+"""No image of a user without emotion consent is ever face-analysed.
 
 Consent is checked when the analysis is queued and again when the task runs;
 a post image keeps only one aggregate reading (other people may be in it).

@@ -1,4 +1,4 @@
-"""Staff admin dashboard (issue #7): access, aggregates on small data, the suppression rule, admin polish."""
+"""Staff admin dashboard: access, aggregates on small data, the suppression rule, admin polish."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue #26 (5): erasure is durable.
+"""Erasure is durable.
 
 The request is recorded in the same transaction as the consent change; when
 the erase fails (a database lock timeout, a file that cannot be deleted) the

@@ -1,4 +1,4 @@
-"""Fault injection with real processes (issue #8): counts what goes in and what comes out.
+"""Fault injection with real processes: counts what goes in and what comes out.
 
 1. a Celery worker SIGKILLed mid-batch -> messages redelivered, every analysis final, readings once;
 2. Redis crashed and restarted (no persistence: queued messages are LOST) -> the worker reconnects and

@@ -1,4 +1,4 @@
-"""Feed cursors and caches keep no one's mood within reach (issue #26, finding 5).
+"""Feed cursors and caches keep no one's mood within reach.
 
 Cursors are an opaque random snapshot id plus an offset (the mood stays
 server-side), expire, and stop giving a mood once consent is withdrawn; cache

@@ -1,6 +1,6 @@
 """The feed reveals no one else's affect: no per-item numbers, no named tone of faces, no fine probe.
 
-Issue #26 finding 2: under ``repair`` with a known sad mood, ``mood_adjustment /
+Under ``repair`` with a known sad mood, ``mood_adjustment /
 (3 * mood.confidence)`` gave the author's post valence x confidence exactly; the
 viewer picks the policy and strength, so the feed was a probe. These tests try
 to solve another author's affect from the response the same ways.

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of every write endpoint (issue #8): never a 5xx.
+"""Property-based fuzzing of every write endpoint: never a 5xx.
 
 JSON endpoints get arbitrary JSON (unicode edge cases, wrong types, huge
 numbers, NaN/Infinity literals, oversized bodies); multipart endpoints get

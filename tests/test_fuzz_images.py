@@ -1,4 +1,4 @@
-"""Fuzzing the untrusted-image path: validator + emotion pipeline (issue #8).
+"""Fuzzing the untrusted-image path: validator + emotion pipeline.
 
 Every input must end as a clean ``ValidationError`` / ``PipelineError`` or a
 normal pipeline result -- never any other exception type.

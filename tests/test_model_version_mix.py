@@ -1,5 +1,5 @@
 """After a model switch whose ``recompute_all`` message was lost, readers ignore post affect of the
-old version and the periodic check re-runs the switch (issue #27 item 6)."""
+old version and the periodic check re-runs the switch."""
 
 from __future__ import annotations
 

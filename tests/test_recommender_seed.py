@@ -41,7 +41,7 @@ def test_seed_feed_builds_a_network_the_feed_can_rank(tmp_path, api_client):
     assert any(item["reason"].startswith(("moved up", "moved down")) for item in data["results"])
 
 
-# --- Seeding never installs a model without a file (issue 31) -------------------------------------
+# --- Seeding never installs a model without a file -------------------------------------
 
 
 def test_seed_feed_on_a_fresh_database_then_a_real_selfie_ends_done(tmp_path, client_for, settings) -> None:

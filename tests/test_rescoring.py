@@ -1,4 +1,4 @@
-"""Batch rescoring (issue #7) at the service level, with Celery eager: jobs, resume, no mixing, beat tasks.
+"""Batch rescoring at the service level, with Celery eager: jobs, resume, no mixing, beat tasks.
 
 The real-worker runs (a full job on Redis, a worker killed mid-job) are in
 ``test_rescoring_worker.py``.

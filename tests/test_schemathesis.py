@@ -1,4 +1,4 @@
-"""The OpenAPI schema through schemathesis against the live server (issue #8).
+"""The OpenAPI schema through schemathesis against the live server.
 
 Every operation in ``/api/schema/`` gets schema-generated (and negative)
 requests, authenticated as a real user with emotion consent; the checks:

@@ -1,4 +1,4 @@
-"""Security settings and behaviour (issue #8); extends tests/test_settings.py and tests/test_api_errors.py.
+"""Security settings and behaviour; extends tests/test_settings.py and tests/test_api_errors.py.
 
 - uploads live under MEDIA_ROOT, outside STATIC_ROOT, are served by no URL and get random names;
 - with DEBUG=0 an unhandled error is a generic JSON 500 (no traceback, no exception text);

@@ -1,4 +1,4 @@
-"""A full disk answers 507 and leaves no file; the storage error mapping (item 5 of issue #27).
+"""A full disk answers 507 and leaves no file; the storage error mapping.
 
 The disk-full tests put MEDIA_ROOT on a real 256 KiB tmpfs (skipped where mounting is not allowed).
 """

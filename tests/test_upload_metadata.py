@@ -1,5 +1,5 @@
 """Uploads are stored without metadata (EXIF with GPS and camera make, XMP, comments), orientation applied
-first, ICC profile kept (issue #26 item 6): checked through the API as another user sees the image."""
+first, ICC profile kept: checked through the API as another user sees the image."""
 
 from __future__ import annotations
 
