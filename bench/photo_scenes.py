@@ -102,14 +102,20 @@ def selfies(
     return photos, names
 
 
+#: Backgrounds that show a real face of their own (scikit-image's cameraman): no ground truth marks it, so a
+#: detector that finds it would be charged a false positive.  Group scenes leave them out.
+FACE_BACKGROUNDS = ("camera",)
+
+
 def group_scenes(
     data_dir: Path | None, count: int = 120, empty: int = 60, seed: int = 2525, lo: float = 24, hi: float = 110
 ) -> list[Photo]:
-    """``count`` 640x480 group photos with 4-10 faces of ``lo``-``hi`` px, then ``empty`` without faces."""
+    """``count`` 640x480 group photos with 4-10 faces of ``lo``-``hi`` px, then ``empty`` without faces
+    (backgrounds without a face of their own)."""
     rng = np.random.default_rng(seed)
     sources = fd.face_sources(data_dir, seed)
     weights = {"astronaut": 0.2, "fer": 0.55, "lfw": 0.25} if "fer" in sources else {"astronaut": 0.5, "lfw": 0.5}
-    bgs = fd.backgrounds()
+    bgs = [bg for bg in fd.backgrounds() if bg[0] not in FACE_BACKGROUNDS]
     photos = []
     for i in range(count + empty):
         n = int(rng.integers(4, 11)) if i < count else 0
