@@ -79,8 +79,8 @@ class PipelineConfig:
     photos taken from afar) are missed.  On the study's 609 faces in 301 scenes it finds
     67% of the faces (the old default, ``default`` cascade on 320x240, 1.15, 5 neighbours,
     min face 48 px at 640x480: 53%, at 18 ms) with 0.04 false positives per photo.
-    For group photos, ``FEEDMOOD_FER_PIPELINE`` can select the thorough config in the README
-    (``alt`` on 448x336, scale factor 1.1: min face 34 px at 640x480, finds 84%, ~32 ms).
+    These Haar figures are from ``bench/results/face_detection.md``; for group photos the named config
+    ``blazeface-group`` is the one to select (``docs/photos.md``).
     """
 
     #: Longest side of the detection copy.
