@@ -253,8 +253,14 @@ def test_config_from_names_dicts_and_bad_input() -> None:
     custom = pipeline.config_from({"name": "haar-thorough", "min_neighbors": 2})
     assert custom.detector == "haar" and custom.scale_factor == 1.1 and custom.min_neighbors == 2
     assert pipeline.config_from(pipeline.card_fields(pipeline.DEFAULT_CONFIG)) == pipeline.DEFAULT_CONFIG
+    group = pipeline.CONFIGS["blazeface-group"]
+    assert group.search == "pyramid" and pipeline.card_fields(group, "blazeface-group")["search"] == "pyramid"
+    assert pipeline.config_from(pipeline.card_fields(group, "blazeface-group")) == group
     for bad in (
         "mtcnn",
+        {"search": "sliding"},
+        {"search": "pyramid"},  # the pyramid needs a smallest face to search down to
+        {"search": "pyramid", "min_face": 0.05, "detector": "haar", "align": False},
         {"detector": "mtcnn"},
         {"framing": [1.0, 0.0]},
         {"align": True, "detector": "haar"},
