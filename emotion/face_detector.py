@@ -29,6 +29,23 @@ MODELS_DIR = Path(__file__).resolve().parent / "face_models"
 KEYPOINTS = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
 RAW_SCORE_LIMIT = 80.0
 
+# Group-photo search (:meth:`BlazeFace.detect_pyramid`), fitted on composed group photos (seed 2525 of
+# ``bench/photo_scenes.py``) and measured on others (``bench/results/photo_detectors.md``).
+#: Input pixels of the smallest face of each pyramid level.
+PYRAMID_FACE = 40.0
+#: BlazeFace's box is tighter than the face (about 0.8-0.9 of its side): a face of ``min_face`` px may be boxed smaller.
+PYRAMID_BOX = 0.8
+#: Score of a pyramid candidate (low: the verifier decides) ...
+PYRAMID_CANDIDATE = 0.3
+#: A candidate is kept when it scores ``PYRAMID_KEEP`` and the face-mesh model's face-presence logit is
+#: ``VERIFY_LOGIT`` or more, or when it scores ``PYRAMID_KEEP_LOW`` and that logit is ``VERIFY_LOGIT_HIGH``.
+PYRAMID_KEEP = 0.64
+VERIFY_LOGIT = 2.0
+PYRAMID_KEEP_LOW = 0.55
+VERIFY_LOGIT_HIGH = 8.0
+#: The verifier looks at a square of this many times the box's side.
+VERIFY_ZOOM = 1.5
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -65,13 +82,15 @@ class Detection:
         return self.keypoints[0], self.keypoints[1]
 
 
-def anchors(spec: ModelSpec) -> np.ndarray:
-    """Anchor centres ``(N, 2)`` in 0..1, in the model's output order."""
+def anchors(spec: ModelSpec, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """Anchor centres ``(N, 2)`` in 0..1, in the model's output order, for an input of ``height`` x ``width``
+    (default: the model's square side; the network is fully convolutional, so any multiple of 16 runs)."""
+    height, width = height or spec.side, width or spec.side
     out = []
     for stride, per_cell in zip(spec.strides, spec.anchors_per_cell):
-        cells = spec.side // stride
-        ys, xs = np.mgrid[0:cells, 0:cells]
-        centres = np.stack([(xs.ravel() + 0.5) / cells, (ys.ravel() + 0.5) / cells], axis=1)
+        rows, cols = height // stride, width // stride
+        ys, xs = np.mgrid[0:rows, 0:cols]
+        centres = np.stack([(xs.ravel() + 0.5) / cols, (ys.ravel() + 0.5) / rows], axis=1)
         out.append(np.repeat(centres, per_cell, axis=0))
     return np.concatenate(out).astype(np.float32)
 
@@ -130,32 +149,66 @@ class BlazeFace:
         self.confirm_above = confirm_above
         self.anchors = anchors(self.spec)
         self._pid: int | None = None
-        self._interp: Any = None
+        #: One interpreter per input shape (the model's square, and the pyramid's whole-image passes).
+        self._interps: dict[tuple[int, int], Any] = {}
         self._abandoned: list[Any] = []
         self._lock = threading.Lock()
 
-    def _interpreter(self) -> Any:
+    def _interpreter(self, shape: tuple[int, int] | None = None) -> Any:
+        """(interpreter, input index, regressors index, scores index, anchors) for an input of ``shape``."""
+        shape = shape or (self.spec.side, self.spec.side)
         pid = os.getpid()
-        if self._pid != pid:  # first use, or forked: build this process's own interpreter
-            from ai_edge_litert.interpreter import Interpreter
-
-            path = self.models_dir / self.spec.file
-            if not path.is_file():
-                raise RuntimeError(f"face detector weights {path} are missing")
-            if self._interp is not None:  # forked: never run the parent's interpreter's destructor here
-                self._abandoned.append(self._interp)
-            interp = Interpreter(model_path=str(path), num_threads=self.threads)
-            interp.allocate_tensors()
-            outs = sorted(interp.get_output_details(), key=lambda d: -int(d["shape"][-1]))
-            self._interp = (interp, interp.get_input_details()[0]["index"], outs[0]["index"], outs[1]["index"])
+        if self._pid != pid:  # first use, or forked: build this process's own interpreters
+            if self._interps:  # forked: never run the parent's interpreters' destructors here
+                self._abandoned.append(self._interps)
+            self._interps = {}
             self._lock = threading.Lock()
             self._pid = pid
-        return self._interp
+        if shape not in self._interps:
+            self._interps[shape] = self._build(shape)
+        return self._interps[shape]
+
+    def _build(self, shape: tuple[int, int]) -> Any:
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = self.models_dir / self.spec.file
+        if not path.is_file():
+            raise RuntimeError(f"face detector weights {path} are missing")
+        interp = Interpreter(model_path=str(path), num_threads=self.threads)
+        if shape != (self.spec.side, self.spec.side):
+            interp.resize_tensor_input(interp.get_input_details()[0]["index"], [1, shape[0], shape[1], 3])
+        interp.allocate_tensors()
+        outs = sorted(interp.get_output_details(), key=lambda d: -int(d["shape"][-1]))
+        anc = self.anchors if shape == (self.spec.side, self.spec.side) else anchors(self.spec, *shape)
+        return (interp, interp.get_input_details()[0]["index"], outs[0]["index"], outs[1]["index"], anc)
 
     def load(self) -> BlazeFace:
         """Create the interpreter now (a worker child warming up); returns self."""
         self._interpreter()
         return self
+
+    def _pass(self, patch: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One model pass on a grey uint8 input (sides multiples of 16): boxes ``(N, 4)``, scores and
+        keypoints ``(N, 6, 2)`` in input pixels, after weighted NMS."""
+        height, width = patch.shape
+        x = np.repeat((patch.astype(np.float32) * (2.0 / 255.0) - 1.0)[None, :, :, None], 3, axis=3)
+        interp, inp, reg_i, cls_i, anc = self._interpreter((height, width))
+        with self._lock:
+            interp.set_tensor(inp, x)
+            interp.invoke()
+            raw = interp.get_tensor(reg_i)[0].copy()
+            logits = interp.get_tensor(cls_i)[0, :, 0].copy()
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))
+        keep = scores >= min_score
+        if not keep.any():
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 6, 2), np.float32)
+        raw, scores, anc = raw[keep], scores[keep], anc[keep]
+        size = np.array([width, height], np.float32)  # offsets are in input pixels
+        centre = raw[:, 0:2] / size + anc
+        half = raw[:, 2:4] / size / 2
+        boxes = np.concatenate([centre - half, centre + half], axis=1) * np.tile(size, 2)
+        points = (raw[:, 4:16].reshape(-1, 6, 2) / size + anc[:, None, :]) * size
+        return weighted_nms(boxes, scores, points)
 
     def run_square(
         self, gray: np.ndarray, x0: float, y0: float, size: float, min_score: float | None = None
@@ -172,28 +225,18 @@ class BlazeFace:
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=0,
         )
-        x = np.repeat((patch.astype(np.float32) * (2.0 / 255.0) - 1.0)[None, :, :, None], 3, axis=3)
-        interp, inp, reg_i, cls_i = self._interpreter()
-        with self._lock:
-            interp.set_tensor(inp, x)
-            interp.invoke()
-            raw = interp.get_tensor(reg_i)[0].copy()
-            logits = interp.get_tensor(cls_i)[0, :, 0].copy()
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))
-        keep = scores >= (self.min_score if min_score is None else min_score)
-        if not keep.any():
-            return []
-        raw, scores, anc = raw[keep], scores[keep], self.anchors[keep]
-        centre = raw[:, 0:2] / side + anc
-        half = raw[:, 2:4] / side / 2
-        boxes = np.concatenate([centre - half, centre + half], axis=1)
-        points = raw[:, 4:16].reshape(-1, 6, 2) / side + anc[:, None, :]
-        boxes, scores, points = weighted_nms(boxes, scores, points)
-        return [
-            Detection(tuple(float(v) for v in b * size + (x0, y0, x0, y0)), float(s), p * size + (x0, y0))
-            for b, s, p in zip(boxes, scores, points)
-            if b[2] > b[0] and b[3] > b[1]
-        ]
+        boxes, scores, points = self._pass(patch, self.min_score if min_score is None else min_score)
+        return _detections(boxes / k, scores, points / k, x0, y0)
+
+    def run_scaled(self, gray: np.ndarray, scale: float, min_score: float) -> list[Detection]:
+        """Detect on the whole of ``gray`` resized by ``scale`` in one pass (input padded to multiples of 16)."""
+        height, width = gray.shape[:2]
+        rows, cols = max(16, math.ceil(height * scale / 16) * 16), max(16, math.ceil(width * scale / 16) * 16)
+        m = np.array([[scale, 0, 0], [0, scale, 0]], np.float32)
+        flags = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        patch = cv2.warpAffine(gray, m, (cols, rows), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        boxes, scores, points = self._pass(patch, min_score)
+        return _detections(boxes / scale, scores, points / scale, 0.0, 0.0)
 
     def plan(self, height: int, width: int, min_face: float) -> list[tuple[float, float, float]]:
         """Squares ``(x0, y0, size)`` to search so every face of side >= ``min_face`` px is seen at
@@ -258,6 +301,56 @@ class BlazeFace:
         refined = (self.refine(gray, d, sure=d.side >= whole_image_sees) for d in found)
         return [d for d in refined if d is not None]
 
+    def pyramid(self, height: int, width: int, min_face: float) -> list[float]:
+        """Scales of the whole-image passes that see faces from ``min_face`` px up to what the 128x128
+        whole-image pass sees: each level shows its smallest face at ``PYRAMID_FACE`` input pixels and
+        covers one octave (its faces at 40-80 px, where the model scores them best)."""
+        seen = max(height, width) * self.spec.min_face / self.spec.side
+        scales, face = [], float(min_face)
+        while 0 < face < seen:
+            scales.append(PYRAMID_FACE / face)
+            face *= 2.0
+        return scales
+
+    def detect_pyramid(
+        self, gray: np.ndarray, min_face: float, verifier: FaceVerifier, max_faces: int = 64
+    ) -> list[Detection]:
+        """Every face of ``min_face`` px and up, for group photos: the whole-image pass plus one pass per
+        :meth:`pyramid` level (no tiles: no face is cut by a tile edge), candidates at a low score
+        (``PYRAMID_CANDIDATE``), then each candidate must score ``PYRAMID_KEEP`` and be confirmed by
+        ``verifier`` (a second model that looks at the face closely); nested and overlapping boxes are
+        resolved, and each face is looked at again for its keypoints (:meth:`refine`)."""
+        height, width = gray.shape[:2]
+        side = float(max(height, width))
+        found = self.run_square(gray, (width - side) / 2, (height - side) / 2, side)
+        for scale in self.pyramid(height, width, min_face):
+            top = 2.0 * PYRAMID_FACE * 1.5 / scale  # larger faces belong to the next level
+            found += [d for d in self.run_scaled(gray, scale, PYRAMID_CANDIDATE) if d.side <= top]
+        found = [d for d in found if d.side >= PYRAMID_BOX * min_face]
+        if len(found) > 1:  # clusters only: a confident box must not hide a face inside it before verification
+            found = merge(found, inside=math.inf)
+        faces = [d for d in found if d.score >= PYRAMID_KEEP_LOW and verifier.confirms(gray, d)]
+        faces = _resolve_overlaps(faces)[:max_faces]
+        return [self._keypoints_from_closer_look(gray, d) for d in faces]
+
+    def _keypoints_from_closer_look(self, gray: np.ndarray, face: Detection) -> Detection:
+        """``face`` (its box and score) with the closer look's finer keypoints when that look sees the same
+        face (IoU >= 0.5); the box stays the confirmed one, which the verifier and overlap rules judged."""
+        closer = self.refine(gray, face, sure=True)
+        if closer is None or _iou(np.array(closer.box), np.array(face.box)) < 0.5:
+            return face
+        return Detection(face.box, face.score, closer.keypoints)
+
+
+def _detections(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, x0: float, y0: float) -> list[Detection]:
+    """Detections from pass outputs already in image scale, shifted by ``(x0, y0)``; empty boxes dropped."""
+    shift = np.array([x0, y0, x0, y0])
+    return [
+        Detection(tuple(float(v) for v in b + shift), float(s), p + shift[:2])
+        for b, s, p in zip(boxes, scores, points)
+        if b[2] > b[0] and b[3] > b[1]
+    ]
+
 
 def _starts(length: int, size: float, step: float) -> list[float]:
     """Tile origins along one axis: evenly spread, first at 0 and last at ``length - size``
@@ -283,6 +376,29 @@ def merge(found: list[Detection], iou: float = 0.3, inside: float = 0.5) -> list
     return [Detection(tuple(float(v) for v in b[i]), float(s[i]), p[i]) for i in kept]
 
 
+def _resolve_overlaps(faces: list[Detection], inside: float = 0.5, overlap: float = 0.3) -> list[Detection]:
+    """Confirmed faces, best first, without a box lying mostly (``inside`` of its area) within another
+    confirmed one (part of a face) or overlapping a better one by more than ``overlap`` of its area."""
+    faces = sorted(faces, key=lambda d: -d.score)
+    boxes = [np.array(d.box) for d in faces]
+    nested = {
+        i
+        for i, a in enumerate(boxes)
+        for j, b in enumerate(boxes)
+        if i != j and _area(b) > _area(a) and _intersection(a, b) > inside * _area(a)
+    }
+    kept: list[int] = []
+    for i in range(len(faces)):
+        if i not in nested and all(_intersection(boxes[i], boxes[j]) <= overlap * _area(boxes[i]) for j in kept):
+            kept.append(i)
+    return [faces[i] for i in kept]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = _intersection(a, b)
+    return inter / max(_area(a) + _area(b) - inter, 1e-9)
+
+
 def _area(box) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
@@ -291,20 +407,93 @@ def _intersection(a: np.ndarray, b: np.ndarray) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
+class FaceVerifier:
+    """Is there a face in this box?  MediaPipe's face-mesh model (``face_landmark.tflite``) has a
+    face-presence output, made to tell a tracked face from background; here it confirms detector
+    candidates.  The box's square, ``VERIFY_ZOOM`` times its side and turned so the eyes are level, is
+    scaled to the model's 192x192 input (values -1..1).  The interpreter is built per process, as for
+    :class:`BlazeFace`."""
+
+    FILE = "face_landmark.tflite"
+    SIDE = 192
+
+    def __init__(self, *, threads: int = 1, models_dir: Path = MODELS_DIR):
+        self.threads = threads
+        self.models_dir = Path(models_dir)
+        self._pid: int | None = None
+        self._interp: Any = None
+        self._abandoned: list[Any] = []
+        self._lock = threading.Lock()
+
+    def _interpreter(self) -> Any:
+        pid = os.getpid()
+        if self._pid != pid:
+            from ai_edge_litert.interpreter import Interpreter
+
+            path = self.models_dir / self.FILE
+            if not path.is_file():
+                raise RuntimeError(f"face verifier weights {path} are missing")
+            if self._interp is not None:
+                self._abandoned.append(self._interp)
+            interp = Interpreter(model_path=str(path), num_threads=self.threads)
+            interp.allocate_tensors()
+            flag = next(d for d in interp.get_output_details() if int(np.prod(d["shape"])) == 1)
+            self._interp = (interp, interp.get_input_details()[0]["index"], flag["index"])
+            self._lock = threading.Lock()
+            self._pid = pid
+        return self._interp
+
+    def logit(self, gray: np.ndarray, face: Detection) -> float:
+        """The model's face-presence logit for ``face`` in ``gray``."""
+        x0, y0, x1, y1 = face.box
+        cx, cy, size = (x0 + x1) / 2, (y0 + y1) / 2, VERIFY_ZOOM * face.side
+        (ax, ay), (bx, by) = face.eyes
+        m = cv2.getRotationMatrix2D((cx, cy), math.degrees(math.atan2(by - ay, bx - ax)), self.SIDE / size)
+        m[:, 2] += (self.SIDE / 2 - cx, self.SIDE / 2 - cy)
+        crop = cv2.warpAffine(gray, m, (self.SIDE, self.SIDE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        x = np.repeat((crop.astype(np.float32) * (2.0 / 255.0) - 1.0)[None, :, :, None], 3, axis=3)
+        interp, inp, out = self._interpreter()
+        with self._lock:
+            interp.set_tensor(inp, x)
+            interp.invoke()
+            return float(interp.get_tensor(out).ravel()[0])
+
+    def confirms(self, gray: np.ndarray, face: Detection) -> bool:
+        """The detection ``face`` stands: a fair detector score with a clear face-presence logit, or a
+        weaker score with a very clear one (small faces score low on the detector, not here)."""
+        if face.score < PYRAMID_KEEP_LOW:
+            return False
+        logit = self.logit(gray, face)
+        return logit >= VERIFY_LOGIT_HIGH or (face.score >= PYRAMID_KEEP and logit >= VERIFY_LOGIT)
+
+
 _local = threading.local()
 #: Detectors of a parent process, kept (not destroyed) in a forked child: see ``BlazeFace._interpreter``.
 _inherited: list[dict] = []
 
 
-def blazeface(model: str = "short", min_score: float = 0.5) -> BlazeFace:
-    """One detector per model, process and thread (built lazily; never before a fork is used after it)."""
+def _thread_models() -> dict[Any, Any]:
+    """This process and thread's detectors (a forked child starts a new dict and keeps the parent's)."""
     pid = os.getpid()
     if getattr(_local, "pid", None) != pid:
         if getattr(_local, "detectors", None):
             _inherited.append(_local.detectors)
         _local.detectors, _local.pid = {}, pid
+    return _local.detectors
+
+
+def blazeface(model: str = "short", min_score: float = 0.5) -> BlazeFace:
+    """One detector per model, process and thread (built lazily; never before a fork is used after it)."""
+    models = _thread_models()
     key = (model, min_score)
-    detector = _local.detectors.get(key)
-    if detector is None:
-        detector = _local.detectors[key] = BlazeFace(model, min_score=min_score)
-    return detector
+    if key not in models:
+        models[key] = BlazeFace(model, min_score=min_score)
+    return models[key]
+
+
+def verifier() -> FaceVerifier:
+    """This process and thread's :class:`FaceVerifier` (built lazily, as :func:`blazeface`)."""
+    models = _thread_models()
+    if "verifier" not in models:
+        models["verifier"] = FaceVerifier()
+    return models["verifier"]

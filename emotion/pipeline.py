@@ -41,6 +41,7 @@ from feedmood.images import decode_image_to_array
 
 FACE_SIDE = 48
 DETECTORS = ("blazeface", "haar")
+SEARCHES = ("tiles", "pyramid")
 #: The default cascade (bundled with opencv-python-headless in ``cv2.data.haarcascades``).
 CASCADE_FILE = "haarcascade_frontalface_alt2.xml"
 
@@ -78,8 +79,8 @@ class PipelineConfig:
     photos taken from afar) are missed.  On the study's 609 faces in 301 scenes it finds
     67% of the faces (the old default, ``default`` cascade on 320x240, 1.15, 5 neighbours,
     min face 48 px at 640x480: 53%, at 18 ms) with 0.04 false positives per photo.
-    For group photos, ``FEEDMOOD_FER_PIPELINE`` can select the thorough config in the README
-    (``alt`` on 448x336, scale factor 1.1: min face 34 px at 640x480, finds 84%, ~32 ms).
+    These Haar figures are from ``bench/results/face_detection.md``; for group photos the named config
+    ``blazeface-group`` is the one to select (``docs/photos.md``).
     """
 
     #: Longest side of the detection copy.
@@ -111,6 +112,10 @@ class PipelineConfig:
     min_face: float = 0.0
     #: When nothing is found, faces down to this fraction of the short side are searched on tiles (0: off).
     fallback_face: float = 0.2
+    #: How faces below the whole-image pass are searched: ``"tiles"`` (overlapping squares, the fallback
+    #: above), or ``"pyramid"`` (whole-image passes at larger scales, every candidate confirmed by the
+    #: face-mesh model; for group photos, see ``emotion.face_detector.BlazeFace.detect_pyramid``).
+    search: str = "tiles"
     #: Crop square from the detector's box: side = ``framing[0]`` x box width, centre = box centre
     #: + (``framing[1]``, ``framing[2]``) x box width (fitted to FER-2013 by ``bench/photo_pipeline.py``).
     framing: tuple[float, float, float] = (1.15, 0.0, -0.1)
@@ -132,6 +137,10 @@ class PipelineConfig:
         object.__setattr__(self, "framing", framing)
         if not (0.0 <= self.align_slack <= 90.0):
             raise ValueError("align_slack must be between 0 and 90 degrees")
+        if self.search not in SEARCHES:
+            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, not {self.search!r}")
+        if self.search == "pyramid" and not (self.detector == "blazeface" and self.min_face > 0):
+            raise ValueError("search 'pyramid' needs the blazeface detector and a min_face > 0")
         if self.align and self.detector != "blazeface":
             raise ValueError("align needs landmarks: only the blazeface detector has them")
         if not (
@@ -155,8 +164,10 @@ DEFAULT_CONFIG = PipelineConfig()
 #: Named configurations (``settings.FEEDMOOD_FER_PIPELINE`` or a model card may name one); see ``docs/photos.md``.
 CONFIGS: dict[str, PipelineConfig] = {
     "blazeface": DEFAULT_CONFIG,
-    # Group photos: every face down to 24 px at 640x480 (tiles; about 100 detector passes per photo).
-    "blazeface-group": PipelineConfig(min_face=0.05),
+    # Group photos: every face down to 24 px at 640x480 (scale pyramid, candidates confirmed by a second model).
+    "blazeface-group": PipelineConfig(min_face=0.05, search="pyramid"),
+    # The previous group search: tiles down to 24 px (about 100 detector passes per photo).
+    "blazeface-tiles": PipelineConfig(min_face=0.05),
     "haar": HAAR_CONFIG,
     "haar-thorough": PipelineConfig(
         detector="haar",
@@ -199,7 +210,16 @@ def config_from(spec: str | dict[str, Any] | None) -> PipelineConfig:
 
 def card_fields(config: PipelineConfig, name: str = "blazeface") -> dict[str, Any]:
     """What a model card records of ``config``: its name and the detector, framing and alignment."""
-    keys: tuple[str, ...] = ("detector", "min_score", "min_face", "fallback_face", "framing", "align", "align_slack")
+    keys: tuple[str, ...] = (
+        "detector",
+        "min_score",
+        "min_face",
+        "fallback_face",
+        "search",
+        "framing",
+        "align",
+        "align_slack",
+    )
     if config.detector == "haar":
         keys = (
             "detector",
@@ -437,9 +457,17 @@ def blazeface_faces(gray: np.ndarray, config: PipelineConfig = DEFAULT_CONFIG) -
     height, width = gray.shape[:2]
     detector = face_detector.blazeface("short", config.min_score)
     short = min(height, width)
-    found = detector.detect(
-        gray, min_face=config.min_face * short, max_faces=config.max_faces, fallback_face=config.fallback_face * short
-    )
+    if config.search == "pyramid":
+        found = detector.detect_pyramid(
+            gray, config.min_face * short, face_detector.verifier(), max_faces=config.max_faces
+        )
+    else:
+        found = detector.detect(
+            gray,
+            min_face=config.min_face * short,
+            max_faces=config.max_faces,
+            fallback_face=config.fallback_face * short,
+        )
     boxes = []
     for face in found:
         x0, y0, x1, y1 = face.box

@@ -38,6 +38,11 @@ class Draws:
             return tf.random.uniform(shape, low, high, dtype=dtype)
         return tf.random.stateless_uniform(shape, self._next_seed(), low, high, dtype=dtype)
 
+    def normal(self, shape) -> tf.Tensor:
+        if self.seed is None:
+            return tf.random.normal(shape)
+        return tf.random.stateless_normal(shape, self._next_seed())
+
     def gamma(self, shape, alpha: float) -> tf.Tensor:
         if self.seed is None:
             return tf.random.gamma(shape, alpha)
@@ -96,6 +101,13 @@ def random_affine(
     )
 
 
+def _active(name: str, probability: float) -> bool:
+    """Whether an augmentation applied with ``probability`` does anything; a value outside [0, 1] is an error."""
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"{name} probability must be in [0, 1], got {probability}")
+    return probability > 0.0
+
+
 def _box_mask(
     top: tf.Tensor, bottom: tf.Tensor, left: tf.Tensor, right: tf.Tensor, height: tf.Tensor, width: tf.Tensor
 ) -> tf.Tensor:
@@ -119,9 +131,7 @@ def random_erasing(
     The rectangle covers `area` (a fraction of the image, drawn uniformly) with a log-uniform
     height/width ratio in `aspect`, clipped to the image; noise is uniform in [0, max_value].
     """
-    if not 0.0 <= probability <= 1.0:
-        raise ValueError(f"random erasing probability must be in [0, 1], got {probability}")
-    if probability == 0.0:
+    if not _active("random erasing", probability):
         return images
     draws = Draws(seed)
     shape = tf.shape(images)
@@ -214,3 +224,85 @@ def mix_batch(
         return tf.where(both, lam * wt + (1.0 - lam) * other, 0.0)
 
     return out, tf.nest.map_structure(mix_targets, targets), tf.nest.map_structure(mix_weights, weights)
+
+
+@dataclass(frozen=True)
+class PhotoDegradeConfig:
+    """How :func:`photo_degrade` spoils a face crop the way a photo and the face pipeline do.
+
+    The residual roll, scale and shift left after detection, framing and eye levelling are within
+    :func:`random_affine`'s ranges, so they are not repeated here. Each step is applied to an image
+    independently with probability ``probability`` (the share of untouched images stays high).
+    """
+
+    blur_sigma: tuple[float, float] = (0.3, 1.2)
+    low_res: tuple[int, int] = (16, 40)  # side (px) of the downscale-upscale round trip, on the 48-px crop
+    jpeg_quality: tuple[int, int] = (25, 85)
+    gamma: tuple[float, float] = (0.55, 1.8)  # log-uniform
+    contrast: tuple[float, float] = (0.5, 1.15)
+    brightness: float = 25.0  # +- shift on 0..255
+    noise_sigma: tuple[float, float] = (1.0, 6.0)
+
+
+def _gaussian_blur(images: tf.Tensor, sigma: tf.Tensor, radius: int = 3) -> tf.Tensor:
+    """Each single-channel image of (B, H, W, 1) blurred with its own Gaussian ``sigma`` (B,), edges reflected."""
+    taps = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-(taps[None, :] ** 2) / (2.0 * tf.maximum(sigma, 1e-3)[:, None] ** 2))
+    kernel = kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)  # (B, K)
+    x = tf.transpose(images, [3, 1, 2, 0])  # batch as channels: one depthwise filter per image
+    x = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    rows = tf.transpose(kernel)[:, None, :, None]  # (K, 1, B, 1)
+    cols = tf.transpose(kernel)[None, :, :, None]  # (1, K, B, 1)
+    x = tf.nn.depthwise_conv2d(x, rows, [1, 1, 1, 1], "VALID")
+    x = tf.nn.depthwise_conv2d(x, cols, [1, 1, 1, 1], "VALID")
+    return tf.transpose(x, [3, 1, 2, 0])
+
+
+def photo_degrade(
+    images: tf.Tensor,
+    probability: float,
+    config: PhotoDegradeConfig = PhotoDegradeConfig(),
+    seed: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """Blur, low resolution (downscale-upscale), JPEG, gamma / contrast / brightness and sensor noise on a
+    single-channel float batch (B, H, W, 1) in 0..255, each step on each image with ``probability``.
+
+    A face in a photo is often smaller than the model's 48 px (upscaled), out of focus, compressed and
+    lit unlike FER-2013's crops; the model sees these only if it is trained on them. The low-resolution
+    side is drawn once per batch (one resize pair), the rest per image.
+    """
+    if not _active("photo degradation", probability):
+        return images
+    draws = Draws(seed)
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+
+    def chosen() -> tf.Tensor:
+        return (draws.uniform([batch]) < probability)[:, None, None, None]
+
+    x = tf.clip_by_value(images, 0.0, 255.0)
+    side = tf.cast(tf.floor(draws.uniform([], float(config.low_res[0]), float(config.low_res[1]) + 1.0)), tf.int32)
+    small = tf.image.resize(x, tf.stack([side, side]), method="area")
+    x = tf.where(chosen(), tf.image.resize(small, tf.stack([height, width]), method="bilinear"), x)
+    x = tf.where(chosen(), _gaussian_blur(x, draws.uniform([batch], *config.blur_sigma)), x)
+    quality = tf.cast(tf.floor(draws.uniform([batch], config.jpeg_quality[0], config.jpeg_quality[1] + 1.0)), tf.int32)
+    compressed = tf.map_fn(
+        lambda args: tf.cast(
+            tf.image.adjust_jpeg_quality(tf.cast(tf.round(tf.clip_by_value(args[0], 0, 255)), tf.uint8), args[1]),
+            tf.float32,
+        ),
+        (x, quality),
+        fn_output_signature=tf.float32,
+    )
+    x = tf.where(chosen(), tf.reshape(compressed, tf.shape(x)), x)
+    lo, hi = math.log(config.gamma[0]), math.log(config.gamma[1])
+    gamma = tf.exp(draws.uniform([batch], lo, hi))[:, None, None, None]
+    contrast = draws.uniform([batch], *config.contrast)[:, None, None, None]
+    shift = draws.uniform([batch], -config.brightness, config.brightness)[:, None, None, None]
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    lit = 255.0 * tf.pow(tf.clip_by_value(x, 0.0, 255.0) / 255.0, gamma)
+    lit = (lit - mean) * contrast + mean + shift
+    x = tf.where(chosen(), lit, x)
+    sigma = draws.uniform([batch], *config.noise_sigma)[:, None, None, None]
+    x = tf.where(chosen(), x + sigma * draws.normal(shape), x)
+    return tf.clip_by_value(x, 0.0, 255.0)

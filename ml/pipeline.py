@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
-from ml.augment import mix_batch, random_affine, random_erasing
+from ml.augment import mix_batch, photo_degrade, random_affine, random_erasing
 from ml.data import class_weights
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def make_dataset(
     mixup: float = 0.0,
     cutmix: float = 0.0,
     mix_prob: float = 1.0,
+    photo: float = 0.0,
     seed: int = 0,
     single_output: bool = True,
     teachers: Sequence[OnlineTeacher] = (),
@@ -42,7 +43,8 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """(x, y, sample_weight) batches; x is float32 (B, 48, 48, 1) in 0..255, augmented when asked.
 
-    `erase` is the random-erasing probability per image, applied after the affine warp when augmenting;
+    `photo` is the probability of each photo degradation step (ml.augment.photo_degrade), applied after the
+    affine warp when augmenting; `erase` is the random-erasing probability per image, applied after that;
     `mixup` / `cutmix` (Beta concentrations, 0 = off) then blend images with batch partners, each image with
     probability `mix_prob` (see ml.augment.mix_batch), before any online teacher scores the batch.
 
@@ -69,8 +71,9 @@ def make_dataset(
     def prepare(xb, yb, wb, batch_seed=None):
         xb = tf.cast(xb, tf.float32)
         if augment:
-            seeds = [None] * 3 if batch_seed is None else [fold_in(batch_seed, part) for part in range(3)]
-            xb = random_erasing(random_affine(xb, seed=seeds[0]), erase, seed=seeds[1])
+            seeds = [None] * 4 if batch_seed is None else [fold_in(batch_seed, part) for part in range(4)]
+            xb = photo_degrade(random_affine(xb, seed=seeds[0]), photo, seed=seeds[3])
+            xb = random_erasing(xb, erase, seed=seeds[1])
             xb, yb, wb = mix_batch(xb, yb, wb, mixup=mixup, cutmix=cutmix, probability=mix_prob, seed=seeds[2])
         return xb, yb, wb
 

@@ -143,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the affine warp, fill one random rectangle of each image with noise, with probability P",
     )
     p.add_argument(
+        "--photo-degrade",
+        type=unit_interval,
+        default=0.0,
+        metavar="P",
+        help="after the affine warp, spoil images as photos do (low resolution, blur, JPEG, lighting, noise; "
+        "ml.augment.photo_degrade), each step with probability P",
+    )
+    p.add_argument(
         "--mixup",
         type=non_negative_float,
         default=0.0,
@@ -543,6 +551,7 @@ class Streams:
             mixup=args.mixup,
             cutmix=args.cutmix,
             mix_prob=args.mix_prob,
+            photo=args.photo_degrade,
             seed=args.seed,
             single_output=self.data.single,
             teachers=self.teachers,

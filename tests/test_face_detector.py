@@ -41,11 +41,14 @@ def test_detector_loads_offline_from_the_shipped_weights(monkeypatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     detector = face_detector.BlazeFace("short")
-    assert detector._interp is None  # lazy
+    verifier = face_detector.FaceVerifier()
+    assert not detector._interps and verifier._interp is None  # lazy
     assert (face_detector.MODELS_DIR / detector.spec.file).is_file()
+    assert (face_detector.MODELS_DIR / verifier.FILE).is_file()
     found = detector.detect(astronaut_grey())
     assert len(found) == 1 and _iou(testing.one_face_box(), pipeline_box(found[0])) >= 0.5
     assert found[0].keypoints.shape == (6, 2)
+    assert verifier.logit(astronaut_grey(), found[0]) > face_detector.VERIFY_LOGIT_HIGH
 
 
 def pipeline_box(det: face_detector.Detection) -> tuple[float, float, float, float]:
@@ -62,7 +65,7 @@ def _detect_in_child(queue) -> None:
 @pytest.mark.slow
 def test_a_forked_child_builds_its_own_interpreter() -> None:
     parent = face_detector.blazeface().load()
-    parent_interp = parent._interp
+    parent_interps = dict(parent._interps)
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_detect_in_child, args=(queue,))
@@ -70,7 +73,7 @@ def test_a_forked_child_builds_its_own_interpreter() -> None:
     child_pid, faces = queue.get(timeout=60)
     child.join(30)
     assert child.exitcode == 0 and faces == 1
-    assert child_pid == child.pid != parent._pid and parent._interp is parent_interp
+    assert child_pid == child.pid != parent._pid and parent._interps == parent_interps
 
 
 def test_keypoints_follow_the_face() -> None:
@@ -92,15 +95,75 @@ def test_photos_without_faces_give_no_faces() -> None:
         assert pipeline.detect_faces(grey) == [], name
 
 
-def test_tiles_find_small_group_faces_the_whole_image_misses() -> None:
+@pytest.mark.parametrize("config", ["blazeface-group", "blazeface-tiles"])
+def test_group_search_finds_small_faces_the_whole_image_misses(config: str) -> None:
     image, truth = testing.group_image(6, face=40)
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    group = pipeline.CONFIGS["blazeface-group"]
-    found = [(b.x, b.y, b.w, b.h) for b in pipeline.detect_faces(grey, group)]
+    found = [(b.x, b.y, b.w, b.h) for b in pipeline.detect_faces(grey, pipeline.CONFIGS[config])]
     assert len(found) == len(truth)
     assert all(max(_iou(t, f) for f in found) >= 0.4 for t in truth)
     # faces of 40 px are below what one whole-image pass sees (its own tiles fall back only when nothing is found)
     assert len(face_detector.blazeface().detect(grey)) < len(truth)
+
+
+def test_a_whole_image_pass_at_any_scale_finds_the_face_where_the_square_pass_does() -> None:
+    """The model runs on inputs larger than 128x128 (the pyramid's passes): the face as a 128x128 square around
+    it at the same scale shows it, same box and keypoints."""
+    grey = astronaut_grey()
+    detector = face_detector.BlazeFace()
+    cx, cy = 291, 109  # the face's centre
+    for scale in (0.4, 0.75):  # 256x192 and 480x368 inputs
+        side = detector.spec.side / scale
+        square = max(detector.run_square(grey, cx - side / 2, cy - side / 2, side), key=lambda d: d.score)
+        scaled = max(detector.run_scaled(grey, scale, 0.5), key=lambda d: d.score)
+        assert _iou(pipeline_box(square), pipeline_box(scaled)) > 0.9, scale
+        offsets = np.abs(scaled.keypoints - square.keypoints)  # a few input pixels: other pixels, other rounding
+        assert offsets[:2].max() < 0.05 * square.side and offsets.max() < 0.1 * square.side, scale
+
+
+def test_pyramid_levels_show_every_face_at_a_size_the_model_scores_well() -> None:
+    """Each face from the minimum up to what the whole-image pass sees appears on some level at
+    PYRAMID_FACE..2*PYRAMID_FACE input pixels."""
+    detector = face_detector.BlazeFace()
+    scales = detector.pyramid(480, 640, 24)
+    seen = 640 * detector.spec.min_face / detector.spec.side
+    assert 2 <= len(scales) <= 4
+    for face in np.geomspace(24, seen, 40):
+        sizes = [face * s for s in scales]
+        assert any(face_detector.PYRAMID_FACE - 1e-6 <= v < 2 * face_detector.PYRAMID_FACE for v in sizes), face
+
+
+class _ConfirmsAll:
+    """A verifier that confirms every candidate the detector scores high enough: the search without its check."""
+
+    def confirms(self, gray, face) -> bool:
+        return face.score >= face_detector.PYRAMID_KEEP_LOW
+
+
+def test_the_verifier_removes_the_group_search_false_positives() -> None:
+    """Old coins and a cat: the pyramid's candidates there pass the detector's score but not the face-mesh check."""
+    from skimage import data
+
+    detector = face_detector.blazeface()
+    unchecked = checked = 0
+    for name in ("coins", "chelsea", "page", "moon", "hubble_deep_field"):
+        image = getattr(data, name)()
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+        grey = cv2.resize(grey, (640, round(640 * grey.shape[0] / grey.shape[1])), interpolation=cv2.INTER_AREA)
+        min_face = 0.05 * min(grey.shape)
+        unchecked += len(detector.detect_pyramid(grey, min_face, _ConfirmsAll()))
+        checked += len(detector.detect_pyramid(grey, min_face, face_detector.verifier()))
+    assert unchecked >= 10 and checked == 0
+
+
+def test_a_box_inside_a_confirmed_face_is_dropped_even_when_it_scores_higher() -> None:
+    points = np.zeros((6, 2))
+    face = face_detector.Detection((100.0, 100.0, 200.0, 200.0), 0.7, points)
+    part = face_detector.Detection((120.0, 110.0, 170.0, 160.0), 0.95, points)
+    beside = face_detector.Detection((215.0, 100.0, 300.0, 185.0), 0.6, points)
+    overlapping = face_detector.Detection((150.0, 100.0, 250.0, 200.0), 0.65, points)
+    kept = face_detector._resolve_overlaps([part, face, beside, overlapping])
+    assert kept == [face, beside]
 
 
 def test_plan_sees_every_face_down_to_the_minimum_whole_and_large_enough() -> None:
@@ -191,8 +254,14 @@ def test_config_from_names_dicts_and_bad_input() -> None:
     custom = pipeline.config_from({"name": "haar-thorough", "min_neighbors": 2})
     assert custom.detector == "haar" and custom.scale_factor == 1.1 and custom.min_neighbors == 2
     assert pipeline.config_from(pipeline.card_fields(pipeline.DEFAULT_CONFIG)) == pipeline.DEFAULT_CONFIG
+    group = pipeline.CONFIGS["blazeface-group"]
+    assert group.search == "pyramid" and pipeline.card_fields(group, "blazeface-group")["search"] == "pyramid"
+    assert pipeline.config_from(pipeline.card_fields(group, "blazeface-group")) == group
     for bad in (
         "mtcnn",
+        {"search": "sliding"},
+        {"search": "pyramid"},  # the pyramid needs a smallest face to search down to
+        {"search": "pyramid", "min_face": 0.05, "detector": "haar", "align": False},
         {"detector": "mtcnn"},
         {"framing": [1.0, 0.0]},
         {"align": True, "detector": "haar"},
