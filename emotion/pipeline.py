@@ -231,6 +231,8 @@ def card_fields(config: PipelineConfig, name: str = "blazeface") -> dict[str, An
             "framing",
             "align",
         )
+    if config.search == "tiles":  # the default search: cards written before it existed stay as they are
+        keys = tuple(k for k in keys if k != "search")
     return {"name": name} | {
         k: list(v) if isinstance(v, tuple) else v for k, v in ((k, getattr(config, k)) for k in keys)
     }

@@ -94,6 +94,8 @@ class PipelineSpec:
     min_score: float | None = None
     min_face: float | None = None
     fallback_face: float | None = None
+    #: How faces below the whole-image pass are searched: "tiles" or "pyramid" (``emotion.pipeline``).
+    search: str | None = None
     cascade: str | None = None
     detect_max_pixels: int | None = None
     scale_factor: float | None = None
@@ -123,7 +125,7 @@ class PipelineSpec:
             if not isinstance(framing, list) or len(framing) != 3:
                 raise CardError(f"{where}: model card pipeline framing must be [scale, dx, dy], got {framing!r}")
             values["framing"] = tuple(_number(where, "pipeline framing", v) for v in framing)
-        for key in ("name", "detector", "cascade", "fitted_by"):
+        for key in ("name", "detector", "search", "cascade", "fitted_by"):
             if key in values:
                 _text(where, f"pipeline {key}", values[key])
         for key in ("min_score", "min_face", "fallback_face", "scale_factor", "margin", "align_slack"):
@@ -171,8 +173,10 @@ _HAAR = PipelineSpec(
 #: The named photo pipelines, as cards record them (``emotion.pipeline.CONFIGS``; a test checks they agree).
 PIPELINES: dict[str, PipelineSpec] = {
     "blazeface": _BLAZEFACE,
-    # group photos: faces down to 5% of the short side, searched on tiles
-    "blazeface-group": replace(_BLAZEFACE, name="blazeface-group", min_face=0.05, fitted_by=None),
+    # group photos: faces down to 5% of the short side, a scale pyramid checked by the face-mesh verifier
+    "blazeface-group": replace(_BLAZEFACE, name="blazeface-group", min_face=0.05, search="pyramid", fitted_by=None),
+    # the previous group search: tiles down to 5% of the short side
+    "blazeface-tiles": replace(_BLAZEFACE, name="blazeface-tiles", min_face=0.05, fitted_by=None),
     "haar": _HAAR,
     "haar-thorough": replace(
         _HAAR,

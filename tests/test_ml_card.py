@@ -101,6 +101,10 @@ def test_other_tta_applies_only_to_the_flipped_mode() -> None:
     assert card.to_json()["other_tta"] == other
 
 
+def test_cards_name_every_pipeline_the_service_has() -> None:
+    assert set(PIPELINES) == set(pipeline.CONFIGS)
+
+
 @pytest.mark.parametrize("name", sorted(PIPELINES))
 def test_recorded_pipelines_are_the_ones_the_service_applies(name: str) -> None:
     spec = PIPELINES[name]
