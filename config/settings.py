@@ -404,6 +404,9 @@ PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
 # --- Photo pipeline (docs/photos.md) -------------------------------------------------------
 # A name from emotion.pipeline.CONFIGS (e.g. "blazeface-group" for group photos); empty = the model card's.
 FEEDMOOD_FER_PIPELINE = env_str("FEEDMOOD_FER_PIPELINE", "").strip() or None
+# Post images may show several people: search every face down to 24 px at 640x480 (the verified pyramid of
+# `blazeface-group`, about 130 ms per photo in the worker); selfies keep the card's single-face search.
+FEEDMOOD_POST_IMAGE_GROUP_SEARCH = env_bool("FEEDMOOD_POST_IMAGE_GROUP_SEARCH", True)
 
 # --- Hardening: clients, limits, lost and poison messages (docs/hardening.md) --------------------
 

@@ -47,14 +47,21 @@ def _read_image_bytes(analysis: ImageAnalysis) -> bytes:
         raise pipeline.PipelineError(" ".join(exc.messages), "too_large") from None
 
 
-def pipeline_config(version: ModelVersion | None = None) -> pipeline.PipelineConfig:
+def pipeline_config(
+    version: ModelVersion | None = None, source: str = ImageAnalysis.Source.SELFIE
+) -> pipeline.PipelineConfig:
     """Detection and framing: ``settings.FEEDMOOD_FER_PIPELINE`` (a name or dict) if set, else the
-    ``pipeline`` of the version's model card, else the default (see ``pipeline.config_from``)."""
+    ``pipeline`` of the version's model card, else the default (see ``pipeline.config_from``). Post images
+    may show several people: with ``FEEDMOOD_POST_IMAGE_GROUP_SEARCH`` they get the group search."""
     override = settings.FEEDMOOD_FER_PIPELINE
     if override:
-        return pipeline.config_from(override)
-    card = selectors.stored_card(version) if version is not None else None
-    return pipeline.config_from(card.pipeline_settings if card is not None else None)
+        config = pipeline.config_from(override)
+    else:
+        card = selectors.stored_card(version) if version is not None else None
+        config = pipeline.config_from(card.pipeline_settings if card is not None else None)
+    if source == ImageAnalysis.Source.POST and settings.FEEDMOOD_POST_IMAGE_GROUP_SEARCH:
+        return pipeline.for_group_photos(config)
+    return config
 
 
 def _claim(analysis_id: int, version: ModelVersion | None) -> ImageAnalysis | None:
@@ -136,7 +143,7 @@ def analysis_run(
         result = pipeline.analyze_bytes(
             data,
             get_classifier(version.artifact_dir),
-            pipeline_config(version),
+            pipeline_config(version, claimed.source),
             max_pixels=settings.FEEDMOOD_WORKER_MAX_IMAGE_PIXELS,
         )
     except pipeline.PipelineError as exc:

@@ -184,6 +184,19 @@ CONFIGS: dict[str, PipelineConfig] = {
 NOTE_KEYS = frozenset({"fitted_by"})
 
 
+#: Smallest face the group search looks for, as a fraction of the short side (24 px at 640x480).
+GROUP_MIN_FACE = 0.05
+
+
+def for_group_photos(config: PipelineConfig) -> PipelineConfig:
+    """``config`` with the group search (every face down to 24 px at 640x480, the verified scale pyramid of
+    ``blazeface-group``) for images that may show several people; framing and alignment stay the card's.
+    A config that already searches below the whole-image pass, or a Haar config, is returned as it is."""
+    if config.detector != "blazeface" or config.min_face > 0:
+        return config
+    return dataclasses.replace(config, min_face=GROUP_MIN_FACE, search="pyramid")
+
+
 def config_from(spec: str | dict[str, Any] | None) -> PipelineConfig:
     """A config from a model card's or the settings' ``pipeline`` entry: ``None`` (the default), the
     name of one of :data:`CONFIGS`, or a dict of :class:`PipelineConfig` fields, optionally with

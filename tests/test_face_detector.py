@@ -1,4 +1,4 @@
-"""BlazeFace detector, FER framing and eye alignment, and the model card's pipeline (issue #25)."""
+"""BlazeFace detector, FER framing and eye alignment, the model card's pipeline and the group search."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from django.core.exceptions import ValidationError
 from emotion import face_detector, model_versions, pipeline, submission, testing
 from emotion.analysis import analysis_run, pipeline_config
 from emotion.fixtures import consenting_user, faces_png, fer_model, fer_model_dir, upload  # noqa: F401
+from emotion.models import ImageAnalysis
+from feedmood import services as core_services
 
 
 def astronaut_grey() -> np.ndarray:
@@ -309,6 +311,38 @@ def test_the_card_pipeline_is_applied_per_model_version(
     for version in (blaze, haar):
         readings = analysis.readings.filter(model_version=version).order_by("face_index")
         assert [(r.x, r.y, r.w, r.h) for r in readings] == expected[version], version.name
+
+
+def test_the_group_config_is_the_default_with_the_group_search() -> None:
+    assert pipeline.for_group_photos(pipeline.DEFAULT_CONFIG) == pipeline.CONFIGS["blazeface-group"]
+    assert pipeline.for_group_photos(pipeline.HAAR_CONFIG) == pipeline.HAAR_CONFIG
+    tiles = pipeline.CONFIGS["blazeface-tiles"]
+    assert pipeline.for_group_photos(tiles) == tiles  # a search an operator chose is kept
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("group_search", [True, False])
+def test_post_images_get_the_group_search_and_selfies_do_not(
+    group_search: bool, make_user, fer_model, upload, settings, django_capture_on_commit_callbacks
+) -> None:
+    """Six 40 px faces: a post image is searched for every face down to 24 px, a selfie of the same photo
+    only as its card says (a whole-image pass, which misses most of them)."""
+    settings.FEEDMOOD_FER_PIPELINE = None
+    settings.FEEDMOOD_POST_IMAGE_GROUP_SEARCH = group_search
+    image, truth = testing.group_image(6, face=40)
+    photo = testing.encode(image, "PNG")
+    author = make_user(username="group", emotion_consent=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        post = core_services.post_create(author=author, image=upload(photo, "g.png", "image/png"))
+        selfie = submission.selfie_submit(user=author, uploaded_file=upload(photo, "s.png", "image/png"))
+    post_analysis = ImageAnalysis.objects.get(post=post)
+    selfie.refresh_from_db()
+    assert selfie.face_count < len(truth)
+    if group_search:
+        assert post_analysis.face_count == len(truth)
+        assert list(post_analysis.readings.values_list("face_index", flat=True)) == [0]  # still one aggregate
+    else:
+        assert post_analysis.face_count == selfie.face_count
 
 
 @pytest.mark.django_db
