@@ -77,6 +77,19 @@ def test_resnet_is_an_alias_of_resnet50():
     assert parse_args(["--model", "resnet50v2"]).model == "resnet50v2"
 
 
+def test_the_reference_cnn_output_depends_on_the_face_at_initialisation():
+    """Without BatchNorm, Glorot-initialised ReLU layers shrink the signal so much that the untrained CNN gives
+    every face the same softmax (spread ~3e-4) and training sat at the majority class; He kernels keep it (~2e-2)."""
+    import keras
+
+    from ml.models.cnn import build_cnn
+
+    keras.utils.set_random_seed(0)
+    x = faces(64, 8, seed=0)[0][..., None].astype("float32")
+    probs = np.asarray(build_cnn((48, 48, 1), 8)(x, training=False))
+    assert probs.std(axis=0).mean() > 5e-3
+
+
 def test_stratified_limit_keeps_every_class_of_class_ordered_folders(tmp_path):
     root = class_folders(tmp_path / "d", ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"), 10)
     split = D.load_split(root, "fer2013", "Training")
