@@ -48,6 +48,7 @@ from ml.evaluate import (
     resolve_label_mode,
     single_head_model,
 )
+from ml.models.macs import count_macs
 from ml.runtime import BATCH, CARD_NAME, EmotionClassifier, default_threads
 from ml.train import DEFAULT_DATA, SPEED_FLAGS, cpu_flags, cpu_model, positive_int, read_cpuinfo
 
@@ -718,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
                 "schema_version": 1,
                 "file_bytes": Path(model_file).stat().st_size,
                 "file_sha256": _sha256(Path(model_file)),
+                "cost": {"params": int(sub.count_params()), "macs_per_face": count_macs(sub)},
                 "output": "calibrated probabilities: softmax(log(p) / temperature) of the model's softmax p "
                 "(p averaged with the horizontally flipped face first when tta is true)",
                 "metrics": metrics,
