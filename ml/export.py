@@ -38,6 +38,7 @@ from ml.cli import DEFAULT_DATA, positive_int
 from ml.figures import REGRESSION_ROWS, measure_other_tta, publictest_metrics, regression_slice
 from ml.formats import CANDIDATES, FORMAT_FILES, make_artifact, minimal_card
 from ml.hostinfo import timing_host
+from ml.models.cost import count_macs
 from ml.protocols import load_eval_split, resolve_label_mode
 from ml.provenance import reproduce_commands, sha256, training_info, versions
 from ml.runtime import EmotionClassifier
@@ -337,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             **{
                 "file_bytes": Path(model_file).stat().st_size,
                 "file_sha256": sha256(Path(model_file)),
+                "cost": {"params": int(sub.count_params()), "macs_per_face": count_macs(sub)},
                 "output": "calibrated probabilities: softmax(log(p) / temperature) of the model's softmax p "
                 "(p averaged with the horizontally flipped face first when tta is true)",
                 "metrics": metrics,

@@ -77,6 +77,19 @@ def test_resnet_is_an_alias_of_resnet50():
     assert parse_args(["--model", "resnet50v2"]).model == "resnet50v2"
 
 
+def test_the_reference_cnn_output_depends_on_the_face_at_initialisation():
+    """Without BatchNorm, Glorot-initialised ReLU layers shrink the signal so much that the untrained CNN gives
+    every face the same softmax (spread ~3e-4) and training sat at the majority class; He kernels keep it (~2e-2)."""
+    import keras
+
+    from ml.models.cnn import build_cnn
+
+    keras.utils.set_random_seed(0)
+    x = faces(64, 8, seed=0)[0][..., None].astype("float32")
+    probs = np.asarray(build_cnn((48, 48, 1), 8)(x, training=False))
+    assert probs.std(axis=0).mean() > 5e-3
+
+
 def test_stratified_limit_keeps_every_class_of_class_ordered_folders(tmp_path):
     root = class_folders(tmp_path / "d", ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"), 10)
     split = D.load_split(root, "fer2013", "Training")
@@ -198,3 +211,38 @@ def test_resnet_alias_trains_resnet50_and_says_fine_tuning_is_skipped(env, tmp_p
     bases = [load_checkpoint(tmp_path / name / "last.keras").get_layer("base") for name in ("frozen", "whole")]
     kernel = "conv1_conv"  # the same initial weights (same seed): only a trained base moves them
     assert not np.allclose(bases[0].get_layer(kernel).get_weights()[0], bases[1].get_layer(kernel).get_weights()[0])
+
+
+# --------------------------------------------------------------------------- shipped seed artifacts
+
+SEED_ARTIFACTS = {"cnn-ferplus": ("ferplus-majority", L.FERPLUS_LABELS), "cnn-fer2013": ("fer2013", L.FER2013_LABELS)}
+ARTIFACT_ROOT = Path(__file__).resolve().parents[1] / "ml" / "artifacts"
+
+
+@pytest.mark.parametrize("name", sorted(SEED_ARTIFACTS))
+def test_shipped_reference_cnn_serves_and_beats_the_majority_class_on_publictest(name):
+    """An exported reference CNN loads in ml.runtime, its card records the architecture's cost, and it labels
+    PublicTest faces better than always answering the most frequent class of those faces."""
+    from ml.models.cnn import build_cnn
+    from ml.models.cost import count_macs
+    from ml.runtime import EmotionClassifier
+    from tests.fer_data import shared_fer_dir
+
+    path = ARTIFACT_ROOT / name
+    if not path.is_dir():
+        pytest.skip(f"ml/artifacts/{name} is not exported (docs/seed-models.md)")
+    mode, labels = SEED_ARTIFACTS[name]
+    clf = EmotionClassifier.load(path)
+    assert clf.labels == labels
+    card = json.loads((path / "model_card.json").read_text())
+    reference = build_cnn((48, 48, 1), len(labels))
+    assert card["cost"] == {"params": reference.count_params(), "macs_per_face": count_macs(reference)}
+    assert card["training"]["model"] == "cnn" and card["training"]["train_wall_seconds_all_phases"] > 0
+    data_dir = shared_fer_dir()
+    if data_dir is None:
+        pytest.skip("FER-2013 data not present (set FEEDMOOD_FER_DATA)")
+    split = D.load_split(data_dir, mode, "PublicTest")
+    truth = split.targets[D.head_for(mode)][:400].argmax(axis=1)
+    predicted = clf.predict_proba(split.images[:400]).argmax(axis=1)
+    majority = np.bincount(truth).max() / len(truth)
+    assert (predicted == truth).mean() > majority + 0.1, ((predicted == truth).mean(), majority)

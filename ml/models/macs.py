@@ -13,30 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from ml.models.cost import count_macs
+
 ARCHS = ("cnn", "resnet50", "resnet50v2", "vgg16", "feednet")
-
-
-def layer_macs(layer) -> int:
-    """MACs of one layer for one input, 0 for layers without multiply-accumulates."""
-    import keras
-    import numpy as np
-
-    if isinstance(layer, keras.Model):
-        return count_macs(layer)
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        _, h, w, c = layer.output.shape
-        return int(h * w * c * np.prod(layer.kernel_size))
-    if isinstance(layer, keras.layers.Conv2D):
-        _, h, w, c = layer.output.shape
-        return int(h * w * c * np.prod(layer.kernel_size) * layer.input.shape[-1] // layer.groups)
-    if isinstance(layer, keras.layers.Dense):
-        return int(layer.input.shape[-1] * layer.units)
-    return 0
-
-
-def count_macs(model) -> int:
-    """MACs per face of a functional Keras model."""
-    return sum(layer_macs(layer) for layer in model.layers)
 
 
 def main(argv: list[str] | None = None) -> int:
