@@ -15,6 +15,8 @@ from contextlib import contextmanager, suppress
 from django.conf import settings
 from django.core.cache import cache
 
+from feedmood.cache import counter_add
+
 #: Seconds after which a per-user slot expires even if never released (longer than any wait).
 USER_SLOT_TTL_SECONDS = 60
 
@@ -32,14 +34,7 @@ def _user_key(user_id: int) -> str:
 
 
 def _take_user_slot(user_id: int) -> bool:
-    key = _user_key(user_id)
-    cache.add(key, 0, timeout=USER_SLOT_TTL_SECONDS)
-    try:
-        taken = cache.incr(key)
-    except ValueError:  # expired in between
-        cache.set(key, 1, timeout=USER_SLOT_TTL_SECONDS)
-        taken = 1
-    if taken <= int(settings.FEEDMOOD_WAITERS_PER_USER):
+    if counter_add(cache, _user_key(user_id), 1, USER_SLOT_TTL_SECONDS) <= int(settings.FEEDMOOD_WAITERS_PER_USER):
         return True
     _release_user_slot(user_id)
     return False

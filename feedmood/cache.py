@@ -5,7 +5,8 @@ every cache operation (~0.07 ms each here, about half the cost of a ``get``);
 clients are thread-safe wrappers around a pool, so one per pool is enough. A
 feed request makes 4-6 cache calls (throttle, snapshot, candidates, popular).
 
-:func:`set_each` writes several keys with their own timeouts in one round trip.
+:func:`set_each` writes several keys with their own timeouts in one round trip; :func:`counter_add` is the
+shared counter of the rate limits kept in the cache (login lockout, decode budget, waiting slots).
 """
 
 from __future__ import annotations
@@ -58,3 +59,14 @@ def set_each(cache: BaseCache, items: Mapping[str, tuple[Any, float | None]]) ->
         return
     for key, (value, timeout) in items.items():
         cache.set(key, value, timeout)
+
+
+def counter_add(cache: BaseCache, key: str, amount: int, timeout: float) -> int:
+    """Add ``amount`` to the counter at ``key`` (created at 0 with ``timeout`` when absent) and return its new
+    value; atomic where the backend's ``incr`` is (Redis), so parallel requests all count."""
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return int(cache.incr(key, amount))
+    except ValueError:  # expired between add and incr
+        cache.set(key, amount, timeout=timeout)
+        return amount

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.exceptions import Throttled
 
+from feedmood.cache import counter_add
+
 WINDOW_SECONDS = 60
 
 
@@ -38,12 +40,6 @@ def decode_budget_charge(*, user_id: int, pixels: int) -> None:
     now = time.time()
     window = int(now // WINDOW_SECONDS)
     key = f"decode-pixels:{user_id}:{window}"
-    cache.add(key, 0, timeout=2 * WINDOW_SECONDS)
-    try:
-        used = cache.incr(key, pixels)
-    except ValueError:  # expired between add and incr
-        cache.set(key, pixels, timeout=2 * WINDOW_SECONDS)
-        used = pixels
-    if used > budget:
+    if counter_add(cache, key, pixels, 2 * WINDOW_SECONDS) > budget:
         cache.decr(key, pixels)
         raise DecodeBudgetExceeded(wait=math.ceil((window + 1) * WINDOW_SECONDS - now))

@@ -21,6 +21,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 
+from feedmood.cache import counter_add
 from feedmood.throttling import client_ident
 
 
@@ -55,11 +56,7 @@ def login_failure_record(*, username: str | None, request: Any) -> None:
     period = int(settings.FEEDMOOD_LOGIN_LOCKOUT_SECONDS)
     for key, _ in _subjects(username, request):
         cache.add(f"{key}:start", time.time(), timeout=period)  # the window opens at the first failure
-        cache.add(f"{key}:count", 0, timeout=period)
-        try:
-            cache.incr(f"{key}:count")
-        except ValueError:  # expired between add and incr
-            cache.set(f"{key}:count", 1, timeout=period)
+        counter_add(cache, f"{key}:count", 1, period)
 
 
 def login_success_record(*, username: str | None) -> None:
