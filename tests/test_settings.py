@@ -32,10 +32,15 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return {**keep, "PYTHONPATH": str(PROJECT_DIR), **extra}
 
 
-def _settings(**env: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", DUMP], cwd=PROJECT_DIR, env=_clean_env(**env), capture_output=True, text=True, timeout=60
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with only ``env`` (plus PATH and the project) set."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_DIR, env=_clean_env(**env), capture_output=True, text=True, timeout=60
     )
+
+
+def _settings(**env: str) -> dict:
+    out = _python(DUMP, **env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -56,14 +61,7 @@ def test_model_tta_setting() -> None:
     assert _settings(FEEDMOOD_MODEL_TTA="off")["TTA"] is False
     assert _settings(FEEDMOOD_MODEL_TTA="On")["TTA"] is True
     assert _settings(FEEDMOOD_MODEL_TTA="card")["TTA"] is None
-    out = subprocess.run(
-        [sys.executable, "-c", "import config.settings"],
-        cwd=PROJECT_DIR,
-        env=_clean_env(FEEDMOOD_MODEL_TTA="sometimes"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _python("import config.settings", FEEDMOOD_MODEL_TTA="sometimes")
     assert out.returncode != 0 and "FEEDMOOD_MODEL_TTA='sometimes' is not a boolean" in out.stderr
 
 
@@ -86,14 +84,7 @@ def test_production_like_env() -> None:
 
 
 def test_secret_key_required_in_production() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", "import config.settings"],
-        cwd=PROJECT_DIR,
-        env=_clean_env(DEBUG="0"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _python("import config.settings", DEBUG="0")
     assert out.returncode != 0 and "SECRET_KEY must be set" in out.stderr
 
 
@@ -196,9 +187,6 @@ def test_settings_reader_sees_reads_and_defaults(tmp_path: Path) -> None:
 
 def test_recommender_tunables_come_from_the_environment() -> None:
     code = "import json, config.settings as s; print(json.dumps([s.RECOMMENDER_PAGE_SIZE, s.RECOMMENDER_MOOD_STEP]))"
-    run = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
-        env=_clean_env(RECOMMENDER_PAGE_SIZE="7", RECOMMENDER_MOOD_STEP="0.5"),
-    )  # fmt: skip
+    run = _python(code, RECOMMENDER_PAGE_SIZE="7", RECOMMENDER_MOOD_STEP="0.5")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout.strip().splitlines()[-1]) == [7, 0.5]
