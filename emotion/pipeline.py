@@ -158,6 +158,19 @@ class PipelineConfig:
             raise ValueError("detect_max_side, detect_max_pixels and min_face_side must be >= 1, min_neighbors >= 0")
 
 
+#: Smallest face the group search looks for, as a fraction of the short side (24 px at 640x480).
+GROUP_MIN_FACE = 0.05
+
+
+def for_group_photos(config: PipelineConfig) -> PipelineConfig:
+    """``config`` with the group search (every face down to 24 px at 640x480, the verified scale pyramid of
+    ``blazeface-group``) for images that may show several people; framing and alignment stay the card's.
+    A config that already searches below the whole-image pass, or a Haar config, is returned as it is."""
+    if config.detector != "blazeface" or config.min_face > 0:
+        return config
+    return dataclasses.replace(config, min_face=GROUP_MIN_FACE, search="pyramid")
+
+
 #: Haar settings as they were the default before BlazeFace (crop margin 0.15 = framing 1.3).
 HAAR_CONFIG = PipelineConfig(detector="haar", framing=(1.3, 0.0, 0.0), align=False)
 DEFAULT_CONFIG = PipelineConfig()
@@ -165,9 +178,9 @@ DEFAULT_CONFIG = PipelineConfig()
 CONFIGS: dict[str, PipelineConfig] = {
     "blazeface": DEFAULT_CONFIG,
     # Group photos: every face down to 24 px at 640x480 (scale pyramid, candidates confirmed by a second model).
-    "blazeface-group": PipelineConfig(min_face=0.05, search="pyramid"),
+    "blazeface-group": for_group_photos(DEFAULT_CONFIG),
     # The previous group search: tiles down to 24 px (about 100 detector passes per photo).
-    "blazeface-tiles": PipelineConfig(min_face=0.05),
+    "blazeface-tiles": PipelineConfig(min_face=GROUP_MIN_FACE),
     "haar": HAAR_CONFIG,
     "haar-thorough": PipelineConfig(
         detector="haar",
@@ -182,19 +195,6 @@ CONFIGS: dict[str, PipelineConfig] = {
 
 #: Keys of a card's ``pipeline`` that document it and are not settings.
 NOTE_KEYS = frozenset({"fitted_by"})
-
-
-#: Smallest face the group search looks for, as a fraction of the short side (24 px at 640x480).
-GROUP_MIN_FACE = 0.05
-
-
-def for_group_photos(config: PipelineConfig) -> PipelineConfig:
-    """``config`` with the group search (every face down to 24 px at 640x480, the verified scale pyramid of
-    ``blazeface-group``) for images that may show several people; framing and alignment stay the card's.
-    A config that already searches below the whole-image pass, or a Haar config, is returned as it is."""
-    if config.detector != "blazeface" or config.min_face > 0:
-        return config
-    return dataclasses.replace(config, min_face=GROUP_MIN_FACE, search="pyramid")
 
 
 def config_from(spec: str | dict[str, Any] | None) -> PipelineConfig:

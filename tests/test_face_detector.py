@@ -314,7 +314,9 @@ def test_the_card_pipeline_is_applied_per_model_version(
 
 
 def test_the_group_config_is_the_default_with_the_group_search() -> None:
-    assert pipeline.for_group_photos(pipeline.DEFAULT_CONFIG) == pipeline.CONFIGS["blazeface-group"]
+    group = pipeline.for_group_photos(pipeline.DEFAULT_CONFIG)
+    assert (group.min_face, group.search) == (0.05, "pyramid")  # every face down to 24 px at 640x480
+    assert dataclasses.replace(group, min_face=0.0, search="tiles") == pipeline.DEFAULT_CONFIG  # nothing else moves
     assert pipeline.for_group_photos(pipeline.HAAR_CONFIG) == pipeline.HAAR_CONFIG
     tiles = pipeline.CONFIGS["blazeface-tiles"]
     assert pipeline.for_group_photos(tiles) == tiles  # a search an operator chose is kept
