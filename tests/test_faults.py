@@ -98,14 +98,7 @@ def test_worker_sigkilled_mid_batch(
     n = 12
     ids = make_analyses(consenting_user, face_jpeg, n)
     url = throwaway_redis["url"]
-    env = {
-        **faults_env,
-        "CELERY_BROKER_URL": url,
-        "CELERY_RESULT_BACKEND": url,
-        "REDIS_URL": url,
-        "CELERY_VISIBILITY_TIMEOUT": "3",
-        **FAST_SWEEP,
-    }
+    env = {**faults_env, **throwaway_redis["env"], "CELERY_VISIBILITY_TIMEOUT": "3", **FAST_SWEEP}
     _send_analyses(url, ids)
     log = tmp_path / "w1.log"
     w1 = start_worker(env, "fer", log, concurrency=2)
@@ -153,7 +146,12 @@ def throwaway_redis(tmp_path) -> Iterator[dict[str, Any]]:
         "--dir",
         str(tmp_path),
     ]
-    state: dict[str, Any] = {"url": f"redis://127.0.0.1:{port}/0"}
+    url = f"redis://127.0.0.1:{port}/0"
+    # ``env``: what a worker needs to use this Redis as its broker, result backend and cache
+    state: dict[str, Any] = {
+        "url": url,
+        "env": {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url, "REDIS_URL": url},
+    }
 
     def start() -> None:
         state["proc"] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -207,7 +205,7 @@ def test_redis_restart_loses_queue_and_beat_sweep_recovers(
     n = 8
     ids = make_analyses(consenting_user, face_jpeg, n)
     url = throwaway_redis["url"]
-    env = {**faults_env, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url, "REDIS_URL": url, **FAST_SWEEP}
+    env = {**faults_env, **throwaway_redis["env"], **FAST_SWEEP}
     log = tmp_path / "w.log"
     worker = start_worker(env, "fer,batch", log, concurrency=1, beat=True)
     try:
@@ -281,13 +279,7 @@ def test_poison_message_ends_failed_after_the_attempt_limit(
     redelivered (acks_late, reject_on_worker_lost) until FEEDMOOD_ANALYSIS_MAX_ATTEMPTS=3, then ends failed."""
     [pk] = make_analyses(consenting_user, _slow_16bit_png(), 1)
     url = throwaway_redis["url"]
-    env = {
-        **faults_env,
-        "CELERY_BROKER_URL": url,
-        "CELERY_RESULT_BACKEND": url,
-        "REDIS_URL": url,
-        "FEEDMOOD_ANALYSIS_MAX_ATTEMPTS": "3",
-    }
+    env = {**faults_env, **throwaway_redis["env"], "FEEDMOOD_ANALYSIS_MAX_ATTEMPTS": "3"}
     log = tmp_path / "w.log"
     worker = start_worker(env, "fer", log, concurrency=1)
     kills = 0
