@@ -121,6 +121,6 @@ def feed_candidates(*, user: AbstractBaseUser, snapshot: datetime) -> list[Candi
     """
     followees, rows = _network(user.pk, snapshot)
     in_network = {*followees, user.pk}
-    candidates = [selectors.candidate_from_row(row, user.pk) for row in rows[: conf.get("MAX_CANDIDATES")]]
+    candidates = selectors.candidates_from_rows(rows[: conf.get("MAX_CANDIDATES")], user.pk)
     candidates += [c for c in selectors.popular_candidates(as_of=snapshot) if c.author_id not in in_network]
     return candidates

@@ -62,7 +62,7 @@ rounded ``level`` keeps the order from revealing more than a coarse level.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
@@ -303,6 +303,15 @@ class MoodView:
             value = _clip(1.0 - distance / CONGRUENT_RADIUS)
         return 0.0 if abs(value) < AFFINITY_DEAD_ZONE else value
 
+    def affinity_function(self) -> Callable[[float, float | None], float]:
+        """:meth:`affinity` specialised to this mood and policy: the mood stage calls it for every source of
+        every post, and under repair it depends on the kind of mood alone."""
+        if self.kind is None or self.policy == Policy.OFF:
+            return _no_affinity
+        if self.policy == Policy.REPAIR:
+            return {MoodKind.LOW: _valence_affinity, MoodKind.TENSE: _calming_affinity}.get(self.kind, _no_affinity)
+        return self.affinity
+
     def explain(self, delta: float, text: Affect | None, photo: Affect | None, *, own: bool) -> str:
         """:func:`explain` for this mood and policy."""
         if abs(delta) < REASON_EPSILON or (text is None and photo is None):
@@ -327,6 +336,23 @@ class MoodView:
                 reason = f"{verb}: {tone} {kind} while you seem {self.adjective}{also}"
             self.reasons[key] = reason
         return reason
+
+
+def _no_affinity(valence: float, arousal: float | None) -> float:
+    return 0.0
+
+
+def _valence_affinity(valence: float, arousal: float | None) -> float:
+    """Repair for a low mood: the clipped valence, 0 within the dead zone (as :meth:`MoodView.affinity`)."""
+    value = -1.0 if valence < -1.0 else 1.0 if valence > 1.0 else valence
+    return 0.0 if -AFFINITY_DEAD_ZONE < value < AFFINITY_DEAD_ZONE else value
+
+
+def _calming_affinity(valence: float, arousal: float | None) -> float:
+    """Repair for a tense mood: the clipped ``valence - arousal`` (text: valence), 0 within the dead zone."""
+    value = valence - (arousal or 0.0)
+    value = -1.0 if value < -1.0 else 1.0 if value > 1.0 else value
+    return 0.0 if -AFFINITY_DEAD_ZONE < value < AFFINITY_DEAD_ZONE else value
 
 
 _PHOTO_REASONS = {True: f"{MOVED_UP_REASON}: the photo", False: f"{MOVED_DOWN_REASON}: the photo"}
@@ -358,33 +384,50 @@ def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, streng
     if not 0.0 <= strength <= 1.0 or math.isnan(strength):
         raise ValueError("strength must be within [0, 1]")
     scale = strength * MAX_BOOST * intensity(mood, policy) * mood.confidence
+    if scale <= 0.0:
+        out = [Ranked(item.candidate, item.base_score, item.base_position) for item in items]
+        out.sort(key=lambda r: (-(r.base_score + r.mood_delta), r.base_position))
+        return out
     view = MoodView.of(mood, policy)
-    out: list[Ranked] = []
-    for item in items:
+    affinity, explain, own, step = view.affinity_function(), view.explain, Source.OWN, AFFECT_LEVEL_STEP
+    out = []
+    append = out.append
+    for item in items:  # the three cases of source_contributions spelt out: most posts have one source
         candidate = item.candidate
         face, text = candidate.affect, candidate.text_affect
-        total = (face.confidence if face is not None else 0.0) + (text.confidence if text is not None else 0.0)
-        if scale <= 0.0 or (face is None and text is None) or total <= 0.0:
-            out.append(Ranked(candidate, item.base_score, item.base_position))
-            continue
-        # Each source's part is c * c * affinity / sum(c); faces first, as source_contributions orders them.
-        weight, face_part, text_part = 0.0, 0.0, 0.0
-        if face is not None:
-            face_part = face.confidence * face.confidence * view.affinity(face.valence, face.arousal) / total
-            weight += face_part
-        if text is not None:
-            text_part = text.confidence * text.confidence * view.affinity(text.valence, text.arousal) / total
-            weight += text_part
-        # Faces are rounded to a coarse level (they are a person's reading); a text-only weight stays exact
-        # (anyone can read the text).
-        delta = scale * (affect_level(weight) if face is not None else weight)
-        reason = view.explain(
-            delta,
-            text if text is not None and text_part * delta > 0.0 else None,  # the sources moving it this way
-            face if face is not None and face_part * delta > 0.0 else None,
-            own=candidate.source == Source.OWN,
-        )
-        out.append(Ranked(candidate, item.base_score, item.base_position, delta, reason))
+        if text is None:
+            if face is None or face.confidence <= 0.0:
+                append(Ranked(candidate, item.base_score, item.base_position))
+                continue
+            # One source: c * c * affinity / c. Faces are rounded to a coarse level (a person's reading).
+            c = face.confidence
+            face_part = c * c * affinity(face.valence, face.arousal) / c
+            delta = scale * (round(face_part / step) * step + 0.0)  # affect_level(0.0 + face_part)
+            moved_by_text, moved_by_face = False, face_part * delta > 0.0
+        elif face is None:
+            c = text.confidence
+            if c <= 0.0:
+                append(Ranked(candidate, item.base_score, item.base_position))
+                continue
+            text_part = c * c * affinity(text.valence, text.arousal) / c
+            delta = scale * (0.0 + text_part)  # a text-only weight stays exact (anyone can read the text)
+            moved_by_text, moved_by_face = text_part * delta > 0.0, False
+        else:
+            total = face.confidence + text.confidence
+            if total <= 0.0:
+                append(Ranked(candidate, item.base_score, item.base_position))
+                continue
+            # Both: each part is c * c * affinity / sum(c), faces first, as source_contributions orders them.
+            face_part = face.confidence * face.confidence * affinity(face.valence, face.arousal) / total
+            text_part = text.confidence * text.confidence * affinity(text.valence, text.arousal) / total
+            delta = scale * (round((0.0 + face_part + text_part) / step) * step + 0.0)
+            moved_by_text, moved_by_face = text_part * delta > 0.0, face_part * delta > 0.0
+        if -REASON_EPSILON < delta < REASON_EPSILON or not (moved_by_text or moved_by_face):
+            reason = BASE_REASON  # as explain() gives it, without the call
+        else:
+            reason = explain(delta, text if moved_by_text else None, face if moved_by_face else None,
+                             own=candidate.source == own)  # fmt: skip
+        append(Ranked(candidate, item.base_score, item.base_position, delta, reason))
     out.sort(key=lambda r: (-(r.base_score + r.mood_delta), r.base_position))
     return out
 

@@ -350,11 +350,24 @@ def _text_affect(valence: float | None, arousal: float | None, confidence: float
 
 
 def candidate_from_row(row: CandidateRow, user_id: int) -> Candidate:
-    pid, aid, ts, likes, v, a, c = row[:7]
-    affect = None if v is None or a is None else Affect(v, a, c or 0.0)
-    tv = row[7] if len(row) >= 10 else None  # rows cached before text affect have 7 fields
-    text = None if tv is None else Affect(tv, row[8], row[9] or 0.0, face_count=0)  # as _text_affect
-    return Candidate(pid, aid, ts, likes, affect, Source.OWN if aid == user_id else Source.NETWORK, text)
+    return candidates_from_rows([row], user_id)[0]
+
+
+def candidates_from_rows(rows: Iterable[CandidateRow], user_id: int) -> list[Candidate]:
+    """Cached network rows as ranking candidates (``own`` for ``user_id``'s posts); an ``Affect`` per known
+    source. Runs for every candidate of every fresh ranking, hence the one loop with positional arguments."""
+    out: list[Candidate] = []
+    append, own, network = out.append, Source.OWN, Source.NETWORK
+    for row in rows:
+        if len(row) == 10:
+            pid, aid, ts, likes, v, a, c, tv, ta, tc = row
+            text = None if tv is None else Affect(tv, ta, tc or 0.0, "", 0)  # as _text_affect
+        else:  # rows cached before text affect have 7 fields
+            pid, aid, ts, likes, v, a, c = row
+            text = None
+        face = None if v is None or a is None else Affect(v, a, c or 0.0)
+        append(Candidate(pid, aid, ts, likes, face, own if aid == user_id else network, text))
+    return out
 
 
 def network_candidates(
@@ -366,7 +379,7 @@ def network_candidates(
 ) -> list[Candidate]:
     """:func:`network_candidate_rows` as ranking candidates (``own`` for ``user_id``'s posts)."""
     rows = network_candidate_rows(author_ids=author_ids, snapshot=snapshot, strategy=strategy)
-    return [candidate_from_row(row, user_id) for row in rows]
+    return candidates_from_rows(rows, user_id)
 
 
 def _version_table() -> str:
