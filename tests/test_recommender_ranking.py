@@ -17,6 +17,7 @@ from recommender.ranking import (
     MAX_BOOST,
     Candidate,
     MoodKind,
+    MoodView,
     Policy,
     Ranked,
     Source,
@@ -130,6 +131,19 @@ def test_mood_stage_equals_its_documented_parts(affects, mood, policy, strength)
     got = [(r.candidate.post_id, r.mood_delta, r.reason) for r in mood_stage(base, mood, policy, strength)]
     want = [(r.candidate.post_id, r.mood_delta, r.reason) for r in reference_mood_stage(base, mood, policy, strength)]
     assert got == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    mood=_moods,
+    policy=st.sampled_from(list(Policy)),
+    valence=st.one_of(_unit, st.floats(-2.0, 2.0, allow_nan=False), st.sampled_from([-1.0, -0.15, 0.15, 1.0])),
+    arousal=st.none() | _unit,
+)
+def test_the_specialised_affinity_equals_the_affinity(mood, policy, valence, arousal):
+    """What the mood stage calls per source (picked once per feed) is MoodView.affinity, for every kind of mood."""
+    view = MoodView.of(mood, policy)
+    assert view.affinity_function()(valence, arousal) == view.affinity(valence, arousal)
 
 
 # --- base score ----------------------------------------------------------------------

@@ -165,3 +165,24 @@ def test_cached_candidate_rows_from_before_text_affect_still_rank():
     )
     assert _popular_candidate((1, 2, 3.0, 4, 0.5, 0.1, 0.9, "happiness", 1)).text_affect is None
     assert _popular_candidate((1, 2, 3.0, 4, None, None, None, None, None, 0.7, None, 0.78)).text_affect.valence == 0.7
+
+
+def test_candidates_from_rows_give_each_known_source_an_affect():
+    """The one loop building a fresh ranking's candidates: face and text affect from their own fields, ``own``
+    for the viewer's posts, rows cached before text affect (7 fields) without text affect."""
+    from recommender.mood import Affect
+    from recommender.ranking import Candidate, Source
+    from recommender.selectors import candidates_from_rows
+
+    rows = [
+        (1, 9, 3.0, 4, 0.5, 0.1, 0.9, -0.6, None, 0.56),  # both sources, the viewer's own post
+        (2, 7, 2.0, 0, None, None, 0.0, 0.7, None, None),  # text only (no confidence read: 0)
+        (3, 7, 1.0, 1, -0.2, 0.3, None, None, None, None),  # faces only
+        (4, 8, 0.5, 2, 0.4, -0.1, 0.8),  # cached before text affect
+    ]
+    assert candidates_from_rows(rows, 9) == [
+        Candidate(1, 9, 3.0, 4, Affect(0.5, 0.1, 0.9), Source.OWN, Affect(-0.6, None, 0.56, "", 0)),
+        Candidate(2, 7, 2.0, 0, None, Source.NETWORK, Affect(0.7, None, 0.0, "", 0)),
+        Candidate(3, 7, 1.0, 1, Affect(-0.2, 0.3, 0.0), Source.NETWORK, None),
+        Candidate(4, 8, 0.5, 2, Affect(0.4, -0.1, 0.8), Source.NETWORK, None),
+    ]
