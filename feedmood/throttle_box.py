@@ -18,6 +18,7 @@ process: each server process lets one request through per freed slot and boxes t
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -104,12 +105,12 @@ def answer(request: HttpRequest, view: Callable[..., Any]) -> JsonResponse | Non
     refusal = box.get(key, now)
     if refusal is None:
         return None
-    throttled = exceptions.Throttled(wait=refusal.ends - now)
-    record_rate_limit(request, RateLimitState(limit=refusal.limit, remaining=0, reset=int(throttled.wait or 0)))
+    wait = math.ceil(refusal.ends - now)  # as DRF's Throttled rounds it
+    record_rate_limit(request, RateLimitState(limit=refusal.limit, remaining=0, reset=wait))
     return JsonResponse(
-        {"detail": str(throttled.detail)},
+        {"detail": str(exceptions.Throttled(wait=wait).detail)},
         status=429,
-        headers={"Retry-After": str(throttled.wait)},
+        headers={"Retry-After": str(wait)},
         json_dumps_params={"separators": (",", ":")},
     )
 
