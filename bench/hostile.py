@@ -5,7 +5,9 @@
 - ``POST /api/selfies/?wait=10`` floods from one account, 4 threads at once;
 - poison images: 16-bit grey PNGs of 4000x4000 (decoded by the worker) and 6000x6000 (over its pixel limit);
 - oversized bodies: 300 MiB announced (64 KiB sent), a 3 MB form field, 1,001 form fields;
-- a health probe every 0.2 s on a new connection each time (its latency is the figure that must stay low).
+- a health probe every 0.2 s on a new connection each time (its latency is the figure that must stay low),
+  from a thread of the load clients' process and, as kubelet probes, from a process of its own
+  (:func:`start_own_process_probe`): the first also waits for the clients' own interpreter lock.
 
 Each attack has its own account (an attacker would not spend one account's upload budget on two
 attacks); hostile accounts are named ``hostile*`` so the load test can tell their uploads apart.
@@ -24,6 +26,8 @@ import os
 import random
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +40,7 @@ import requests
 from PIL import Image
 
 HEALTH = "GET /api/health/ (probe)"
+HEALTH_OWN_PROCESS = "GET /api/health/ (probe, own process)"
 PASSWORD = "Hostile-Password-42"
 STAFF_PASSWORD = "Staff-Password-42-load"
 HOSTILE_PREFIX = "hostile"
@@ -44,14 +49,50 @@ CHECK_ADDRESS = "127.0.0.2"
 DESCRIPTION = (
     "token-endpoint password guessing with a random X-Forwarded-For (1 thread), admin-login guessing with the "
     "form's CSRF token (1), `?wait=10` selfie floods from one account (4), poison 16-bit PNGs of 16 and 36 MP "
-    "(1), oversized bodies (1); plus a health probe every 0.2 s."
+    "(1), oversized bodies (1); plus a health probe every 0.2 s, from a thread of the load clients and from a process "
+    "of its own."
 )
 LOCKOUT_DETAIL = "Too many failed logins"
 ADMIN_REFUSED = "Please enter the correct username and password"
 
 
 def is_hostile(name: str) -> bool:
-    return name.startswith("hostile") or name == HEALTH
+    return name.startswith("hostile") or name in (HEALTH, HEALTH_OWN_PROCESS)
+
+
+def start_own_process_probe(base: str, seconds: float, out: str) -> subprocess.Popen:
+    """The same probe (every 0.2 s, a new connection each time) from a process of its own for ``seconds``;
+    it writes ``[[milliseconds, status], ...]`` to ``out`` (status 0: no answer)."""
+    return subprocess.Popen([sys.executable, __file__, "probe", base, str(seconds), out])
+
+
+def _probe_main(base: str, seconds: float, out: str) -> None:
+    samples = []
+    stop_at = time.monotonic() + seconds
+    while time.monotonic() < stop_at:
+        t0 = time.perf_counter()
+        try:
+            status = requests.get(f"{base}/api/health/", headers={"Connection": "close"}, timeout=30).status_code
+        except requests.RequestException:
+            status = 0
+        samples.append([(time.perf_counter() - t0) * 1000.0, status])
+        time.sleep(0.2)
+    with open(out, "w") as f:
+        json.dump(samples, f)
+
+
+def record_own_process_probe(stats: Any, out: str) -> None:
+    """Add the own-process probe's samples to ``stats`` (as ``HEALTH_OWN_PROCESS``)."""
+    with open(out) as f:
+        samples = json.load(f)
+    with stats.lock:
+        for ms, status in samples:
+            stats.lat[HEALTH_OWN_PROCESS].append(ms)
+            if status:
+                stats.status_counts[HEALTH_OWN_PROCESS][status] += 1
+                stats.server_errors += status >= 500
+            if status != 200:
+                stats.errors[HEALTH_OWN_PROCESS] += 1
 
 
 def _gradient_png(side: int) -> bytes:
@@ -353,3 +394,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         for c in result.get("lockout_checks", [])
     ]
     return lines
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["probe"]:
+    _probe_main(sys.argv[2], float(sys.argv[3]), sys.argv[4])

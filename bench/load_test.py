@@ -545,11 +545,17 @@ def main() -> int:
         print(f"run: {rate:.1f} legitimate requests/s (open loop) for {args.duration}s against {base} ...", flush=True)
         started = time.monotonic()
         hostile_threads = []
+        probe_out = Path(tempfile.gettempdir()) / f"feedmood_load_probe_{os.getpid()}.json"
         if args.hostile:
+            probe = hostile.start_own_process_probe(base, args.duration, str(probe_out))
             hostile_threads = hostile.start_hostile_clients(base, usernames[0], staff, started + args.duration, stats)
         lateness = open_loop(target, tokens, rate, args.duration, stats, seen, seed=1)
         for thread in hostile_threads:
             thread.join(timeout=120)
+        if args.hostile:
+            probe.wait(timeout=120)
+            hostile.record_own_process_probe(stats, str(probe_out))
+            probe_out.unlink()
         elapsed = time.monotonic() - started
         result["loadavg_after_run"] = os.getloadavg()
         share = {k: v / (elapsed * (os.cpu_count() or 1)) for k, v in meter.stop().items()}
@@ -614,6 +620,9 @@ def main() -> int:
             health_p50_ms=pct(stats.lat.get(hostile.HEALTH, []), 50),
             health_p95_ms=pct(stats.lat.get(hostile.HEALTH, []), 95),
             health_p99_ms=pct(stats.lat.get(hostile.HEALTH, []), 99),
+            health_own_process_p50_ms=pct(stats.lat.get(hostile.HEALTH_OWN_PROCESS, []), 50),
+            health_own_process_p95_ms=pct(stats.lat.get(hostile.HEALTH_OWN_PROCESS, []), 95),
+            health_own_process_p99_ms=pct(stats.lat.get(hostile.HEALTH_OWN_PROCESS, []), 99),
         )
         if args.hostile:
             result["hostile"] = hostile.summary(db_url, stats)
@@ -699,6 +708,13 @@ def report_lines(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
         f"**Server errors (5xx) over all clients and both phases: {result['server_errors']}; health p95 "
         f"{result['health_p95_ms']} ms (p50 {result['health_p50_ms']}, p99 {result['health_p99_ms']}).**",
     ]
+    if result.get("health_own_process_p95_ms") is not None:
+        lines += [
+            "",
+            f"The same probe from a process of its own (as kubelet's): p95 {result['health_own_process_p95_ms']} ms "
+            f"(p50 {result['health_own_process_p50_ms']}, p99 {result['health_own_process_p99_ms']}); the figure "
+            "above is the probe thread inside the load clients' process, which also waits for their interpreter lock.",
+        ]
     if args.hostile:
         lines += hostile.summary_lines(result)
     if result["error_samples"]:

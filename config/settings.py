@@ -425,7 +425,11 @@ _AFTER_SECURITY = MIDDLEWARE.index("django.middleware.security.SecurityMiddlewar
 MIDDLEWARE[_AFTER_SECURITY:_AFTER_SECURITY] = [
     "feedmood.middleware.RequestLimitsMiddleware",
     "feedmood.middleware.RateLimitHeadersMiddleware",
+    "feedmood.middleware.ThrottleBoxMiddleware",
 ]
+# Refused clients are answered 429 before authentication until the throttle frees a request; at most
+# this many (client, view, method) pairs per server process (0: off). feedmood.throttle_box.
+FEEDMOOD_REFUSAL_BOX_SIZE = env_int("FEEDMOOD_REFUSAL_BOX_SIZE", 4096)
 # Accepted uploads stay in memory (they are read whole for decoding anyway): no temp file is spooled.
 FILE_UPLOAD_MAX_MEMORY_SIZE = FEEDMOOD_MAX_REQUEST_BYTES
 FILE_UPLOAD_TEMP_DIR = env_str("FEEDMOOD_UPLOAD_TEMP_DIR") or None

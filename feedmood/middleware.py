@@ -7,15 +7,20 @@
 - ``RateLimitHeadersMiddleware``: adds ``RateLimit-Limit``, ``RateLimit-Remaining``
   and ``RateLimit-Reset`` to responses of throttled endpoints (the tightest limit
   that applied, recorded by ``feedmood.throttling``).
+- ``ThrottleBoxMiddleware``: answers 429 before authentication to a client a throttle
+  refused on the same view and method until that throttle frees a request
+  (``feedmood.throttle_box``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from feedmood import throttle_box
 from feedmood.throttling import RATE_LIMIT_ATTRIBUTE, RateLimitState
 
 
@@ -59,3 +64,18 @@ class RateLimitHeadersMiddleware:
             response["RateLimit-Remaining"] = str(state.remaining)
             response["RateLimit-Reset"] = str(state.reset)
         return response
+
+
+class ThrottleBoxMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        throttle_box.remember(request, response.status_code)
+        return response
+
+    def process_view(
+        self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
+    ) -> HttpResponse | None:
+        return throttle_box.answer(request, view_func)

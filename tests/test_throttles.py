@@ -129,3 +129,118 @@ def test_rate_limit_headers_show_the_tightest_limit(make_user, client_for, rates
     assert (first["RateLimit-Limit"], first["RateLimit-Remaining"]) == ("2", "1")
     read = client.get("/api/posts/")  # reads are not uploads: the user rate applies
     assert (read["RateLimit-Limit"], read["RateLimit-Remaining"]) == ("10", "8")
+
+
+# --- The refusal box (feedmood.throttle_box) ------------------------------------------------------
+
+
+class _NoCache:
+    """Stands in for the throttles' cache: any use of it fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the throttle cache was used ({name})")
+
+
+@pytest.fixture
+def now(monkeypatch) -> list[float]:
+    """The throttles' clock (and so the box's), set by the test: ``now[0] = ...``."""
+    from rest_framework import throttling
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(throttling.SimpleRateThrottle, "timer", staticmethod(lambda: clock[0]))
+    return clock
+
+
+@pytest.fixture
+def boxed(make_user, client_for, rates, now):
+    """alice has posted twice at a 2/min upload rate (at t and t + 10 s); her third post, at t + 20 s, is
+    refused by the throttle (free again at t + 60 s)."""
+    rates(uploads="2/min")
+    client = client_for(make_user(username="alice"))
+    start = now[0]
+    for offset in (0, 10):
+        now[0] = start + offset
+        assert client.post("/api/posts/", {"text": "hi"}, format="json").status_code == 201
+    now[0] = start + 20
+    refused = client.post("/api/posts/", {"text": "hi"}, format="json")
+    assert refused.status_code == 429
+    return client, refused, start
+
+
+def test_a_refused_client_is_answered_from_the_box_without_database_or_cache(
+    boxed, now, monkeypatch, django_assert_num_queries
+) -> None:
+    from rest_framework import throttling
+
+    client, refused, _ = boxed
+    monkeypatch.setattr(throttling.SimpleRateThrottle, "cache", _NoCache())
+    with django_assert_num_queries(0):
+        again = client.post("/api/posts/", {"text": "hi"}, format="json")
+    assert again.status_code == 429
+    assert again.json() == refused.json() == {"detail": "Request was throttled. Expected available in 40 seconds."}
+    assert again["Retry-After"] == refused["Retry-After"] == "40"
+    assert (again["RateLimit-Limit"], again["RateLimit-Remaining"], again["RateLimit-Reset"]) == ("2", "0", "40")
+
+
+def test_the_box_ends_exactly_when_the_throttle_frees_a_request(boxed, now, django_assert_num_queries) -> None:
+    client, _, start = boxed
+    now[0] = start + 59.5
+    with django_assert_num_queries(0):
+        last = client.post("/api/posts/", {"text": "hi"}, format="json")
+    assert (last.status_code, last["Retry-After"]) == (429, "1")
+    now[0] = start + 60  # the first post leaves the window: the throttle allows, so must the box
+    assert client.post("/api/posts/", {"text": "hi"}, format="json").status_code == 201
+
+
+def test_the_box_covers_only_that_client_view_and_method(boxed, make_user, client_for) -> None:
+    from feedmood.throttle_box import box
+
+    client, _, _ = boxed
+    assert len(box) == 1
+    post = client.get("/api/posts/").json()["results"][0]
+    assert client.get("/api/posts/").status_code == 200  # another method
+    assert client.post(f"/api/posts/{post['id']}/like/").status_code in (200, 201)  # another view
+    bob = client_for(make_user(username="bob"))
+    assert bob.post("/api/posts/", {"text": "hi"}, format="json").status_code == 201  # another client
+    assert len(box) == 1
+
+
+def test_an_anonymous_client_is_boxed_by_its_address_only(db, rates) -> None:
+    from feedmood.throttle_box import box
+
+    rates(anon="2/min")
+    client = APIClient()
+    codes = [_token(client, "x", "y", REMOTE_ADDR="198.51.100.1").status_code for _ in range(3)]
+    assert codes == [400, 400, 429] and len(box) == 1
+    assert _token(client, "x", "y", REMOTE_ADDR="198.51.100.1").status_code == 429
+    assert _token(client, "x", "y", REMOTE_ADDR="198.51.100.2").status_code == 400
+
+
+def test_a_credential_that_does_not_authenticate_never_gets_an_entry(db, rates, make_user, client_for) -> None:
+    from feedmood.throttle_box import box
+
+    rates(anon="1/min")
+    forged = APIClient()
+    forged.credentials(HTTP_AUTHORIZATION="Token forged-key")
+    assert forged.get("/api/posts/").status_code == 401  # refused by authentication, never throttled
+    for extra in ({"HTTP_AUTHORIZATION": "Basic Zm9vOmJhcg=="}, {"HTTP_COOKIE": "sessionid=forged"}):
+        client = APIClient()
+        codes = [_token(client, "x", "y", **extra).status_code for _ in range(3)]
+        assert codes[1:] == [429, 429]  # anonymous, refused by the anon rate of their address, not boxed
+    assert len(box) == 0
+
+
+def test_the_box_is_bounded_and_keeps_the_recently_used(settings) -> None:
+    from feedmood.throttle_box import box
+    from feedmood.throttling import Refusal
+
+    settings.FEEDMOOD_REFUSAL_BOX_SIZE = 3
+    refusal = Refusal(oldest=100.0, duration=60.0, limit=1)
+    for key in "abc":
+        box.add(key, refusal)
+    assert box.get("a", 120.0) is refusal  # a is used: b is now the least recently used
+    box.add("d", refusal)
+    assert len(box) == 3 and box.get("b", 120.0) is None and box.get("a", 120.0) is refusal
+    settings.FEEDMOOD_REFUSAL_BOX_SIZE = 0  # off
+    box.add("e", refusal)
+    assert len(box) == 0
