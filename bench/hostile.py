@@ -53,6 +53,10 @@ DESCRIPTION = (
     "of its own."
 )
 LOCKOUT_DETAIL = "Too many failed logins"
+#: The password-guessing client (its answers count the passwords the server checked).
+TOKEN_GUESSING = "hostile: POST /api/auth/token/ (spoofed XFF)"
+#: Failed logins per username before the lockout (``FEEDMOOD_LOGIN_MAX_FAILURES``), set for the server.
+LOGIN_MAX_FAILURES = 10
 ADMIN_REFUSED = "Please enter the correct username and password"
 
 
@@ -174,7 +178,7 @@ def start_hostile_clients(base: str, victim: str, staff: str, stop_at: float, st
     big16, huge16 = _gradient_png(4000), _gradient_png(6000)
 
     def guess() -> None:
-        name = "hostile: POST /api/auth/token/ (spoofed XFF)"
+        name = TOKEN_GUESSING
         spoofed = f"{rng.randrange(1, 255)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
         r = _timed(
             stats,
@@ -324,18 +328,24 @@ def _token_login(base: str, username: str, password: str) -> tuple[int, str]:
     return status, text
 
 
-def lockout_checks(base: str, *, victim: str, staff: str, control: str, control_password: str) -> list[dict]:
-    """After the guessing: the right passwords of the guessed accounts are refused, a control account logs in."""
+def lockout_checks(
+    base: str, *, victim: str, staff: str, control: str, control_password: str, checked: int, max_failures: int
+) -> list[dict]:
+    """After the guessing: a control account logs in; the guesser tested at most ``max_failures`` of the victim's
+    passwords (``checked``), and if it reached that limit the victim's right password is refused. Below the limit
+    the guesser's address was locked out first (its failures on the admin login count too): the account stays
+    open to its owner, as it should. The staff account guessed on the admin login is refused its right password."""
     checks = []
     status, text = _token_login(base, control, control_password)
     checks.append({"check": "control user, right password, token endpoint", "status": status, "passed": status == 200})
     status, text = _token_login(base, victim, control_password)
+    locked = status == 429 and LOCKOUT_DETAIL in text
     checks.append(
         {
-            "check": "guessed user, right password, token endpoint",
+            "check": f"guessed user ({checked} passwords checked, limit {max_failures}), right password, token endpoint",
             "status": status,
             "detail": text[:120],
-            "passed": status == 429 and LOCKOUT_DETAIL in text,
+            "passed": checked <= max_failures and (locked if checked >= max_failures else status == 200),
         }
     )
     status, headers, text = _request(base, "GET", "/admin/login/")

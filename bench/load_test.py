@@ -404,6 +404,7 @@ def main() -> int:
         DATABASE_URL=db_url,
         CSRF_COOKIE_SECURE="0",
         SESSION_COOKIE_SECURE="0",  # plain HTTP on loopback: the admin login needs its cookies
+        FEEDMOOD_LOGIN_MAX_FAILURES=str(hostile.LOGIN_MAX_FAILURES),
         CELERY_BROKER_URL=broker,
         REDIS_URL=broker,
         CACHE_URL=broker,
@@ -564,7 +565,13 @@ def main() -> int:
         result["client_lateness_max_s"] = round(lateness, 3)
         if args.hostile:
             result["lockout_checks"] = hostile.lockout_checks(
-                base, victim=usernames[0], staff=staff, control=usernames[1], control_password=LEGIT_PASSWORD
+                base,
+                victim=usernames[0],
+                staff=staff,
+                control=usernames[1],
+                control_password=LEGIT_PASSWORD,
+                checked=stats.outcomes[hostile.TOKEN_GUESSING]["400 password checked"],
+                max_failures=hostile.LOGIN_MAX_FAILURES,
             )
 
         # Drain: every legitimate upload (selfie or post image), from both phases, must end with a final analysis.
