@@ -167,6 +167,27 @@ def test_cached_candidate_rows_from_before_text_affect_still_rank():
     assert _popular_candidate((1, 2, 3.0, 4, None, None, None, None, None, 0.7, None, 0.78)).text_affect.valence == 0.7
 
 
+def test_candidates_from_rows_build_one_object_per_row():
+    """A fresh ranking builds ~400 candidates: their affect is plain numbers, not an object per known source (each
+    tracked object counts towards the next garbage collection)."""
+    import gc
+
+    from recommender.selectors import candidates_from_rows
+
+    rows = [(i, 7, 1.0, 0, 0.5, 0.1, 0.9, -0.6, None, 0.56) for i in range(300)]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        gc.collect()
+        before = gc.get_count()[0]
+        candidates = candidates_from_rows(rows, 9)
+        allocated = gc.get_count()[0] - before
+    finally:
+        if enabled:
+            gc.enable()
+    assert len(candidates) == 300 and allocated <= 300 + 10  # the list, a bound method: not one per row
+
+
 def test_candidates_from_rows_give_each_known_source_an_affect():
     """The one loop building a fresh ranking's candidates: face and text affect from their own fields, ``own``
     for the viewer's posts, rows cached before text affect (7 fields) without text affect."""
@@ -181,8 +202,8 @@ def test_candidates_from_rows_give_each_known_source_an_affect():
         (4, 8, 0.5, 2, 0.4, -0.1, 0.8),  # cached before text affect
     ]
     assert candidates_from_rows(rows, 9) == [
-        Candidate(1, 9, 3.0, 4, Affect(0.5, 0.1, 0.9), Source.OWN, Affect(-0.6, None, 0.56, "", 0)),
-        Candidate(2, 7, 2.0, 0, None, Source.NETWORK, Affect(0.7, None, 0.0, "", 0)),
-        Candidate(3, 7, 1.0, 1, Affect(-0.2, 0.3, 0.0), Source.NETWORK, None),
-        Candidate(4, 8, 0.5, 2, Affect(0.4, -0.1, 0.8), Source.NETWORK, None),
+        Candidate.of(1, 9, 3.0, 4, Affect(0.5, 0.1, 0.9), Source.OWN, Affect(-0.6, None, 0.56, "", 0)),
+        Candidate.of(2, 7, 2.0, 0, None, Source.NETWORK, Affect(0.7, None, 0.0, "", 0)),
+        Candidate.of(3, 7, 1.0, 1, Affect(-0.2, 0.3, 0.0), Source.NETWORK, None),
+        Candidate.of(4, 8, 0.5, 2, Affect(0.4, -0.1, 0.8), Source.NETWORK, None),
     ]
