@@ -439,9 +439,13 @@ def popular_candidates(*, as_of: datetime) -> list[Candidate]:
 
 
 def _popular_candidate(row: tuple[Any, ...]) -> Candidate:
-    """A cached popular row: 4 post fields, 5 of face affect, 3 of text affect (absent from older lists)."""
-    text = _text_affect(row[9], None, row[11]) if len(row) >= 12 else None  # text arousal (row[10]) is never known
-    return Candidate.of(row[0], row[1], row[2], row[3], _affect(*row[4:9]), Source.POPULAR, text)
+    """A cached popular row: 4 post fields, 5 of face affect, 3 of text affect (absent from older lists; text
+    arousal, row[10], is never known), as :func:`candidates_from_rows` reads a network row."""
+    pid, aid, ts, likes, v, a, c = row[:7]
+    tv, tc = (row[9], row[11]) if len(row) >= 12 else (None, None)
+    if v is None or a is None:
+        v, a, c = None, 0.0, 0.0
+    return Candidate(pid, aid, ts, likes, Source.POPULAR, v, a, c or 0.0, tv, tc or 0.0)
 
 
 #: How long a request may hold the right to compute a popular bucket (then anyone may).

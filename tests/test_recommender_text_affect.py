@@ -153,6 +153,8 @@ def test_text_affect_is_read_by_a_real_worker_on_the_default_queue(celery_worker
 
 
 def test_cached_candidate_rows_from_before_text_affect_still_rank():
+    from recommender.mood import Affect
+    from recommender.ranking import Candidate, Source
     from recommender.selectors import _popular_candidate, candidate_from_row
 
     old, new = (1, 2, 3.0, 4, 0.5, 0.1, 0.9), (1, 2, 3.0, 4, None, None, None, -0.6, None, 0.56)
@@ -163,8 +165,13 @@ def test_cached_candidate_rows_from_before_text_affect_still_rank():
         None,
         0.56,
     )
-    assert _popular_candidate((1, 2, 3.0, 4, 0.5, 0.1, 0.9, "happiness", 1)).text_affect is None
-    assert _popular_candidate((1, 2, 3.0, 4, None, None, None, None, None, 0.7, None, 0.78)).text_affect.valence == 0.7
+    assert _popular_candidate((1, 2, 3.0, 4, 0.5, 0.1, 0.9, "happiness", 1)) == Candidate.of(
+        1, 2, 3.0, 4, Affect(0.5, 0.1, 0.9), Source.POPULAR
+    )
+    assert _popular_candidate((1, 2, 3.0, 4, None, None, None, None, None, 0.7, None, 0.78)) == Candidate.of(
+        1, 2, 3.0, 4, None, Source.POPULAR, Affect(0.7, None, 0.78, "", 0)
+    )
+    assert _popular_candidate((1, 2, 3.0, 4, 0.5, None, 0.9, None, None, None, None, None)).affect is None
 
 
 def test_candidates_from_rows_build_one_object_per_row():
