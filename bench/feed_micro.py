@@ -69,7 +69,7 @@ def redis_candidates(r: Any, key: str, user_id: int, limit: int) -> list[Candida
         cursor.execute(sql, [ids])
         rows = cursor.fetchall()
     return [
-        Candidate(pid, aid, ts, likes, None, Source.OWN if aid == user_id else Source.NETWORK)
+        Candidate(pid, aid, ts, likes, Source.OWN if aid == user_id else Source.NETWORK)
         for pid, aid, ts, likes, *_ in rows
     ]
 

@@ -116,16 +116,57 @@ class MoodKind(str, Enum):
 class Candidate:
     """A post that may appear in the feed, with what ranking needs to know about it.
 
-    ``created_ts`` is the creation time in epoch seconds (see :func:`epoch`).
+    ``created_ts`` is the creation time in epoch seconds (see :func:`epoch`). Its affect is carried as plain
+    numbers, not :class:`Affect` objects (one object fewer per source: a fresh ranking builds ~400 candidates):
+    the faces' ``face_valence``, ``face_arousal`` and ``face_confidence`` (``face_valence`` None: no face affect)
+    and the text's ``text_valence`` and ``text_confidence`` (``text_valence`` None: no text affect; text gives no
+    arousal). :meth:`of` builds one from ``Affect`` objects, :attr:`affect` and :attr:`text_affect` give them back.
     """
 
     post_id: int
     author_id: int
     created_ts: float
     like_count: int = 0
-    affect: Affect | None = None
     source: Source = Source.NETWORK
-    text_affect: Affect | None = None
+    face_valence: float | None = None
+    face_arousal: float = 0.0
+    face_confidence: float = 0.0
+    text_valence: float | None = None
+    text_confidence: float = 0.0
+
+    @classmethod
+    def of(
+        cls,
+        post_id: int,
+        author_id: int,
+        created_ts: float,
+        like_count: int = 0,
+        affect: Affect | None = None,
+        source: Source = Source.NETWORK,
+        text_affect: Affect | None = None,
+    ) -> Candidate:
+        """A candidate with the face ``affect`` and ``text_affect`` of its post (text gives no arousal)."""
+        if text_affect is not None and text_affect.arousal is not None:
+            raise ValueError("text affect has no arousal")
+        if affect is not None and affect.arousal is None:
+            raise ValueError("face affect needs an arousal")
+        face = (affect.valence, affect.arousal, affect.confidence) if affect else (None, 0.0, 0.0)
+        text = (text_affect.valence, text_affect.confidence) if text_affect else (None, 0.0)
+        return cls(post_id, author_id, created_ts, like_count, source, *face, *text)
+
+    @property
+    def affect(self) -> Affect | None:
+        """The faces' affect (None when unknown)."""
+        if self.face_valence is None:
+            return None
+        return Affect(self.face_valence, self.face_arousal, self.face_confidence)
+
+    @property
+    def text_affect(self) -> Affect | None:
+        """The text's affect (None when unknown); its arousal is None."""
+        if self.text_valence is None:
+            return None
+        return Affect(self.text_valence, None, self.text_confidence, "", 0)
 
 
 def epoch(moment: datetime | float) -> float:
@@ -284,7 +325,7 @@ class MoodView:
     def of(cls, mood: Mood, policy: Policy) -> MoodView:
         return cls(mood_kind(mood), Policy(policy), mood.valence or 0.0, mood.arousal or 0.0, mood_adjective(mood))
 
-    def affinity(self, valence: float, arousal: float | None) -> float:
+    def affinity(self, valence: float, arousal: float | None = None) -> float:
         """:func:`affinity` of content with this valence and arousal (``None``: text)."""
         kind, policy = self.kind, self.policy
         if kind is None or policy == Policy.OFF:
@@ -310,6 +351,14 @@ class MoodView:
             return _no_affinity
         if self.policy == Policy.REPAIR:
             return {MoodKind.LOW: _valence_affinity, MoodKind.TENSE: _calming_affinity}.get(self.kind, _no_affinity)
+        return self.affinity
+
+    def text_affinity_function(self) -> Callable[[float], float]:
+        """:meth:`affinity` of text (valence alone) specialised to this mood and policy, as :meth:`affinity_function`."""
+        if self.kind is None or self.policy == Policy.OFF:
+            return _no_affinity
+        if self.policy == Policy.REPAIR:  # low and tense moods both read text by its valence
+            return _valence_affinity if self.kind in (MoodKind.LOW, MoodKind.TENSE) else _no_affinity
         return self.affinity
 
     def explain(self, delta: float, text: Affect | None, photo: Affect | None, *, own: bool) -> str:
@@ -338,11 +387,11 @@ class MoodView:
         return reason
 
 
-def _no_affinity(valence: float, arousal: float | None) -> float:
+def _no_affinity(valence: float, arousal: float | None = None) -> float:
     return 0.0
 
 
-def _valence_affinity(valence: float, arousal: float | None) -> float:
+def _valence_affinity(valence: float, arousal: float | None = None) -> float:
     """Repair for a low mood: the clipped valence, 0 within the dead zone (as :meth:`MoodView.affinity`)."""
     value = -1.0 if valence < -1.0 else 1.0 if valence > 1.0 else valence
     return 0.0 if -AFFINITY_DEAD_ZONE < value < AFFINITY_DEAD_ZONE else value
@@ -378,7 +427,8 @@ def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, streng
     ``strength`` 0, policy ``off`` or an unknown mood return the base order with
     ``BASE_REASON``.  Ties keep their base order.  Each post gets what
     :func:`source_contributions`, :func:`affect_level` and :func:`explain` give it, computed
-    inline: this loop runs for every candidate of every fresh ranking.
+    inline from the candidate's plain numbers (no ``Affect`` built, each distinct reason written once):
+    this loop runs for every candidate of every fresh ranking.
     """
     policy = Policy(policy)
     if not 0.0 <= strength <= 1.0 or math.isnan(strength):
@@ -389,44 +439,59 @@ def mood_stage(items: Sequence[Ranked], mood: Mood, policy: Policy | str, streng
         out.sort(key=lambda r: (-(r.base_score + r.mood_delta), r.base_position))
         return out
     view = MoodView.of(mood, policy)
-    affinity, explain, own, step = view.affinity_function(), view.explain, Source.OWN, AFFECT_LEVEL_STEP
+    affinity, text_affinity = view.affinity_function(), view.text_affinity_function()
+    explain, own, step = view.explain, Source.OWN, AFFECT_LEVEL_STEP
+    positive, negative = POSITIVE_VALENCE, NEGATIVE_VALENCE
+    # A reason naming the text depends only on the direction, whether the photo moved the post too and the text's
+    # tone (uplifting, gloomy, neutral: its valence alone): index 6 * lifted + 3 * both + tone, written once a feed.
+    text_reasons: list[str | None] = [None] * 12
     out = []
     append = out.append
     for item in items:  # the three cases of source_contributions spelt out: most posts have one source
         candidate = item.candidate
-        face, text = candidate.affect, candidate.text_affect
+        face, text = candidate.face_valence, candidate.text_valence
         if text is None:
-            if face is None or face.confidence <= 0.0:
+            c = candidate.face_confidence
+            if face is None or c <= 0.0:
                 append(Ranked(candidate, item.base_score, item.base_position))
                 continue
             # One source: c * c * affinity / c. Faces are rounded to a coarse level (a person's reading).
-            c = face.confidence
-            face_part = c * c * affinity(face.valence, face.arousal) / c
+            face_part, text_part = c * c * affinity(face, candidate.face_arousal) / c, 0.0
             delta = scale * (round(face_part / step) * step + 0.0)  # affect_level(0.0 + face_part)
-            moved_by_text, moved_by_face = False, face_part * delta > 0.0
         elif face is None:
-            c = text.confidence
+            c = candidate.text_confidence
             if c <= 0.0:
                 append(Ranked(candidate, item.base_score, item.base_position))
                 continue
-            text_part = c * c * affinity(text.valence, text.arousal) / c
+            face_part, text_part = 0.0, c * c * text_affinity(text) / c
             delta = scale * (0.0 + text_part)  # a text-only weight stays exact (anyone can read the text)
-            moved_by_text, moved_by_face = text_part * delta > 0.0, False
         else:
-            total = face.confidence + text.confidence
+            face_c, text_c = candidate.face_confidence, candidate.text_confidence
+            total = face_c + text_c
             if total <= 0.0:
                 append(Ranked(candidate, item.base_score, item.base_position))
                 continue
             # Both: each part is c * c * affinity / sum(c), faces first, as source_contributions orders them.
-            face_part = face.confidence * face.confidence * affinity(face.valence, face.arousal) / total
-            text_part = text.confidence * text.confidence * affinity(text.valence, text.arousal) / total
+            face_part = face_c * face_c * affinity(face, candidate.face_arousal) / total
+            text_part = text_c * text_c * text_affinity(text) / total
             delta = scale * (round((0.0 + face_part + text_part) / step) * step + 0.0)
-            moved_by_text, moved_by_face = text_part * delta > 0.0, face_part * delta > 0.0
-        if -REASON_EPSILON < delta < REASON_EPSILON or not (moved_by_text or moved_by_face):
+        if -REASON_EPSILON < delta < REASON_EPSILON:
             reason = BASE_REASON  # as explain() gives it, without the call
+        elif text is not None and text_part * delta > 0.0:  # the text moved the post: explain() names its tone
+            both = face_part * delta > 0.0
+            tone = 0 if text >= positive else 1 if text <= negative else 2  # uplifting, gloomy, neutral
+            index = (6 if delta > 0.0 else 0) + (3 if both else 0) + tone
+            written = text_reasons[index]
+            if written is None:
+                written = text_reasons[index] = explain(
+                    delta, candidate.text_affect, candidate.affect if both else None, own=candidate.source == own
+                )
+            reason = written
+        elif face_part * delta > 0.0:  # the photo alone: its tone is named on the viewer's own posts only
+            own_post = candidate.source == own
+            reason = explain(delta, None, candidate.affect, own=True) if own_post else _PHOTO_REASONS[delta > 0.0]
         else:
-            reason = explain(delta, text if moved_by_text else None, face if moved_by_face else None,
-                             own=candidate.source == own)  # fmt: skip
+            reason = BASE_REASON
         append(Ranked(candidate, item.base_score, item.base_position, delta, reason))
     out.sort(key=lambda r: (-(r.base_score + r.mood_delta), r.base_position))
     return out

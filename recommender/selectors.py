@@ -354,19 +354,19 @@ def candidate_from_row(row: CandidateRow, user_id: int) -> Candidate:
 
 
 def candidates_from_rows(rows: Iterable[CandidateRow], user_id: int) -> list[Candidate]:
-    """Cached network rows as ranking candidates (``own`` for ``user_id``'s posts); an ``Affect`` per known
-    source. Runs for every candidate of every fresh ranking, hence the one loop with positional arguments."""
+    """Cached network rows as ranking candidates (``own`` for ``user_id``'s posts), their affect as plain numbers.
+    Runs for every candidate of every fresh ranking, hence the one loop with positional arguments."""
     out: list[Candidate] = []
     append, own, network = out.append, Source.OWN, Source.NETWORK
     for row in rows:
-        if len(row) == 10:
-            pid, aid, ts, likes, v, a, c, tv, ta, tc = row
-            text = None if tv is None else Affect(tv, ta, tc or 0.0, "", 0)  # as _text_affect
+        if len(row) == 10:  # text arousal (row[8]) is never known
+            pid, aid, ts, likes, v, a, c, tv, _, tc = row
         else:  # rows cached before text affect have 7 fields
             pid, aid, ts, likes, v, a, c = row
-            text = None
-        face = None if v is None or a is None else Affect(v, a, c or 0.0)
-        append(Candidate(pid, aid, ts, likes, face, own if aid == user_id else network, text))
+            tv = tc = None
+        if v is None or a is None:
+            v, a, c = None, 0.0, 0.0
+        append(Candidate(pid, aid, ts, likes, own if aid == user_id else network, v, a, c or 0.0, tv, tc or 0.0))
     return out
 
 
@@ -439,9 +439,13 @@ def popular_candidates(*, as_of: datetime) -> list[Candidate]:
 
 
 def _popular_candidate(row: tuple[Any, ...]) -> Candidate:
-    """A cached popular row: 4 post fields, 5 of face affect, 3 of text affect (absent from older lists)."""
-    text = _text_affect(*row[9:12]) if len(row) >= 12 else None
-    return Candidate(row[0], row[1], row[2], row[3], _affect(*row[4:9]), Source.POPULAR, text)
+    """A cached popular row: 4 post fields, 5 of face affect, 3 of text affect (absent from older lists; text
+    arousal, row[10], is never known), as :func:`candidates_from_rows` reads a network row."""
+    pid, aid, ts, likes, v, a, c = row[:7]
+    tv, tc = (row[9], row[11]) if len(row) >= 12 else (None, None)
+    if v is None or a is None:
+        v, a, c = None, 0.0, 0.0
+    return Candidate(pid, aid, ts, likes, Source.POPULAR, v, a, c or 0.0, tv, tc or 0.0)
 
 
 #: How long a request may hold the right to compute a popular bucket (then anyone may).

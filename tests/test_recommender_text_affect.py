@@ -153,6 +153,8 @@ def test_text_affect_is_read_by_a_real_worker_on_the_default_queue(celery_worker
 
 
 def test_cached_candidate_rows_from_before_text_affect_still_rank():
+    from recommender.mood import Affect
+    from recommender.ranking import Candidate, Source
     from recommender.selectors import _popular_candidate, candidate_from_row
 
     old, new = (1, 2, 3.0, 4, 0.5, 0.1, 0.9), (1, 2, 3.0, 4, None, None, None, -0.6, None, 0.56)
@@ -163,8 +165,34 @@ def test_cached_candidate_rows_from_before_text_affect_still_rank():
         None,
         0.56,
     )
-    assert _popular_candidate((1, 2, 3.0, 4, 0.5, 0.1, 0.9, "happiness", 1)).text_affect is None
-    assert _popular_candidate((1, 2, 3.0, 4, None, None, None, None, None, 0.7, None, 0.78)).text_affect.valence == 0.7
+    assert _popular_candidate((1, 2, 3.0, 4, 0.5, 0.1, 0.9, "happiness", 1)) == Candidate.of(
+        1, 2, 3.0, 4, Affect(0.5, 0.1, 0.9), Source.POPULAR
+    )
+    assert _popular_candidate((1, 2, 3.0, 4, None, None, None, None, None, 0.7, None, 0.78)) == Candidate.of(
+        1, 2, 3.0, 4, None, Source.POPULAR, Affect(0.7, None, 0.78, "", 0)
+    )
+    assert _popular_candidate((1, 2, 3.0, 4, 0.5, None, 0.9, None, None, None, None, None)).affect is None
+
+
+def test_candidates_from_rows_build_one_object_per_row():
+    """A fresh ranking builds ~400 candidates: their affect is plain numbers, not an object per known source (each
+    tracked object counts towards the next garbage collection)."""
+    import gc
+
+    from recommender.selectors import candidates_from_rows
+
+    rows = [(i, 7, 1.0, 0, 0.5, 0.1, 0.9, -0.6, None, 0.56) for i in range(300)]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        gc.collect()
+        before = gc.get_count()[0]
+        candidates = candidates_from_rows(rows, 9)
+        allocated = gc.get_count()[0] - before
+    finally:
+        if enabled:
+            gc.enable()
+    assert len(candidates) == 300 and allocated <= 300 + 10  # the list, a bound method: not one per row
 
 
 def test_candidates_from_rows_give_each_known_source_an_affect():
@@ -181,8 +209,8 @@ def test_candidates_from_rows_give_each_known_source_an_affect():
         (4, 8, 0.5, 2, 0.4, -0.1, 0.8),  # cached before text affect
     ]
     assert candidates_from_rows(rows, 9) == [
-        Candidate(1, 9, 3.0, 4, Affect(0.5, 0.1, 0.9), Source.OWN, Affect(-0.6, None, 0.56, "", 0)),
-        Candidate(2, 7, 2.0, 0, None, Source.NETWORK, Affect(0.7, None, 0.0, "", 0)),
-        Candidate(3, 7, 1.0, 1, Affect(-0.2, 0.3, 0.0), Source.NETWORK, None),
-        Candidate(4, 8, 0.5, 2, Affect(0.4, -0.1, 0.8), Source.NETWORK, None),
+        Candidate.of(1, 9, 3.0, 4, Affect(0.5, 0.1, 0.9), Source.OWN, Affect(-0.6, None, 0.56, "", 0)),
+        Candidate.of(2, 7, 2.0, 0, None, Source.NETWORK, Affect(0.7, None, 0.0, "", 0)),
+        Candidate.of(3, 7, 1.0, 1, Affect(-0.2, 0.3, 0.0), Source.NETWORK, None),
+        Candidate.of(4, 8, 0.5, 2, Affect(0.4, -0.1, 0.8), Source.NETWORK, None),
     ]
