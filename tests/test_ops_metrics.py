@@ -72,6 +72,15 @@ def test_a_worker_serves_its_metrics_on_its_own_port(
     assert response.status_code == 202
     wait_for(lambda: ImageAnalysis.objects.filter(status="done").exists(), 60, "the worker's analysis", worker.log)
 
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    assert sample_value(text, "feedmood_emotion_analyses_total", status="done", source="selfie") == 1
+    # The outcome is counted by the analysis_finished receiver, which runs after the row's commit: the row can be
+    # seen done a moment before the counter moves.
+    def counted_scrape() -> str | None:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        return text if counted(text) else None
+
+    def counted(text: str) -> float:
+        return sample_value(text, "feedmood_emotion_analyses_total", status="done", source="selfie")
+
+    text = wait_for(counted_scrape, 10, "the worker's counter", worker.log)
+    assert counted(text) == 1
     assert sample_value(text, "feedmood_model_inference_seconds_count") == 1
