@@ -89,7 +89,7 @@ def seed(count: int) -> tuple[int, float]:
     from emotion import model_versions, testing
     from emotion.analysis import analysis_run
     from emotion.models import ImageAnalysis
-    from feedmood.models import Post
+    from feedmood.models import Post, Profile
 
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)
@@ -99,6 +99,7 @@ def seed(count: int) -> tuple[int, float]:
         path=settings.FEEDMOOD_MODEL_DIR, name="bench-seed", activate=True
     )
     author = get_user_model().objects.create_user("bench-author", password=uuid.uuid4().hex)
+    Profile.objects.filter(user=author).update(emotion_consent=True)  # no analysis without consent
     image = testing.one_face_jpeg(640, 480)
     started = time.perf_counter()
     for i in range(count):
@@ -107,6 +108,9 @@ def seed(count: int) -> tuple[int, float]:
         post.save()
         analysis = ImageAnalysis.objects.create(owner=author, source=ImageAnalysis.Source.POST, post=post)
         analysis_run(analysis.pk, notify=False)
+    analysed = ImageAnalysis.objects.filter(status=ImageAnalysis.Status.DONE, model_version=version).count()
+    if analysed != count:
+        raise RuntimeError(f"seeding analysed {analysed} of {count} images: nothing to rescore is no benchmark")
     return version.pk, time.perf_counter() - started
 
 
