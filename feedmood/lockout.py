@@ -5,7 +5,8 @@ username and against the client IP in the cache (Redis in production, shared by 
 process).  After ``FEEDMOOD_LOGIN_MAX_FAILURES`` failures for a username, or
 ``FEEDMOOD_LOGIN_MAX_FAILURES_PER_IP`` from one client, further attempts are refused
 without checking the password until ``FEEDMOOD_LOGIN_LOCKOUT_SECONDS`` after the first
-failure of the window.  A successful login clears the username's count.
+failure of the window.  A refused attempt checks no password and counts against nothing, so a flood of
+attempts at a locked account costs one cache round trip each.  A successful login clears the username's count.
 """
 
 from __future__ import annotations
@@ -40,13 +41,19 @@ def _subjects(username: str | None, request: Any) -> list[tuple[str, int]]:
     return subjects
 
 
+#: Set on a request whose login the lockout refused: its ``user_login_failed`` is not counted again.
+_REFUSED = "_feedmood_login_locked_out"
+
+
 def login_lockout_seconds(*, username: str | None, request: Any) -> int:
-    """Seconds until this username/client may try a password again (0: not locked)."""
+    """Seconds until this username/client may try a password again (0: not locked); one cache round trip."""
+    subjects = _subjects(username, request)
+    stored = cache.get_many([f"{key}:{part}" for key, _ in subjects for part in ("count", "start")])
     now = time.time()
     remaining = 0
-    for key, limit in _subjects(username, request):
-        if (cache.get(f"{key}:count") or 0) >= limit:
-            started = cache.get(f"{key}:start") or now
+    for key, limit in subjects:
+        if (stored.get(f"{key}:count") or 0) >= limit:
+            started = stored.get(f"{key}:start") or now
             remaining = max(remaining, int(started + settings.FEEDMOOD_LOGIN_LOCKOUT_SECONDS - now) + 1)
     return remaining
 
@@ -72,6 +79,8 @@ class LockoutModelBackend(ModelBackend):
         if username is None:
             username = kwargs.get(self._username_field())
         if login_lockout_seconds(username=username, request=request):
+            if request is not None:
+                setattr(request, _REFUSED, True)  # Django still sends user_login_failed: not a new failure
             raise PermissionDenied("Too many failed logins.")  # authenticate() stops here: no password check
         return super().authenticate(request, username=username, password=password, **kwargs)
 
@@ -84,6 +93,8 @@ class LockoutModelBackend(ModelBackend):
 
 @receiver(user_login_failed, dispatch_uid="feedmood.lockout.failed")
 def _on_login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
+    if getattr(request, _REFUSED, False):
+        return
     login_failure_record(username=credentials.get("username"), request=request)
 
 

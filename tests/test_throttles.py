@@ -99,6 +99,16 @@ def test_failed_admin_logins_from_one_address_lock_that_address(admin_login, set
     assert admin_login("boss", PASSWORD, ip="192.0.2.67") is True
 
 
+def test_attempts_refused_by_the_lockout_count_against_nothing(admin_login, make_user, settings) -> None:
+    """A locked account's further attempts check no password and add no failure: they do not lock the address."""
+    settings.FEEDMOOD_LOGIN_MAX_FAILURES = 3
+    settings.FEEDMOOD_LOGIN_MAX_FAILURES_PER_IP = 5
+    make_user(username="deputy", password=PASSWORD, is_staff=True)
+    assert not any(admin_login("boss", "nope", ip="192.0.2.70") for _ in range(3))
+    assert not any(admin_login("boss", PASSWORD, ip="192.0.2.70") for _ in range(4))  # locked: refused
+    assert admin_login("deputy", PASSWORD, ip="192.0.2.70") is True  # 3 failures from the address, not 7
+
+
 def test_signup_has_its_own_throttle(db, rates) -> None:
     rates(signup="2/min")
     client = APIClient()
