@@ -363,6 +363,31 @@ def test_activate_model_command_starts_a_job(v1, v2, make_user, fer_model_dir) -
     assert "cancelled" in run_command("rescoring_status", str(newest.pk), "--cancel") and active() == v2
 
 
+SHIPPED_CNN = Path(__file__).resolve().parents[1] / "ml" / "artifacts" / "cnn-ferplus"
+
+
+@pytest.mark.skipif(not SHIPPED_CNN.is_dir(), reason="ml/artifacts/cnn-ferplus is not exported (docs/seed-models.md)")
+def test_the_shipped_reference_cnn_takes_over_through_register_model_and_rescoring(v1, retain, make_user) -> None:
+    """``register_model ml/artifacts/cnn-ferplus --activate`` rescores what the active model analysed with the
+    other architecture, switches when the job completes, and then serves new uploads."""
+    author = make_user(username="author")
+    fan = make_user(username="fan", emotion_consent=True)
+    stored = [rf.post_analysis(author, "one"), rf.post_analysis(author, "three"), rf.selfie_analysis(fan)]
+    out = run_command("register_model", str(SHIPPED_CNN), "--name", "reference-cnn", "--activate")
+    job = RescoringJob.objects.get()
+    assert "inactive until rescoring job" in out and active() == v1
+    run_lane(job, 0)
+    run_lane(job, 1)
+    job.refresh_from_db()
+    assert job.status == "completed" and (job.total, job.done, job.failed) == (3, 3, 0), job.error
+    cnn = active()
+    assert cnn is not None and cnn.name == "reference-cnn" and cnn.card["training"]["model"] == "cnn"
+    assert v1.card.get("training", {}).get("model") != "cnn"
+    rf.assert_scored_once(stored, v1, cnn)
+    fresh = rf.post_analysis(author, "one")
+    assert fresh.model_version_id == cnn.pk and rf.readings_per_version(fresh) == {cnn.pk: [0]}
+
+
 def test_admin_activate_action_and_job_changelist(v1, v2, make_user) -> None:
     from django.contrib.auth import get_user_model
 

@@ -21,6 +21,7 @@ ARTIFACTS = {
     "fer2013-ensemble": FER2013_LABELS,
     "ferplus-ensemble3": FERPLUS_LABELS,
     "fer2013-ensemble3": FER2013_LABELS,
+    "cnn-ferplus": FERPLUS_LABELS,  # the seeds' reference CNN (docs/seed-models.md), opt-in
 }
 TOLERANCE = 0.01  # int8 kernels may differ in the last bits across CPUs
 
