@@ -18,7 +18,8 @@ What it does, against REAL services on this machine (PostgreSQL + Redis):
 
 Reported per run: wall time from activation to the switch (includes each
 worker child loading the model) and the steady rate between 10 % and 90 %
-of the job (polling ``done``), in images/s.  Results go to
+of the job (polling ``done``), in images/s.  Post images are analysed as the service does, with the group
+search unless ``FEEDMOOD_POST_IMAGE_GROUP_SEARCH=0``.  Results go to
 ``bench/results/rescoring_throughput.json`` and ``.md`` with the CPU count and
 the load average (a busy host deflates every figure: re-run on an idle one).
 """
@@ -124,8 +125,13 @@ def start_workers(count: int, env: dict[str, str], log_dir: Path) -> list[tuple[
             "--without-mingle",
         ]  # fmt: skip
         with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            process = subprocess.Popen(  # LOG_LEVEL=INFO: the project's logging would hide Celery's "ready."
+                cmd,
+                cwd=ROOT,
+                env={**env, "LOG_LEVEL": "INFO"},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         workers.append((process, log_path))
     deadline = time.monotonic() + 90
@@ -226,7 +232,9 @@ def write_markdown(result: dict, path: Path) -> None:
         + ("  **(host was busy: figures are pessimistic)**" if busy else ""),
         f"- database: PostgreSQL (`{result['settings']['database']}`), broker: Redis (`{result['settings']['broker']}`)",
         f"- images: {result['images']} post images, 640x480 JPEG with one face (scikit-image astronaut); "
-        f"model `{result['model']}`; seeding (version A, in-process) took {result['seed_s']} s",
+        f"model `{result['model']}`; post-image group search "
+        f"{'on' if result['settings']['post_image_group_search'] else 'off'} (`FEEDMOOD_POST_IMAGE_GROUP_SEARCH`); "
+        f"seeding (version A, in-process) took {result['seed_s']} s",
         "- each worker: `celery -A config worker -Q batch -c 1` (prefork, one pool child);"
         " the job: `rescoring_start(version, chunk_size, parallelism)`",
         "",
@@ -292,7 +300,12 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_before": load_before,
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         },
-        "settings": {"database": args.database, "broker": args.broker, "media_root": str(settings.MEDIA_ROOT)},
+        "settings": {
+            "database": args.database,
+            "broker": args.broker,
+            "media_root": str(settings.MEDIA_ROOT),
+            "post_image_group_search": settings.FEEDMOOD_POST_IMAGE_GROUP_SEARCH,
+        },
         "model": str(settings.FEEDMOOD_MODEL_DIR.name),
         "seed_version_id": version_id,
         "images": args.images,
