@@ -28,21 +28,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ml.hostinfo import SPEED_FLAGS, cpu_flags, cpu_model, cpu_snapshot, others_cpu_share, read_cpuinfo  # noqa: E402
+
 ARCHS = ("cnn", "resnet50", "resnet50v2", "vgg16", "feednet")
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-def busy_note(load: tuple[float, float, float], after: tuple[float, float, float] | None = None) -> str | None:
-    cpus = os.cpu_count() or 1
-    if load[0] > 0.5:
+def busy_note(others_cpus: float | None, load_before: tuple[float, float, float]) -> str | None:
+    """Why the figures may be low: other processes took CPU time while the benchmark ran."""
+    if others_cpus is None:  # no /proc/stat: fall back on the load average before the run
+        if load_before[0] > 0.5:
+            return f"machine was busy: 1-minute load average {load_before[0]:.2f} before the benchmark started"
+        return None
+    if others_cpus > 0.1:
         return (
-            f"machine was busy: 1-minute load average {load[0]:.2f} on {cpus} CPUs before the benchmark started; "
-            "numbers are lower than on an idle machine"
-        )
-    if after is not None and after[0] > 0.5 * cpus:
-        return (
-            f"machine became busy: 1-minute load average {after[0]:.2f} on {cpus} CPUs when the benchmark ended; "
-            "numbers are lower than on an idle machine"
+            f"machine was busy: other processes used {others_cpus:.2f} of {os.cpu_count()} CPUs on average while "
+            "the benchmark ran; numbers are lower than on an idle machine"
         )
     return None
 
@@ -112,7 +113,9 @@ def write_markdown(path: Path, report: dict) -> None:
     lines = [
         "# Training throughput",
         "",
-        f"Host: {report['host']['cpu_count']} CPUs, load average before/after "
+        f"Host: {report['host']['cpu_count']} CPUs, {report['host']['cpu_model']} "
+        f"(flags: {', '.join(report['host']['cpu_flags']) or 'none of note'}); other processes used "
+        f"{report['host']['others_cpus']} CPUs while it ran; load average before/after "
         f"{report['host']['loadavg_before']} / {report['host']['loadavg_after']}; TensorFlow "
         f"{report['host']['tensorflow']}, Keras {report['host']['keras']}. Batch {report['config']['batch_size']}, "
         f"{report['config']['warmup']} warm-up + {report['config']['steps']} timed steps (median), synthetic 48x48x1 input.",
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"bad choice(s): {bad or 'empty list or non-positive count'}")
 
     load_before = os.getloadavg()
+    cpu_before = cpu_snapshot()
     import keras
     import tensorflow as tf
 
@@ -187,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(f"{arch:<11} {phase:<8} {precision:<15} {shown}", flush=True)
     load_after = os.getloadavg()
+    others_cpus = others_cpu_share(cpu_before, cpu_snapshot())
+    cpuinfo = read_cpuinfo()
     report = {
         "benchmark": "train_throughput",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -208,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
             "keras": keras.__version__,
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in load_after],
+            "others_cpus": None if others_cpus is None else round(others_cpus, 2),
+            "cpu_model": cpu_model(cpuinfo),
+            "cpu_flags": sorted(cpu_flags(cpuinfo) & set(SPEED_FLAGS)),
         },
-        "note": busy_note(load_before, load_after),
+        "note": busy_note(others_cpus, load_before),
         "results": results,
     }
     out = Path(args.out)

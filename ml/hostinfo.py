@@ -6,6 +6,8 @@ Every speed figure in a model card or a benchmark records :func:`timing_host` be
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ml.runtime import default_threads
@@ -80,3 +82,46 @@ def timing_host() -> dict:
         "loadavg_1m_5m_15m": [round(x, 2) for x in os.getloadavg()],
         "cpu_flags": [f for f in SPEED_FLAGS if f in flags],
     }
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Wall clock, CPU seconds the whole machine has used, and CPU seconds this process has used."""
+
+    wall: float
+    machine_busy: float
+    own: float
+
+
+def machine_busy_seconds(stat: str | None = None) -> float | None:
+    """CPU seconds all processes have used since boot (/proc/stat's `cpu` line without idle and iowait)."""
+    if stat is None:
+        try:
+            stat = Path("/proc/stat").read_text()
+        except OSError:
+            return None
+    fields = stat.split("\n", 1)[0].split()
+    if not fields or fields[0] != "cpu" or len(fields) < 6:
+        return None
+    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot() -> CpuSnapshot | None:
+    """What :func:`others_cpu_share` compares, or None where /proc/stat cannot be read."""
+    busy = machine_busy_seconds()
+    if busy is None:
+        return None
+    return CpuSnapshot(wall=time.monotonic(), machine_busy=busy, own=time.process_time())
+
+
+def others_cpu_share(before: CpuSnapshot | None, after: CpuSnapshot | None) -> float | None:
+    """CPUs' worth of time other processes used between two snapshots (0.0 on an otherwise idle machine).
+
+    A benchmark's own threads do not count, so a timing that keeps every core busy is not mistaken for a busy
+    machine, and a job that shares the cores is seen however short the benchmark is (load averages lag by minutes).
+    """
+    if before is None or after is None or after.wall <= before.wall:
+        return None
+    others = (after.machine_busy - before.machine_busy) - (after.own - before.own)
+    return max(0.0, others / (after.wall - before.wall))

@@ -933,6 +933,41 @@ def test_cpu_model_reads_the_first_cpu_block():
     assert cpu_model(None) == "unknown CPU"
 
 
+def test_machine_busy_seconds_leaves_out_idle_and_iowait():
+    from ml.hostinfo import machine_busy_seconds
+
+    stat = "cpu  100 5 50 1000 20 3 2 0 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n"
+    assert machine_busy_seconds(stat) == pytest.approx(160 / os.sysconf("SC_CLK_TCK"))
+    assert machine_busy_seconds("intr 1 2 3\n") is None
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs /proc/stat")
+def test_others_cpu_share_counts_other_processes_and_not_our_own_work():
+    """A benchmark that keeps the cores busy itself is not reported as a busy machine; a spinning neighbour is."""
+    import time
+
+    from ml.hostinfo import cpu_snapshot, others_cpu_share
+
+    def spin_here(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+    before = cpu_snapshot()
+    spin_here(1.0)
+    own_work = others_cpu_share(before, cpu_snapshot())
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        before = cpu_snapshot()
+        time.sleep(1.0)
+        with_neighbour = others_cpu_share(before, cpu_snapshot())
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    assert own_work is not None and with_neighbour is not None
+    assert with_neighbour > own_work + 0.3  # the neighbour's CPU shows, ours does not
+
+
 def test_warmstart_rebuilds_the_exported_network(trained, exported, data_dir, env, tmp_path):
     """ml.warmstart reads a TFLite artifact (float or int8) back into a Keras FeedNet computing the same function."""
     from ml.runtime import EmotionClassifier
