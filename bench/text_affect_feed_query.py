@@ -4,7 +4,7 @@ Runs on a database seeded by ``manage.py seed_feed --tokens-out TOKENS`` (plus t
 ``bench/feed_scale.py --text-affect-share 0.7 --keep-db``). Every bench user's candidate query runs
 in each variant in turn, so load drift on a shared machine hits all variants alike:
 
-- ``faces only``: the query before text affect (one ``LIMIT 1`` probe of the faces row);
+- ``faces only``: the query before text affect (one ``LIMIT 1`` probe of the active model's faces row);
 - ``both, aggregated``: the shipped query (both rows of the post in one index scan, aggregated);
 - ``both, two probes``: one ``LIMIT 1`` probe per source.
 
@@ -33,21 +33,28 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from emotion.models import ModelVersion  # noqa: E402
 from feedmood.models import Follow, Post  # noqa: E402
 from recommender import conf, selectors  # noqa: E402
 from recommender.models import PostAffect  # noqa: E402
 
-HEAD = selectors._LATERAL_SQL.split("SELECT c.id")[0]
-LIMIT1 = "LEFT JOIN LATERAL (SELECT valence, arousal, confidence FROM {affect} WHERE post_id = c.id AND source = '%s' LIMIT 1) %s ON TRUE\n"
+SHIPPED = selectors.network_candidates_sql()
+HEAD = SHIPPED.split("SELECT c.id")[0]
+ACTIVE = "model_version_id IN (SELECT id FROM {version} WHERE is_active)"
+LIMIT1 = (
+    "LEFT JOIN LATERAL (SELECT valence, arousal, confidence FROM {affect} WHERE post_id = c.id AND source = '%s'%s"
+    " LIMIT 1) %s ON TRUE\n"
+)
+FACES = " AND " + ACTIVE
 SELECT = "SELECT c.id, c.author_id, EXTRACT(EPOCH FROM c.created_at)::float8, c.like_count, %s\nFROM c\n"
 ORDER = "ORDER BY c.created_at DESC, c.id DESC\n"
 VARIANTS = {
-    "faces only": HEAD + SELECT % "a.valence, a.arousal, a.confidence" + LIMIT1 % ("faces", "a") + ORDER,
-    "both, aggregated": selectors._LATERAL_SQL,
+    "faces only": HEAD + SELECT % "a.valence, a.arousal, a.confidence" + LIMIT1 % ("faces", FACES, "a") + ORDER,
+    "both, aggregated": SHIPPED,
     "both, two probes": HEAD
     + SELECT % "a.valence, a.arousal, a.confidence, t.valence, t.arousal, t.confidence"
-    + LIMIT1 % ("faces", "a")
-    + LIMIT1 % ("text", "t")
+    + LIMIT1 % ("faces", FACES, "a")
+    + LIMIT1 % ("text", "", "t")
     + ORDER,
 }
 
@@ -66,7 +73,8 @@ def main() -> None:
             "per_author": conf.get("PER_AUTHOR"), "limit": conf.get("MAX_CANDIDATES") + 100}
         for u in users
     }  # fmt: skip
-    sqls = {k: v.format(post=Post._meta.db_table, affect=PostAffect._meta.db_table) for k, v in VARIANTS.items()}
+    tables = {"affect": PostAffect._meta.db_table, "version": ModelVersion._meta.db_table}
+    sqls = {k: v if v is SHIPPED else v.format(**tables) for k, v in VARIANTS.items()}
     times: dict[str, list[float]] = {}
     with connection.cursor() as cur:
         for _ in range(args.repeat):
