@@ -40,12 +40,11 @@ from recommender.models import PostAffect  # noqa: E402
 
 SHIPPED = selectors.network_candidates_sql()
 HEAD = SHIPPED.split("SELECT c.id")[0]
-ACTIVE = "model_version_id IN (SELECT id FROM {version} WHERE is_active)"
 LIMIT1 = (
-    "LEFT JOIN LATERAL (SELECT valence, arousal, confidence FROM {affect} WHERE post_id = c.id AND source = '%s'%s"
-    " LIMIT 1) %s ON TRUE\n"
+    f"LEFT JOIN LATERAL (SELECT valence, arousal, confidence FROM {PostAffect._meta.db_table}"
+    " WHERE post_id = c.id AND source = '%s'%s LIMIT 1) %s ON TRUE\n"
 )
-FACES = " AND " + ACTIVE
+FACES = f" AND model_version_id IN (SELECT id FROM {ModelVersion._meta.db_table} WHERE is_active)"
 SELECT = "SELECT c.id, c.author_id, EXTRACT(EPOCH FROM c.created_at)::float8, c.like_count, %s\nFROM c\n"
 ORDER = "ORDER BY c.created_at DESC, c.id DESC\n"
 VARIANTS = {
@@ -73,13 +72,11 @@ def main() -> None:
             "per_author": conf.get("PER_AUTHOR"), "limit": conf.get("MAX_CANDIDATES") + 100}
         for u in users
     }  # fmt: skip
-    tables = {"affect": PostAffect._meta.db_table, "version": ModelVersion._meta.db_table}
-    sqls = {k: v if v is SHIPPED else v.format(**tables) for k, v in VARIANTS.items()}
     times: dict[str, list[float]] = {}
     with connection.cursor() as cur:
         for _ in range(args.repeat):
             for u in users:
-                for name, sql in sqls.items():
+                for name, sql in VARIANTS.items():
                     started = time.perf_counter()
                     cur.execute(sql, params[u])
                     cur.fetchall()
